@@ -1,0 +1,200 @@
+"""Build the control-plane binaries from the Go module proxy, once per pinned version.
+
+No Docker engine and no download site exist on our machines, so nothing prebuilt can be
+fetched. Each component is built from its Go module:
+
+* Kubernetes (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl): the
+  ``k8s.io/kubernetes`` go.mod replaces every staging module with ``./staging/...``, which
+  ``go install`` refuses. A small wrapper module requires ``k8s.io/kubernetes`` and
+  replaces each staging module (read from that very go.mod) with its published
+  ``v0.<minor>.<patch>`` version.
+* etcd: the server's go.mod also has replace lines, so it gets a wrapper module too.
+* kwok and helm: plain ``go install module/cmd@version``.
+
+Binaries land in ``<cache>/bin/<component>-<version>/``; a ``.complete`` marker makes the
+next run skip the build. A rebuild happens only when versions.yaml changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from e2e.cluster import paths
+
+KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+_MARKER = ".complete"
+
+
+def log(message: str) -> None:
+    """Print one progress line to stderr (stdout is kept for machine-readable output)."""
+    print(f"[cluster] {message}", file=sys.stderr, flush=True)
+
+
+def _go_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["CGO_ENABLED"] = "0"
+    env.setdefault("GOFLAGS", "-buildvcs=false")
+    # A wrapper module never names a toolchain; the machine's Go (1.26) builds all of it.
+    env.setdefault("GOTOOLCHAIN", "local")
+    return env
+
+
+def _run(cmd: list[str], cwd: Path) -> None:
+    started = time.monotonic()
+    log(f"$ {' '.join(cmd)}")
+    subprocess.run(cmd, cwd=cwd, env=_go_env(), check=True)
+    log(f"  done in {time.monotonic() - started:.0f}s")
+
+
+def _module_gomod(module_at_version: str, workdir: Path) -> str:
+    """Text of a module's go.mod as served by the module proxy."""
+    out = subprocess.run(
+        ["go", "mod", "download", "-json", module_at_version],
+        cwd=workdir, env=_go_env(), check=True, capture_output=True, text=True,
+    ).stdout
+    return Path(json.loads(out)["GoMod"]).read_text()
+
+
+def staging_modules(kubernetes_gomod: str) -> list[str]:
+    """Module paths that k8s.io/kubernetes' go.mod replaces with ./staging/ directories."""
+    found = re.findall(r"^\s*(k8s\.io/[\w.-]+)\s*=>\s*\./staging/", kubernetes_gomod, re.M)
+    return sorted(set(found))
+
+
+def kubernetes_wrapper_gomod(version: str, staging: list[str]) -> str:
+    """go.mod of the wrapper module that builds Kubernetes ``version`` (e.g. ``v1.37.2``)."""
+    staging_version = "v0." + version.removeprefix("v1.")
+    lines = [
+        "module deepseek-operator.local/kubernetes-tools",
+        "",
+        "go 1.26.0",
+        "",
+        f"require k8s.io/kubernetes {version}",
+        "",
+        "replace (",
+        *(f"\t{m} => {m} {staging_version}" for m in staging),
+        ")",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _tools_go(packages: list[str]) -> str:
+    imports = "\n".join(f'\t_ "{p}"' for p in packages)
+    return f"//go:build tools\n\npackage tools\n\nimport (\n{imports}\n)\n"
+
+
+def _wrapper(name: str, gomod: str, packages: list[str]) -> Path:
+    src = paths.cache_root() / "src" / name
+    src.mkdir(parents=True, exist_ok=True)
+    if not (src / "go.mod").exists() or (src / "go.mod.in").read_text() != gomod:
+        (src / "go.mod").write_text(gomod)
+        (src / "go.mod.in").write_text(gomod)
+        (src / "tools.go").write_text(_tools_go(packages))
+        _run(["go", "mod", "tidy"], src)
+    return src
+
+
+def build_kubernetes(version: str) -> Path:
+    """Build kube-apiserver, kube-controller-manager, kube-scheduler and kubectl.
+
+    Returns the directory holding them. Raises subprocess.CalledProcessError when the Go
+    build fails (its output is on stderr).
+    """
+    out = paths.bin_dir("kubernetes", version)
+    if (out / _MARKER).exists():
+        return out
+    scratch = paths.cache_root() / "src"
+    scratch.mkdir(parents=True, exist_ok=True)
+    staging = staging_modules(_module_gomod(f"k8s.io/kubernetes@{version}", scratch))
+    packages = [f"k8s.io/kubernetes/cmd/{c}" for c in KUBE_COMMANDS]
+    src = _wrapper(f"kubernetes-{version}", kubernetes_wrapper_gomod(version, staging), packages)
+    major, minor = version.removeprefix("v").split(".")[:2]
+    ldflags = " ".join([
+        f"-X k8s.io/component-base/version.gitVersion={version}",
+        f"-X k8s.io/component-base/version.gitMajor={major}",
+        f"-X k8s.io/component-base/version.gitMinor={minor}",
+        "-X k8s.io/component-base/version.gitTreeState=clean",
+        f"-X k8s.io/client-go/pkg/version.gitVersion={version}",
+        f"-X k8s.io/client-go/pkg/version.gitMajor={major}",
+        f"-X k8s.io/client-go/pkg/version.gitMinor={minor}",
+        "-s -w",
+    ])
+    out.mkdir(parents=True, exist_ok=True)
+    # One binary at a time: linking kube-apiserver alone takes a few GiB on 2 cores.
+    for i, command in enumerate(KUBE_COMMANDS, 1):
+        if (out / command).exists():
+            continue
+        log(f"building {command} {version} ({i}/{len(KUBE_COMMANDS)}); cold builds take minutes")
+        _run(["go", "build", "-trimpath", "-pgo=off", "-ldflags", ldflags,
+              "-o", str(out / f"{command}.tmp"), f"k8s.io/kubernetes/cmd/{command}"], src)
+        (out / f"{command}.tmp").rename(out / command)
+    (out / _MARKER).write_text(version)
+    return out
+
+
+def build_etcd(version: str) -> Path:
+    """Build the etcd server; returns the directory holding ``etcd``."""
+    out = paths.bin_dir("etcd", version)
+    if (out / _MARKER).exists():
+        return out
+    gomod = "\n".join([
+        "module deepseek-operator.local/etcd-tools", "", "go 1.26.0", "",
+        f"require go.etcd.io/etcd/server/v3 {version}", "",
+    ])
+    src = _wrapper(f"etcd-{version}", gomod, ["go.etcd.io/etcd/server/v3"])
+    out.mkdir(parents=True, exist_ok=True)
+    log(f"building etcd {version}")
+    _run(["go", "build", "-trimpath", "-ldflags", "-s -w",
+          "-o", str(out / "etcd"), "go.etcd.io/etcd/server/v3"], src)
+    (out / _MARKER).write_text(version)
+    return out
+
+
+def _go_install(component: str, package: str, version: str) -> Path:
+    out = paths.bin_dir(component, version)
+    if (out / _MARKER).exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    log(f"building {component} {version}")
+    env_bin = {"GOBIN": str(out)}
+    started = time.monotonic()
+    subprocess.run(["go", "install", "-trimpath", "-ldflags", "-s -w", f"{package}@{version}"],
+                   env={**_go_env(), **env_bin}, check=True, cwd=paths.cache_root())
+    log(f"  done in {time.monotonic() - started:.0f}s")
+    (out / _MARKER).write_text(version)
+    return out
+
+
+def build_all() -> dict[str, Path]:
+    """Build (or reuse) every component; returns {binary name: path}.
+
+    Raises RuntimeError when Go is missing, subprocess.CalledProcessError when a build fails.
+    """
+    if shutil.which("go") is None:
+        raise RuntimeError("Go is required to build the local control plane (go not on PATH)")
+    paths.cache_root().mkdir(parents=True, exist_ok=True)
+    v = paths.versions()
+    started = time.monotonic()
+    kube = build_kubernetes(v["kubernetes"])
+    etcd = build_etcd(v["etcd"])
+    kwok = _go_install("kwok", "sigs.k8s.io/kwok/cmd/kwok", v["kwok"])
+    helm = _go_install("helm", "helm.sh/helm/v3/cmd/helm", v["helm"])
+    elapsed = time.monotonic() - started
+    if elapsed > 5:
+        log(f"all binaries ready in {elapsed:.0f}s")
+    binaries = {c: kube / c for c in KUBE_COMMANDS}
+    binaries.update(etcd=etcd / "etcd", kwok=kwok / "kwok", helm=helm / "helm")
+    return binaries
+
+
+if __name__ == "__main__":
+    for name, path in build_all().items():
+        print(f"{name}\t{path}")

@@ -1,0 +1,329 @@
+"""Run a real Kubernetes control plane as plain processes on 127.0.0.1.
+
+``up`` builds (or reuses) the binaries, writes certificates and kubeconfigs, then starts
+etcd, kube-apiserver (RBAC on, audit log on), kube-controller-manager, kube-scheduler, the
+kwok controller (simulated nodes whose pods become Running and Ready) and the e2e hostPath
+provisioner, registers the simulated nodes and a default StorageClass, and waits until all
+nodes are Ready. ``down`` stops every process by PID and removes the state directory.
+
+This is test tooling, not product: it exists because kind, k3s, minikube and envtest cannot
+be downloaded on our machines.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from e2e.cluster import build, paths, pki, processes
+from e2e.cluster.build import log
+from e2e.cluster.provisioner import PROVISIONER_NAME
+
+SERVICE_CIDR = "10.0.0.0/24"
+STORAGE_CLASS = "standard"
+OPERATOR_USER = "system:serviceaccount:deepseek-operator-system:deepseek-operator"
+_AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [{"level": "Metadata"}],
+}
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Loopback ports of a running control plane, saved in ``<state>/endpoints.json``."""
+
+    etcd_client: int
+    etcd_peer: int
+    apiserver: int
+    controller_manager: int
+    scheduler: int
+    kwok: int
+
+    @property
+    def server(self) -> str:
+        """HTTPS URL of kube-apiserver."""
+        return f"https://127.0.0.1:{self.apiserver}"
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def kubeconfig_path(identity: str = "admin") -> Path:
+    """Kubeconfig of a client identity (admin, controller-manager, scheduler, operator)."""
+    return paths.state_dir() / f"{identity}.kubeconfig"
+
+
+def _write_kubeconfig(identity: str, server: str) -> None:
+    pki_dir = paths.state_dir() / "pki"
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "e2e", "cluster": {
+            "server": server, "certificate-authority": str(pki_dir / "ca.crt")}}],
+        "users": [{"name": identity, "user": {
+            "client-certificate": str(pki_dir / f"{identity}.crt"),
+            "client-key": str(pki_dir / f"{identity}.key")}}],
+        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": identity}}],
+        "current-context": "e2e",
+    }
+    kubeconfig_path(identity).write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def _endpoints_file() -> Path:
+    return paths.state_dir() / "endpoints.json"
+
+
+def load_endpoints() -> Endpoints | None:
+    """Endpoints of the control plane recorded in the state directory, if any."""
+    try:
+        return Endpoints(**json.loads(_endpoints_file().read_text()))
+    except (FileNotFoundError, ValueError, TypeError):
+        return None
+
+
+def _kubectl(binaries: dict[str, Path], *args: str, stdin: str | None = None,
+             check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(binaries["kubectl"]), "--kubeconfig", str(kubeconfig_path()),
+                           *args], input=stdin, capture_output=True, text=True, check=check)
+
+
+def _wait(what: str, probe: Any, timeout: float, process: str | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if probe():
+            return
+        if process is not None:
+            pid = processes.recorded().get(process)
+            if pid is None or not processes.alive(pid):
+                tail = processes.log_path(process).read_text()[-3000:]
+                raise RuntimeError(f"{process} exited while waiting for {what}:\n{tail}")
+        time.sleep(0.2)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def _http_ok(url: str) -> bool:
+    # Plain loopback health probe of etcd; a client library would add nothing here.
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def apiserver_ready(binaries: dict[str, Path]) -> bool:
+    """True when kube-apiserver answers /readyz with ok."""
+    result = _kubectl(binaries, "get", "--raw", "/readyz", check=False)
+    return result.returncode == 0 and result.stdout.strip() == "ok"
+
+
+def node_manifests(nodes_file: Path) -> list[dict[str, Any]]:
+    """Node objects for kwok from the node-set YAML (see nodes.yaml for the format)."""
+    spec = yaml.safe_load(nodes_file.read_text())
+    nodes: list[dict[str, Any]] = []
+    for group in spec["nodes"]:
+        for i in range(int(group.get("count", 1))):
+            name = f"{group['name']}-{i}"
+            labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                      "kubernetes.io/arch": "amd64", "type": "kwok"}
+            capacity = {"cpu": str(group["cpu"]), "memory": str(group["memory"]), "pods": "110",
+                        "ephemeral-storage": "2Ti"}
+            taints: list[dict[str, str]] = []
+            gpu = group.get("gpu")
+            if gpu:
+                labels.update({
+                    "nvidia.com/gpu.present": "true",
+                    "nvidia.com/gpu.product": str(gpu["product"]),
+                    "nvidia.com/gpu.memory": str(gpu["memoryMiB"]),
+                    "nvidia.com/gpu.count": str(gpu["count"]),
+                })
+                capacity["nvidia.com/gpu"] = str(gpu["count"])
+                taints.append({"key": "nvidia.com/gpu", "value": "present",
+                                "effect": "NoSchedule"})
+            nodes.append({
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": name, "labels": labels,
+                             "annotations": {"kwok.x-k8s.io/node": "fake",
+                                             "node.alpha.kubernetes.io/ttl": "0"}},
+                "spec": {"taints": taints} if taints else {},
+                "status": {"capacity": capacity, "allocatable": capacity,
+                           "nodeInfo": {"kubeletVersion": "fake", "kubeProxyVersion": "fake",
+                                        "architecture": "amd64", "operatingSystem": "linux"},
+                           "phase": "Running"},
+            })
+    return nodes
+
+
+def _storage_class() -> dict[str, Any]:
+    return {
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": STORAGE_CLASS, "annotations": {
+            "storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": PROVISIONER_NAME,
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "Immediate",
+        "allowVolumeExpansion": True,
+    }
+
+
+def running() -> bool:
+    """True when every recorded process is alive and the apiserver is ready."""
+    recorded = processes.recorded()
+    expected = {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
+                "provisioner"}
+    if set(recorded) != expected or not all(processes.alive(p) for p in recorded.values()):
+        return False
+    return apiserver_ready(build.build_all())
+
+
+def up(nodes_file: Path | None = None) -> Path:
+    """Bring the control plane up (or reuse a running one); returns the admin kubeconfig.
+
+    Raises RuntimeError or TimeoutError, with the failing component's log tail, when a
+    component does not start.
+    """
+    binaries = build.build_all()
+    if running():
+        log(f"control plane already up; KUBECONFIG={kubeconfig_path()}")
+        return kubeconfig_path()
+    if processes.recorded():
+        log("found a partial control plane; stopping it first")
+        down()
+    started = time.monotonic()
+    state = paths.state_dir()
+    state.mkdir(parents=True, exist_ok=True)
+    pki_dir = state / "pki"
+    pki.write_pki(pki_dir)
+    ep = Endpoints(*_free_ports(6))
+    _endpoints_file().write_text(json.dumps(asdict(ep)))
+    for identity in ("admin", "controller-manager", "scheduler", "operator"):
+        _write_kubeconfig(identity, ep.server)
+    (state / "audit-policy.yaml").write_text(yaml.safe_dump(_AUDIT_POLICY))
+
+    processes.start("etcd", [
+        str(binaries["etcd"]), "--name=e2e", f"--data-dir={state / 'etcd'}",
+        f"--listen-client-urls=http://127.0.0.1:{ep.etcd_client}",
+        f"--advertise-client-urls=http://127.0.0.1:{ep.etcd_client}",
+        f"--listen-peer-urls=http://127.0.0.1:{ep.etcd_peer}",
+        f"--initial-advertise-peer-urls=http://127.0.0.1:{ep.etcd_peer}",
+        f"--initial-cluster=e2e=http://127.0.0.1:{ep.etcd_peer}",
+        "--unsafe-no-fsync", "--quota-backend-bytes=4294967296", "--log-level=warn",
+    ])
+    _wait("etcd health", lambda: _http_ok(f"http://127.0.0.1:{ep.etcd_client}/health"), 30,
+          "etcd")
+
+    processes.start("kube-apiserver", [
+        str(binaries["kube-apiserver"]),
+        f"--etcd-servers=http://127.0.0.1:{ep.etcd_client}",
+        "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+        f"--secure-port={ep.apiserver}",
+        f"--tls-cert-file={pki_dir / 'apiserver.crt'}",
+        f"--tls-private-key-file={pki_dir / 'apiserver.key'}",
+        f"--client-ca-file={pki_dir / 'ca.crt'}",
+        f"--service-account-key-file={pki_dir / 'sa.pub'}",
+        f"--service-account-signing-key-file={pki_dir / 'sa.key'}",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--authorization-mode=Node,RBAC", "--allow-privileged=true",
+        f"--audit-policy-file={state / 'audit-policy.yaml'}",
+        f"--audit-log-path={state / 'audit.log'}", "--audit-log-maxsize=200",
+        "--audit-log-maxbackup=1", "--audit-log-format=json",
+        "--profiling=false", "--v=0",
+    ])
+    _wait("kube-apiserver /readyz", lambda: apiserver_ready(binaries), 90, "kube-apiserver")
+
+    for component, port in (("controller-manager", ep.controller_manager),
+                            ("scheduler", ep.scheduler)):
+        kc = str(kubeconfig_path(component))
+        common = [f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}",
+                  f"--authorization-kubeconfig={kc}", "--leader-elect=false",
+                  "--bind-address=127.0.0.1", f"--secure-port={port}"]
+        if component == "controller-manager":
+            processes.start("kube-controller-manager", [
+                str(binaries["kube-controller-manager"]), *common,
+                f"--service-account-private-key-file={pki_dir / 'sa.key'}",
+                f"--root-ca-file={pki_dir / 'ca.crt'}",
+                f"--cluster-signing-cert-file={pki_dir / 'ca.crt'}",
+                f"--cluster-signing-key-file={pki_dir / 'ca.key'}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--use-service-account-credentials=true", "--controllers=*",
+                # Fast garbage collection and HPA syncs keep e2e tests short.
+                "--concurrent-gc-syncs=10", "--horizontal-pod-autoscaler-sync-period=5s",
+            ])
+        else:
+            processes.start("kube-scheduler", [str(binaries["kube-scheduler"]), *common])
+
+    processes.start("kwok", [
+        str(binaries["kwok"]), f"--kubeconfig={kubeconfig_path()}",
+        "--manage-all-nodes=false",
+        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+        "--manage-nodes-with-label-selector=",
+        "--disregard-status-with-annotation-selector=kwok.x-k8s.io/status=custom",
+        "--disregard-status-with-label-selector=",
+        "--cidr=10.244.0.1/16", "--node-ip=10.0.1.1",
+        f"--server-address=127.0.0.1:{ep.kwok}",
+    ])
+    processes.start("provisioner", [
+        sys.executable, "-m", "e2e.cluster.provisioner",
+        f"--kubeconfig={kubeconfig_path()}", f"--root={state / 'volumes'}",
+    ], env={"PYTHONPATH": str(paths.HERE.parent.parent)})
+
+    manifests = [*node_manifests(nodes_file or paths.DEFAULT_NODES_FILE), _storage_class()]
+    stream = yaml.safe_dump_all(manifests, sort_keys=False)
+    _wait("objects applied", lambda: _kubectl(
+        binaries, "apply", "--server-side", "--field-manager=e2e-cluster", "-f", "-",
+        stdin=stream, check=False).returncode == 0, 30)
+    _wait("nodes Ready", lambda: _kubectl(
+        binaries, "wait", "--for=condition=Ready", "node", "--all", "--timeout=2s",
+        check=False).returncode == 0, 60, "kwok")
+    _wait("default ServiceAccount", lambda: _kubectl(
+        binaries, "get", "serviceaccount", "default", "-n", "default",
+        check=False).returncode == 0, 60, "kube-controller-manager")
+    log(f"control plane up in {time.monotonic() - started:.1f}s; "
+        f"KUBECONFIG={kubeconfig_path()}")
+    return kubeconfig_path()
+
+
+def down() -> None:
+    """Stop every process started by ``up`` (by PID) and remove the state directory."""
+    stopped = processes.stop_all()
+    if stopped:
+        log(f"stopped {', '.join(stopped)}")
+    shutil.rmtree(paths.state_dir(), ignore_errors=True)
+
+
+def status() -> dict[str, Any]:
+    """Per-process liveness and apiserver readiness, as a JSON-able dict."""
+    procs = {name: {"pid": pid, "alive": processes.alive(pid)}
+             for name, pid in processes.recorded().items()}
+    ep = load_endpoints()
+    ready = bool(procs) and apiserver_ready(build.build_all())
+    return {"ready": ready, "server": ep.server if ep else None,
+            "kubeconfig": str(kubeconfig_path()) if procs else None, "processes": procs}
+
+
+def env_lines() -> list[str]:
+    """Shell lines that point kubectl, helm and the tests at the running control plane."""
+    bins = sorted({str(p.parent) for p in build.build_all().values()})
+    return [f"export KUBECONFIG={kubeconfig_path()}",
+            f"export PATH={':'.join(bins)}:$PATH"]

@@ -1,0 +1,60 @@
+"""Session fixtures for the e2e suite: a real control plane and per-test namespaces.
+
+The control plane is the one named by ``KUBECONFIG`` when that is set; otherwise the
+session brings up the local one (``python -m e2e.cluster up``) and, if it started it, stops
+it again at the end so nothing is left running.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from e2e.cluster import controlplane
+from e2e.kube import api_client, wait_for
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under e2e/ as e2e, so `-m "not e2e"` runs the unit tests alone."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> Iterator[Path]:
+    """Path of an admin kubeconfig for a running control plane."""
+    given = os.environ.get("KUBECONFIG")
+    if given:
+        yield Path(given)
+        return
+    was_running = controlplane.running()
+    path = controlplane.up()
+    yield path
+    if not was_running:
+        controlplane.down()
+
+
+@pytest.fixture(scope="session")
+def kube(kubeconfig: Path) -> client.ApiClient:
+    """An admin ApiClient (group system:masters)."""
+    return api_client(kubeconfig)
+
+
+@pytest.fixture
+def namespace(kube: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace for one test (with its default ServiceAccount), deleted afterwards."""
+    core = client.CoreV1Api(kube)
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": name}})
+    wait_for(f"ServiceAccount {name}/default",
+             lambda: any(sa.metadata.name == "default"
+                         for sa in core.list_namespaced_service_account(name).items), 30)
+    yield name
+    core.delete_namespace(name)

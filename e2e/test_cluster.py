@@ -48,7 +48,7 @@ def _ready(pod: client.V1Pod) -> bool:
 def test_nodes_are_ready_with_gpu_capacity(kube: client.ApiClient) -> None:
     nodes = client.CoreV1Api(kube).list_node().items
     expected = controlplane.node_manifests(paths.DEFAULT_NODES_FILE)
-    assert sorted(n.metadata.name for n in nodes) == sorted(
+    assert sorted(str(n.metadata.name) for n in nodes) == sorted(
         m["metadata"]["name"] for m in expected)
     for node in nodes:
         ready = {c.type: c.status for c in node.status.conditions}
@@ -122,7 +122,7 @@ def test_deleting_owner_garbage_collects_dependents(
         try:
             core.read_namespaced_config_map("dependent", namespace)
         except ApiException as exc:
-            return exc.status == 404
+            return bool(exc.status == 404)
         return False
 
     wait_for("the dependent ConfigMap to be garbage-collected", gone, 60)

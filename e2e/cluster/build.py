@@ -173,6 +173,28 @@ def _go_install(component: str, package: str, version: str) -> Path:
     return out
 
 
+# kwok ships no built-in stages: it is told by Stage objects how simulated nodes and pods
+# move through their lifecycle. We use the upstream "fast" stages from the pinned kwok module
+# itself (nodes Ready at once with a 20 s heartbeat; pods Running and Ready once scheduled;
+# Job pods Succeeded; deleted pods removed), so they always match the kwok version.
+KWOK_STAGES = (
+    "kustomize/stage/node/fast/node-initialize.yaml",
+    "kustomize/stage/node/heartbeat/node-heartbeat.yaml",
+    "kustomize/stage/pod/fast/pod-ready.yaml",
+    "kustomize/stage/pod/fast/pod-complete.yaml",
+    "kustomize/stage/pod/fast/pod-delete.yaml",
+)
+
+
+def kwok_stages(version: str) -> str:
+    """The kwok Stage documents (one YAML stream) from the kwok module at ``version``."""
+    out = subprocess.run(["go", "mod", "download", "-json", f"sigs.k8s.io/kwok@{version}"],
+                         cwd=paths.cache_root(), env=_go_env(), check=True,
+                         capture_output=True, text=True).stdout
+    module_dir = Path(json.loads(out)["Dir"])
+    return "---\n".join((module_dir / stage).read_text() for stage in KWOK_STAGES)
+
+
 def build_all() -> dict[str, Path]:
     """Build (or reuse) every component; returns {binary name: path}.
 

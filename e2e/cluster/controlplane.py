@@ -248,7 +248,9 @@ def up(nodes_file: Path | None = None) -> Path:
         f"--audit-policy-file={state / 'audit-policy.yaml'}",
         f"--audit-log-path={state / 'audit.log'}", "--audit-log-maxsize=200",
         "--audit-log-maxbackup=1", "--audit-log-format=json",
-        "--profiling=false", "--v=0",
+        # The endpoint reconciler refuses a loopback advertise address; no pod of ours
+        # dials the in-cluster `kubernetes` Service (kwok pods do not run), so turn it off.
+        "--endpoint-reconciler-type=none", "--profiling=false", "--v=0",
     ])
     _wait("kube-apiserver /readyz", lambda: apiserver_ready(binaries), 90, "kube-apiserver")
 
@@ -273,13 +275,13 @@ def up(nodes_file: Path | None = None) -> Path:
         else:
             processes.start("kube-scheduler", [str(binaries["kube-scheduler"]), *common])
 
+    (state / "kwok.yaml").write_text(build.kwok_stages(paths.versions()["kwok"]))
     processes.start("kwok", [
         str(binaries["kwok"]), f"--kubeconfig={kubeconfig_path()}",
+        f"--config={state / 'kwok.yaml'}",
         "--manage-all-nodes=false",
         "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
         "--manage-nodes-with-label-selector=",
-        "--disregard-status-with-annotation-selector=kwok.x-k8s.io/status=custom",
-        "--disregard-status-with-label-selector=",
         "--cidr=10.244.0.1/16", "--node-ip=10.0.1.1",
         f"--server-address=127.0.0.1:{ep.kwok}",
     ])

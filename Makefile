@@ -28,6 +28,10 @@ lint: $(STAMP) ## ruff and mypy --strict
 	$(VENV)/bin/ruff check operator tests e2e
 	$(VENV)/bin/mypy
 
+.PHONY: crds
+crds: $(STAMP) ## Generate crds/ from the API models (operator/deepseek_operator/api)
+	$(VENV)/bin/deepseek-operator crd --output crds/deepseek-operator.io_deepseekdeployments.yaml
+
 .PHONY: tools
 tools: $(STAMP) ## Build (once, cached outside the checkout) etcd, Kubernetes, kwok and helm from Go modules
 	$(PY) -m e2e.cluster build >/dev/null
@@ -53,3 +57,7 @@ demo: $(STAMP) tools ## The main job: control plane, operator, sample DeepSeekDe
 	@echo "demo: the controller lands with issue 4; for now this brings the control plane up and down"
 	$(PY) -m e2e.cluster up
 	$(PY) -m e2e.cluster down
+
+.PHONY: bench-autoscaler
+bench-autoscaler: $(STAMP) ## Replay a 24 h QPS trace through our policy and the HPA; table, JSON and PNG in e2e/bench/out/
+	$(PY) -m e2e.bench.autoscaler --out e2e/bench/out

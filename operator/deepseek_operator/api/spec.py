@@ -1,0 +1,708 @@
+"""The desired state of a DeepSeekDeployment: `spec` and everything under it.
+
+Field names follow ../shared/DESIGN.md ("API sketch"): they are the contract. Every field's
+description is the text `kubectl explain dsd.spec...` shows, so it says what the field
+does, its unit and what the default means. Cross-field rules are `CelRule`s (see
+`rules.py`): the apiserver and pydantic check the same rules.
+"""
+
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import Field, field_validator
+
+from .rules import CelRule, SpecModel
+
+Quantization = Literal["none", "fp8", "int8", "awq", "gptq"]
+"""Weight format to serve: `none` is the checkpoint's native dtype (fp8 for R1, bf16 for
+the distills); `fp8` is applied online by the engine to a 16-bit checkpoint; `int8`, `awq`
+and `gptq` need a checkpoint already quantized that way (`spec.model.uri`)."""
+
+PRE_QUANTIZED: Final[tuple[Quantization, ...]] = ("int8", "awq", "gptq")
+"""Quantizations that need a pre-quantized checkpoint rather than an online conversion."""
+
+EngineType = Literal["vllm", "sglang"]
+NativeDtype = Literal["bf16", "fp16", "fp8"]
+AttentionKind = Literal["gqa", "mla"]
+AutoscalingMode = Literal["operator", "hpa", "keda", "none"]
+AccessMode = Literal["ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"]
+ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
+Permission = Literal["model:read", "model:write", "system:configure", "model:query"]
+SubjectKind = Literal["User", "Group", "ServiceAccount"]
+
+SINGLE_WRITER_ACCESS_MODES: Final[tuple[AccessMode, ...]] = ("ReadWriteOnce", "ReadWriteOncePod")
+
+DEFAULT_ROLES: Final[dict[str, list[Permission]]] = {
+    "admin": ["model:read", "model:write", "system:configure"],
+    "user": ["model:query"],
+}
+
+# Kubernetes name syntaxes (RE2 and Rust regex compatible: the apiserver and pydantic both
+# evaluate them).
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS_SUBDOMAIN = rf"{_DNS_LABEL}(\.{_DNS_LABEL})*"
+OPTIONAL_DNS_SUBDOMAIN: Final = rf"^$|^{_DNS_SUBDOMAIN}$"
+ROLE_NAME: Final = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+ROLE_NAME_MAX_LENGTH: Final = 20
+MODEL_NAME: Final = r"^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$"
+MODEL_URI: Final = (
+    r"^$|^hf://[A-Za-z0-9][-\w.]*/[-\w.]+$|^s3://[a-z0-9][-a-z0-9.]*(/\S*)?$"
+    rf"|^pvc://{_DNS_SUBDOMAIN}(/\S*)?$"
+)
+QUANTITY: Final = r"^$|^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
+ENV_VAR_NAME: Final = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+
+
+class CustomModelFacts(SpecModel):
+    """Facts the operator needs to size and serve a model that is not in its catalog.
+
+    Take them from the model repository's config.json and file listing.
+    """
+
+    params_b: float = Field(
+        alias="paramsB",
+        gt=0,
+        le=100_000,
+        description="Total parameters, in billions (all experts of a mixture of experts).",
+    )
+    active_params_b: float = Field(
+        0.0,
+        alias="activeParamsB",
+        ge=0,
+        le=100_000,
+        description=(
+            "Parameters active per token of a mixture-of-experts model, in billions. 0 means a "
+            "dense model (all parameters active)."
+        ),
+    )
+    disk_gb: float = Field(
+        0.0,
+        alias="diskGB",
+        ge=0,
+        le=100_000,
+        description=(
+            "Size of the checkpoint on disk in GB (1e9 bytes). 0 means paramsB x bytes per "
+            "parameter of nativeDtype."
+        ),
+    )
+    native_dtype: NativeDtype = Field(
+        "bf16",
+        alias="nativeDtype",
+        description="Data type of the checkpoint's weights (quantization none serves this).",
+    )
+    attention: AttentionKind = Field(
+        "gqa",
+        description=(
+            "Attention kind: gqa (multi-head or grouped-query; KV cache sharded over "
+            "tensor-parallel ranks up to numKeyValueHeads) or mla (multi-head latent "
+            "attention, one latent KV cache held in full by every tensor-parallel rank)."
+        ),
+    )
+    num_attention_heads: int = Field(
+        alias="numAttentionHeads",
+        ge=1,
+        le=4096,
+        description="config.json num_attention_heads: tensor-parallel size must divide it.",
+    )
+    num_key_value_heads: int = Field(
+        0,
+        alias="numKeyValueHeads",
+        ge=0,
+        le=4096,
+        description=(
+            "config.json num_key_value_heads. 0 means equal to numAttentionHeads "
+            "(multi-head attention). Ignored for attention mla."
+        ),
+    )
+    num_hidden_layers: int = Field(
+        alias="numHiddenLayers",
+        ge=1,
+        le=4096,
+        description="config.json num_hidden_layers: pipeline stages split these.",
+    )
+    hidden_size: int = Field(
+        alias="hiddenSize",
+        ge=1,
+        le=1_048_576,
+        description="config.json hidden_size: sizes the activation memory estimate.",
+    )
+    kv_bytes_per_token: int = Field(
+        alias="kvBytesPerToken",
+        ge=1,
+        le=1 << 30,
+        description=(
+            "Bytes of 16-bit KV cache per token over all layers: 2 x layers x kv heads x "
+            "head dim x 2 for gqa; layers x (kv_lora_rank + qk_rope_head_dim) x 2 for mla."
+        ),
+    )
+    max_position_embeddings: int = Field(
+        alias="maxPositionEmbeddings",
+        ge=1,
+        le=1 << 26,
+        description="config.json max_position_embeddings: the longest maxModelLen allowed.",
+    )
+
+    cel_rules = (
+        CelRule(
+            rule=(
+                "self.attention == 'mla' || self.numKeyValueHeads == 0 || "
+                "self.numAttentionHeads % self.numKeyValueHeads == 0"
+            ),
+            message=(
+                "numKeyValueHeads must divide numAttentionHeads (grouped-query attention); "
+                "copy both from the model's config.json"
+            ),
+            field_path=".numKeyValueHeads",
+            check=lambda f: (
+                f.attention == "mla"
+                or f.num_key_value_heads == 0
+                or f.num_attention_heads % f.num_key_value_heads == 0
+            ),
+        ),
+        CelRule(
+            rule="self.activeParamsB <= self.paramsB",
+            message="activeParamsB cannot exceed paramsB (total parameters)",
+            field_path=".activeParamsB",
+            check=lambda f: f.active_params_b <= f.params_b,
+        ),
+    )
+
+
+class ModelSpec(SpecModel):
+    """Which model to serve, where its weights come from, and how."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=MODEL_NAME,
+        description=(
+            "Catalog id of the model (`deepseek-operator models` lists them, e.g. "
+            "deepseek-r1-distill-qwen-32b), or the name of a custom model described by "
+            "facts."
+        ),
+    )
+    uri: str = Field(
+        "",
+        max_length=1024,
+        pattern=MODEL_URI,
+        description=(
+            "Where the weights come from: hf://ORG/REPO, s3://BUCKET/PREFIX or "
+            "pvc://CLAIM/PATH (already on a volume, nothing is downloaded). Empty means "
+            "hf:// of the catalog model's repository."
+        ),
+    )
+    revision: str = Field(
+        "main",
+        min_length=1,
+        max_length=128,
+        pattern=r"^[-\w./]+$",
+        description="Branch, tag or commit of an hf:// repository.",
+    )
+    quantization: Quantization = Field(
+        "none",
+        description=(
+            "Weight format: none serves the checkpoint's native dtype (fp8 for DeepSeek-R1, "
+            "bf16 for the distills); fp8 is converted online by the engine; int8, awq and "
+            "gptq need a checkpoint already quantized that way in uri. The KV cache stays "
+            "16-bit."
+        ),
+    )
+    max_model_len: int = Field(
+        32768,
+        alias="maxModelLen",
+        ge=128,
+        le=1 << 24,
+        description=(
+            "Longest sequence (prompt + generated tokens) a request may use. With "
+            "maxConcurrentSequences it sizes the KV cache; at most the model's "
+            "max_position_embeddings."
+        ),
+    )
+    served_name: str = Field(
+        "",
+        alias="servedName",
+        max_length=128,
+        pattern=r"^[-\w./:]*$",
+        description="Model name on the OpenAI-compatible API. Empty means the value of name.",
+    )
+    credentials_secret: str = Field(
+        "",
+        alias="credentialsSecret",
+        max_length=253,
+        pattern=OPTIONAL_DNS_SUBDOMAIN,
+        description=(
+            "Secret in the same namespace whose keys become environment variables of the "
+            "download Job (HF_TOKEN for hf://; AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and "
+            "optionally AWS_ENDPOINT_URL for s3://). Referenced, never copied. Empty: "
+            "anonymous download."
+        ),
+    )
+    facts: CustomModelFacts | None = Field(
+        None,
+        description=(
+            "Facts of a custom model that is not in the catalog. When set, name is not "
+            "looked up in the catalog and uri is required."
+        ),
+    )
+
+    cel_rules = (
+        CelRule(
+            rule="!has(self.facts) || self.uri != ''",
+            message=(
+                "a custom model (facts set) needs uri: where to download its weights from "
+                "(hf://, s3:// or pvc://)"
+            ),
+            field_path=".uri",
+            check=lambda m: m.facts is None or m.uri != "",
+        ),
+        CelRule(
+            rule="!(self.quantization in ['int8', 'awq', 'gptq']) || self.uri != ''",
+            message=(
+                "quantization int8, awq and gptq need a checkpoint quantized that way: set "
+                "uri to it (the catalog repositories hold fp8 or bf16 weights), or use "
+                "quantization none or fp8"
+            ),
+            field_path=".uri",
+            check=lambda m: m.quantization not in PRE_QUANTIZED or m.uri != "",
+        ),
+        CelRule(
+            rule="!has(self.facts) || self.maxModelLen <= self.facts.maxPositionEmbeddings",
+            message=(
+                "maxModelLen exceeds facts.maxPositionEmbeddings, the longest context the "
+                "model supports: lower maxModelLen"
+            ),
+            field_path=".maxModelLen",
+            check=lambda m: m.facts is None or m.max_model_len <= m.facts.max_position_embeddings,
+        ),
+    )
+
+
+class EnvVar(SpecModel):
+    """An environment variable of the engine container (Kubernetes EnvVar)."""
+
+    name: str = Field(
+        min_length=1, max_length=256, pattern=ENV_VAR_NAME, description="Variable name."
+    )
+    value: str | None = Field(None, max_length=32768, description="Literal value.")
+    value_from: dict[str, Any] | None = Field(
+        None,
+        alias="valueFrom",
+        description="Source of the value (Kubernetes EnvVarSource: secretKeyRef, ...).",
+    )
+
+    cel_rules = (
+        CelRule(
+            rule="!(has(self.value) && has(self.valueFrom))",
+            message="give value or valueFrom, not both",
+            field_path=".valueFrom",
+            check=lambda e: e.value is None or e.value_from is None,
+        ),
+    )
+
+
+class EngineSpec(SpecModel):
+    """The inference engine that serves the model."""
+
+    type: EngineType = Field("vllm", description="Inference engine: vllm or sglang.")
+    image: str = Field(
+        "",
+        max_length=512,
+        description="Engine container image. Empty means the operator's pinned image for type.",
+    )
+    args: list[Annotated[str, Field(max_length=4096)]] = Field(
+        default=[],
+        max_length=128,
+        description="Extra engine arguments, appended after the ones the operator sets.",
+    )
+    env: list[EnvVar] = Field(
+        default=[],
+        max_length=128,
+        description="Extra environment variables of the engine container; names are unique.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    gpu_memory_utilization: float = Field(
+        0.9,
+        alias="gpuMemoryUtilization",
+        ge=0.1,
+        le=1.0,
+        description=(
+            "Fraction of each GPU's memory the engine may use for weights, KV cache and "
+            "activations (vLLM --gpu-memory-utilization, SGLang --mem-fraction-static). "
+            "Sizing divides by it."
+        ),
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _unique_env_names(cls, env: list[EnvVar]) -> list[EnvVar]:
+        names = [var.name for var in env]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate environment variable names: {', '.join(duplicates)}")
+        return env
+
+
+class GPUSpec(SpecModel):
+    """The GPUs of one replica."""
+
+    type: str = Field(
+        "",
+        max_length=64,
+        pattern=r"^$|^[A-Za-z0-9][-A-Za-z0-9.]*$",
+        description=(
+            "Catalog GPU (`deepseek-operator models` lists them, e.g. H100-80GB); pods get "
+            "node affinity on its nvidia.com/gpu.product label. Empty means any node whose "
+            "GPUs have enough memory (nvidia.com/gpu.memory), sized against the reference "
+            "GPU H100-80GB."
+        ),
+    )
+    count: int = Field(
+        0,
+        ge=0,
+        le=128,
+        description=(
+            "GPUs per replica. 0 means sized by the operator (status.sizing shows the "
+            "result). Up to perNode it is one pod; above, a multiple of perNode spread over "
+            "nodes."
+        ),
+    )
+    per_node: int = Field(
+        8,
+        alias="perNode",
+        ge=1,
+        le=16,
+        description=(
+            "GPUs per node. A replica needing more GPUs than this spans nodes (pipeline "
+            "parallel, one pod per node)."
+        ),
+    )
+    max_concurrent_sequences: int = Field(
+        16,
+        alias="maxConcurrentSequences",
+        ge=1,
+        le=4096,
+        description=(
+            "Sequences one replica serves at once at full maxModelLen; sizes the KV cache."
+        ),
+    )
+
+    cel_rules = (
+        CelRule(
+            rule="self.count <= self.perNode || self.count % self.perNode == 0",
+            message=(
+                "a count above perNode must be a multiple of perNode: a replica spans whole "
+                "nodes, one pod per node"
+            ),
+            field_path=".count",
+            check=lambda g: g.count <= g.per_node or g.count % g.per_node == 0,
+        ),
+    )
+
+
+class PrometheusSpec(SpecModel):
+    """Where the autoscaler reads the request rate."""
+
+    url: str = Field(
+        "http://prometheus-operated.monitoring:9090",
+        max_length=2048,
+        pattern=r"^https?://\S+$",
+        description="Base URL of the Prometheus HTTP API.",
+    )
+    query: str = Field(
+        "",
+        max_length=4096,
+        description=(
+            "PromQL giving the requests per second over all replicas. Empty means the "
+            "operator's query for the engine's request counter."
+        ),
+    )
+
+
+class AutoscalingSpec(SpecModel):
+    """Scaling on request rate: replicas = ceil(QPS / targetQPSPerReplica)."""
+
+    mode: AutoscalingMode = Field(
+        "operator",
+        description=(
+            "operator: the operator's autoscaler writes the scale subresource; hpa: a "
+            "HorizontalPodAutoscaler; keda: a KEDA ScaledObject; none: replicas is honoured."
+        ),
+    )
+    min_replicas: int = Field(
+        1,
+        alias="minReplicas",
+        ge=0,
+        le=1024,
+        description=(
+            "Fewest replicas. 0 lets the operator and KEDA scale to zero after "
+            "scaleToZeroIdleSeconds without traffic (not hpa)."
+        ),
+    )
+    max_replicas: int = Field(4, alias="maxReplicas", ge=1, le=1024, description="Most replicas.")
+    target_qps_per_replica: float = Field(
+        2.0,
+        alias="targetQPSPerReplica",
+        gt=0,
+        le=100_000,
+        description="Requests per second one replica serves well (measure it with a load test).",
+    )
+    interval_seconds: int = Field(
+        15,
+        alias="intervalSeconds",
+        ge=5,
+        le=3600,
+        description="Seconds between two autoscaler evaluations.",
+    )
+    scale_up_stabilization_seconds: int = Field(
+        0,
+        alias="scaleUpStabilizationSeconds",
+        ge=0,
+        le=3600,
+        description="Seconds of recommendations considered before scaling up (0: at once).",
+    )
+    scale_down_stabilization_seconds: int = Field(
+        300,
+        alias="scaleDownStabilizationSeconds",
+        ge=0,
+        le=3600,
+        description="Seconds of recommendations considered before scaling down.",
+    )
+    scale_to_zero_idle_seconds: int = Field(
+        600,
+        alias="scaleToZeroIdleSeconds",
+        ge=0,
+        le=86400,
+        description="With minReplicas 0: seconds of no requests before the last replica goes.",
+    )
+    prometheus: PrometheusSpec = Field(
+        default_factory=PrometheusSpec, description="Source of the request rate."
+    )
+
+    cel_rules = (
+        CelRule(
+            rule="self.minReplicas <= self.maxReplicas",
+            message=(
+                "minReplicas must not exceed maxReplicas: raise maxReplicas or lower minReplicas"
+            ),
+            field_path=".minReplicas",
+            check=lambda a: a.min_replicas <= a.max_replicas,
+        ),
+        CelRule(
+            rule="self.mode != 'hpa' || self.minReplicas >= 1",
+            message=(
+                "a HorizontalPodAutoscaler cannot scale to zero: set minReplicas to 1 or more, "
+                "or use mode operator or keda"
+            ),
+            field_path=".minReplicas",
+            check=lambda a: a.mode != "hpa" or a.min_replicas >= 1,
+        ),
+        CelRule(
+            rule="self.targetQPSPerReplica > 0.0",
+            message=(
+                "targetQPSPerReplica must be greater than 0: it is the requests per second "
+                "one replica serves, measured with a load test"
+            ),
+            field_path=".targetQPSPerReplica",
+            check=lambda a: a.target_qps_per_replica > 0,
+        ),
+    )
+
+
+class StorageSpec(SpecModel):
+    """The model cache: a PersistentVolumeClaim filled once and mounted read-only by every pod."""
+
+    size: str = Field(
+        "",
+        max_length=32,
+        pattern=QUANTITY,
+        description=(
+            "Requested size (a Kubernetes quantity, e.g. 900Gi). Empty means the weights on "
+            "disk x 1.25."
+        ),
+    )
+    storage_class_name: str = Field(
+        "",
+        alias="storageClassName",
+        max_length=253,
+        pattern=OPTIONAL_DNS_SUBDOMAIN,
+        description="StorageClass of the claim. Empty omits the field: the cluster default.",
+    )
+    access_mode: AccessMode = Field(
+        "ReadWriteMany",
+        alias="accessMode",
+        description=(
+            "Access mode of the claim the operator creates. ReadWriteOnce attaches to one "
+            "node and ReadWriteOncePod to one pod, so they fit a single single-node replica."
+        ),
+    )
+    existing_claim: str = Field(
+        "",
+        alias="existingClaim",
+        max_length=253,
+        pattern=OPTIONAL_DNS_SUBDOMAIN,
+        description=(
+            "Use this PersistentVolumeClaim instead of creating one (size, storageClassName "
+            "and accessMode are then not used)."
+        ),
+    )
+    retain_on_delete: bool = Field(
+        True,
+        alias="retainOnDelete",
+        description="Keep the model cache when the DeepSeekDeployment is deleted.",
+    )
+
+
+class Subject(SpecModel):
+    """Who a binding grants a role to (an RBAC subject)."""
+
+    kind: SubjectKind = Field(description="User, Group or ServiceAccount.")
+    name: str = Field(
+        min_length=1, max_length=253, description="Name of the user, group or account."
+    )
+    namespace: str = Field(
+        "",
+        max_length=63,
+        description="Namespace of a ServiceAccount. Empty means the DeepSeekDeployment's.",
+    )
+
+
+class AccessBinding(SpecModel):
+    """Grants one role to subjects."""
+
+    role: str = Field(
+        min_length=1, max_length=ROLE_NAME_MAX_LENGTH, description="A key of access.roles."
+    )
+    subjects: list[Subject] = Field(min_length=1, max_length=64, description="Who gets the role.")
+
+
+RoleName = Annotated[str, Field(pattern=ROLE_NAME, max_length=ROLE_NAME_MAX_LENGTH)]
+PermissionSet = Annotated[
+    list[Permission],
+    Field(min_length=1, max_length=4, json_schema_extra={"x-kubernetes-list-type": "set"}),
+]
+
+
+class AccessSpec(SpecModel):
+    """Who may use and manage the model; rendered into the `<name>-rbac` ConfigMap and Roles."""
+
+    roles: dict[RoleName, PermissionSet] = Field(
+        default=DEFAULT_ROLES,
+        max_length=16,
+        description=(
+            "Role name (lower-case DNS label of at most 20 characters) to permissions: "
+            "model:read, model:write, system:configure, model:query. Giving roles replaces "
+            "the defaults admin and user."
+        ),
+    )
+    bindings: list[AccessBinding] = Field(
+        default=[], max_length=32, description="Roles granted to users, groups and accounts."
+    )
+
+    cel_rules = (
+        CelRule(
+            rule="self.bindings.all(b, b.role in self.roles)",
+            message="every binding's role must be a key of roles: define the role or fix its name",
+            field_path=".bindings",
+            check=lambda a: all(b.role in a.roles for b in a.bindings),
+        ),
+    )
+
+    @field_validator("roles")
+    @classmethod
+    def _unique_permissions(cls, roles: dict[str, list[Permission]]) -> dict[str, list[Permission]]:
+        for role, permissions in roles.items():
+            if len(set(permissions)) != len(permissions):
+                raise ValueError(f"role {role!r} lists a permission twice")
+        return roles
+
+
+class SchedulingSpec(SpecModel):
+    """Extra placement constraints for the serving pods (added to the operator's own)."""
+
+    node_selector: dict[str, Annotated[str, Field(max_length=63)]] = Field(
+        default={}, alias="nodeSelector", max_length=32, description="Node labels pods require."
+    )
+    tolerations: list[dict[str, Any]] = Field(
+        default=[],
+        max_length=32,
+        description="Kubernetes tolerations, added to the nvidia.com/gpu toleration.",
+    )
+    affinity: dict[str, Any] = Field(
+        default={},
+        description="Kubernetes affinity, merged with the operator's GPU node affinity.",
+    )
+    priority_class_name: str = Field(
+        "",
+        alias="priorityClassName",
+        max_length=253,
+        pattern=OPTIONAL_DNS_SUBDOMAIN,
+        description="PriorityClass of the pods. Empty: the cluster default.",
+    )
+    runtime_class_name: str = Field(
+        "",
+        alias="runtimeClassName",
+        max_length=253,
+        pattern=OPTIONAL_DNS_SUBDOMAIN,
+        description="RuntimeClass of the pods (e.g. nvidia). Empty: the node default.",
+    )
+
+
+class ServiceSpec(SpecModel):
+    """The Service in front of the replicas (OpenAI-compatible HTTP API)."""
+
+    type: ServiceType = Field("ClusterIP", description="ClusterIP, NodePort or LoadBalancer.")
+    port: int = Field(8000, ge=1, le=65535, description="Service port of the OpenAI API.")
+
+
+class DeepSeekDeploymentSpec(SpecModel):
+    """Desired state: a model served on GPUs, its cache, scaling, access and Service."""
+
+    model: ModelSpec = Field(description="The model and its weights.")
+    engine: EngineSpec = Field(default_factory=EngineSpec, description="The inference engine.")
+    gpu: GPUSpec = Field(default_factory=GPUSpec, description="GPUs of one replica.")
+    replicas: int = Field(
+        1,
+        ge=0,
+        le=1024,
+        description=(
+            "Desired replicas (the scale subresource). Set by the autoscaler unless "
+            "autoscaling.mode is none."
+        ),
+    )
+    autoscaling: AutoscalingSpec = Field(
+        default_factory=AutoscalingSpec, description="Scaling on request rate."
+    )
+    storage: StorageSpec = Field(default_factory=StorageSpec, description="The model cache.")
+    access: AccessSpec = Field(default_factory=AccessSpec, description="Roles and bindings.")
+    scheduling: SchedulingSpec = Field(
+        default_factory=SchedulingSpec, description="Extra pod placement constraints."
+    )
+    service: ServiceSpec = Field(default_factory=ServiceSpec, description="The Service.")
+
+    cel_rules = (
+        CelRule(
+            # What breaks: a ReadWriteOnce volume attaches to one node and a
+            # ReadWriteOncePod volume to one pod, but replicas land on different GPU nodes.
+            # An existing claim's own access modes are the user's choice.
+            rule=(
+                "self.storage.existingClaim != '' || "
+                "self.storage.accessMode == 'ReadWriteMany' || "
+                "(self.replicas <= 1 && "
+                "(self.autoscaling.mode == 'none' || self.autoscaling.maxReplicas <= 1))"
+            ),
+            message=(
+                "accessMode ReadWriteOnce/ReadWriteOncePod lets one node (one pod) mount the "
+                "model cache, but more than one replica can run: use ReadWriteMany, or set "
+                "replicas 1 and autoscaling.maxReplicas 1 (or autoscaling.mode none), or give "
+                "existingClaim"
+            ),
+            field_path=".storage.accessMode",
+            check=lambda s: (
+                s.storage.existing_claim != ""
+                or s.storage.access_mode == "ReadWriteMany"
+                or (
+                    s.replicas <= 1
+                    and (s.autoscaling.mode == "none" or s.autoscaling.max_replicas <= 1)
+                )
+            ),
+        ),
+    )

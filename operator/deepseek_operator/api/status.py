@@ -1,0 +1,192 @@
+"""The observed state of a DeepSeekDeployment: `status`, written only by the operator.
+
+Conventions of Kubernetes status (kstatus): `observedGeneration` plus `conditions` with
+type/status/reason/message/lastTransitionTime, so `kubectl wait --for=condition=Ready`,
+Argo CD and Flux understand health. Every field is optional: a fresh object has no status.
+"""
+
+from enum import StrEnum
+from typing import Final, Literal
+
+from pydantic import Field
+
+from .rules import StatusModel
+
+Phase = Literal["Pending", "Downloading", "Starting", "Ready", "Degraded", "Failed"]
+"""One word for the printer column; conditions carry the detail.
+
+Pending: waiting for storage or GPUs. Downloading: the model cache is being filled.
+Starting: pods are loading the model. Ready: every desired replica is ready. Degraded:
+serving, but fewer replicas ready than desired. Failed: the spec can never work (Stalled).
+"""
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+MAX_CONDITIONS: Final = 16
+
+
+class ConditionType(StrEnum):
+    """Condition types the operator sets (see ../shared/DESIGN.md)."""
+
+    READY = "Ready"
+    PROGRESSING = "Progressing"
+    STALLED = "Stalled"
+    STORAGE_READY = "StorageReady"
+    MODEL_CACHED = "ModelCached"
+    SCHEDULED = "Scheduled"
+    AUTOSCALER_READY = "AutoscalerReady"
+
+
+class Condition(StatusModel):
+    """One aspect of the observed state (same shape as metav1.Condition)."""
+
+    type: str = Field(
+        min_length=1,
+        max_length=316,
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+        r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
+        description="Condition type in CamelCase, e.g. Ready, ModelCached.",
+    )
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(
+        min_length=1,
+        max_length=1024,
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        description="Machine-readable CamelCase reason for the last transition.",
+    )
+    message: str = Field(
+        "", max_length=32768, description="Human-readable detail of the last transition."
+    )
+    last_transition_time: str = Field(
+        alias="lastTransitionTime",
+        json_schema_extra={"format": "date-time"},
+        description="When status last changed (RFC 3339, UTC, e.g. 2025-01-31T12:00:00Z).",
+    )
+    observed_generation: int | None = Field(
+        None,
+        alias="observedGeneration",
+        ge=0,
+        description="metadata.generation the condition was computed from.",
+    )
+
+
+class SizingStatus(StatusModel):
+    """What the operator computed for one replica (see `deepseek-operator size`)."""
+
+    gpu_type: str | None = Field(
+        None,
+        alias="gpuType",
+        max_length=64,
+        description="Catalog GPU sized against (the reference GPU when spec.gpu.type is empty).",
+    )
+    gpus_per_replica: int | None = Field(
+        None, alias="gpusPerReplica", ge=0, description="GPUs of one replica."
+    )
+    gpus_per_pod: int | None = Field(
+        None, alias="gpusPerPod", ge=0, description="nvidia.com/gpu limit of each pod."
+    )
+    tensor_parallel_size: int | None = Field(
+        None, alias="tensorParallelSize", ge=0, description="Tensor-parallel size."
+    )
+    pipeline_parallel_size: int | None = Field(
+        None, alias="pipelineParallelSize", ge=0, description="Pipeline-parallel size."
+    )
+    nodes_per_replica: int | None = Field(
+        None, alias="nodesPerReplica", ge=0, description="Nodes (pods) one replica spans."
+    )
+    gpu_memory_required_gib: float | None = Field(
+        None,
+        alias="gpuMemoryRequiredGiB",
+        ge=0,
+        description="GPU memory one replica needs over all its GPUs, GiB.",
+    )
+    memory_per_gpu_gib: float | None = Field(
+        None,
+        alias="memoryPerGPUGiB",
+        ge=0,
+        description="GPU memory the most loaded GPU needs, GiB.",
+    )
+    weights_gib: float | None = Field(
+        None, alias="weightsGiB", ge=0, description="Model weights of one replica, GiB."
+    )
+    kv_cache_gib: float | None = Field(
+        None,
+        alias="kvCacheGiB",
+        ge=0,
+        description="KV cache for maxConcurrentSequences x maxModelLen tokens (one copy), GiB.",
+    )
+
+
+class AutoscalingStatus(StatusModel):
+    """The autoscaler's last observation and decision."""
+
+    observed_qps: float | None = Field(
+        None, alias="observedQPS", ge=0, description="Requests per second over all replicas."
+    )
+    target_qps_per_replica: float | None = Field(
+        None,
+        alias="targetQPSPerReplica",
+        ge=0,
+        description="Per-replica throughput used for the decision, requests per second.",
+    )
+    computed_replicas: int | None = Field(
+        None,
+        alias="computedReplicas",
+        ge=0,
+        description="ceil(observedQPS / targetQPSPerReplica), before bounds and stabilization.",
+    )
+    desired_replicas: int | None = Field(
+        None,
+        alias="desiredReplicas",
+        ge=0,
+        description="Replicas after min/max bounds and stabilization windows.",
+    )
+    last_scale_time: str | None = Field(
+        None,
+        alias="lastScaleTime",
+        json_schema_extra={"format": "date-time"},
+        description="When the autoscaler last changed spec.replicas (RFC 3339, UTC).",
+    )
+    reason: str | None = Field(None, max_length=1024, description="Why the last decision was made.")
+
+
+class DeepSeekDeploymentStatus(StatusModel):
+    """Observed state of a DeepSeekDeployment."""
+
+    observed_generation: int | None = Field(
+        None,
+        alias="observedGeneration",
+        ge=0,
+        description="metadata.generation this status describes.",
+    )
+    phase: Phase | None = Field(
+        None,
+        description="Pending, Downloading, Starting, Ready, Degraded or Failed (see conditions).",
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=MAX_CONDITIONS,
+        description="Current conditions, one per type.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    )
+    replicas: int | None = Field(
+        None, ge=0, description="Replicas that exist (the scale subresource reads it)."
+    )
+    ready_replicas: int | None = Field(
+        None, alias="readyReplicas", ge=0, description="Replicas ready to serve."
+    )
+    selector: str | None = Field(
+        None,
+        max_length=4096,
+        description="Label selector of the serving pods (the scale subresource reads it).",
+    )
+    endpoint: str | None = Field(
+        None, max_length=2048, description="Base URL of the OpenAI-compatible API."
+    )
+    sizing: SizingStatus | None = Field(None, description="GPU sizing of one replica.")
+    autoscaling: AutoscalingStatus | None = Field(
+        None, description="Last autoscaler observation and decision."
+    )

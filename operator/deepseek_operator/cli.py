@@ -1,0 +1,246 @@
+"""The `deepseek-operator` command: one subcommand per function.
+
+Each subcommand is an `add_<name>_command(commands)` function that adds its parser and
+sets `handler` to a function `(args) -> exit code`; `COMMANDS` lists them. To add a
+command (render, run), write its two functions and append the adder to `COMMANDS`.
+
+Exit codes: 0 success, 2 invalid input (argparse's usage errors, and any
+InvalidSpecError, printed to stderr one line per offending field).
+"""
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Final, get_args
+
+from . import __version__
+from .api import EngineType, InvalidSpecError, Quantization, parse_spec
+from .api.crd import crd_yaml
+from .catalog import SizingResult, gpu_catalog, model_catalog, size_deployment
+
+Subcommands = argparse._SubParsersAction  # argparse has no public name for it
+Handler = Callable[[argparse.Namespace], int]
+
+EXIT_INVALID: Final = 2
+
+# Spec fields the `size` options set, so errors can name the option too.
+SIZE_OPTIONS: Final = {
+    "spec.model.name": "--model",
+    "spec.gpu.type": "--gpu",
+    "spec.model.quantization": "--quantization",
+    "spec.model.maxModelLen": "--max-model-len",
+    "spec.gpu.maxConcurrentSequences": "--concurrency",
+    "spec.engine.type": "--engine",
+    "spec.gpu.count": "--gpu-count",
+    "spec.gpu.perNode": "--gpus-per-node",
+    "spec.engine.gpuMemoryUtilization": "--gpu-memory-utilization",
+    "spec.model.uri": "--uri",
+}
+
+
+def add_models_command(commands: "Subcommands[argparse.ArgumentParser]") -> None:
+    """`models`: the catalog's models and GPUs as tables."""
+    parser = commands.add_parser("models", help="list the catalog's models and GPUs")
+    parser.set_defaults(handler=run_models)
+
+
+def run_models(args: argparse.Namespace) -> int:
+    """Print the model table, then the GPU table."""
+    model_rows = [
+        [
+            m.name,
+            f"{m.params_total_b:g}B",
+            f"{m.params_active_b:g}B" if m.params_active_b else "-",
+            m.native_dtype,
+            f"{m.disk_gb:g}",
+            str(m.num_hidden_layers),
+            str(m.num_attention_heads),
+            m.attention,
+            str(m.kv_bytes_per_token),
+            str(m.max_position_embeddings),
+            m.repo,
+        ]
+        for m in model_catalog().values()
+    ]
+    headers = ["MODEL", "PARAMS", "ACTIVE", "DTYPE", "DISK GB", "LAYERS", "HEADS", "ATTENTION"]
+    headers += ["KV B/TOKEN", "MAX CONTEXT", "REPOSITORY"]
+    print(format_table(headers, model_rows))
+    print()
+    gpu_rows = [
+        [
+            g.name,
+            str(g.memory_mib),
+            f"{g.memory_gib:.1f}",
+            g.family,
+            g.compute_capability,
+            "yes" if g.fp8 else "no",
+            g.product,
+        ]
+        for g in gpu_catalog().values()
+    ]
+    headers = ["GPU", "MEMORY MiB", "MEMORY GiB", "FAMILY", "COMPUTE", "FP8", "PRODUCT LABEL"]
+    print(format_table(headers, gpu_rows))
+    return 0
+
+
+def add_size_command(commands: "Subcommands[argparse.ArgumentParser]") -> None:
+    """`size`: GPUs and memory for one replica of a model on a GPU type."""
+    parser = commands.add_parser(
+        "size",
+        help="size one replica: GPUs, tensor/pipeline parallel, memory",
+        description="Size one replica as the operator does; defaults are the API's.",
+    )
+    parser.add_argument("--model", required=True, help="catalog model (see `models`)")
+    parser.add_argument("--gpu", default="", help="catalog GPU; empty: any GPU with enough memory")
+    parser.add_argument("--quantization", choices=get_args(Quantization))
+    parser.add_argument("--max-model-len", type=int, help="tokens per sequence (maxModelLen)")
+    parser.add_argument("--concurrency", type=int, help="maxConcurrentSequences")
+    parser.add_argument("--engine", choices=get_args(EngineType))
+    parser.add_argument("--gpu-count", type=int, help="GPUs per replica; 0: sized")
+    parser.add_argument("--gpus-per-node", type=int, help="GPUs per node (gpu.perNode)")
+    parser.add_argument("--gpu-memory-utilization", type=float, help="engine memory fraction")
+    parser.add_argument("--uri", help="checkpoint URI (needed for int8, awq, gptq)")
+    parser.set_defaults(handler=run_size)
+
+
+def run_size(args: argparse.Namespace) -> int:
+    """Build the spec the options describe, size it, print the result as a table."""
+    model: dict[str, Any] = {"name": args.model}
+    gpu: dict[str, Any] = {"type": args.gpu}
+    engine: dict[str, Any] = {}
+    for section, key, value in [
+        (model, "quantization", args.quantization),
+        (model, "maxModelLen", args.max_model_len),
+        (model, "uri", args.uri),
+        (gpu, "maxConcurrentSequences", args.concurrency),
+        (gpu, "count", args.gpu_count),
+        (gpu, "perNode", args.gpus_per_node),
+        (engine, "type", args.engine),
+        (engine, "gpuMemoryUtilization", args.gpu_memory_utilization),
+    ]:
+        if value is not None:
+            section[key] = value
+    try:
+        spec = parse_spec({"model": model, "gpu": gpu, "engine": engine})
+        result = size_deployment(spec)
+    except InvalidSpecError as error:
+        for issue in error.issues:
+            option = SIZE_OPTIONS.get(issue.path)
+            where = f"{issue.path} ({option})" if option else issue.path
+            print(f"error: {where}: {issue.message}", file=sys.stderr)
+        return EXIT_INVALID
+    print(format_table(["", ""], sizing_rows(result), header=False))
+    return 0
+
+
+def sizing_rows(result: SizingResult) -> list[list[str]]:
+    """The `size` table: one [label, value] row per fact, memory in GiB."""
+    gpu = result.gpu_type + (" (reference; any GPU with enough memory)" if result.any_gpu else "")
+    rows = [
+        ["model", result.model],
+        ["weights format", result.weight_format + _weights_note(result)],
+        ["engine", result.engine],
+        ["gpu", gpu],
+        ["gpus per replica", str(result.gpus_per_replica)],
+        ["tensor parallel", str(result.tensor_parallel_size)],
+        ["pipeline parallel", str(result.pipeline_parallel_size)],
+        ["nodes per replica", str(result.nodes_per_replica)],
+        ["gpus per pod", str(result.gpus_per_pod)],
+        ["weights", f"{result.weights_gib:.1f} GiB"],
+        [
+            "kv cache",
+            f"{result.kv_cache_gib:.1f} GiB ({result.max_concurrent_sequences} sequences x "
+            f"{result.max_model_len} tokens x {result.kv_bytes_per_token} B/token)",
+        ],
+        [
+            "overhead",
+            f"{result.overhead_gib:.1f} GiB ({result.overhead_per_gpu_gib:.1f} GiB per GPU)",
+        ],
+        ["total", f"{result.total_gib:.1f} GiB"],
+        [
+            "per gpu",
+            f"{result.memory_per_gpu_gib:.1f} GiB needed, {result.usable_gib_per_gpu:.1f} GiB "
+            f"usable ({result.gpu_memory_gib:.1f} GiB x {result.gpu_memory_utilization:.2f})",
+        ],
+        ["gpu memory required", f"{result.gpu_memory_required_gib:.1f} GiB"],
+        ["min nvidia.com/gpu.memory", f"{result.min_gpu_memory_mib} MiB"],
+    ]
+    return rows
+
+
+def _weights_note(result: SizingResult) -> str:
+    notes = []
+    if result.quantization == "none":
+        notes.append("the checkpoint's own")
+    if result.fp8_weight_only:
+        notes.append("weight-only here: no FP8 tensor cores, vLLM uses Marlin kernels")
+    if result.requires_fp8_gpu:
+        notes.append("SGLang needs a GPU with FP8 tensor cores for this model")
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
+def add_crd_command(commands: "Subcommands[argparse.ArgumentParser]") -> None:
+    """`crd`: the CustomResourceDefinition generated from the API models."""
+    parser = commands.add_parser("crd", help="print the DeepSeekDeployment CRD (YAML)")
+    parser.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
+    parser.set_defaults(handler=run_crd)
+
+
+def run_crd(args: argparse.Namespace) -> int:
+    """Print the CRD, or write it to --output."""
+    text = crd_yaml()
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text, encoding="utf-8")
+    return 0
+
+
+COMMANDS: Final[tuple[Callable[["Subcommands[argparse.ArgumentParser]"], None], ...]] = (
+    add_models_command,
+    add_size_command,
+    add_crd_command,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every command of COMMANDS."""
+    parser = argparse.ArgumentParser(
+        prog="deepseek-operator",
+        description="Serve the DeepSeek-R1 model family on Kubernetes GPU clusters.",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_command in COMMANDS:
+        add_command(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line `argv` (default: sys.argv[1:]); returns the exit code.
+
+    Usage errors exit through argparse (SystemExit with code 2).
+    """
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except InvalidSpecError as error:
+        for issue in error.issues:
+            print(f"error: {issue}", file=sys.stderr)
+        return EXIT_INVALID
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], header: bool = True) -> str:
+    """Left-aligned columns separated by two spaces, like kubectl's tables."""
+    lines = [list(headers), *rows] if header else [list(row) for row in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""The command line: models, size and crd; errors on stderr with exit code 2."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deepseek_operator.api.crd import crd_yaml
+from deepseek_operator.catalog import gpu_catalog, model_catalog
+from deepseek_operator.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def rows(out: str) -> dict[str, str]:
+    """The size table as label -> value (labels are separated by two spaces or more)."""
+    table = {}
+    for line in out.splitlines():
+        label, _, value = line.partition("  ")
+        table[label] = value.strip()
+    return table
+
+
+def test_models_lists_every_model_and_gpu(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "models")
+    assert (code, err) == (0, "")
+    lines = [line for line in out.splitlines() if line]
+    assert lines[0].split()[:3] == ["MODEL", "PARAMS", "ACTIVE"]
+    for name, model in model_catalog().items():
+        assert any(line.split()[0] == name and model.repo in line for line in lines)
+    for name, gpu in gpu_catalog().items():
+        assert any(line.split()[0] == name and str(gpu.memory_mib) in line for line in lines)
+
+
+def test_size_prints_the_layout(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "size", "--model", "deepseek-r1", "--gpu", "H100-80GB")
+    assert (code, err) == (0, "")
+    table = rows(out)
+    assert table["gpus per replica"] == "16"
+    assert table["tensor parallel"] == "8"
+    assert table["pipeline parallel"] == "2"
+    assert table["nodes per replica"] == "2"
+    assert table["kv cache"].endswith("(16 sequences x 32768 tokens x 70272 B/token)")
+    assert "GiB usable" in table["per gpu"]
+
+
+def test_size_options_reach_the_spec(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys,
+        "size",
+        "--model",
+        "deepseek-r1-distill-qwen-32b",
+        "--gpu",
+        "H100-80GB",
+        "--max-model-len",
+        "16384",
+        "--concurrency",
+        "8",
+        "--engine",
+        "sglang",
+        "--gpu-memory-utilization",
+        "0.85",
+    )
+    assert code == 0
+    table = rows(out)
+    assert table["tensor parallel"] == "2"
+    assert table["engine"] == "sglang"
+    assert "x 0.85" in table["per gpu"]
+    assert table["kv cache"].startswith("32.0 GiB (8 sequences x 16384 tokens")
+
+
+def test_size_without_gpu_uses_the_reference(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "size", "--model", "deepseek-r1-distill-qwen-7b")
+    assert code == 0
+    assert rows(out)["gpu"].startswith("H100-80GB (reference")
+
+
+def test_fp8_on_ampere_is_explained(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "size", "--model", "deepseek-r1", "--gpu", "A100-80GB")
+    assert code == 0
+    assert "Marlin" in rows(out)["weights format"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "where"),
+    [
+        (
+            ["--model", "deepseek-r1", "--gpu", "A100-40GB", "--gpu-count", "1"],
+            "spec.gpu.count (--gpu-count)",
+        ),
+        (["--model", "deepseek-r2"], "spec.model.name (--model)"),
+        (["--model", "deepseek-r1", "--gpu", "V100"], "spec.gpu.type (--gpu)"),
+        (
+            ["--model", "deepseek-r1", "--max-model-len", "50"],
+            "spec.model.maxModelLen (--max-model-len)",
+        ),
+        (["--model", "deepseek-r1", "--quantization", "awq"], "spec.model.uri (--uri)"),
+    ],
+)
+def test_size_errors_name_the_field_and_option(
+    capsys: pytest.CaptureFixture[str], argv: list[str], where: str
+) -> None:
+    code, out, err = run(capsys, "size", *argv)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"error: {where}: ")
+
+
+def test_invalid_choice_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["size", "--model", "deepseek-r1", "--engine", "tgi"])
+    assert caught.value.code == 2
+    assert "--engine" in capsys.readouterr().err
+
+
+def test_crd_prints_the_generated_crd(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "crd")
+    assert (code, out) == (0, crd_yaml())
+    target = tmp_path / "crd.yaml"
+    assert run(capsys, "crd", "--output", str(target))[:2] == (0, "")
+    assert target.read_text(encoding="utf-8") == crd_yaml()
+
+
+def test_console_entry_point_runs() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "deepseek_operator.cli", "size", "--model", "deepseek-r2"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "spec.model.name (--model): unknown model 'deepseek-r2'" in done.stderr

@@ -35,6 +35,13 @@ crds: $(STAMP) ## Generate crds/ from the API models and copy it into the chart 
 	cp crds/*.yaml charts/deepseek-operator/crds/
 	cp crds/*.yaml manifests/base/crds/
 
+.PHONY: golden
+golden: $(STAMP) ## Regenerate tests/golden/ from manifests/samples/ with `deepseek-operator render` (review the diff)
+	mkdir -p tests/golden
+	for sample in manifests/samples/*.yaml; do \
+	  $(VENV)/bin/deepseek-operator render -f $$sample > tests/golden/$$(basename $$sample) || exit 1; \
+	done
+
 .PHONY: manifests
 manifests: crds tools ## Render the kustomize base (manifests/base/operator.yaml) from the Helm chart
 	HELM=$$($(PY) -m e2e.cluster build | awk '$$1=="helm"{print $$2}'); \
@@ -63,10 +70,8 @@ test: $(STAMP) system-deps tools ## Everything on a fresh machine: install, buil
 	$(VENV)/bin/pytest -q
 
 .PHONY: demo
-demo: $(STAMP) tools ## The main job: control plane, operator, sample DeepSeekDeployments reconciled
-	@echo "demo: the controller lands with issue 4; for now this brings the control plane up and down"
-	$(PY) -m e2e.cluster up
-	$(PY) -m e2e.cluster down
+demo: $(STAMP) tools ## The main job: control plane, operator, the sample DeepSeekDeployments reconciled (DEMO_ARGS=--teardown|--keep)
+	$(PY) -m e2e.demo $(DEMO_ARGS)
 
 .PHONY: bench-autoscaler
 bench-autoscaler: $(STAMP) ## Replay a 24 h QPS trace through our policy and the HPA; table, JSON and PNG in e2e/bench/out/

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, Final, get_args
 
 from . import __version__
-from .api import EngineType, InvalidSpecError, Quantization, parse_spec
+from .api import EngineType, InvalidSpecError, Quantization, parse_deployment, parse_spec
 from .api.crd import crd_yaml
 from .catalog import SizingResult, gpu_catalog, model_catalog, size_deployment
+from .render import RenderSettings, dump_yaml_stream, load_documents, render, with_namespace
 
 Subcommands = argparse._SubParsersAction  # argparse has no public name for it
 Handler = Callable[[argparse.Namespace], int]
@@ -197,10 +198,109 @@ def run_crd(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_render_command(commands: "Subcommands[argparse.ArgumentParser]") -> None:
+    """`render`: the objects DeepSeekDeployments become, as one YAML stream."""
+    parser = commands.add_parser(
+        "render",
+        help="print the objects DeepSeekDeployments become (YAML stream, like helm template)",
+        description=(
+            "Render every DeepSeekDeployment in the files as the operator would, without a "
+            "cluster. Owner references need metadata.uid, which objects read from a cluster "
+            "have; files usually do not, so their output carries labels only."
+        ),
+    )
+    parser.add_argument(
+        "-f",
+        "--filename",
+        action="append",
+        required=True,
+        help="YAML file with one or more DeepSeekDeployments ('-': stdin); repeatable",
+    )
+    parser.add_argument(
+        "-n", "--namespace", help="namespace of objects that give none (default: default)"
+    )
+    parser.add_argument(
+        "--pod-monitor", action="store_true", help="also render PodMonitors (Prometheus Operator)"
+    )
+    parser.add_argument(
+        "--cluster-domain", default="cluster.local", help="cluster DNS domain of the endpoint"
+    )
+    parser.set_defaults(handler=run_render)
+
+
+def run_render(args: argparse.Namespace) -> int:
+    """Render every document of every file; print the stream only if all of them render.
+
+    Errors go to stderr as `error: FILE: document N (NAME): FIELD: message`; exit code 2.
+    """
+    settings = RenderSettings(pod_monitor=args.pod_monitor, cluster_domain=args.cluster_domain)
+    objects: list[dict[str, Any]] = []
+    failed = False
+    for filename in args.filename:
+        try:
+            text = sys.stdin.read() if filename == "-" else Path(filename).read_text("utf-8")
+            documents = load_documents(text)
+        except OSError as error:
+            print(f"error: {filename}: cannot read: {error.strerror or error}", file=sys.stderr)
+            failed = True
+            continue
+        except InvalidSpecError as error:
+            for issue in error.issues:
+                print(f"error: {filename}: {issue}", file=sys.stderr)
+            failed = True
+            continue
+        for index, document in enumerate(documents, start=1):
+            name = (document.get("metadata") or {}).get("name")
+            where = f"{filename}: document {index}" + (f" ({name})" if name else "")
+            try:
+                objects += render(parse_deployment(with_namespace(document, args.namespace)),
+                                  settings)
+            except InvalidSpecError as error:
+                for issue in error.issues:
+                    print(f"error: {where}: {issue}", file=sys.stderr)
+                failed = True
+    if failed:
+        return EXIT_INVALID
+    sys.stdout.write(dump_yaml_stream(objects))
+    return 0
+
+
+def add_run_command(commands: "Subcommands[argparse.ArgumentParser]") -> None:
+    """`run`: the operator process (kopf), all namespaces or the ones given."""
+    parser = commands.add_parser("run", help="run the operator (reconcile DeepSeekDeployments)")
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", action="append", default=[],
+                       help="watch this namespace (repeatable)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true",
+                       help="watch all namespaces (the default)")
+    parser.add_argument("--peering", metavar="NAME",
+                        help="kopf peering name: of several replicas, one is active "
+                             "(needs the kopf.dev peering CRDs); default: standalone")
+    parser.add_argument("--liveness", metavar="URL",
+                        help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument("--metrics-port", type=int, default=0,
+                        help="serve Prometheus metrics on this port (0: off)")
+    parser.add_argument("--log-format", choices=["plain", "full", "json"], default="plain")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.set_defaults(handler=run_run)
+
+
+def run_run(args: argparse.Namespace) -> int:
+    """Run the operator until interrupted."""
+    from deepseek_operator.controller.run import RunOptions, run_operator
+
+    run_operator(RunOptions(
+        namespaces=tuple(args.namespace), peering=args.peering, liveness=args.liveness,
+        metrics_port=args.metrics_port, log_format=args.log_format, verbose=args.verbose))
+    return 0
+
+
 COMMANDS: Final[tuple[Callable[["Subcommands[argparse.ArgumentParser]"], None], ...]] = (
     add_models_command,
     add_size_command,
     add_crd_command,
+    add_render_command,
+    add_run_command,
 )
 
 

@@ -8,8 +8,8 @@ is rewritten into the structural OpenAPI v3 schema the apiserver wants:
 - `const` becomes a one-value `enum`; numeric `exclusiveMinimum: N` becomes
   `minimum: N, exclusiveMinimum: true` (OpenAPI v3.0);
 - free-form objects (`dict[str, Any]`) become `x-kubernetes-preserve-unknown-fields`;
-- an optional object under `spec` whose fields all have defaults gets `default: {}`, so
-  the apiserver fills in the nested defaults when the user leaves it out;
+- an optional object under `spec` whose fields all have defaults gets a default spelling
+  out those nested defaults, so the apiserver fills them in when the user leaves it out;
 - map key syntax (`propertyNames`, `patternProperties`) has no structural equivalent: the
   value schema is kept, the key check stays pydantic-only and the description states it;
 - cross-field rules (`CelRule`) are already in the schema as `x-kubernetes-validations`;
@@ -228,7 +228,14 @@ def _convert(
         and not out.get("required")
     )
     if wants_empty_default:
-        out["default"] = {}
+        # The apiserver checks a default against the schema's CEL rules without applying
+        # the nested defaults first, so `{}` would fail rules such as
+        # `self.minReplicas <= self.maxReplicas`: spell the nested defaults out.
+        out["default"] = {
+            name: child["default"]
+            for name, child in out["properties"].items()
+            if "default" in child
+        }
     return out
 
 

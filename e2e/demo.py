@@ -1,0 +1,139 @@
+"""The main job (`make demo`): a local control plane, the operator, the samples reconciled.
+
+Brings the control plane up (or reuses it), installs the CRDs and RBAC, starts the operator
+as its ServiceAccount, applies every sample of manifests/samples/ (and the ones under
+samples/refused/, which the operator must refuse) into namespace ``demo``, waits until each
+one is Ready, Stalled, or waiting on a reason the cluster cannot fix (no matching GPUs),
+and prints ``kubectl get dsd`` with the children and each sample's conditions.
+
+It then waits for Ctrl-C when run in a terminal (explore with the printed KUBECONFIG), or
+tears down at once when not interactive or with ``--teardown``; ``--keep`` leaves the
+control plane running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from e2e.cluster import build, controlplane, paths
+from e2e.operator_process import REPO, OperatorProcess, install_manifests
+
+NAMESPACE = "demo"
+SAMPLES = REPO / "manifests" / "samples"
+
+
+def _kubectl(kubectl: Path, kubeconfig: Path, *args: str, stdin: str | None = None,
+             check: bool = True) -> str:
+    result = subprocess.run([str(kubectl), "--kubeconfig", str(kubeconfig), *args],
+                            input=stdin, capture_output=True, text=True, check=False)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def _samples() -> list[Path]:
+    return sorted(SAMPLES.glob("*.yaml")) + sorted((SAMPLES / "refused").glob("*.yaml"))
+
+
+def _settled(obj: dict[str, Any]) -> str | None:
+    """A one-word outcome once a sample has settled, else None."""
+    status = obj.get("status") or {}
+    if status.get("observedGeneration") != obj["metadata"].get("generation"):
+        return None
+    conds = {c["type"]: c for c in status.get("conditions") or []}
+    if conds.get("Ready", {}).get("status") == "True":
+        return "Ready"
+    if conds.get("Stalled", {}).get("status") == "True":
+        return "Stalled"
+    if conds.get("Scheduled", {}).get("status") == "False":
+        return "Unschedulable"
+    return None
+
+
+def run(teardown: bool, keep: bool, timeout: float) -> int:
+    """Run the demo; returns the exit code (1 when a sample did not settle in time)."""
+    started = time.monotonic()
+    binaries = build.build_all()
+    kubectl = binaries["kubectl"]
+    admin = controlplane.up()
+    install_manifests(kubectl, admin)
+    operator = OperatorProcess(controlplane.kubeconfig_path("operator"),
+                               paths.state_dir() / "logs" / "operator.log")
+    operator.start()
+    print(f"[demo] operator running (log: {operator.log_path})", flush=True)
+    try:
+        _kubectl(kubectl, admin, "create", "namespace", NAMESPACE, check=False)
+        for sample in _samples():
+            out = _kubectl(kubectl, admin, "apply", "-n", NAMESPACE, "-f", str(sample),
+                           check=False)
+            print(f"[demo] {sample.relative_to(REPO)}: {out.strip() or 'refused by the API'}",
+                  flush=True)
+        outcomes = _wait(kubectl, admin, timeout)
+        print()
+        print(_kubectl(kubectl, admin, "get", "dsd", "-n", NAMESPACE, "-o", "wide"))
+        print(_kubectl(kubectl, admin, "get", "deployments,jobs,pvc,svc,hpa,configmaps,"
+                       "roles", "-n", NAMESPACE, "-l", "app.kubernetes.io/managed-by="
+                       "deepseek-operator"))
+        _report(kubectl, admin)
+        print(f"[demo] settled in {time.monotonic() - started:.0f}s: "
+              + ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items())))
+        unsettled = [k for k, v in outcomes.items() if v == "unsettled"]
+        if sys.stdin.isatty() and not teardown:
+            print(f"[demo] explore: export KUBECONFIG={admin}; kubectl get dsd -n {NAMESPACE}")
+            print("[demo] Ctrl-C to stop the operator and the control plane", flush=True)
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                print()
+        return 1 if unsettled else 0
+    finally:
+        operator.stop()
+        if not keep:
+            controlplane.down()
+
+
+def _wait(kubectl: Path, admin: Path, timeout: float) -> dict[str, str]:
+    deadline = time.monotonic() + timeout
+    outcomes: dict[str, str] = {}
+    while True:
+        items = yaml.safe_load(_kubectl(kubectl, admin, "get", "dsd", "-n", NAMESPACE,
+                                        "-o", "yaml"))["items"]
+        outcomes = {i["metadata"]["name"]: _settled(i) or "unsettled" for i in items}
+        if all(v != "unsettled" for v in outcomes.values()) or time.monotonic() > deadline:
+            return outcomes
+        time.sleep(1)
+
+
+def _report(kubectl: Path, admin: Path) -> None:
+    items = yaml.safe_load(_kubectl(kubectl, admin, "get", "dsd", "-n", NAMESPACE,
+                                    "-o", "yaml"))["items"]
+    for item in items:
+        print(f"{item['metadata']['name']}:")
+        for cond in (item.get("status") or {}).get("conditions") or []:
+            print(f"  {cond['type']:<16} {cond['status']:<7} {cond['reason']}: "
+                  f"{cond.get('message', '')[:160]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse flags and run the demo."""
+    parser = argparse.ArgumentParser(prog="python -m e2e.demo", description=__doc__)
+    parser.add_argument("--teardown", action="store_true",
+                        help="stop everything as soon as the samples settled")
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the control plane running at the end")
+    parser.add_argument("--timeout", type=float, default=180.0,
+                        help="seconds to wait for the samples to settle")
+    args = parser.parse_args(argv)
+    return run(args.teardown, args.keep, args.timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Install the operator's CRDs and RBAC into a cluster and run the operator as a process.
+
+The operator runs as a subprocess of the tests or the demo (``deepseek-operator run``),
+authenticated with the client certificate whose user name is the operator's
+ServiceAccount, so it has exactly the ClusterRole the Helm chart grants — an RBAC gap in
+the chart fails the e2e tests.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+BASE = REPO / "manifests" / "base"
+OPERATOR_NAMESPACE = "deepseek-operator-system"
+
+
+def install_manifests(kubectl: Path, kubeconfig: Path) -> None:
+    """Apply the namespace, CRDs and RBAC of manifests/base (not the operator Deployment:
+    the operator runs as a local process here) and wait for the CRDs to be Established.
+
+    Raises subprocess.CalledProcessError with kubectl's output on failure.
+    """
+    docs: list[dict[str, Any]] = []
+    for path in [BASE / "namespace.yaml", *sorted((BASE / "crds").glob("*.yaml")),
+                 BASE / "operator.yaml"]:
+        docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    wanted = [d for d in docs if d["kind"] not in ("Deployment", "Service")]
+    subprocess.run([str(kubectl), "--kubeconfig", str(kubeconfig), "apply", "--server-side",
+                    "--force-conflicts", "--field-manager=e2e", "-f", "-"],
+                   input=yaml.safe_dump_all(wanted), text=True, check=True,
+                   capture_output=True)
+    crds = [d["metadata"]["name"] for d in wanted if d["kind"] == "CustomResourceDefinition"]
+    subprocess.run([str(kubectl), "--kubeconfig", str(kubeconfig), "wait",
+                    "--for=condition=Established", "--timeout=60s",
+                    *(f"crd/{name}" for name in crds)],
+                   check=True, capture_output=True, text=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class OperatorProcess:
+    """``deepseek-operator run`` in the background, logging to ``log_path``.
+
+    ``extra_args`` are added to the command line (e.g. ``["--peering", "x"]``).
+    """
+
+    kubeconfig: Path
+    log_path: Path
+    extra_args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+    metrics_port: int = 0
+    health_port: int = 0
+
+    def start(self, ready_timeout: float = 60.0) -> None:
+        """Start and wait until the liveness endpoint answers. Raises RuntimeError with
+        the log tail when the process exits or does not become live in time."""
+        self.metrics_port, self.health_port = _free_port(), _free_port()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "deepseek_operator.cli", "run", "--all-namespaces",
+                 f"--liveness=http://127.0.0.1:{self.health_port}/healthz",
+                 f"--metrics-port={self.metrics_port}", "--verbose", *self.extra_args],
+                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        deadline = time.monotonic() + ready_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"operator exited with {self.proc.returncode}:\n"
+                                   f"{self.log_tail()}")
+            if self.live():
+                return
+            time.sleep(0.3)
+        raise RuntimeError(f"operator not live after {ready_timeout:.0f}s:\n{self.log_tail()}")
+
+    def live(self) -> bool:
+        """True when the kopf liveness endpoint answers 200."""
+        # A loopback probe of our own process; a client library would add nothing.
+        try:
+            with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        """The operator's /metrics text."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                    timeout=5) as resp:
+            return str(resp.read().decode())
+
+    def log_tail(self, chars: int = 6000) -> str:
+        """The last ``chars`` characters of the operator's log."""
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
+        """Stop the process group (SIGTERM, then SIGKILL after ``timeout``)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, sig)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def kill(self) -> None:
+        """SIGKILL at once, as a crash would (no graceful shutdown)."""
+        self.stop(signal.SIGKILL, timeout=10)

@@ -1,0 +1,339 @@
+"""The operator against the real control plane: reconcile, status, drift, deletion, errors."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client import ApiException
+
+from e2e.cluster import build, controlplane, paths
+from e2e.kube import wait_for
+from e2e.operator_process import OperatorProcess, install_manifests
+
+GROUP, VERSION, PLURAL = "deepseek-operator.io", "v1alpha1", "deepseekdeployments"
+OPERATOR_USER = controlplane.OPERATOR_USER
+
+
+def small_model(name: str, **spec: Any) -> dict[str, Any]:
+    """A DeepSeekDeployment that fits one A100-40GB of the test cluster."""
+    body: dict[str, Any] = {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "DeepSeekDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"name": "deepseek-r1-distill-qwen-1.5b", "maxModelLen": 8192},
+            "gpu": {"type": "A100-40GB", "maxConcurrentSequences": 4},
+            "replicas": 1,
+            "autoscaling": {"mode": "none"},
+        },
+    }
+    for key, value in spec.items():
+        body["spec"][key] = {**body["spec"].get(key, {}), **value} if isinstance(
+            value, dict) else value
+    return body
+
+
+@pytest.fixture(scope="session")
+def kubectl(kubeconfig: Path) -> Iterator[Path]:
+    """The kubectl binary built by the project's tooling."""
+    yield build.build_all()["kubectl"]
+
+
+@pytest.fixture(scope="session")
+def operator(kubeconfig: Path, kubectl: Path) -> Iterator[OperatorProcess]:
+    """The CRDs and RBAC installed, and the operator running as its ServiceAccount."""
+    install_manifests(kubectl, kubeconfig)
+    proc = OperatorProcess(controlplane.kubeconfig_path("operator"),
+                           paths.state_dir() / "logs" / "operator-e2e.log")
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def dsd_api(kube: client.ApiClient, operator: OperatorProcess) -> Iterator[client.CustomObjectsApi]:
+    """CustomObjectsApi; on failure of the test, the operator log tail is printed."""
+    yield client.CustomObjectsApi(kube)
+
+
+def create(api: client.CustomObjectsApi, namespace: str, body: dict[str, Any]) -> None:
+    api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+
+
+def get(api: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:
+    return dict(api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
+
+
+def condition(obj: dict[str, Any], ctype: str) -> dict[str, Any]:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond["type"] == ctype:
+            return dict(cond)
+    return {}
+
+
+def wait_condition(api: client.CustomObjectsApi, namespace: str, name: str, ctype: str,
+                   status: str, timeout: float = 60) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        obj = get(api, namespace, name)
+        current = (obj.get("status") or {}).get("observedGeneration") == obj["metadata"][
+            "generation"]
+        return obj if current and condition(obj, ctype).get("status") == status else None
+
+    return wait_for(f"{namespace}/{name} {ctype}={status}", check, timeout)
+
+
+def run_kubectl(kubectl: Path, kubeconfig: Path, *args: str) -> str:
+    result = subprocess.run([str(kubectl), "--kubeconfig", str(kubeconfig), *args],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def deployment(kube: client.ApiClient, namespace: str, name: str) -> client.V1Deployment:
+    return client.AppsV1Api(kube).read_namespaced_deployment(name, namespace)
+
+
+def operator_writes(since: str) -> list[tuple[str, str, str]]:
+    """(verb, resource, name) of every write by the operator since an RFC 3339 time."""
+    writes = []
+    audit = paths.state_dir() / "audit.log"
+    for line in audit.read_text().splitlines():
+        entry = json.loads(line)
+        if (entry["user"]["username"] == OPERATOR_USER and entry["stage"] == "ResponseComplete"
+                and entry["verb"] in ("create", "update", "patch", "delete", "deletecollection")
+                and entry["requestReceivedTimestamp"] >= since):
+            ref = entry.get("objectRef") or {}
+            resource = ref.get("resource", "") + (
+                "/" + ref["subresource"] if ref.get("subresource") else "")
+            writes.append((entry["verb"], resource, ref.get("name", "")))
+    return writes
+
+
+def utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+
+
+def test_create_to_ready_with_children_and_status(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str,
+        kubectl: Path, kubeconfig: Path) -> None:
+    create(dsd_api, namespace, small_model("r1"))
+    run_kubectl(kubectl, kubeconfig, "wait", "--for=condition=Ready", "dsd/r1", "-n", namespace,
+                "--timeout=90s")
+    obj = get(dsd_api, namespace, "r1")
+    status = obj["status"]
+    assert status["phase"] == "Ready"
+    assert status["observedGeneration"] == obj["metadata"]["generation"]
+    assert status["replicas"] == status["readyReplicas"] == 1
+    assert status["endpoint"] == f"http://r1.{namespace}.svc.cluster.local:8000/v1"
+    assert status["sizing"]["gpusPerReplica"] == 1
+    for ctype in ("StorageReady", "ModelCached", "Scheduled", "AutoscalerReady"):
+        assert condition(obj, ctype)["status"] == "True", ctype
+    assert condition(obj, "Stalled")["status"] == "False"
+    # The scale subresource's selector finds exactly the serving pods.
+    pods = client.CoreV1Api(kube).list_namespaced_pod(namespace, label_selector=status["selector"])
+    assert len(pods.items) == 1
+    assert pods.items[0].spec.containers[0].resources.limits["nvidia.com/gpu"] == "1"
+    # Every child is owned by the CR; the model cache is retained (no owner) by default.
+    uid = obj["metadata"]["uid"]
+    dep = deployment(kube, namespace, "r1")
+    assert [o.uid for o in dep.metadata.owner_references] == [uid]
+    claim = client.CoreV1Api(kube).read_namespaced_persistent_volume_claim(
+        "r1-model-cache", namespace)
+    assert not claim.metadata.owner_references
+    events = client.CoreV1Api(kube).list_namespaced_event(
+        namespace, field_selector="involvedObject.name=r1").items
+    assert any(e.reason == "ReplicasReady" for e in events)
+
+
+def test_noop_reconcile_makes_zero_writes(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    create(dsd_api, namespace, small_model("quiet"))
+    wait_condition(dsd_api, namespace, "quiet", "Ready", "True", 90)
+    time.sleep(2)  # let the last status write and child events settle
+    since = utc_now()
+    # A child event makes the operator reconcile; nothing differs, so nothing is written.
+    client.CoreV1Api(kube).patch_namespaced_service(
+        "quiet", namespace, {"metadata": {"annotations": {"example.com/touched": "1"}}})
+    time.sleep(5)
+    mine = [w for w in operator_writes(since) if w[2].startswith("quiet")]
+    assert mine == [], mine
+
+
+def test_spec_change_rolls_workload_and_updates_generation(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    create(dsd_api, namespace, small_model("roll"))
+    wait_condition(dsd_api, namespace, "roll", "Ready", "True", 90)
+    before = deployment(kube, namespace, "roll").spec.template.spec.containers[0]
+    dsd_api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "roll", {
+        "spec": {"engine": {"image": "vllm/vllm-openai:v0.0.0-e2e"},
+                 "model": {"maxModelLen": 4096}}})
+    obj = wait_condition(dsd_api, namespace, "roll", "Ready", "True", 90)
+    assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"] == 2
+    after = deployment(kube, namespace, "roll").spec.template.spec.containers[0]
+    assert after.image == "vllm/vllm-openai:v0.0.0-e2e" != before.image
+    assert "4096" in " ".join(after.args or []) + " ".join(after.command or [])
+
+
+def test_kubectl_scale_changes_replicas(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str,
+        kubectl: Path, kubeconfig: Path) -> None:
+    create(dsd_api, namespace, small_model("scaled", storage={"accessMode": "ReadWriteMany"}))
+    wait_condition(dsd_api, namespace, "scaled", "Ready", "True", 90)
+    run_kubectl(kubectl, kubeconfig, "scale", "dsd/scaled", "-n", namespace, "--replicas=3")
+    wait_for("Deployment at 3 replicas",
+             lambda: deployment(kube, namespace, "scaled").spec.replicas == 3, 30)
+    obj = wait_for("3 ready replicas in status", lambda: (
+        lambda o: o if (o.get("status") or {}).get("readyReplicas") == 3 else None)(
+            get(dsd_api, namespace, "scaled")), 60)
+    assert condition(obj, "Ready")["status"] == "True"
+    scale = dsd_api.get_namespaced_custom_object_scale(GROUP, VERSION, namespace, PLURAL, "scaled")
+    assert scale["spec"]["replicas"] == 3 and scale["status"]["replicas"] == 3
+
+
+def test_drift_is_repaired(kube: client.ApiClient, dsd_api: client.CustomObjectsApi,
+                           namespace: str) -> None:
+    create(dsd_api, namespace, small_model("drift"))
+    wait_condition(dsd_api, namespace, "drift", "Ready", "True", 90)
+    core, apps = client.CoreV1Api(kube), client.AppsV1Api(kube)
+    core.delete_namespaced_service("drift", namespace)
+    wait_for("the deleted Service to come back", lambda: _exists(
+        lambda: core.read_namespaced_service("drift", namespace)), 30)
+    image = deployment(kube, namespace, "drift").spec.template.spec.containers[0].image
+    apps.patch_namespaced_deployment("drift", namespace, {"spec": {"replicas": 4, "template": {
+        "spec": {"containers": [{"name": "engine", "image": "evil:latest"}]}}}})
+    wait_for("the hand edit to be undone", lambda: (
+        lambda d: d.spec.replicas == 1 and d.spec.template.spec.containers[0].image == image)(
+            deployment(kube, namespace, "drift")), 30)
+
+
+def _exists(read: Any) -> bool:
+    try:
+        read()
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+@pytest.mark.parametrize("retain", [True, False])
+def test_delete_keeps_the_model_cache_only_when_asked(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str,
+        retain: bool) -> None:
+    name = f"del-{str(retain).lower()}"
+    create(dsd_api, namespace, small_model(name, storage={"retainOnDelete": retain}))
+    wait_condition(dsd_api, namespace, name, "Ready", "True", 90)
+    dsd_api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    wait_for("the CR to be gone (no finalizer hangs)", lambda: not _exists(
+        lambda: get(dsd_api, namespace, name)), 30)
+    core = client.CoreV1Api(kube)
+    wait_for("children garbage-collected", lambda: not _exists(
+        lambda: deployment(kube, namespace, name)) and not _exists(
+        lambda: core.read_namespaced_service(name, namespace)), 60)
+    claim = f"{name}-model-cache"
+    if retain:
+        time.sleep(3)
+        assert _exists(lambda: core.read_namespaced_persistent_volume_claim(claim, namespace))
+    else:
+        wait_for("the cache claim deleted", lambda: not _exists(
+            lambda: core.read_namespaced_persistent_volume_claim(claim, namespace)), 60)
+
+
+def test_spec_that_cannot_fit_is_stalled_with_numbers(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    body = small_model("too-big")
+    body["spec"]["model"] = {"name": "deepseek-r1", "maxModelLen": 8192}
+    body["spec"]["gpu"] = {"type": "A100-40GB", "count": 1}
+    create(dsd_api, namespace, body)
+    obj = wait_condition(dsd_api, namespace, "too-big", "Stalled", "True", 60)
+    stalled = condition(obj, "Stalled")
+    assert stalled["reason"] == "InvalidSpec"
+    assert "spec.gpu.count" in stalled["message"] and "GiB" in stalled["message"]
+    assert condition(obj, "Ready")["status"] == "False"
+    assert obj["status"]["phase"] == "Failed"
+    assert not _exists(lambda: deployment(kube, namespace, "too-big"))
+    events = client.CoreV1Api(kube).list_namespaced_event(
+        namespace, field_selector="involvedObject.name=too-big").items
+    assert any(e.type == "Warning" and e.reason == "InvalidSpec" for e in events)
+
+
+def test_more_gpus_than_the_cluster_has_is_unschedulable(
+        dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    body = small_model("no-gpus")
+    body["spec"]["gpu"] = {"type": "H100-80GB"}
+    body["spec"]["replicas"] = 3
+    body["spec"]["model"] = {"name": "deepseek-r1-distill-llama-70b", "maxModelLen": 8192}
+    body["spec"]["gpu"]["count"] = 8
+    body["spec"]["storage"] = {"accessMode": "ReadWriteMany"}
+    create(dsd_api, namespace, body)
+    # The first message may name the claim that is still binding; then the GPUs.
+    obj = wait_for("Scheduled=False naming the missing GPUs", lambda: (
+        lambda o: o if "Insufficient nvidia.com/gpu" in condition(o, "Scheduled").get(
+            "message", "") else None)(get(dsd_api, namespace, "no-gpus")), 90)
+    scheduled = condition(obj, "Scheduled")
+    assert scheduled["status"] == "False" and scheduled["reason"] == "Unschedulable"
+    assert obj["status"]["readyReplicas"] == 2  # two replicas of 8 H100s fit, the third not
+    assert condition(obj, "Ready")["status"] == "False"
+
+
+def test_missing_storage_class_is_reported(dsd_api: client.CustomObjectsApi,
+                                           namespace: str) -> None:
+    create(dsd_api, namespace, small_model("no-sc", storage={"storageClassName": "fast-nvme"}))
+    obj = wait_condition(dsd_api, namespace, "no-sc", "StorageReady", "False", 60)
+    assert condition(obj, "StorageReady")["reason"] == "StorageClassNotFound"
+    assert "fast-nvme" in condition(obj, "StorageReady")["message"]
+    assert obj["status"]["phase"] == "Pending"
+
+
+def test_operator_restart_converges_without_duplicates(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str,
+        operator: OperatorProcess) -> None:
+    for i in range(5):
+        create(dsd_api, namespace, small_model(f"restart-{i}"))
+    time.sleep(0.5)
+    operator.kill()  # in the middle of reconciling: no graceful shutdown
+    operator.start()
+    for i in range(5):
+        wait_condition(dsd_api, namespace, f"restart-{i}", "Ready", "True", 120)
+    deployments = client.AppsV1Api(kube).list_namespaced_deployment(namespace).items
+    jobs = client.BatchV1Api(kube).list_namespaced_job(namespace).items
+    assert sorted(d.metadata.name for d in deployments) == [f"restart-{i}" for i in range(5)]
+    assert len(jobs) == 5
+
+
+@pytest.fixture
+def extra_gpu_nodes(kube: client.ApiClient, tmp_path: Path) -> Iterator[int]:
+    """Six more simulated 8 x A100 nodes, so 50 one-GPU replicas fit beside other tests."""
+    nodes_file = tmp_path / "nodes.yaml"
+    nodes_file.write_text(json.dumps({"nodes": [{
+        "name": "gpu-extra", "count": 6, "cpu": "96", "memory": "1Ti",
+        "gpu": {"count": 8, "product": "NVIDIA-A100-SXM4-80GB", "memoryMiB": 81920}}]}))
+    core = client.CoreV1Api(kube)
+    nodes = controlplane.node_manifests(nodes_file)
+    for node in nodes:
+        core.create_node(node)
+    yield 6 * 8
+    for node in nodes:
+        core.delete_node(node["metadata"]["name"])
+
+
+def test_fifty_deployments_at_once_all_become_ready(
+        dsd_api: client.CustomObjectsApi, namespace: str, extra_gpu_nodes: int) -> None:
+    for i in range(50):
+        body = copy.deepcopy(small_model(f"many-{i:02d}"))
+        body["spec"]["gpu"]["type"] = ""  # any GPU node with enough memory
+        create(dsd_api, namespace, body)
+
+    def all_ready() -> bool:
+        items = dsd_api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
+        return len(items) == 50 and all(condition(o, "Ready").get("status") == "True"
+                                        for o in items)
+
+    wait_for("50 DeepSeekDeployments Ready", all_ready, 300, interval=2)

@@ -1,0 +1,195 @@
+"""The operator's autoscaler (``autoscaling.mode: operator``): observe, decide, scale.
+
+Every ``spec.autoscaling.intervalSeconds`` for each DeepSeekDeployment: read the request
+rate from Prometheus, read the workload's scale subresource, run the pure policy
+(``autoscaler.policy.decide``), record the decision in ``status.autoscaling`` and the
+``AutoscalerReady`` condition, and write the new count through the workload's scale
+subresource. ``status.autoscaling.desiredReplicas`` is written first: the renderer reads
+it, so a reconcile that runs next applies the same count instead of fighting it.
+
+Policy state (stabilization history) is kept in memory. After an operator restart the
+history starts with the current count, so no scale-down happens before a full down window
+has been observed again — a restart never sheds capacity.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes.client import ApiClient, CustomObjectsApi
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+
+from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
+from deepseek_operator.api.resource import DeepSeekDeployment
+from deepseek_operator.api.status import Condition, ConditionType
+from deepseek_operator.autoscaler.metrics_source import MetricsUnavailable, query_qps
+from deepseek_operator.autoscaler.policy import (
+    Decision,
+    Observation,
+    PolicyConfig,
+    PolicyState,
+    decide,
+)
+from deepseek_operator.render import default_qps_query, names
+
+log = logging.getLogger(__name__)
+
+REASON_METRICS_OK = "MetricsAvailable"
+REASON_NO_SERIES = "NoMetrics"
+REASON_METRICS_UNAVAILABLE = "MetricsUnavailable"
+
+
+def policy_config(dsd: DeepSeekDeployment) -> PolicyConfig:
+    """The policy's configuration from ``spec.autoscaling`` (seconds, requests/s)."""
+    spec = dsd.spec.autoscaling
+    return PolicyConfig(
+        min_replicas=spec.min_replicas, max_replicas=spec.max_replicas,
+        target_qps_per_replica=spec.target_qps_per_replica,
+        scale_up_stabilization_seconds=float(spec.scale_up_stabilization_seconds),
+        scale_down_stabilization_seconds=float(spec.scale_down_stabilization_seconds))
+
+
+def _rfc3339(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).replace(microsecond=0).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Tick:
+    """One autoscaler evaluation: the replicas before, the decision, and why metrics were
+    missing if they were."""
+
+    current_replicas: int
+    decision: Decision
+    qps: float | None
+    unavailable: str | None
+
+
+@dataclass
+class Autoscaler:
+    """Per-DeepSeekDeployment policy state and the API calls of the autoscaler."""
+
+    api: ApiClient
+    _states: dict[tuple[str, str], PolicyState] = field(default_factory=dict)
+    _last: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.dynamic = DynamicClient(self.api)
+        self.custom = CustomObjectsApi(self.api)
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop the state of a deleted DeepSeekDeployment."""
+        self._states.pop((namespace, name), None)
+        self._last.pop((namespace, name), None)
+
+    def due(self, dsd: DeepSeekDeployment, now: float) -> bool:
+        """True when ``intervalSeconds`` have passed since the last evaluation."""
+        key = (dsd.metadata.namespace or "", dsd.metadata.name)
+        last = self._last.get(key)
+        # Half a second of slack: the kopf timer that drives us is not exactly periodic.
+        return last is None or now - last >= dsd.spec.autoscaling.interval_seconds - 0.5
+
+    def _scale_resource(self, dsd: DeepSeekDeployment) -> Any | None:
+        for api_version, kind in (("apps/v1", "Deployment"),
+                                  ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet")):
+            try:
+                resource = self.dynamic.resources.get(api_version=api_version, kind=kind)
+                resource.get(name=names.workload(dsd), namespace=dsd.metadata.namespace)
+            except (NotFoundError, ResourceNotFoundError):
+                continue
+            return resource.subresources["scale"]
+        return None
+
+    def evaluate(self, dsd: DeepSeekDeployment, body: dict[str, Any],
+                 now: float | None = None) -> Tick | None:
+        """Run one evaluation and make its writes. None when there is no workload yet.
+
+        ``body`` is the stored object (for its current conditions). Raises ApiException
+        when a Kubernetes call fails (the next tick retries).
+        """
+        now = time.time() if now is None else now
+        namespace, name = dsd.metadata.namespace or "", dsd.metadata.name
+        self._last[(namespace, name)] = now
+        scale_api = self._scale_resource(dsd)
+        if scale_api is None:
+            return None
+        scale = scale_api.get(name=names.workload(dsd), namespace=namespace)
+        current = int(scale.spec.replicas or 0)
+        ready = self._ready_replicas(dsd)
+        spec = dsd.spec.autoscaling
+        query = spec.prometheus.query or default_qps_query(dsd)
+        unavailable: str | None = None
+        try:
+            qps = query_qps(spec.prometheus.url, query)
+        except MetricsUnavailable as exc:
+            qps, unavailable = None, str(exc)
+        state = self._states.get((namespace, name)) or PolicyState(
+            recommendations=((now, current),))
+        decision = decide(policy_config(dsd), Observation(
+            now=now, qps=qps, current_replicas=current, ready_replicas=min(ready, current),
+            pending_replicas=max(current - ready, 0)), state)
+        self._states[(namespace, name)] = decision.state
+        self._write_status(dsd, body, decision, qps, unavailable, now)
+        if decision.desired_replicas != current:
+            scale_api.patch(body={"spec": {"replicas": decision.desired_replicas}},
+                            name=names.workload(dsd), namespace=namespace,
+                            content_type="application/merge-patch+json")
+        return Tick(current, decision, qps, unavailable)
+
+    def _ready_replicas(self, dsd: DeepSeekDeployment) -> int:
+        for api_version, kind in (("apps/v1", "Deployment"),
+                                  ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet")):
+            try:
+                resource = self.dynamic.resources.get(api_version=api_version, kind=kind)
+                obj = resource.get(name=names.workload(dsd), namespace=dsd.metadata.namespace)
+            except (NotFoundError, ResourceNotFoundError):
+                continue
+            return int((obj.status or {}).get("readyReplicas") or 0)
+        return 0
+
+    def _write_status(self, dsd: DeepSeekDeployment, body: dict[str, Any], decision: Decision,
+                      qps: float | None, unavailable: str | None, now: float) -> None:
+        old = (body.get("status") or {})
+        old_auto = old.get("autoscaling") or {}
+        if unavailable:
+            cond_status, reason, message = "False", REASON_METRICS_UNAVAILABLE, (
+                f"{unavailable}; holding {decision.desired_replicas} replicas")
+        elif qps is None:
+            cond_status, reason, message = "False", REASON_NO_SERIES, (
+                f"the QPS query returned no series; holding {decision.desired_replicas} "
+                "replicas")
+        else:
+            cond_status, reason, message = "True", REASON_METRICS_OK, decision.reason
+        conditions = [dict(c) for c in old.get("conditions") or []]
+        previous = next((c for c in conditions
+                         if c.get("type") == ConditionType.AUTOSCALER_READY), None)
+        changed = previous is None or previous.get("status") != cond_status
+        condition = Condition(
+            type=ConditionType.AUTOSCALER_READY, status=cond_status, reason=reason,
+            message=message[:32768],
+            lastTransitionTime=_rfc3339(now) if changed else previous["lastTransitionTime"],
+            observedGeneration=dsd.metadata.generation,
+        ).model_dump(by_alias=True, exclude_none=True)
+        conditions = [c for c in conditions
+                      if c.get("type") != ConditionType.AUTOSCALER_READY] + [condition]
+        # A JSON merge patch removes keys set to null: without a measurement there is no
+        # observedQPS or computedReplicas, rather than a stale one.
+        autoscaling: dict[str, Any] = {
+            "observedQPS": None if qps is None else round(qps, 3),
+            "targetQPSPerReplica": dsd.spec.autoscaling.target_qps_per_replica,
+            "computedReplicas": decision.computed_replicas,
+            "desiredReplicas": decision.desired_replicas,
+            "lastScaleTime": _rfc3339(now) if decision.scaled else old_auto.get("lastScaleTime"),
+            "reason": decision.reason[:1024],
+        }
+        present = {k: v for k, v in autoscaling.items() if v is not None}
+        if present == old_auto and conditions == old.get("conditions"):
+            return
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, dsd.metadata.namespace, PLURAL, dsd.metadata.name,
+            {"status": {"autoscaling": autoscaling, "conditions": conditions}})

@@ -1,0 +1,59 @@
+"""Read a deployment's request rate (requests/s) from Prometheus with prometheus-api-client.
+
+The query is an instant PromQL query whose result is one number, e.g. the default vLLM
+query ``sum(rate(vllm:request_success_total{namespace="ai", pod=~"r1-.*"}[1m]))``. Three
+outcomes are told apart, because the autoscaler treats them differently:
+
+* a number: the observed QPS;
+* ``None``: Prometheus answered but has no series (nothing scraped yet, or every replica is
+  gone) — the policy holds the current count;
+* ``MetricsUnavailable``: Prometheus is unreachable, slow, or rejected the query — the
+  policy holds too, and ``AutoscalerReady`` turns False with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+
+import requests
+from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from urllib3.util.retry import Retry
+
+DEFAULT_TIMEOUT_SECONDS = 5
+
+
+class MetricsUnavailable(Exception):
+    """Prometheus could not answer; the message says why (for the AutoscalerReady reason)."""
+
+
+def query_qps(url: str, query: str, timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS) -> float | None:
+    """Evaluate ``query`` at ``url`` now; the sum of the returned samples in requests/s.
+
+    Returns None when the result is empty. Raises MetricsUnavailable on connection errors,
+    timeouts (``timeout_seconds``), HTTP errors, query errors, or a non-finite value.
+    """
+    # No retries here: the autoscaler loop runs again at the next interval, and a retry
+    # storm against a struggling Prometheus helps nobody.
+    prom = PrometheusConnect(url=url, disable_ssl=True, timeout=timeout_seconds,
+                             retry=Retry(total=0))
+    try:
+        result = prom.custom_query(query, params={"timeout": f"{timeout_seconds}s"})
+    except requests.exceptions.Timeout as exc:
+        raise MetricsUnavailable(f"Prometheus at {url} did not answer within "
+                                 f"{timeout_seconds}s") from exc
+    except requests.exceptions.RequestException as exc:
+        raise MetricsUnavailable(f"Prometheus at {url} is unreachable: "
+                                 f"{type(exc).__name__}") from exc
+    except PrometheusApiClientException as exc:
+        raise MetricsUnavailable(f"Prometheus rejected the query: {exc}") from exc
+    if not result:
+        return None
+    # A scalar result is [timestamp, "value"]; a vector is a list of {"metric", "value"}.
+    samples = [result] if not isinstance(result[0], dict) else [s["value"] for s in result]
+    total = 0.0
+    for sample in samples:
+        value = float(sample[1])
+        if not math.isfinite(value):
+            raise MetricsUnavailable(f"query returned a non-finite value ({value})")
+        total += value
+    return total

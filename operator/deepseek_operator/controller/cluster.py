@@ -1,0 +1,151 @@
+"""The one place that talks to the Kubernetes API for reconciling children.
+
+Reads: list the children of one DeepSeekDeployment by the operator's labels, across every
+kind the operator manages (kinds whose API is not served, such as LeaderWorkerSet or KEDA
+on a cluster without them, are skipped). Writes: server-side apply with field manager
+``deepseek-operator`` and force on conflicts (we own what we render), and deletes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import (
+    ApiException,
+    NotFoundError,
+    ResourceNotFoundError,
+)
+
+from deepseek_operator.controller.plan import Change, ObjectKey, Plan
+
+FIELD_MANAGER = "deepseek-operator"
+log = logging.getLogger(__name__)
+
+# (apiVersion, kind) of every child kind the renderer can produce, in apply order: storage
+# and identity first, the workload after what it mounts and runs as.
+MANAGED_KINDS: tuple[tuple[str, str], ...] = (
+    ("v1", "ServiceAccount"),
+    ("v1", "ConfigMap"),
+    ("rbac.authorization.k8s.io/v1", "Role"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+    ("v1", "PersistentVolumeClaim"),
+    ("batch/v1", "Job"),
+    ("apps/v1", "Deployment"),
+    ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"),
+    ("v1", "Service"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("keda.sh/v1alpha1", "ScaledObject"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+)
+_ORDER = {kind: i for i, (_, kind) in enumerate(MANAGED_KINDS)}
+
+
+class ApplyError(Exception):
+    """An API call for one child failed; the message names the object and the API's reason."""
+
+    def __init__(self, key: ObjectKey, verb: str, exc: ApiException) -> None:
+        self.key, self.status = key, int(exc.status or 0)
+        super().__init__(f"{verb} {key}: {exc.status} {exc.reason}: {_api_message(exc)}")
+
+
+def _api_message(exc: ApiException) -> str:
+    import json
+
+    try:
+        return str(json.loads(exc.body).get("message", exc.body))
+    except (TypeError, ValueError):
+        return str(exc.body)
+
+
+@dataclass
+class Cluster:
+    """Reads and writes children through one DynamicClient (discovery is cached by it)."""
+
+    api: client.ApiClient
+
+    def __post_init__(self) -> None:
+        self.dynamic = DynamicClient(self.api)
+
+    def served(self, api_version: str, kind: str) -> bool:
+        """True when the API server serves this kind (e.g. its CRD is installed)."""
+        try:
+            self.dynamic.resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError:
+            return False
+        return True
+
+    def observe(self, namespace: str, selector: str) -> dict[ObjectKey, dict[str, Any]]:
+        """Children in ``namespace`` matching the label ``selector``, by key, as dicts."""
+        found: dict[ObjectKey, dict[str, Any]] = {}
+        for api_version, kind in MANAGED_KINDS:
+            if not self.served(api_version, kind):
+                continue
+            resource = self.dynamic.resources.get(api_version=api_version, kind=kind)
+            for item in resource.get(namespace=namespace, label_selector=selector).items:
+                obj = item.to_dict()
+                obj.setdefault("apiVersion", api_version)
+                obj.setdefault("kind", kind)
+                found[ObjectKey.of(obj)] = obj
+        return found
+
+    def list(self, api_version: str, kind: str, namespace: str,
+             selector: str) -> list[dict[str, Any]]:
+        """Objects of one kind in a namespace matching a label selector, as dicts."""
+        resource = self.dynamic.resources.get(api_version=api_version, kind=kind)
+        return [i.to_dict() for i in resource.get(namespace=namespace,
+                                                  label_selector=selector).items]
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply one object; returns the object as stored. Raises ApplyError."""
+        key = ObjectKey.of(obj)
+        resource = self.dynamic.resources.get(api_version=key.api_version, kind=key.kind)
+        try:
+            result = resource.server_side_apply(
+                body=obj, name=key.name, namespace=key.namespace or None,
+                field_manager=FIELD_MANAGER, force_conflicts=True)
+        except ApiException as exc:
+            raise ApplyError(key, "applying", exc) from exc
+        return dict(result.to_dict())
+
+    def delete(self, key: ObjectKey) -> None:
+        """Delete one object (background propagation); a missing object is fine."""
+        resource = self.dynamic.resources.get(api_version=key.api_version, kind=key.kind)
+        try:
+            resource.delete(name=key.name, namespace=key.namespace or None,
+                            body={"propagationPolicy": "Background"})
+        except NotFoundError:
+            return
+        except ApiException as exc:
+            raise ApplyError(key, "deleting", exc) from exc
+
+    def execute(self, plan: Plan) -> list[str]:
+        """Make the plan's writes, in dependency order; returns one line per write.
+
+        A Job whose pod template changed cannot be patched (the field is immutable), so it
+        is deleted and created again. Raises ApplyError on the first failing write.
+        """
+        done: list[str] = []
+        for change in sorted(plan.apply, key=lambda c: _ORDER.get(c.key.kind, 99)):
+            done.append(self._apply_change(change))
+        for key in plan.delete:
+            self.delete(key)
+            done.append(f"deleted {key}")
+        return done
+
+    def _apply_change(self, change: Change) -> str:
+        try:
+            self.apply(change.desired)
+        except ApplyError as exc:
+            if not (exc.status == 422 and change.key.kind == "Job"):
+                raise
+            self.delete(change.key)
+            self.apply(change.desired)
+            return f"recreated {change.key} (immutable fields changed)"
+        if change.created:
+            return f"created {change.key}"
+        return f"updated {change.key} ({', '.join(change.drifted[:5])})"
+

@@ -1,0 +1,93 @@
+"""Plan a reconcile: from desired and observed children, what to apply and what to delete.
+
+Pure: takes plain dicts, returns a Plan. The executor (``controller.cluster``) is the only
+place that calls the API, so "a no-op reconcile makes zero writes" is a property of this
+function that unit tests can check (see tests/test_plan.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from deepseek_operator.controller.diff import differences
+
+
+@dataclass(frozen=True, order=True)
+class ObjectKey:
+    """Identity of a Kubernetes object: apiVersion, kind, namespace ("" if cluster-scoped), name."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> ObjectKey:
+        """Key of an object dict (``apiVersion``, ``kind``, ``metadata.namespace|name``)."""
+        meta = obj["metadata"]
+        return cls(obj["apiVersion"], obj["kind"], meta.get("namespace", ""), meta["name"])
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else (
+            f"{self.kind} {self.name}")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One object to apply and why: ``created`` or the paths that drifted."""
+
+    desired: dict[str, Any]
+    created: bool
+    drifted: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> ObjectKey:
+        """Key of the object to apply."""
+        return ObjectKey.of(self.desired)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Writes a reconcile has to make; empty when the cluster already matches."""
+
+    apply: tuple[Change, ...] = ()
+    delete: tuple[ObjectKey, ...] = ()
+    unchanged: tuple[ObjectKey, ...] = field(default=())
+
+    @property
+    def empty(self) -> bool:
+        """True when nothing is to be written."""
+        return not self.apply and not self.delete
+
+
+def calculate_plan(desired: Iterable[dict[str, Any]],
+                   observed: Mapping[ObjectKey, dict[str, Any]],
+                   keep: Iterable[ObjectKey] = ()) -> Plan:
+    """Compare desired children with the observed ones (listed by the operator's labels).
+
+    ``desired``: rendered objects. ``observed``: live children by key. ``keep``: observed
+    children that must survive even though not desired (a retained model cache).
+    Returns a Plan: apply what is missing or differs (see ``diff.is_subset``); delete what
+    is observed, labelled as ours, but no longer desired (e.g. the HPA after
+    ``autoscaling.mode`` changed).
+    """
+    changes: list[Change] = []
+    unchanged: list[ObjectKey] = []
+    wanted: set[ObjectKey] = set()
+    for obj in desired:
+        key = ObjectKey.of(obj)
+        wanted.add(key)
+        live = observed.get(key)
+        if live is None:
+            changes.append(Change(obj, created=True))
+            continue
+        drift = differences(obj, live)
+        if drift:
+            changes.append(Change(obj, created=False, drifted=tuple(drift)))
+        else:
+            unchanged.append(key)
+    kept = set(keep)
+    stale = sorted(k for k in observed if k not in wanted and k not in kept)
+    return Plan(apply=tuple(changes), delete=tuple(stale), unchanged=tuple(unchanged))

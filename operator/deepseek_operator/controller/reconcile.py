@@ -1,0 +1,190 @@
+"""Reconcile one DeepSeekDeployment: render, plan, apply, observe, compute status.
+
+Plain functions over a ``Cluster`` (the only API caller), so tests call them directly and
+kopf handlers stay thin. A reconcile with nothing to change makes zero writes: the plan is
+empty and the computed status equals the stored one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes.client import ApiException, CoreV1Api, StorageV1Api
+
+from deepseek_operator.api.errors import InvalidSpecError
+from deepseek_operator.api.resource import DeepSeekDeployment, parse_deployment
+from deepseek_operator.api.status import DeepSeekDeploymentStatus
+from deepseek_operator.controller.cluster import Cluster
+from deepseek_operator.controller.sizing_status import sizing_status
+from deepseek_operator.controller.plan import calculate_plan
+from deepseek_operator.controller.status import (
+    REASON_INVALID_SPEC,
+    Observed,
+    compute_status,
+    stalled_status,
+    transitions,
+)
+from deepseek_operator.render import (
+    RenderSettings,
+    children_selector,
+    endpoint,
+    names,
+    needs_download,
+    pod_selector,
+    render,
+    workload_replicas,
+)
+from deepseek_operator.render.download import download_job
+from deepseek_operator.render.source import model_cache_claim
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post on the DeepSeekDeployment (type Normal or Warning)."""
+
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one reconcile did and found.
+
+    ``status``: the status to store, or None when it equals the stored one (no write).
+    ``writes``: one line per child write. ``events``: Events to post. ``stalled``: the spec
+    can never work as written (kopf.PermanentError territory).
+    """
+
+    status: dict[str, Any] | None
+    writes: list[str] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    stalled: bool = False
+    message: str = ""
+
+
+def _previous_status(body: Mapping[str, Any]) -> DeepSeekDeploymentStatus | None:
+    raw = body.get("status")
+    if not raw:
+        return None
+    try:
+        return DeepSeekDeploymentStatus.model_validate(dict(raw))
+    except ValueError:
+        log.warning("ignoring unreadable status of %s", body["metadata"].get("name"))
+        return None
+
+
+def status_dict(status: DeepSeekDeploymentStatus) -> dict[str, Any]:
+    """The wire form (camelCase, no nulls) of a status model."""
+    return status.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def _condition_events(before: DeepSeekDeploymentStatus | None,
+                      after: DeepSeekDeploymentStatus) -> list[Event]:
+    events = []
+    for cond in transitions(before, after):
+        if before is None and cond.status == "Unknown":
+            continue
+        bad = (cond.type == "Ready" and cond.status == "False" and before is not None) or (
+            cond.type == "Stalled" and cond.status == "True") or (
+            cond.type not in ("Ready", "Progressing", "Stalled") and cond.status == "False")
+        events.append(Event("Warning" if bad else "Normal", cond.reason,
+                            f"{cond.type}={cond.status}: {cond.message}"))
+    return events
+
+
+def _finish(body: Mapping[str, Any], previous: DeepSeekDeploymentStatus | None,
+            status: DeepSeekDeploymentStatus, writes: list[str], stalled: bool = False,
+            message: str = "") -> Outcome:
+    new = status_dict(status)
+    old = status_dict(previous) if previous else None
+    events = [Event("Normal", "Applied", w) for w in writes]
+    events += _condition_events(previous, status)
+    return Outcome(status=None if new == old else new, writes=writes, events=events,
+                   stalled=stalled, message=message)
+
+
+def _storage_class_missing(cluster: Cluster, dsd: DeepSeekDeployment) -> str | None:
+    wanted = dsd.spec.storage.storage_class_name
+    if not wanted or dsd.spec.storage.existing_claim:
+        return None
+    try:
+        StorageV1Api(cluster.api).read_storage_class(wanted)
+    except ApiException as exc:
+        if exc.status == 404:
+            return wanted
+        raise
+    return None
+
+
+def _read_claim(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        claim = CoreV1Api(cluster.api).read_namespaced_persistent_volume_claim(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return dict(cluster.api.sanitize_for_serialization(claim))
+
+
+def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSettings,
+              now: str) -> Outcome:
+    """Bring the children of one DeepSeekDeployment (``body``, as from the API) to its spec.
+
+    Returns the Outcome; raises ApplyError (controller.cluster) when a write fails and
+    ApiException when a read fails — both transient from the caller's point of view.
+    """
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    generation = int(meta.get("generation", 0))
+    previous = _previous_status(body)
+    base = previous or DeepSeekDeploymentStatus()
+
+    try:
+        dsd = parse_deployment(body)
+        desired = render(dsd, settings)
+    except InvalidSpecError as exc:
+        status = stalled_status(generation=generation, reason=REASON_INVALID_SPEC,
+                                message=str(exc), previous=previous, now=now, base=base)
+        return _finish(body, previous, status, [], stalled=True, message=str(exc))
+
+    observed = cluster.observe(namespace, children_selector(name))
+    keep = [k for k in observed if k.kind == "PersistentVolumeClaim"]  # never delete data
+    plan = calculate_plan(desired, observed, keep=keep)
+    writes = cluster.execute(plan)
+    if writes:
+        log.info("%s/%s: %s", namespace, name, "; ".join(writes))
+        observed = cluster.observe(namespace, children_selector(name))
+
+    def child(kind: str, child_name: str) -> dict[str, Any] | None:
+        return next((o for k, o in observed.items()
+                     if k.kind == kind and k.name == child_name), None)
+
+    claim_name = model_cache_claim(dsd)
+    claim = child("PersistentVolumeClaim", claim_name)
+    if claim is None and dsd.spec.storage.existing_claim:
+        claim = _read_claim(cluster, namespace, claim_name)
+    workload = child("Deployment", names.workload(dsd)) or child(
+        "LeaderWorkerSet", names.workload(dsd))
+    autoscaler = child("HorizontalPodAutoscaler", names.autoscaler(dsd)) or child(
+        "ScaledObject", names.autoscaler(dsd))
+    pods = cluster.list("v1", "Pod", namespace, pod_selector(name))
+    replicas = workload_replicas(dsd)
+    desired_replicas = replicas if replicas is not None else int(
+        ((workload or {}).get("spec") or {}).get("replicas") or 0)
+    snapshot = Observed(
+        claim=claim, job=child("Job", download_job(dsd, settings)), workload=workload, pods=pods,
+        desired_replicas=desired_replicas, needs_download=needs_download(dsd),
+        storage_class_missing=_storage_class_missing(cluster, dsd), autoscaler=autoscaler)
+    base = base.model_copy(update={"sizing": sizing_status(dsd)})
+    status = compute_status(generation=generation, mode=dsd.spec.autoscaling.mode,
+                            observed=snapshot, previous=previous, now=now,
+                            selector=pod_selector(name), endpoint=endpoint(dsd, settings),
+                            base=base)
+    return _finish(body, previous, status, writes)
+

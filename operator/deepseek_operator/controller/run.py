@@ -1,0 +1,47 @@
+"""`deepseek-operator run`: start kopf with the operator's handlers, metrics and probes."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import kopf
+from prometheus_client import start_http_server
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Options of the operator process.
+
+    ``namespaces``: watch only these (empty = all namespaces). ``peering``: kopf peering
+    name, so that of several replicas one is active (None = standalone, no peering
+    objects needed). ``liveness``: kopf liveness endpoint URL (e.g.
+    ``http://0.0.0.0:8080/healthz``). ``metrics_port``: port of /metrics (0 = off).
+    ``log_format``: plain, full or json. ``verbose``: debug logging.
+    """
+
+    namespaces: tuple[str, ...] = ()
+    peering: str | None = None
+    liveness: str | None = None
+    metrics_port: int = 0
+    log_format: str = "plain"
+    verbose: bool = False
+
+
+def run_operator(options: RunOptions) -> None:
+    """Run the operator until interrupted (blocks). Raises what kopf raises on fatal errors."""
+    import deepseek_operator.controller.handlers  # noqa: F401  (registers the handlers)
+
+    kopf.configure(verbose=options.verbose,
+                   log_format=kopf.LogFormat[options.log_format.upper()])
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    if options.metrics_port:
+        start_http_server(options.metrics_port)
+    kopf.run(
+        clusterwide=not options.namespaces,
+        namespaces=list(options.namespaces),
+        standalone=options.peering is None,
+        peering_name=options.peering or "default",
+        priority=0,
+        liveness_endpoint=options.liveness,
+    )

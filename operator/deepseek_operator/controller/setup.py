@@ -1,0 +1,61 @@
+"""Operator-wide configuration: kopf settings and the shared Reconciler.
+
+kopf's defaults write to every object it handles (progress in ``status.kopf``, an Event for
+each handler run). The operator's promise is that a reconcile with nothing to change makes
+zero writes, so: progress and the diff base go to annotations (written only when a spec
+change is handled), and kopf's own INFO chatter is not posted as Events; ours are.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+from kubernetes import client, config
+
+from deepseek_operator.api.constants import GROUP
+from deepseek_operator.controller.worker import Reconciler
+from deepseek_operator.render import RenderSettings
+
+ANNOTATION_PREFIX = GROUP
+PEERING_ENV = "DEEPSEEK_OPERATOR_PEERING"
+
+
+def configure_kopf(settings: kopf.OperatorSettings) -> None:
+    """Apply the operator's kopf settings (storage, posting, watching, batching, peering)."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration")
+    settings.persistence.finalizer = f"{GROUP}/kopf-finalizer"
+    settings.posting.level = logging.WARNING
+    # Reconnect watches often enough that a silently dead connection costs little.
+    settings.watching.server_timeout = 120
+    settings.watching.client_timeout = 150
+    settings.watching.connect_timeout = 10
+    settings.batching.worker_limit = 16
+    settings.execution.max_workers = 16
+    settings.peering.mandatory = False
+
+
+def api_client() -> client.ApiClient:
+    """An ApiClient from the in-cluster service account, else from KUBECONFIG."""
+    cfg = client.Configuration()
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    else:
+        config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    return client.ApiClient(cfg)
+
+
+def post_kopf_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+    """Post an Event on a DeepSeekDeployment through kopf's event queue."""
+    kopf.event(kopf.Body(dict(body)), type=type_, reason=reason, message=message[:1024])
+
+
+def make_reconciler() -> Reconciler:
+    """The Reconciler the handlers share (API client, render settings, event sink)."""
+    return Reconciler(api=api_client(), settings=RenderSettings(), post_event=post_kopf_event)

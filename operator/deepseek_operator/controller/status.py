@@ -1,0 +1,333 @@
+"""Compute a DeepSeekDeployment's status from its observed children (pure).
+
+Conditions follow the Kubernetes API conventions and kstatus: ``Ready`` is the summary,
+``Progressing`` is True while the operator or the cluster still works toward the spec,
+``Stalled`` is True when they cannot get there without a change of the spec. The detail
+conditions say where a replica is on its way: ``StorageReady`` (the model cache claim is
+Bound), ``ModelCached`` (the download Job completed), ``Scheduled`` (every pod placed; when
+GPUs are missing, the scheduler's own message), ``AutoscalerReady``.
+
+``lastTransitionTime`` changes only when a condition's status changes, so a reconcile that
+observes nothing new computes the same status and writes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from deepseek_operator.api.status import (
+    Condition,
+    ConditionType,
+    DeepSeekDeploymentStatus,
+    Phase,
+)
+
+# Reasons (CamelCase, machine-readable), one constant each, as kubebuilder projects keep them.
+REASON_BOUND = "ClaimBound"
+REASON_CLAIM_PENDING = "ClaimPending"
+REASON_CLAIM_NOT_FOUND = "ClaimNotFound"
+REASON_STORAGE_CLASS_NOT_FOUND = "StorageClassNotFound"
+REASON_DOWNLOADED = "Downloaded"
+REASON_DOWNLOADING = "Downloading"
+REASON_DOWNLOAD_FAILED = "DownloadFailed"
+REASON_WAITING_FOR_STORAGE = "WaitingForStorage"
+REASON_ALL_SCHEDULED = "AllPodsScheduled"
+REASON_UNSCHEDULABLE = "Unschedulable"
+REASON_NO_PODS = "NoPods"
+REASON_REPLICAS_READY = "ReplicasReady"
+REASON_SCALED_TO_ZERO = "ScaledToZero"
+REASON_REPLICAS_NOT_READY = "ReplicasNotReady"
+REASON_ROLLING_OUT = "RollingOut"
+REASON_RECONCILED = "Reconciled"
+REASON_INVALID_SPEC = "InvalidSpec"
+REASON_AUTOSCALER_DISABLED = "Disabled"
+REASON_HPA_MISSING = "HorizontalPodAutoscalerMissing"
+REASON_HPA_OK = "HorizontalPodAutoscalerActive"
+REASON_SCALEDOBJECT_OK = "ScaledObjectPresent"
+REASON_SCALEDOBJECT_MISSING = "ScaledObjectMissing"
+REASON_AUTOSCALER_PENDING = "AwaitingFirstDecision"
+
+
+def now_rfc3339() -> str:
+    """Current UTC time as RFC 3339 with second precision (``2026-01-31T12:00:00Z``)."""
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the reconciler saw of one DeepSeekDeployment's children, as API dicts.
+
+    ``claim``: the model-cache PVC (or the existing claim); ``storage_class_missing``: the
+    name of a StorageClass the spec names that does not exist; ``job``: the download Job
+    (None when no download is needed, e.g. a pvc:// model); ``needs_download``: whether a
+    Job is expected; ``workload``: the Deployment or LeaderWorkerSet; ``pods``: its pods;
+    ``desired_replicas``: replicas the workload should have; ``autoscaler``: the
+    HorizontalPodAutoscaler or ScaledObject, when that mode is on.
+    """
+
+    claim: dict[str, Any] | None
+    job: dict[str, Any] | None
+    workload: dict[str, Any] | None
+    pods: list[dict[str, Any]] = field(default_factory=list)
+    desired_replicas: int = 1
+    needs_download: bool = True
+    storage_class_missing: str | None = None
+    autoscaler: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class _Cond:
+    type: ConditionType
+    status: bool | None  # None = Unknown
+    reason: str
+    message: str
+
+
+def _status_word(value: bool | None) -> str:
+    return "Unknown" if value is None else ("True" if value else "False")
+
+
+def _job_condition(job: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind and cond.get("status") == "True":
+            return dict(cond)
+    return None
+
+
+def _storage(obs: Observed) -> _Cond:
+    if obs.storage_class_missing:
+        return _Cond(ConditionType.STORAGE_READY, False, REASON_STORAGE_CLASS_NOT_FOUND,
+                     f'StorageClass "{obs.storage_class_missing}" does not exist; create it '
+                     "or set spec.storage.storageClassName to an existing class")
+    if obs.claim is None:
+        return _Cond(ConditionType.STORAGE_READY, False, REASON_CLAIM_NOT_FOUND,
+                     "the model cache PersistentVolumeClaim does not exist yet")
+    name = obs.claim["metadata"]["name"]
+    phase = (obs.claim.get("status") or {}).get("phase", "Pending")
+    if phase == "Bound":
+        return _Cond(ConditionType.STORAGE_READY, True, REASON_BOUND,
+                     f"PersistentVolumeClaim {name} is Bound")
+    return _Cond(ConditionType.STORAGE_READY, False, REASON_CLAIM_PENDING,
+                 f"PersistentVolumeClaim {name} is {phase}")
+
+
+def _cached(obs: Observed, storage_ok: bool) -> _Cond:
+    if not obs.needs_download:
+        return _Cond(ConditionType.MODEL_CACHED, storage_ok,
+                     REASON_DOWNLOADED if storage_ok else REASON_WAITING_FOR_STORAGE,
+                     "weights are read from the given claim" if storage_ok else
+                     "waiting for the model cache claim")
+    if obs.job is None:
+        return _Cond(ConditionType.MODEL_CACHED, False, REASON_WAITING_FOR_STORAGE,
+                     "the download Job does not exist yet")
+    name = obs.job["metadata"]["name"]
+    if _job_condition(obs.job, "Complete") or _job_condition(obs.job, "SuccessCriteriaMet"):
+        return _Cond(ConditionType.MODEL_CACHED, True, REASON_DOWNLOADED,
+                     f"Job {name} filled the model cache")
+    failed = _job_condition(obs.job, "Failed")
+    if failed:
+        return _Cond(ConditionType.MODEL_CACHED, False, REASON_DOWNLOAD_FAILED,
+                     f"Job {name} failed: {failed.get('reason', '')}: "
+                     f"{failed.get('message', '')}".strip())
+    if not storage_ok:
+        return _Cond(ConditionType.MODEL_CACHED, False, REASON_WAITING_FOR_STORAGE,
+                     f"Job {name} waits for the model cache claim to bind")
+    return _Cond(ConditionType.MODEL_CACHED, False, REASON_DOWNLOADING,
+                 f"Job {name} is downloading the weights")
+
+
+def _pod_condition(pod: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return dict(cond)
+    return None
+
+
+def _live(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+
+def _scheduled(obs: Observed) -> _Cond:
+    pods = _live(obs.pods)
+    for pod in pods:
+        cond = _pod_condition(pod, "PodScheduled")
+        if cond and cond.get("status") == "False":
+            return _Cond(ConditionType.SCHEDULED, False, REASON_UNSCHEDULABLE,
+                         f"pod {pod['metadata']['name']}: {cond.get('message', '')}".strip())
+    if not pods:
+        return _Cond(ConditionType.SCHEDULED, obs.desired_replicas == 0 or None, REASON_NO_PODS,
+                     "no serving pods exist")
+    unplaced = [p for p in pods if not (p.get("spec") or {}).get("nodeName")]
+    if unplaced:
+        return _Cond(ConditionType.SCHEDULED, None, REASON_NO_PODS,
+                     f"{len(unplaced)} pod(s) not placed yet")
+    return _Cond(ConditionType.SCHEDULED, True, REASON_ALL_SCHEDULED,
+                 f"{len(pods)} pod(s) placed on nodes")
+
+
+def workload_counts(workload: dict[str, Any] | None) -> tuple[int, int, bool]:
+    """(replicas, readyReplicas, rolled out) of a Deployment or LeaderWorkerSet dict.
+
+    Rolled out means the workload controller has seen the latest spec and every replica
+    runs it (observedGeneration and updatedReplicas, as ``kubectl rollout status`` checks).
+    """
+    if workload is None:
+        return 0, 0, False
+    spec, st = workload.get("spec") or {}, workload.get("status") or {}
+    replicas = int(st.get("replicas") or 0)
+    ready = int(st.get("readyReplicas") or 0)
+    generation = workload["metadata"].get("generation", 0)
+    seen = st.get("observedGeneration", 0) >= generation
+    updated = int(st.get("updatedReplicas") or 0)
+    want = int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1)
+    rolled_out = seen and updated >= want and replicas <= want
+    return replicas, ready, rolled_out
+
+
+def autoscaler_condition(mode: str, obs: Observed,
+                         previous: Condition | None) -> _Cond:
+    """AutoscalerReady for modes hpa, keda and none; mode operator keeps the loop's value."""
+    if mode == "none":
+        return _Cond(ConditionType.AUTOSCALER_READY, True, REASON_AUTOSCALER_DISABLED,
+                     "autoscaling.mode is none: replicas follow spec.replicas")
+    if mode == "operator":
+        if previous is not None:
+            return _Cond(ConditionType.AUTOSCALER_READY,
+                         {"True": True, "False": False}.get(previous.status),
+                         previous.reason, previous.message)
+        return _Cond(ConditionType.AUTOSCALER_READY, None, REASON_AUTOSCALER_PENDING,
+                     "the operator's autoscaler has not decided yet")
+    if mode == "hpa":
+        if obs.autoscaler is None:
+            return _Cond(ConditionType.AUTOSCALER_READY, False, REASON_HPA_MISSING,
+                         "the HorizontalPodAutoscaler does not exist yet")
+        for cond in (obs.autoscaler.get("status") or {}).get("conditions") or []:
+            if cond.get("status") == "False" and cond.get("type") in (
+                    "AbleToScale", "ScalingActive"):
+                return _Cond(ConditionType.AUTOSCALER_READY, False,
+                             str(cond.get("reason") or "HorizontalPodAutoscalerInactive"),
+                             f"HorizontalPodAutoscaler: {cond.get('message', '')}")
+        return _Cond(ConditionType.AUTOSCALER_READY, True, REASON_HPA_OK,
+                     "replicas are owned by the HorizontalPodAutoscaler")
+    if obs.autoscaler is None:
+        return _Cond(ConditionType.AUTOSCALER_READY, False, REASON_SCALEDOBJECT_MISSING,
+                     "the KEDA ScaledObject does not exist (is KEDA installed?)")
+    return _Cond(ConditionType.AUTOSCALER_READY, True, REASON_SCALEDOBJECT_OK,
+                 "replicas are owned by KEDA")
+
+
+def _merge(new: list[_Cond], previous: list[Condition], generation: int,
+           now: str) -> list[Condition]:
+    before = {c.type: c for c in previous}
+    out: list[Condition] = []
+    for cond in new:
+        status = _status_word(cond.status)
+        old = before.get(cond.type)
+        changed = old is None or old.status != status
+        out.append(Condition(
+            type=cond.type, status=status, reason=cond.reason, message=cond.message[:32768],
+            lastTransitionTime=now if changed or old is None else old.last_transition_time,
+            observedGeneration=generation))
+    return out
+
+
+def compute_status(*, generation: int, mode: str, observed: Observed,
+                   previous: DeepSeekDeploymentStatus | None, now: str,
+                   selector: str, endpoint: str,
+                   base: DeepSeekDeploymentStatus) -> DeepSeekDeploymentStatus:
+    """The full status for a spec that is valid and fits.
+
+    ``base`` carries the fields computed elsewhere (sizing, autoscaling); ``previous`` is
+    the status currently stored, for lastTransitionTime and the autoscaler's condition.
+    """
+    prev_conds = previous.conditions if previous else []
+    prev_by_type = {c.type: c for c in prev_conds}
+    storage = _storage(observed)
+    cached = _cached(observed, bool(storage.status))
+    scheduled = _scheduled(observed)
+    scaler = autoscaler_condition(mode, observed, prev_by_type.get(ConditionType.AUTOSCALER_READY))
+    replicas, ready, rolled_out = workload_counts(observed.workload)
+    want = observed.desired_replicas
+
+    download_failed = cached.reason == REASON_DOWNLOAD_FAILED
+    if want == 0 and rolled_out:
+        is_ready, reason, message = True, REASON_SCALED_TO_ZERO, "scaled to zero replicas"
+    elif storage.status and cached.status and rolled_out and ready >= want > 0:
+        is_ready, reason, message = True, REASON_REPLICAS_READY, f"{ready}/{want} replicas ready"
+    elif download_failed:
+        is_ready, reason, message = False, cached.reason, cached.message
+    elif not storage.status:
+        is_ready, reason, message = False, storage.reason, storage.message
+    elif not cached.status:
+        is_ready, reason, message = False, cached.reason, cached.message
+    elif scheduled.status is False:
+        is_ready, reason, message = False, scheduled.reason, scheduled.message
+    elif not rolled_out:
+        is_ready, reason, message = False, REASON_ROLLING_OUT, (
+            f"rolling out: {ready}/{want} replicas ready")
+    else:
+        is_ready, reason, message = False, REASON_REPLICAS_NOT_READY, (
+            f"{ready}/{want} replicas ready")
+
+    stalled = download_failed
+    conds = [
+        _Cond(ConditionType.READY, is_ready, reason, message),
+        _Cond(ConditionType.PROGRESSING, not is_ready and not stalled,
+              REASON_RECONCILED if is_ready else reason,
+              "the deployment matches its spec" if is_ready else message),
+        _Cond(ConditionType.STALLED, stalled, reason if stalled else REASON_RECONCILED,
+              message if stalled else "no blocking problem"),
+        storage, cached, scheduled, scaler,
+    ]
+    phase = _phase(is_ready, stalled, storage, cached, scheduled, ready, want, replicas)
+    status = base.model_copy(update={
+        "observed_generation": generation,
+        "phase": phase,
+        "conditions": _merge(conds, prev_conds, generation, now),
+        "replicas": replicas,
+        "ready_replicas": ready,
+        "selector": selector,
+        "endpoint": endpoint,
+    })
+    return status
+
+
+def _phase(ready: bool, stalled: bool, storage: _Cond, cached: _Cond, scheduled: _Cond,
+           ready_replicas: int, want: int, replicas: int) -> Phase:
+    if stalled:
+        return "Failed"
+    if ready:
+        return "Ready"
+    if not storage.status or scheduled.status is False:
+        return "Pending"
+    if not cached.status:
+        return "Downloading"
+    if 0 < ready_replicas < want or (ready_replicas and replicas > want):
+        return "Degraded"
+    return "Starting"
+
+
+def stalled_status(*, generation: int, reason: str, message: str,
+                   previous: DeepSeekDeploymentStatus | None, now: str,
+                   base: DeepSeekDeploymentStatus) -> DeepSeekDeploymentStatus:
+    """Status for a spec that can never work: Stalled=True, Ready=False, phase Failed."""
+    prev_conds = previous.conditions if previous else []
+    kept = [c for c in prev_conds if c.type not in (
+        ConditionType.READY, ConditionType.PROGRESSING, ConditionType.STALLED)]
+    conds = [_Cond(ConditionType.READY, False, reason, message),
+             _Cond(ConditionType.PROGRESSING, False, reason, "waiting for a spec change"),
+             _Cond(ConditionType.STALLED, True, reason, message)]
+    merged = _merge(conds, prev_conds, generation, now)
+    return base.model_copy(update={
+        "observed_generation": generation, "phase": "Failed",
+        "conditions": merged + kept,
+    })
+
+
+def transitions(before: DeepSeekDeploymentStatus | None,
+                after: DeepSeekDeploymentStatus) -> list[Condition]:
+    """Conditions whose status changed (or appeared) between two statuses, for Events."""
+    old = {c.type: c.status for c in (before.conditions if before else [])}
+    return [c for c in after.conditions if old.get(c.type) != c.status]

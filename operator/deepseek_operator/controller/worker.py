@@ -1,0 +1,163 @@
+"""Run reconciles one at a time per DeepSeekDeployment, write status, post events.
+
+kopf calls sync handlers from a thread pool, and one DeepSeekDeployment is reconciled from
+several triggers (its own create/update/resume, the safety timer, events of its children).
+A per-object lock serialises them; a trigger that arrives while a reconcile runs marks the
+object dirty and the running reconcile goes round once more with a fresh read, so bursts
+of child events collapse into one or two reconciles instead of a queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes.client import ApiClient, ApiException, CustomObjectsApi
+
+from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
+from deepseek_operator.api.errors import InvalidSpecError
+from deepseek_operator.api.resource import parse_deployment
+from deepseek_operator.autoscaler.loop import Autoscaler, Tick
+from deepseek_operator.controller import metrics
+from deepseek_operator.controller.cluster import Cluster
+from deepseek_operator.controller.reconcile import Outcome, reconcile
+from deepseek_operator.controller.status import now_rfc3339
+from deepseek_operator.render import RenderSettings
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+EventSink = Callable[[Mapping[str, Any], str, str, str], None]
+
+
+@dataclass
+class _Slot:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    dirty: bool = False
+
+
+@dataclass
+class Reconciler:
+    """Serialises reconciles per object and owns the API calls around them.
+
+    ``post_event(body, type, reason, message)`` posts an Event on the CR (kopf.event in
+    the operator; a list in tests).
+    """
+
+    api: ApiClient
+    settings: RenderSettings
+    post_event: EventSink
+    _slots: dict[Key, _Slot] = field(default_factory=dict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.cluster = Cluster(self.api)
+        self.custom = CustomObjectsApi(self.api)
+        self.autoscaler = Autoscaler(self.api)
+
+    def _slot(self, key: Key) -> _Slot:
+        with self._guard:
+            return self._slots.setdefault(key, _Slot())
+
+    def managed_count(self) -> int:
+        """Objects this reconciler has seen and not forgotten."""
+        with self._guard:
+            return len(self._slots)
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop the bookkeeping of a deleted object."""
+        with self._guard:
+            self._slots.pop((namespace, name), None)
+        self.autoscaler.forget(namespace, name)
+
+    def autoscale(self, namespace: str, name: str, lock_timeout: float = 30.0) -> Tick | None:
+        """One evaluation of the operator's autoscaler when ``intervalSeconds`` have passed.
+
+        Runs under the object's lock, so it never interleaves with a reconcile's status
+        write. Returns the Tick, or None when not due, not in mode ``operator``, the spec is
+        invalid (the reconcile reports that), or there is no workload yet. Posts an Event
+        on each scale. Kubernetes API errors propagate (the next tick retries).
+        """
+        slot = self._slot((namespace, name))
+        if not slot.lock.acquire(timeout=lock_timeout):
+            return None
+        try:
+            body = self.read(namespace, name)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                return None
+            try:
+                dsd = parse_deployment(body)
+            except InvalidSpecError:
+                return None
+            if dsd.spec.autoscaling.mode != "operator" or not self.autoscaler.due(
+                    dsd, time.time()):
+                return None
+            tick = self.autoscaler.evaluate(dsd, body)
+        finally:
+            slot.lock.release()
+        if tick is not None and tick.decision.scaled:
+            direction = "up" if tick.decision.desired_replicas > tick.current_replicas else "down"
+            metrics.SCALE_EVENTS.labels(direction=direction).inc()
+            self.post_event(body, "Normal", "Scaled", tick.decision.reason)
+        return tick
+
+    def read(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The DeepSeekDeployment as stored, or None when it is gone."""
+        try:
+            obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
+                                                           name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(obj)
+
+    def trigger(self, namespace: str, name: str,
+                body: Mapping[str, Any] | None = None) -> Outcome | None:
+        """Reconcile now, or mark dirty if a reconcile of this object is already running.
+
+        Returns the last Outcome, or None when another thread took the work or the object
+        is gone (or being deleted). Transient errors propagate (ApiException, ApplyError).
+        """
+        slot = self._slot((namespace, name))
+        if not slot.lock.acquire(blocking=False):
+            slot.dirty = True
+            return None
+        try:
+            outcome = None
+            while True:
+                slot.dirty = False
+                current = body if body is not None else self.read(namespace, name)
+                body = None  # every further round reads the object afresh
+                if current is None or current["metadata"].get("deletionTimestamp"):
+                    return outcome
+                outcome = self._once(current)
+                if not slot.dirty:
+                    return outcome
+        finally:
+            slot.lock.release()
+
+    def _once(self, body: Mapping[str, Any]) -> Outcome:
+        meta = body["metadata"]
+        started = time.monotonic()
+        try:
+            outcome = reconcile(body, self.cluster, self.settings, now_rfc3339())
+        except Exception:
+            metrics.RECONCILE_ERRORS.inc()
+            raise
+        finally:
+            metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+        metrics.RECONCILES.labels(result="stalled" if outcome.stalled else (
+            "changed" if outcome.writes or outcome.status else "noop")).inc()
+        metrics.WRITES.inc(len(outcome.writes))
+        if outcome.status is not None:
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, meta["namespace"], PLURAL, meta["name"],
+                {"status": outcome.status})
+        for event in outcome.events:
+            self.post_event(body, event.type, event.reason, event.message)
+        return outcome

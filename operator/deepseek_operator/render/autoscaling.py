@@ -1,0 +1,162 @@
+"""Request-rate autoscaling objects: the HorizontalPodAutoscaler (mode hpa), the KEDA
+ScaledObject (mode keda), and the PromQL both the KEDA trigger and the operator's own
+autoscaler read. Both scale to ceil(QPS / targetQPSPerReplica): an AverageValue target
+divides the summed rate by the replica count.
+
+Request counters (one increment per finished request): vLLM `vllm:request_success_total`
+(vllm/v1/metrics/loggers.py), SGLang `sglang:num_requests_total` (docs: "Production
+Metrics"). Serving pods are matched by name: `<name>-<hash>-<suffix>` (Deployment) or
+`<name>-<group>` (LeaderWorkerSet leaders, which run the API server), a pattern that does
+not match the pods of a DeepSeekDeployment whose name merely starts with `<name>-`.
+
+Mode hpa reads the per-pod metric `HPA_METRIC` from the custom metrics API, which a
+prometheus-adapter rule must expose, for example::
+
+    - seriesQuery: >-
+        {__name__=~"vllm:request_success_total|sglang:num_requests_total",
+         namespace!="",pod!=""}
+      resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+      name: {as: "deepseek_operator_requests_per_second"}
+      metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)'
+
+spec.autoscaling.prometheus.query replaces the default query. It may use the
+placeholders `{namespace}` (the custom resource's namespace), `{name}` (its name) and
+`{pod_regex}` (the serving-pod name pattern above); other `{identifier}` placeholders are
+errors. PromQL label matchers such as `{job="x"}` are not placeholders.
+"""
+
+import re
+from typing import Any, Final
+
+from ..api import DeepSeekDeployment, FieldIssue, InvalidSpecError
+from ..catalog import SizingResult
+from .names import autoscaler, workload
+from .templating import render_manifest
+from .workload import WORKLOAD_API_VERSIONS, workload_kind
+
+HPA_METRIC: Final = "deepseek_operator_requests_per_second"
+"""Custom metric (requests/s of one pod) the HorizontalPodAutoscaler averages."""
+
+REQUEST_COUNTERS: Final[dict[str, str]] = {
+    "vllm": "vllm:request_success_total",
+    "sglang": "sglang:num_requests_total",
+}
+"""Per-engine counter of finished requests."""
+
+RATE_WINDOW: Final = "1m"
+PLACEHOLDERS: Final = ("namespace", "name", "pod_regex")
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_QUERY_FIELD = "spec.autoscaling.prometheus.query"
+_TARGET_FIELD = "spec.autoscaling.targetQPSPerReplica"
+
+
+def pod_name_regex(name: str) -> str:
+    """RE2 pattern of the serving pods' names of the DeepSeekDeployment `name`."""
+    return f"{name}-([0-9]+|[a-z0-9]+-[a-z0-9]+)"
+
+
+def default_qps_query(dsd: DeepSeekDeployment) -> str:
+    """PromQL for the requests per second over all serving pods of `dsd`, e.g.
+    `sum(rate(vllm:request_success_total{namespace="ai",pod=~"r1-(...)"}[1m]))`."""
+    counter = REQUEST_COUNTERS[dsd.spec.engine.type]
+    namespace, name = dsd.metadata.namespace, dsd.metadata.name
+    return (
+        f'sum(rate({counter}{{namespace="{namespace}",pod=~"{pod_name_regex(name)}"}}'
+        f"[{RATE_WINDOW}]))"
+    )
+
+
+def qps_query(dsd: DeepSeekDeployment) -> str:
+    """The query autoscaling reads: spec.autoscaling.prometheus.query with its placeholders
+    filled in (module docstring), or `default_qps_query(dsd)` when it is empty.
+
+    Raises InvalidSpecError naming spec.autoscaling.prometheus.query for an unknown
+    placeholder or a query of only whitespace.
+    """
+    override = dsd.spec.autoscaling.prometheus.query
+    if not override:
+        return default_qps_query(dsd)
+    if not override.strip():
+        raise InvalidSpecError(
+            [FieldIssue(_QUERY_FIELD, "must be a PromQL expression, or empty for the default")]
+        )
+    values = {
+        "namespace": dsd.metadata.namespace,
+        "name": dsd.metadata.name,
+        "pod_regex": pod_name_regex(dsd.metadata.name),
+    }
+    unknown = sorted({match.group(1) for match in _PLACEHOLDER.finditer(override)} - set(values))
+    if unknown:
+        known = ", ".join(f"{{{key}}}" for key in PLACEHOLDERS)
+        found = ", ".join(f"{{{key}}}" for key in unknown)
+        raise InvalidSpecError(
+            [FieldIssue(_QUERY_FIELD, f"unknown placeholder {found}; known: {known}")]
+        )
+    return _PLACEHOLDER.sub(lambda match: values[match.group(1)], override)
+
+
+def average_value(target_qps: float) -> str:
+    """targetQPSPerReplica as a Kubernetes quantity for an AverageValue target, in whole
+    thousandths of a request per second (`2`, `1500m`).
+
+    Raises InvalidSpecError naming spec.autoscaling.targetQPSPerReplica when it rounds to
+    0 (below 0.0005 requests/s).
+    """
+    milli = round(target_qps * 1000)
+    if milli <= 0:
+        raise InvalidSpecError(
+            [
+                FieldIssue(
+                    _TARGET_FIELD,
+                    f"{target_qps!r} requests/s is below the HorizontalPodAutoscaler's "
+                    "resolution of 0.001: use at least 0.001",
+                )
+            ]
+        )
+    whole, rest = divmod(milli, 1000)
+    return str(whole) if rest == 0 else f"{milli}m"
+
+
+def scale_target(dsd: DeepSeekDeployment, sizing: SizingResult) -> dict[str, str]:
+    """scaleTargetRef of the workload (both kinds have the scale subresource)."""
+    kind = workload_kind(dsd, sizing)
+    return {"apiVersion": WORKLOAD_API_VERSIONS[kind], "kind": kind, "name": workload(dsd)}
+
+
+def hpa_manifest(dsd: DeepSeekDeployment, sizing: SizingResult) -> dict[str, Any]:
+    """The HorizontalPodAutoscaler of mode hpa (without labels and owner reference)."""
+    spec = dsd.spec.autoscaling
+    return render_manifest(
+        "hpa.yaml.j2",
+        name=autoscaler(dsd),
+        target=scale_target(dsd, sizing),
+        min_replicas=spec.min_replicas,
+        max_replicas=spec.max_replicas,
+        metric=HPA_METRIC,
+        average_value=average_value(spec.target_qps_per_replica),
+        scale_up_seconds=spec.scale_up_stabilization_seconds,
+        scale_down_seconds=spec.scale_down_stabilization_seconds,
+    )
+
+
+def scaled_object_manifest(dsd: DeepSeekDeployment, sizing: SizingResult) -> dict[str, Any]:
+    """The KEDA ScaledObject of mode keda (without labels and owner reference). With
+    minReplicas 0 KEDA scales to zero after scaleToZeroIdleSeconds without requests
+    (cooldownPeriod) and back to one on the first request the query sees."""
+    spec = dsd.spec.autoscaling
+    return render_manifest(
+        "scaledobject.yaml.j2",
+        name=autoscaler(dsd),
+        target=scale_target(dsd, sizing),
+        polling_interval=spec.interval_seconds,
+        min_replicas=spec.min_replicas,
+        max_replicas=spec.max_replicas,
+        cooldown_period=spec.scale_to_zero_idle_seconds if spec.min_replicas == 0 else None,
+        scale_up_seconds=spec.scale_up_stabilization_seconds,
+        scale_down_seconds=spec.scale_down_stabilization_seconds,
+        server_address=spec.prometheus.url,
+        query=qps_query(dsd),
+        # KEDA parses the threshold as a float; repr is exact and round-trips.
+        threshold=repr(spec.target_qps_per_replica),
+    )
+

@@ -1,0 +1,105 @@
+"""The download Job: fills the model cache once from hf:// or s3:// and writes the
+completion marker (see `source`) that the serving pods wait for.
+
+- hf://: `hf download ORG/REPO --revision R --local-dir DIR` (huggingface_hub's CLI,
+  `huggingface-cli` on older images) in the engine image, or `hf_download_image`.
+- s3://: `aws s3 sync` in `s3_download_image`.
+- Credentials: the keys of spec.model.credentialsSecret become environment variables
+  through `envFrom` (HF_TOKEN; AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL):
+  the Secret is referenced, never read or copied.
+- A marker holding the expected source id makes a rerun (new revision, new operator
+  version) skip what is already there; a download that fails is retried BACKOFF_LIMIT
+  times. ttlSecondsAfterFinished is not set: the completed Job is the controller's record
+  that the cache is complete.
+
+A Job's pod template is immutable, so the Job's name ends with a hash of its pod template:
+any change (another revision, image or script) makes a new Job rather than an update the
+apiserver would refuse; the old one is no longer rendered, so the controller deletes it.
+The Job tolerates the nvidia.com/gpu taint so it can run on GPU-only clusters, without
+requiring a GPU node. It runs as `RenderSettings.run_as_user` with that fsGroup, so the
+claim must be writable by it: volumes without ownership management (some NFS exports) need
+their root directory prepared for that UID/GID.
+"""
+
+import hashlib
+import json
+from typing import Any, Final
+
+from ..api import DeepSeekDeployment
+from .engine import k8s_literal
+from .labels import labels_for
+from .scheduling import GPU_TOLERATION
+from .settings import RenderSettings
+from .source import MARKER_FILE, MODEL_CACHE_MOUNT, ModelSource, model_cache_claim, model_source
+from .templating import render_manifest, render_text
+
+BACKOFF_LIMIT: Final = 4
+JOB_HOME: Final = "/tmp"
+
+
+def download_image(dsd: DeepSeekDeployment, settings: RenderSettings, source: ModelSource) -> str:
+    """Image of the download container for `source` (see the module docstring)."""
+    if source.scheme == "s3":
+        return settings.s3_download_image
+    return (
+        settings.hf_download_image
+        or dsd.spec.engine.image
+        or settings.engine_image(dsd.spec.engine.type)
+    )
+
+
+def download_env(source: ModelSource) -> list[dict[str, str]]:
+    """Environment of the download script, sorted by name; values the kubelet keeps literal."""
+    env = {
+        "HOME": JOB_HOME,
+        "MARKER_FILE": MARKER_FILE,
+        "MODEL_DIR": source.model_dir,
+        "MODEL_SOURCE_ID": source.source_id,
+    }
+    if source.scheme == "hf":
+        env |= {"HF_REPO": source.location, "HF_REVISION": source.revision}
+    else:
+        env["S3_URI"] = source.uri
+    return [{"name": name, "value": k8s_literal(value)} for name, value in sorted(env.items())]
+
+
+def download_pod_template(dsd: DeepSeekDeployment, settings: RenderSettings) -> dict[str, Any]:
+    """The Job's pod template. Raises ValueError for a pvc:// source (nothing to download)
+    and InvalidSpecError as `source.model_source` does."""
+    source = model_source(dsd)
+    if source.scheme == "pvc":
+        raise ValueError(f"{source.uri}: pvc:// weights are not downloaded")
+    return render_manifest(
+        "download-pod.yaml.j2",
+        labels=labels_for(dsd, "download"),
+        uid=settings.run_as_user,
+        tolerations=[dict(GPU_TOLERATION)],
+        image=download_image(dsd, settings, source),
+        script=render_text(f"scripts/download-{source.scheme}.sh.j2"),
+        env=download_env(source),
+        credentials_secret=dsd.spec.model.credentials_secret,
+        cache_mount=MODEL_CACHE_MOUNT,
+        claim=model_cache_claim(dsd),
+    )
+
+
+def download_job(dsd: DeepSeekDeployment, settings: RenderSettings) -> str:
+    """Name of the download Job: `<name>-download-<first 8 hex of SHA-256 of its pod
+    template>` (see the module docstring). Raises as `download_pod_template` does."""
+    return _job_name(dsd, download_pod_template(dsd, settings))
+
+
+def download_job_manifest(dsd: DeepSeekDeployment, settings: RenderSettings) -> dict[str, Any]:
+    """The download Job (without labels and owner reference: `labels.adopt` adds them)."""
+    template = download_pod_template(dsd, settings)
+    return render_manifest(
+        "download-job.yaml.j2",
+        name=_job_name(dsd, template),
+        backoff_limit=BACKOFF_LIMIT,
+        pod_template=template,
+    )
+
+
+def _job_name(dsd: DeepSeekDeployment, template: dict[str, Any]) -> str:
+    canonical = json.dumps(template, sort_keys=True, separators=(",", ":"))
+    return f"{dsd.metadata.name}-download-{hashlib.sha256(canonical.encode()).hexdigest()[:8]}"

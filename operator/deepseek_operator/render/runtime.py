@@ -1,0 +1,92 @@
+"""The `<name>-runtime` ConfigMap: the effective engine configuration, for audit and
+debugging (`kubectl get cm <name>-runtime -o yaml`).
+
+It holds what the operator decided: image, command and arguments per pod role, the
+names (never the values) of the environment variables, the model source and directory,
+and the sizing numbers. Values of `--api-key` arguments are replaced by REDACTED.
+"""
+
+from typing import Any, Final
+
+import yaml
+
+from ..api import DeepSeekDeployment
+from ..catalog import SizingResult
+from .engine import PodRole, engine_command, served_model_name
+from .names import runtime_config_map
+from .pod import engine_image
+from .settings import RenderSettings
+from .source import ModelSource
+from .templating import render_manifest
+from .workload import workload_kind
+
+RUNTIME_KEY: Final = "runtime.yaml"
+SECRET_FLAGS: Final = ("--api-key",)
+REDACTED: Final = "REDACTED"
+
+
+def redact_args(args: list[str]) -> list[str]:
+    """`args` with the values of SECRET_FLAGS (`--flag VALUE` or `--flag=VALUE`) replaced."""
+    redacted: list[str] = []
+    hide_next = False
+    for arg in args:
+        flag, equals, _ = arg.partition("=")
+        if hide_next:
+            redacted.append(REDACTED)
+        elif equals and flag in SECRET_FLAGS:
+            redacted.append(f"{flag}={REDACTED}")
+        else:
+            redacted.append(arg)
+        hide_next = arg in SECRET_FLAGS
+    return redacted
+
+
+def pod_roles(dsd: DeepSeekDeployment, sizing: SizingResult) -> tuple[PodRole, ...]:
+    """The engine pod roles of the workload: `single`, or `leader` and `worker`."""
+    if workload_kind(dsd, sizing) == "Deployment":
+        return ("single",)
+    return ("leader", "worker")
+
+
+def runtime_config(
+    dsd: DeepSeekDeployment, sizing: SizingResult, settings: RenderSettings, source: ModelSource
+) -> dict[str, Any]:
+    """The effective configuration as a plain dict (see the module docstring)."""
+    pods: dict[str, Any] = {}
+    for role in pod_roles(dsd, sizing):
+        engine = engine_command(dsd, sizing, settings, source.model_dir, role)
+        pods[role] = {
+            "command": engine.command,
+            "args": redact_args(engine.args),
+            "env": [str(var["name"]) for var in engine.env],
+        }
+    status = sizing.to_status().model_dump(exclude_none=True)
+    return {
+        "engine": dsd.spec.engine.type,
+        "image": engine_image(dsd, settings),
+        "workload": workload_kind(dsd, sizing),
+        "model": {
+            "name": dsd.spec.model.name,
+            "servedName": served_model_name(dsd),
+            "uri": source.uri,
+            "revision": source.revision,
+            "directory": source.model_dir,
+            "quantization": dsd.spec.model.quantization,
+            "weightFormat": sizing.weight_format,
+            "maxModelLen": dsd.spec.model.max_model_len,
+        },
+        "sizing": status,
+        "pods": pods,
+    }
+
+
+def runtime_config_map_manifest(dsd: DeepSeekDeployment, runtime: dict[str, Any]) -> dict[str, Any]:
+    """The `<name>-runtime` ConfigMap of `runtime` (without labels and owner reference)."""
+    text = (
+        f"# Effective configuration of DeepSeekDeployment {dsd.metadata.namespace}/"
+        f"{dsd.metadata.name}, rendered by deepseek-operator.\n"
+        + yaml.safe_dump(runtime, sort_keys=False, allow_unicode=True)
+    )
+    return render_manifest(
+        "configmap.yaml.j2", name=runtime_config_map(dsd), data={RUNTIME_KEY: text}
+    )

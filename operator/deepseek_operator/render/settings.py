@@ -1,0 +1,101 @@
+"""Operator-wide rendering settings: images, cluster domain and the heuristics that size pods.
+
+Rendering reads no global configuration: the controller (or the CLI) builds one
+`RenderSettings` and passes it in. Every field has a default, so `RenderSettings()` works.
+"""
+
+from dataclasses import dataclass
+from typing import Final
+
+from ..api import EngineType
+
+DEFAULT_ENGINE_IMAGES: Final[dict[EngineType, str]] = {
+    # vLLM's OpenAI-compatible server image, tagged like its PyPI releases (vllm 0.33.0).
+    "vllm": "vllm/vllm-openai:v0.33.0",
+    # SGLang's image, tagged like its PyPI releases (sglang 0.5.23).
+    "sglang": "lmsysorg/sglang:v0.5.23",
+}
+"""Pinned default engine images (Docker Hub names; mirror them for air-gapped clusters)."""
+
+DEFAULT_S3_DOWNLOAD_IMAGE: Final = "amazon/aws-cli:2.31.0"
+"""AWS CLI v2 image for s3:// downloads (it honours AWS_ENDPOINT_URL for S3-compatible stores)."""
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """Settings of one operator installation that shape every rendered object.
+
+    Images:
+    - `vllm_image`, `sglang_image`: the engine image when spec.engine.image is empty.
+    - `hf_download_image`: image of the hf:// download Job. Empty means the serving engine's
+      image: both engine images ship huggingface_hub and its `hf` CLI, and the GPU nodes
+      pull that image anyway, so an air-gapped cluster mirrors nothing more.
+    - `s3_download_image`: image of the s3:// download Job (needs `aws` and `sh`).
+
+    Cluster:
+    - `cluster_domain`: DNS domain of Services, for `endpoint()` (kubelet --cluster-domain).
+    - `pod_monitor`: render a PodMonitor (monitoring.coreos.com/v1); set it only where the
+      Prometheus Operator's CRDs exist.
+    - `engine_port`: container port of the engine's HTTP server (OpenAI API, /health,
+      /metrics).
+    - `run_as_user`: UID (and GID) the engine and download containers run as; non-root so
+      the pods meet the Pod Security "restricted" profile.
+
+    Pod sizing heuristics (documented where they are used, in `render.pod`):
+    - `startup_base_seconds`: engine start-up besides reading weights (CUDA init,
+      torch.compile, CUDA graph capture), seconds.
+    - `load_gib_per_second`: slowest expected read rate of weights from the model cache,
+      GiB/s (network volumes: 0.25 is a conservative figure).
+    - `min_decode_tokens_per_second`: slowest expected generation speed of one sequence,
+      tokens/s; with maxModelLen it bounds how long an in-flight request may still run.
+    - `drain_delay_seconds`: seconds a stopping pod keeps serving before draining, so
+      Service endpoints are updated first.
+    - `cpu_per_gpu` (cores), `memory_base_gib` and `memory_gib_per_gpu` (GiB): container
+      CPU/memory requests; `shm_gib_per_gpu` (GiB): size of the memory-backed /dev/shm
+      that NCCL and the engine's worker processes share.
+
+    Raises ValueError from `__post_init__` for a non-positive number or an empty image.
+    """
+
+    vllm_image: str = DEFAULT_ENGINE_IMAGES["vllm"]
+    sglang_image: str = DEFAULT_ENGINE_IMAGES["sglang"]
+    hf_download_image: str = ""
+    s3_download_image: str = DEFAULT_S3_DOWNLOAD_IMAGE
+    cluster_domain: str = "cluster.local"
+    pod_monitor: bool = False
+    engine_port: int = 8000
+    run_as_user: int = 1000
+    startup_base_seconds: int = 600
+    load_gib_per_second: float = 0.25
+    min_decode_tokens_per_second: float = 20.0
+    drain_delay_seconds: int = 10
+    cpu_per_gpu: int = 4
+    memory_base_gib: int = 16
+    memory_gib_per_gpu: int = 8
+    shm_gib_per_gpu: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("vllm_image", "sglang_image", "s3_download_image", "cluster_domain"):
+            if not getattr(self, name):
+                raise ValueError(f"RenderSettings.{name} must not be empty")
+        for name in (
+            "engine_port",
+            "run_as_user",
+            "startup_base_seconds",
+            "load_gib_per_second",
+            "min_decode_tokens_per_second",
+            "cpu_per_gpu",
+            "memory_base_gib",
+            "memory_gib_per_gpu",
+            "shm_gib_per_gpu",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"RenderSettings.{name} must be positive")
+        if self.drain_delay_seconds < 0:
+            raise ValueError("RenderSettings.drain_delay_seconds must not be negative")
+        if self.engine_port > 65535:
+            raise ValueError("RenderSettings.engine_port must be a port number (1-65535)")
+
+    def engine_image(self, engine: EngineType) -> str:
+        """The default image of `engine` (vllm or sglang)."""
+        return self.vllm_image if engine == "vllm" else self.sglang_image

@@ -1,0 +1,105 @@
+"""The jinja2 environment of the manifest templates, and the one way values enter them.
+
+Templates (package data in `templates/`) produce YAML text that `yaml.safe_load` turns
+into a dict. A value reaches YAML only through the `tojson` filter, which writes it as a
+JSON scalar or collection (JSON is YAML), so no user string can add keys, documents or
+anchors. The environment enforces it: an expression without `| tojson` is an error.
+"""
+
+import functools
+import json
+from typing import Any
+
+import jinja2
+import yaml
+
+# Characters a YAML parser refuses or reads as line breaks inside a double-quoted scalar
+# (YAML 1.1 "printable" set, which PyYAML enforces): they are written as escapes.
+_YAML_LINE_BREAKS = frozenset("\x85\u2028\u2029")
+
+
+class YamlValue(str):
+    """Text produced by `tojson`: safe to place anywhere a YAML value may stand."""
+
+
+def _yaml_escape(char: str) -> str:
+    code = ord(char)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def _needs_escape(char: str) -> bool:
+    code = ord(char)
+    printable = (
+        code in (0x09, 0x0A, 0x0D)
+        or 0x20 <= code <= 0x7E
+        or code == 0x85
+        or 0xA0 <= code <= 0xD7FF
+        or 0xE000 <= code <= 0xFFFD
+        or 0x10000 <= code <= 0x10FFFF
+    )
+    return not printable or char in _YAML_LINE_BREAKS or code == 0xFEFF
+
+
+def _check_no_floats(value: Any, where: str = "value") -> None:
+    # PyYAML reads YAML 1.1, where JSON's `1e+20` is a string: floats must be formatted
+    # on purpose (as Kubernetes quantities or strings) before they reach a template.
+    if isinstance(value, float):
+        raise TypeError(f"{where}: format floats as strings before templating (got {value!r})")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_no_floats(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_no_floats(item, f"{where}[{index}]")
+
+
+def tojson(value: Any) -> YamlValue:
+    """`value` (str, int, bool, None, or lists/dicts of them) as a YAML flow value.
+
+    Raises jinja2.UndefinedError for a variable the template context lacks, TypeError for
+    floats and other types JSON cannot write exactly.
+    """
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # StrictUndefined raises UndefinedError naming the variable
+        raise jinja2.UndefinedError("undefined value passed to tojson")
+    _check_no_floats(value)
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    return YamlValue("".join(_yaml_escape(c) if _needs_escape(c) else c for c in text))
+
+
+def _only_tojson(value: Any) -> Any:
+    if isinstance(value, YamlValue):
+        return value
+    raise TypeError(f"template inserted {value!r} without `| tojson`")
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    """The shared, immutable environment: StrictUndefined, templates from the package."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("deepseek_operator.render", "templates"),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=_only_tojson,
+    )
+    env.filters["tojson"] = tojson
+    return env
+
+
+def render_text(template: str, **context: Any) -> str:
+    """The text of `template` (a name under templates/) rendered with `context`.
+
+    Raises jinja2.UndefinedError when the template uses a name `context` lacks.
+    """
+    return environment().get_template(template).render(**context)
+
+
+def render_manifest(template: str, **context: Any) -> dict[str, Any]:
+    """Render `template` and parse it as one YAML mapping (a Kubernetes manifest)."""
+    obj = yaml.safe_load(render_text(template, **context))
+    if not isinstance(obj, dict):
+        raise TypeError(f"template {template} did not produce a mapping")
+    return obj

@@ -1,0 +1,89 @@
+"""Plan calculation and the subset comparison behind "a no-op reconcile writes nothing"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from deepseek_operator.controller.diff import differences, is_subset
+from deepseek_operator.controller.plan import ObjectKey, calculate_plan
+
+
+def _cm(name: str, data: dict[str, str] | None = None, **meta: Any) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "ai", **meta}, "data": data or {"k": "v"}}
+
+
+def _deployment(replicas: int, image: str = "engine:1", cpu: str = "8") -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "r1", "namespace": "ai", "labels": {"a": "b"}},
+        "spec": {"replicas": replicas, "template": {"spec": {"containers": [
+            {"name": "engine", "image": image, "resources": {"requests": {"cpu": cpu}}}]}}},
+    }
+
+
+def _live(obj: dict[str, Any]) -> dict[str, Any]:
+    """What the API server returns: the object plus defaults, status and metadata."""
+    live: dict[str, Any] = {**obj, "status": {"replicas": 1}}
+    live["metadata"] = {**obj["metadata"], "uid": "u1", "resourceVersion": "7",
+                        "managedFields": [{"manager": "deepseek-operator"}]}
+    if obj["kind"] == "Deployment":
+        spec = dict(obj["spec"])
+        spec["strategy"] = {"type": "RollingUpdate"}
+        spec["template"] = {"spec": {**obj["spec"]["template"]["spec"], "dnsPolicy": "ClusterFirst",
+                                     "containers": [{**c, "imagePullPolicy": "IfNotPresent"}
+                                                    for c in obj["spec"]["template"]["spec"][
+                                                        "containers"]]}}
+        live["spec"] = spec
+    return live
+
+
+@pytest.mark.parametrize(("name", "desired", "observed", "apply", "delete"), [
+    ("do nothing when live matches (defaults and status added by the server)",
+     [_cm("a"), _deployment(2)], [_live(_cm("a")), _live(_deployment(2))], [], []),
+    ("create what is missing", [_cm("a"), _cm("b")], [_live(_cm("a"))], ["b"], []),
+    ("update on drift of one field", [_deployment(2, image="engine:2")],
+     [_live(_deployment(2))], ["r1"], []),
+    ("hand-set replicas are drift", [_deployment(3)], [_live(_deployment(5))], ["r1"], []),
+    ("delete what is no longer desired", [_cm("a")], [_live(_cm("a")), _live(_cm("old"))],
+     [], ["old"]),
+])
+def test_calculate_plan(name: str, desired: list[dict[str, Any]],
+                        observed: list[dict[str, Any]], apply: list[str],
+                        delete: list[str]) -> None:
+    plan = calculate_plan(desired, {ObjectKey.of(o): o for o in observed})
+    assert [c.key.name for c in plan.apply] == apply, name
+    assert [k.name for k in plan.delete] == delete, name
+    assert plan.empty == (not apply and not delete)
+
+
+def test_kept_children_are_never_deleted() -> None:
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+             "metadata": {"name": "r1-model-cache", "namespace": "ai"}}
+    key = ObjectKey.of(claim)
+    plan = calculate_plan([], {key: claim}, keep=[key])
+    assert plan.delete == ()
+
+
+def test_created_and_drift_are_reported() -> None:
+    plan = calculate_plan([_deployment(2, image="engine:2"), _cm("new")],
+                          {ObjectKey.of(_deployment(2)): _live(_deployment(2))})
+    by_name = {c.key.name: c for c in plan.apply}
+    assert by_name["new"].created
+    assert by_name["r1"].drifted == ("spec.template.spec.containers[0].image",)
+
+
+def test_quantities_compare_by_value() -> None:
+    assert is_subset({"cpu": "1000m", "memory": "1Gi"}, {"cpu": "1", "memory": "1024Mi"})
+    assert not is_subset({"cpu": "2"}, {"cpu": "1"})
+    assert not is_subset({"image": "a:1"}, {"image": "a:2"})
+
+
+def test_list_length_change_is_drift() -> None:
+    desired = {"args": ["--a", "--b"]}
+    assert not is_subset(desired, {"args": ["--a", "--b", "--evil"]})
+    assert differences(desired, {"args": ["--a"]}) == ["args"]
+    assert differences({"x": {"y": 1}}, {"x": {}}) == ["x.y"]
+    assert differences({"x": {"y": 1}}, {"x": {"y": 1, "z": 2}}) == []

@@ -1,0 +1,898 @@
+"""Rendering a DeepSeekDeployment into its children: content, ownership, determinism and
+validity against the Kubernetes 1.37 OpenAPI schemas (kubernetes-validate)."""
+
+import copy
+import math
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import kubernetes_validate
+import pytest
+import yaml
+from kubernetes_validate.utils import SchemaNotFoundError
+
+from deepseek_operator.api import API_VERSION, KIND, InvalidSpecError, parse_deployment
+from deepseek_operator.catalog import size_deployment
+from deepseek_operator.render import (
+    DEFAULT_ENGINE_IMAGES,
+    DEFAULT_S3_DOWNLOAD_IMAGE,
+    HPA_METRIC,
+    MARKER_FILE,
+    RenderSettings,
+    average_value,
+    children_selector,
+    default_qps_query,
+    endpoint,
+    names,
+    needs_download,
+    pod_selector,
+    qps_query,
+    render,
+    workload_kind,
+    workload_replicas,
+)
+from deepseek_operator.render.templating import environment, tojson
+
+KUBERNETES_VERSION = "1.37.0"
+SAMPLES = Path(__file__).parent.parent / "manifests" / "samples"
+UID = "6f1c2a7e-0000-4000-8000-000000000001"
+SETTINGS = RenderSettings()
+
+
+def cr(spec: dict[str, Any], name: str = "r1", namespace: str = "ai", **status: Any) -> Any:
+    """A parsed DeepSeekDeployment as read from a cluster (with a uid)."""
+    return parse_deployment(
+        {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "metadata": {"name": name, "namespace": namespace, "uid": UID},
+            "spec": spec,
+            "status": status,
+        }
+    )
+
+
+def small(**spec: Any) -> dict[str, Any]:
+    """A spec of the 7B distill on one A100 40GB, with `spec` merged over it."""
+    base: dict[str, Any] = {
+        "model": {"name": "deepseek-r1-distill-qwen-7b", "maxModelLen": 16384},
+        "gpu": {"type": "A100-40GB", "maxConcurrentSequences": 4},
+    }
+    for key, value in spec.items():
+        base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
+    return base
+
+
+def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [obj for obj in objects if obj["kind"] == kind]
+
+
+def one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    (found,) = by_kind(objects, kind)
+    return found
+
+
+def engine_container(pod_template: dict[str, Any]) -> dict[str, Any]:
+    (container,) = pod_template["spec"]["containers"]
+    assert container["name"] == "engine"
+    return dict(container)
+
+
+def sample_crs() -> list[Any]:
+    crs = []
+    for path in sorted(SAMPLES.glob("*.yaml")):
+        obj = yaml.safe_load(path.read_text())
+        obj["metadata"] |= {"namespace": "ai", "uid": UID}
+        crs.append(parse_deployment(obj))
+    return crs
+
+
+# Specs covering every branch of rendering, validated below with the samples.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "defaults": small(),
+    "any-gpu": small(gpu={"type": ""}),
+    "hpa": small(autoscaling={"mode": "hpa", "maxReplicas": 3}),
+    "keda": small(autoscaling={"mode": "keda", "minReplicas": 0}),
+    "no-retain": small(storage={"retainOnDelete": False, "storageClassName": "fast"}),
+    "existing-claim": small(storage={"existingClaim": "shared-models"}),
+    "pvc-source": small(model={"uri": "pvc://weights/r1/qwen-7b"}),
+    "s3-source": small(model={"uri": "s3://models/qwen-7b/", "credentialsSecret": "s3-creds"}),
+    "sglang-multi-node": {
+        "model": {"name": "deepseek-r1", "maxModelLen": 8192},
+        "engine": {"type": "sglang"},
+        "gpu": {"type": "H100-80GB"},
+    },
+    "vllm-multi-node-hpa": {
+        "model": {"name": "deepseek-r1", "maxModelLen": 8192},
+        "gpu": {"type": "H100-80GB"},
+        "autoscaling": {"mode": "hpa"},
+    },
+    "scheduling": small(
+        scheduling={
+            "nodeSelector": {"pool": "inference"},
+            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ai",
+                             "effect": "NoSchedule"}],
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {"matchExpressions": [
+                                {"key": "zone", "operator": "In", "values": ["a"]}]},
+                            {"matchFields": [
+                                {"key": "metadata.name", "operator": "In", "values": ["n1"]}]},
+                        ]
+                    }
+                },
+                "podAntiAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {"weight": 10, "podAffinityTerm": {
+                            "topologyKey": "kubernetes.io/hostname",
+                            "labelSelector": {"matchLabels": {"app": "x"}}}}
+                    ]
+                },
+            },
+            "priorityClassName": "inference",
+            "runtimeClassName": "nvidia",
+        }
+    ),
+    "access": small(
+        access={
+            "roles": {"owner": ["model:read", "model:write", "system:configure", "model:query"],
+                      "viewer": ["model:read"]},
+            "bindings": [
+                {"role": "owner", "subjects": [{"kind": "User", "name": "alice@example.com"}]},
+                {"role": "owner", "subjects": [{"kind": "ServiceAccount", "name": "ci"},
+                                               {"kind": "User", "name": "alice@example.com"}]},
+                {"role": "viewer", "subjects": [{"kind": "Group", "name": "everyone"}]},
+            ],
+        }
+    ),
+    "quantized": small(model={"uri": "hf://org/qwen-7b-awq", "quantization": "awq"}),
+    "env-and-args": small(
+        engine={
+            "args": ["--enable-prefix-caching", "--api-key", "sk-secret"],
+            "env": [
+                {"name": "HF_HUB_OFFLINE", "value": "0"},
+                {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "t"}}},
+                {"name": "DERIVED", "value": "$(TOKEN)-x"},
+            ],
+        }
+    ),
+}
+
+ALL_CASES = [(f"sample:{dsd.metadata.name}", dsd) for dsd in sample_crs()] + [
+    (name, cr(spec)) for name, spec in VARIANTS.items()
+]
+ALL_SETTINGS = RenderSettings(pod_monitor=True)
+
+
+def validate(obj: dict[str, Any]) -> None:
+    """Validate with the Kubernetes 1.37 schema (strict: unknown fields fail). CRD kinds the
+    package has no schema for are checked for their pod templates and key fields."""
+    try:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        return
+    except SchemaNotFoundError:
+        pass
+    kind = obj["kind"]
+    expected = {
+        "LeaderWorkerSet": "leaderworkerset.x-k8s.io/v1",
+        "ScaledObject": "keda.sh/v1alpha1",
+        "PodMonitor": "monitoring.coreos.com/v1",
+    }
+    assert obj["apiVersion"] == expected[kind]
+    spec = obj["spec"]
+    if kind == "LeaderWorkerSet":
+        template = spec["leaderWorkerTemplate"]
+        assert set(template) == {"size", "restartPolicy", "leaderTemplate", "workerTemplate"}
+        for pod in (template["leaderTemplate"], template["workerTemplate"]):
+            kubernetes_validate.validate(
+                {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"},
+                 "template": pod},
+                KUBERNETES_VERSION,
+                strict=True,
+            )
+    elif kind == "ScaledObject":
+        (trigger,) = spec["triggers"]
+        assert trigger["type"] == "prometheus"
+        assert set(trigger["metadata"]) == {"serverAddress", "query", "threshold"}
+        assert spec["scaleTargetRef"]["name"] == obj["metadata"]["name"]
+    else:
+        assert spec["podMetricsEndpoints"] == [
+            {"port": "http", "path": "/metrics", "interval": "15s"}
+        ]
+
+
+@pytest.mark.parametrize(("case", "dsd"), ALL_CASES, ids=[case for case, _ in ALL_CASES])
+def test_every_object_is_valid_for_kubernetes_1_37(case: str, dsd: Any) -> None:
+    for obj in render(dsd, ALL_SETTINGS):
+        validate(obj)
+
+
+@pytest.mark.parametrize(("case", "dsd"), ALL_CASES, ids=[case for case, _ in ALL_CASES])
+def test_rendering_is_deterministic(case: str, dsd: Any) -> None:
+    first = yaml.safe_dump_all(render(dsd, ALL_SETTINGS), sort_keys=False)
+    again = yaml.safe_dump_all(render(copy.deepcopy(dsd), ALL_SETTINGS), sort_keys=False)
+    assert first == again
+
+
+@pytest.mark.parametrize(("case", "dsd"), ALL_CASES, ids=[case for case, _ in ALL_CASES])
+def test_every_object_is_labelled_owned_and_namespaced(case: str, dsd: Any) -> None:
+    name = dsd.metadata.name
+    owner = {"apiVersion": API_VERSION, "kind": KIND, "name": name, "uid": UID,
+             "controller": True, "blockOwnerDeletion": True}
+    for obj in render(dsd, ALL_SETTINGS):
+        meta = obj["metadata"]
+        assert meta["namespace"] == "ai"
+        labels = meta["labels"]
+        assert labels["app.kubernetes.io/name"] == "deepseek-deployment"
+        assert labels["app.kubernetes.io/instance"] == name
+        assert labels["app.kubernetes.io/managed-by"] == "deepseek-operator"
+        assert labels["app.kubernetes.io/part-of"] == "deepseek-operator"
+        assert labels["deepseek-operator.io/deployment"] == name
+        assert labels["app.kubernetes.io/component"]
+        assert _matches(children_selector(name), labels)
+        retained = obj["kind"] == "PersistentVolumeClaim" and dsd.spec.storage.retain_on_delete
+        assert meta.get("ownerReferences") == (None if retained else [owner])
+
+
+def _matches(selector: str, labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in (term.split("=") for term in selector.split(",")))
+
+
+def test_components_and_apply_order() -> None:
+    dsd = cr(small(autoscaling={"mode": "hpa"}, access={
+        "bindings": [{"role": "user", "subjects": [{"kind": "Group", "name": "g"}]}]}))
+    objects = render(dsd, ALL_SETTINGS)
+    assert [(o["kind"], o["metadata"]["labels"]["app.kubernetes.io/component"])
+            for o in objects] == [
+        ("ServiceAccount", "rbac"),
+        ("ConfigMap", "rbac"),
+        ("ConfigMap", "runtime"),
+        ("Role", "rbac"),
+        ("RoleBinding", "rbac"),
+        ("PersistentVolumeClaim", "model-cache"),
+        ("Job", "download"),
+        ("Deployment", "server"),
+        ("Service", "service"),
+        ("HorizontalPodAutoscaler", "autoscaler"),
+        ("PodMonitor", "monitoring"),
+    ]
+
+
+def test_owner_references_need_a_uid() -> None:
+    dsd = cr(small()).model_copy(deep=True)
+    dsd.metadata.uid = ""
+    assert all("ownerReferences" not in o["metadata"] for o in render(dsd, SETTINGS))
+
+
+def test_namespace_is_required() -> None:
+    with pytest.raises(InvalidSpecError) as error:
+        render(cr(small(), namespace=""), SETTINGS)
+    assert error.value.paths == ("metadata.namespace",)
+
+
+# --- model cache and download -------------------------------------------------------------
+
+
+def test_model_cache_claim_is_sized_from_the_catalog_and_uses_the_cluster_default_class() -> None:
+    objects = render(cr({"model": {"name": "deepseek-r1"}, "gpu": {"type": "H200-141GB"}}),
+                     SETTINGS)
+    claim = one(objects, "PersistentVolumeClaim")
+    assert claim["metadata"]["name"] == "r1-model-cache" == names.model_cache_claim(
+        cr({"model": {"name": "deepseek-r1"}}))
+    # 689 GB on disk x 1.25 = 861.25e9 bytes = 802.1 GiB, rounded up.
+    assert claim["spec"] == {"accessModes": ["ReadWriteMany"],
+                             "resources": {"requests": {"storage": "803Gi"}}}
+
+
+def test_model_cache_claim_honours_size_class_and_access_mode() -> None:
+    dsd = cr(small(storage={"size": "40Gi", "storageClassName": "fast",
+                            "accessMode": "ReadWriteOnce"}, autoscaling={"mode": "none"}))
+    assert one(render(dsd, SETTINGS), "PersistentVolumeClaim")["spec"] == {
+        "accessModes": ["ReadWriteOnce"],
+        "storageClassName": "fast",
+        "resources": {"requests": {"storage": "40Gi"}},
+    }
+
+
+def test_existing_claim_is_mounted_and_not_created() -> None:
+    dsd = cr(VARIANTS["existing-claim"])
+    objects = render(dsd, SETTINGS)
+    assert not by_kind(objects, "PersistentVolumeClaim")
+    assert names.model_cache_claim(dsd) == "shared-models"
+    for pod in (one(objects, "Job")["spec"]["template"],
+                one(objects, "Deployment")["spec"]["template"]):
+        volume = pod["spec"]["volumes"][0]
+        assert volume["persistentVolumeClaim"]["claimName"] == "shared-models"
+
+
+def test_pvc_source_is_served_in_place_without_download() -> None:
+    dsd = cr(VARIANTS["pvc-source"])
+    objects = render(dsd, SETTINGS)
+    assert not needs_download(dsd)
+    assert not by_kind(objects, "PersistentVolumeClaim")
+    assert not by_kind(objects, "Job")
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    assert "initContainers" not in pod
+    assert pod["volumes"][0]["persistentVolumeClaim"] == {"claimName": "weights",
+                                                          "readOnly": True}
+    assert engine_container({"spec": pod})["args"][0] == "/models/r1/qwen-7b"
+
+
+def test_hf_download_job_fills_the_cache_once_with_a_marker() -> None:
+    dsd = cr(small(model={"credentialsSecret": "hf-token", "revision": "v1.0"}))
+    job = one(render(dsd, SETTINGS), "Job")
+    assert job["metadata"]["name"] == names.download_job(dsd, SETTINGS)
+    assert job["metadata"]["name"].startswith("r1-download-")
+    spec = job["spec"]
+    assert spec["backoffLimit"] == 4
+    assert "ttlSecondsAfterFinished" not in spec
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    (container,) = pod["containers"]
+    assert container["image"] == DEFAULT_ENGINE_IMAGES["vllm"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env == {
+        "HF_REPO": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
+        "HF_REVISION": "v1.0",
+        "HOME": "/tmp",
+        "MARKER_FILE": MARKER_FILE,
+        "MODEL_DIR": "/models/hf/deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
+        "MODEL_SOURCE_ID": "hf://deepseek-ai/DeepSeek-R1-Distill-Qwen-7B@v1.0",
+    }
+    assert container["envFrom"] == [{"secretRef": {"name": "hf-token"}}]
+    script = container["command"][2]
+    assert 'hf download "$HF_REPO" --revision "$HF_REVISION"' in script
+    assert 'exit 0' in script  # the marker short-circuit
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["resources"]["requests"]
+
+
+def test_download_job_name_follows_its_immutable_pod_template() -> None:
+    main, pinned = cr(small()), cr(small(model={"revision": "abc123"}))
+    assert names.download_job(main, SETTINGS) != names.download_job(pinned, SETTINGS)
+    other_image = RenderSettings(hf_download_image="mirror/hf-cli:1")
+    assert names.download_job(main, SETTINGS) != names.download_job(main, other_image)
+    assert names.download_job(main, SETTINGS) == names.download_job(cr(small()), SETTINGS)
+
+
+def test_s3_download_uses_the_aws_cli_and_the_secret_by_reference() -> None:
+    job = one(render(cr(VARIANTS["s3-source"]), SETTINGS), "Job")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == DEFAULT_S3_DOWNLOAD_IMAGE
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["S3_URI"] == "s3://models/qwen-7b/"
+    assert env["MODEL_DIR"] == "/models/s3/models/qwen-7b"
+    assert env["MODEL_SOURCE_ID"] == "s3://models/qwen-7b/"
+    assert 'aws s3 sync "$S3_URI" "$MODEL_DIR"' in container["command"][2]
+    assert container["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
+
+
+def test_serving_pods_wait_for_the_marker_of_the_same_source() -> None:
+    objects = render(cr(small()), SETTINGS)
+    job_env = one(objects, "Job")["spec"]["template"]["spec"]["containers"][0]["env"]
+    (init,) = one(objects, "Deployment")["spec"]["template"]["spec"]["initContainers"]
+    assert init["name"] == "wait-for-model"
+    wanted = {e["name"]: e["value"] for e in job_env}
+    for var in init["env"]:
+        assert wanted[var["name"]] == var["value"]
+    assert init["volumeMounts"][0]["readOnly"] is True
+
+
+@pytest.mark.parametrize(
+    ("model", "field"),
+    [
+        ({"uri": "s3://bucket/prefix", "revision": "v2"}, "spec.model.revision"),
+        ({"uri": "pvc://claim/../etc"}, "spec.model.uri"),
+        ({"uri": "hf://org/.."}, "spec.model.uri"),
+    ],
+)
+def test_bad_sources_name_the_field(model: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidSpecError) as error:
+        render(cr(small(model=model)), SETTINGS)
+    assert error.value.paths == (field,)
+
+
+def test_dollar_signs_in_paths_stay_literal() -> None:
+    # The kubelet expands $(VAR) in args and env values; `$$` keeps a literal `$`.
+    dsd = cr(small(model={"uri": "s3://bucket/$(HOME)/w"}))
+    objects = render(dsd, SETTINGS)
+    assert engine_container(one(objects, "Deployment")["spec"]["template"])["args"][0] == (
+        "/models/s3/bucket/$$(HOME)/w")
+
+
+# --- secrets ------------------------------------------------------------------------------
+
+
+def test_secrets_are_referenced_never_copied() -> None:
+    spec = VARIANTS["env-and-args"] | {"model": {**small()["model"],
+                                                 "credentialsSecret": "hf-token"}}
+    objects = render(cr(spec), SETTINGS)
+    text = yaml.safe_dump_all(objects)
+    # The credentials Secret appears only as the Job's envFrom reference.
+    assert text.count("hf-token") == 1
+    assert one(objects, "Job")["spec"]["template"]["spec"]["containers"][0]["envFrom"] == [
+        {"secretRef": {"name": "hf-token"}}]
+    # The user's secretKeyRef is passed through as a reference, not resolved.
+    env = engine_container(one(objects, "Deployment")["spec"]["template"])["env"]
+    assert {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "t"}}} in env
+    # The runtime ConfigMap lists environment names only and hides --api-key values.
+    runtime = yaml.safe_load(by_kind(objects, "ConfigMap")[1]["data"]["runtime.yaml"])
+    assert runtime["pods"]["single"]["env"] == ["HOME", "VLLM_NO_USAGE_STATS",
+                                                "HF_HUB_OFFLINE", "TOKEN", "DERIVED"]
+    assert "sk-secret" not in by_kind(objects, "ConfigMap")[1]["data"]["runtime.yaml"]
+    assert runtime["pods"]["single"]["args"][-2:] == ["--api-key", "REDACTED"]
+    assert "Secret" not in {o["kind"] for o in objects}
+
+
+# --- the engine -----------------------------------------------------------------------------
+
+
+def test_vllm_command_line() -> None:
+    dsd = cr(small(model={"servedName": "r1-7b"}, engine={"gpuMemoryUtilization": 0.85}))
+    container = engine_container(one(render(dsd, SETTINGS), "Deployment")["spec"]["template"])
+    assert container["command"] == ["vllm", "serve"]
+    assert container["args"] == [
+        "/models/hf/deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
+        "--served-model-name", "r1-7b",
+        "--port", "8000",
+        "--tensor-parallel-size", "1",
+        "--pipeline-parallel-size", "1",
+        "--max-model-len", "16384",
+        "--max-num-seqs", "4",
+        "--gpu-memory-utilization", "0.85",
+        "--reasoning-parser", "deepseek_r1",
+    ]
+    assert container["image"] == DEFAULT_ENGINE_IMAGES["vllm"]
+    assert container["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+
+
+def test_sglang_command_line() -> None:
+    dsd = cr(small(engine={"type": "sglang", "image": "mirror/sglang:1"},
+                   model={"quantization": "fp8"}, gpu={"type": "L40S-48GB"}))
+    container = engine_container(one(render(dsd, SETTINGS), "Deployment")["spec"]["template"])
+    assert container["image"] == "mirror/sglang:1"
+    assert container["command"] == ["python3", "-m", "sglang.launch_server"]
+    assert container["args"] == [
+        "--model-path", "/models/hf/deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
+        "--served-model-name", "deepseek-r1-distill-qwen-7b",
+        "--host", "0.0.0.0",
+        "--port", "8000",
+        "--tp-size", "1",
+        "--context-length", "16384",
+        "--max-running-requests", "4",
+        "--mem-fraction-static", "0.9",
+        "--enable-metrics",
+        "--quantization", "fp8",
+        "--reasoning-parser", "deepseek-r1",
+    ]
+
+
+@pytest.mark.parametrize(("quantization", "flag"),
+                         [("none", None), ("fp8", "fp8"), ("awq", None), ("gptq", None),
+                          ("int8", None)])
+def test_quantization_flag(quantization: str, flag: str | None) -> None:
+    dsd = cr(small(model={"quantization": quantization, "uri": "hf://org/ckpt"}))
+    args = engine_container(one(render(dsd, SETTINGS), "Deployment")["spec"]["template"])["args"]
+    assert (args[args.index("--quantization") + 1] if "--quantization" in args else None) == flag
+
+
+def test_custom_models_get_no_reasoning_parser() -> None:
+    facts = {"paramsB": 7.0, "numAttentionHeads": 28, "numKeyValueHeads": 4,
+             "numHiddenLayers": 28, "hiddenSize": 3584, "kvBytesPerToken": 57344,
+             "maxPositionEmbeddings": 32768}
+    dsd = cr(small(model={"name": "my-model", "uri": "hf://me/my-model", "facts": facts}))
+    args = engine_container(one(render(dsd, SETTINGS), "Deployment")["spec"]["template"])["args"]
+    assert "--reasoning-parser" not in args
+
+
+def test_user_args_and_env_come_after_the_operators() -> None:
+    dsd = cr(VARIANTS["env-and-args"])
+    container = engine_container(one(render(dsd, SETTINGS), "Deployment")["spec"]["template"])
+    assert container["args"][-3:] == ["--enable-prefix-caching", "--api-key", "sk-secret"]
+    assert container["env"] == [
+        {"name": "HOME", "value": "/home/engine"},
+        {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+        {"name": "HF_HUB_OFFLINE", "value": "0"},  # the user's value replaces the operator's
+        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "t"}}},
+        {"name": "DERIVED", "value": "$(TOKEN)-x"},
+    ]
+
+
+def test_pod_shape_gpus_shm_probes_and_security() -> None:
+    dsd = cr(small(gpu={"type": "H100-80GB", "count": 2}))
+    sizing = size_deployment(dsd.spec)
+    deployment = one(render(dsd, SETTINGS), "Deployment")
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+    pod = deployment["spec"]["template"]["spec"]
+    container = engine_container(deployment["spec"]["template"])
+    assert container["resources"] == {
+        "requests": {"cpu": "8", "memory": "36Gi", "nvidia.com/gpu": "2"},
+        "limits": {"memory": "36Gi", "nvidia.com/gpu": "2"},
+    }
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "4Gi"}} in pod[
+        "volumes"]
+    assert {"name": "model-cache", "mountPath": "/models", "readOnly": True} in container[
+        "volumeMounts"]
+    startup = container["startupProbe"]
+    assert startup["httpGet"] == {"path": "/health", "port": "http"}
+    budget = startup["periodSeconds"] * startup["failureThreshold"]
+    assert budget >= SETTINGS.startup_base_seconds + sizing.weights_gib / 0.25
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert deployment["spec"]["progressDeadlineSeconds"] > budget
+    # Grace: drain delay + 16384 tokens at 20 tokens/s + 30 s for the engine to exit.
+    assert pod["terminationGracePeriodSeconds"] == 10 + math.ceil(16384 / 20) + 30
+    assert "preStop" in container["lifecycle"]
+    assert pod["serviceAccountName"] == names.service_account(dsd) == "r1"
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_grace_period_is_bounded() -> None:
+    for length, grace in [(128, 60), (131072, 3600)]:
+        dsd = cr({"model": {"name": "deepseek-r1-distill-qwen-1.5b", "maxModelLen": length},
+                  "gpu": {"type": "H100-80GB", "maxConcurrentSequences": 1}})
+        pod = one(render(dsd, SETTINGS), "Deployment")["spec"]["template"]["spec"]
+        assert pod["terminationGracePeriodSeconds"] == grace
+
+
+# --- scheduling -----------------------------------------------------------------------------
+
+
+def test_gpu_product_affinity_and_toleration() -> None:
+    pod = one(render(cr(small()), SETTINGS), "Deployment")["spec"]["template"]["spec"]
+    assert pod["affinity"] == {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "nvidia.com/gpu.product", "operator": "In",
+             "values": ["NVIDIA-A100-SXM4-40GB"]}]}]}}}
+    assert pod["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def test_any_gpu_requires_enough_gpu_memory() -> None:
+    dsd = cr(VARIANTS["any-gpu"])
+    need = size_deployment(dsd.spec).min_gpu_memory_mib
+    pod = one(render(dsd, SETTINGS), "Deployment")["spec"]["template"]["spec"]
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"]
+    assert terms == [{"matchExpressions": [
+        {"key": "nvidia.com/gpu.memory", "operator": "Gt", "values": [str(need - 1)]}]}]
+
+
+def test_user_scheduling_is_merged() -> None:
+    pod = one(render(cr(VARIANTS["scheduling"]), SETTINGS), "Deployment")["spec"]["template"][
+        "spec"]
+    gpu = {"key": "nvidia.com/gpu.product", "operator": "In", "values": ["NVIDIA-A100-SXM4-40GB"]}
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"]
+    assert terms == [
+        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}, gpu]},
+        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}],
+         "matchExpressions": [gpu]},
+    ]
+    assert "podAntiAffinity" in pod["affinity"]
+    assert pod["nodeSelector"] == {"pool": "inference"}
+    assert [t["key"] for t in pod["tolerations"]] == ["nvidia.com/gpu", "dedicated"]
+    assert pod["priorityClassName"] == "inference"
+    assert pod["runtimeClassName"] == "nvidia"
+
+
+@pytest.mark.parametrize(
+    ("affinity", "field"),
+    [
+        ({"nodeAffinity": []}, "spec.scheduling.affinity.nodeAffinity"),
+        ({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": {}}}},
+         "spec.scheduling.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+         ".nodeSelectorTerms"),
+        ({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": "zone"}]}}},
+         "spec.scheduling.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+         ".nodeSelectorTerms[0].matchExpressions"),
+    ],
+)
+def test_malformed_node_affinity_names_the_field(affinity: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidSpecError) as error:
+        render(cr(small(scheduling={"affinity": affinity})), SETTINGS)
+    assert error.value.paths == (field,)
+
+
+# --- multi-node replicas --------------------------------------------------------------------
+
+
+def test_multi_node_replica_is_a_leader_worker_set() -> None:
+    dsd = cr(VARIANTS["vllm-multi-node-hpa"])
+    sizing = size_deployment(dsd.spec)
+    assert sizing.nodes_per_replica == 2
+    assert workload_kind(dsd, sizing) == workload_kind(dsd) == "LeaderWorkerSet"
+    objects = render(dsd, SETTINGS)
+    assert not by_kind(objects, "Deployment")
+    lws = one(objects, "LeaderWorkerSet")
+    assert lws["metadata"]["name"] == names.workload(dsd)
+    assert "replicas" not in lws["spec"]  # mode hpa
+    group = lws["spec"]["leaderWorkerTemplate"]
+    assert group["size"] == 2
+    assert lws["spec"]["networkConfig"] == {"subdomainPolicy": "UniquePerReplica"}
+    leader, worker = group["leaderTemplate"], group["workerTemplate"]
+    leader_args = engine_container(leader)["args"]
+    assert leader_args[leader_args.index("--tensor-parallel-size") + 1] == "8"
+    assert leader_args[leader_args.index("--pipeline-parallel-size") + 1] == "2"
+    assert leader_args[-6:] == ["--nnodes", "2", "--node-rank", "0",
+                                "--master-addr", "$(LWS_LEADER_ADDRESS)"]
+    worker_container = engine_container(worker)
+    assert worker_container["args"][-7:] == [
+        "--nnodes", "2", "--node-rank", "$(LWS_WORKER_INDEX)",
+        "--master-addr", "$(LWS_LEADER_ADDRESS)", "--headless"]
+    assert "ports" not in worker_container and "readinessProbe" not in worker_container
+    for pod in (leader, worker):
+        assert engine_container(pod)["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    # The Service and the scale selector pick the leaders only.
+    service = one(objects, "Service")
+    assert _matches(pod_selector("r1"), leader["metadata"]["labels"])
+    assert not _matches(pod_selector("r1"), worker["metadata"]["labels"])
+    assert service["spec"]["selector"] == {"deepseek-operator.io/deployment": "r1",
+                                           "app.kubernetes.io/component": "server"}
+    hpa = one(objects, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet", "name": "r1"}
+
+
+def test_sglang_multi_node_arguments() -> None:
+    lws = one(render(cr(VARIANTS["sglang-multi-node"]), SETTINGS), "LeaderWorkerSet")
+    worker = engine_container(lws["spec"]["leaderWorkerTemplate"]["workerTemplate"])
+    assert worker["args"][-6:] == ["--nnodes", "2", "--node-rank", "$(LWS_WORKER_INDEX)",
+                                   "--dist-init-addr", "$(LWS_LEADER_ADDRESS):20000"]
+    assert worker["args"][worker["args"].index("--pp-size") + 1] == "2"
+
+
+# --- replicas, autoscaling, service -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("autoscaling", "replicas", "desired", "expected"),
+    [
+        ({"mode": "none"}, 3, None, 3),
+        ({"mode": "none"}, 0, 5, 0),
+        ({"mode": "operator", "minReplicas": 1, "maxReplicas": 4}, 2, None, 2),
+        ({"mode": "operator", "minReplicas": 1, "maxReplicas": 4}, 2, 3, 3),
+        ({"mode": "operator", "minReplicas": 2, "maxReplicas": 4}, 1, None, 2),
+        ({"mode": "operator", "minReplicas": 1, "maxReplicas": 4}, 1, 9, 4),
+        ({"mode": "hpa"}, 2, 3, None),
+        ({"mode": "keda"}, 2, 3, None),
+    ],
+)
+def test_workload_replicas(autoscaling: dict[str, Any], replicas: int, desired: int | None,
+                           expected: int | None) -> None:
+    status = {"autoscaling": {"desiredReplicas": desired}} if desired is not None else {}
+    dsd = cr(small(autoscaling=autoscaling, replicas=replicas), **status)
+    assert workload_replicas(dsd) == expected
+    deployment = one(render(dsd, SETTINGS), "Deployment")
+    assert deployment["spec"].get("replicas") == expected
+
+
+def test_service_and_endpoint() -> None:
+    dsd = cr(small(service={"type": "LoadBalancer", "port": 443}))
+    service = one(render(dsd, SETTINGS), "Service")
+    assert service["spec"] == {
+        "type": "LoadBalancer",
+        "selector": {"deepseek-operator.io/deployment": "r1",
+                     "app.kubernetes.io/component": "server"},
+        "ports": [{"name": "http", "port": 443, "targetPort": "http", "protocol": "TCP"}],
+    }
+    assert endpoint(dsd, SETTINGS) == "http://r1.ai.svc.cluster.local:443/v1"
+    assert endpoint(dsd, RenderSettings(cluster_domain="k8s.internal")) == (
+        "http://r1.ai.svc.k8s.internal:443/v1")
+
+
+def test_selectors() -> None:
+    assert children_selector("r1") == (
+        "deepseek-operator.io/deployment=r1,app.kubernetes.io/managed-by=deepseek-operator")
+    assert pod_selector("r1") == (
+        "deepseek-operator.io/deployment=r1,app.kubernetes.io/component=server")
+
+
+def test_hpa_targets_the_per_replica_request_rate() -> None:
+    dsd = cr(small(autoscaling={"mode": "hpa", "minReplicas": 2, "maxReplicas": 5,
+                                "targetQPSPerReplica": 1.5, "scaleUpStabilizationSeconds": 30,
+                                "scaleDownStabilizationSeconds": 600}))
+    hpa = one(render(dsd, SETTINGS), "HorizontalPodAutoscaler")
+    assert hpa["spec"] == {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "r1"},
+        "minReplicas": 2,
+        "maxReplicas": 5,
+        "metrics": [{"type": "Pods", "pods": {
+            "metric": {"name": HPA_METRIC},
+            "target": {"type": "AverageValue", "averageValue": "1500m"}}}],
+        "behavior": {"scaleUp": {"stabilizationWindowSeconds": 30},
+                     "scaleDown": {"stabilizationWindowSeconds": 600}},
+    }
+
+
+def test_keda_scaled_object() -> None:
+    dsd = cr(small(engine={"type": "sglang"}, autoscaling={
+        "mode": "keda", "targetQPSPerReplica": 3.0, "intervalSeconds": 30,
+        "prometheus": {"url": "http://prom:9090"}}))
+    scaled = one(render(dsd, SETTINGS), "ScaledObject")
+    assert scaled["spec"]["pollingInterval"] == 30
+    assert scaled["spec"]["triggers"] == [{
+        "type": "prometheus",
+        "metricType": "AverageValue",
+        "metadata": {"serverAddress": "http://prom:9090", "query": default_qps_query(dsd),
+                     "threshold": "3.0"}}]
+
+
+def test_keda_scales_to_zero_after_the_idle_time() -> None:
+    def spec_of(minimum: int) -> dict[str, Any]:
+        dsd = cr(small(autoscaling={"mode": "keda", "minReplicas": minimum,
+                                    "scaleToZeroIdleSeconds": 900}))
+        return dict(one(render(dsd, SETTINGS), "ScaledObject")["spec"])
+
+    assert spec_of(0)["minReplicaCount"] == 0
+    assert spec_of(0)["cooldownPeriod"] == 900
+    assert "cooldownPeriod" not in spec_of(1)
+
+def test_default_queries_per_engine() -> None:
+    pods = 'pod=~"r1-([0-9]+|[a-z0-9]+-[a-z0-9]+)"'
+    assert default_qps_query(cr(small())) == (
+        f'sum(rate(vllm:request_success_total{{namespace="ai",{pods}}}[1m]))')
+    assert default_qps_query(cr(small(engine={"type": "sglang"}))) == (
+        f'sum(rate(sglang:num_requests_total{{namespace="ai",{pods}}}[1m]))')
+
+
+def test_query_placeholders() -> None:
+    query = ('sum(rate(my_requests_total{namespace="{namespace}",app="{name}",'
+             'pod=~"{pod_regex}"}[5m]))')
+    dsd = cr(small(autoscaling={"prometheus": {"query": query}}))
+    assert qps_query(dsd) == (
+        'sum(rate(my_requests_total{namespace="ai",app="r1",'
+        'pod=~"r1-([0-9]+|[a-z0-9]+-[a-z0-9]+)"}[5m]))')
+    assert qps_query(cr(small())) == default_qps_query(cr(small()))
+
+
+@pytest.mark.parametrize("query", ['sum(rate(x{ns="{namespce}"}[1m]))', "   "])
+def test_bad_query_overrides_name_the_field(query: str) -> None:
+    dsd = cr(small(autoscaling={"mode": "keda", "prometheus": {"query": query}}))
+    with pytest.raises(InvalidSpecError) as error:
+        render(dsd, SETTINGS)
+    assert error.value.paths == ("spec.autoscaling.prometheus.query",)
+
+
+@pytest.mark.parametrize(("qps", "quantity"),
+                         [(2.0, "2"), (1.5, "1500m"), (0.25, "250m"), (100000.0, "100000")])
+def test_average_value(qps: float, quantity: str) -> None:
+    assert average_value(qps) == quantity
+
+
+def test_a_target_below_the_hpa_resolution_names_the_field() -> None:
+    dsd = cr(small(autoscaling={"mode": "hpa", "targetQPSPerReplica": 0.0001}))
+    with pytest.raises(InvalidSpecError) as error:
+        render(dsd, SETTINGS)
+    assert error.value.paths == ("spec.autoscaling.targetQPSPerReplica",)
+
+
+def test_pod_monitor_only_when_enabled() -> None:
+    dsd = cr(small())
+    assert not by_kind(render(dsd, SETTINGS), "PodMonitor")
+    monitor = one(render(dsd, RenderSettings(pod_monitor=True)), "PodMonitor")
+    assert monitor["spec"]["selector"] == {"matchLabels": {
+        "deepseek-operator.io/deployment": "r1", "app.kubernetes.io/component": "server"}}
+
+
+# --- access -------------------------------------------------------------------------------
+
+
+def test_default_roles_without_bindings_render_no_roles() -> None:
+    objects = render(cr(small()), SETTINGS)
+    assert not by_kind(objects, "Role") and not by_kind(objects, "RoleBinding")
+    rbac = yaml.safe_load(by_kind(objects, "ConfigMap")[0]["data"]["permissions.yaml"])
+    assert rbac == {"roles": {"admin": ["model:read", "model:write", "system:configure"],
+                              "user": ["model:query"]},
+                    "bindings": []}
+    account = one(objects, "ServiceAccount")
+    assert account["automountServiceAccountToken"] is False
+
+
+def test_roles_and_bindings_grant_the_matching_verbs() -> None:
+    objects = render(cr(VARIANTS["access"]), SETTINGS)
+    roles = {r["metadata"]["name"]: r["rules"] for r in by_kind(objects, "Role")}
+    assert list(roles) == ["r1-owner", "r1-viewer"]
+    assert roles["r1-viewer"] == [{"apiGroups": ["deepseek-operator.io"],
+                                   "resources": ["deepseekdeployments"],
+                                   "resourceNames": ["r1"], "verbs": ["get", "list", "watch"]}]
+    owner = roles["r1-owner"]
+    assert {"apiGroups": [""], "resources": ["configmaps"],
+            "resourceNames": ["r1-rbac", "r1-runtime"], "verbs": ["get", "update", "patch"]
+            } in owner
+    assert {"apiGroups": [""], "resources": ["services/proxy"],
+            "resourceNames": ["r1", "r1:http"], "verbs": ["get", "create"]} in owner
+    assert any("delete" in rule["verbs"] for rule in owner)
+    bindings = {b["metadata"]["name"]: b for b in by_kind(objects, "RoleBinding")}
+    assert bindings["r1-owner"]["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r1-owner"}
+    assert bindings["r1-owner"]["subjects"] == [
+        {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "alice@example.com"},
+        {"kind": "ServiceAccount", "name": "ci", "namespace": "ai"},
+    ]
+    rbac = yaml.safe_load(by_kind(objects, "ConfigMap")[0]["data"]["permissions.yaml"])
+    assert rbac["roles"]["viewer"] == ["model:read"]
+    assert [b["role"] for b in rbac["bindings"]] == ["owner", "viewer"]
+
+
+def test_runtime_config_map_holds_the_effective_configuration() -> None:
+    dsd = cr(small())
+    objects = render(dsd, SETTINGS)
+    runtime_map = by_kind(objects, "ConfigMap")[1]
+    assert runtime_map["metadata"]["name"] == names.runtime_config_map(dsd) == "r1-runtime"
+    runtime = yaml.safe_load(runtime_map["data"]["runtime.yaml"])
+    container = engine_container(one(objects, "Deployment")["spec"]["template"])
+    assert runtime["pods"]["single"]["args"] == container["args"]
+    assert runtime["image"] == container["image"]
+    assert runtime["sizing"]["tensorParallelSize"] == 1
+    assert runtime["model"]["directory"] == container["args"][0]
+
+
+def test_runtime_hash_annotation_follows_the_configuration() -> None:
+    def annotation(spec: dict[str, Any]) -> str:
+        template = one(render(cr(spec), SETTINGS), "Deployment")["spec"]["template"]
+        return str(template["metadata"]["annotations"]["deepseek-operator.io/runtime-hash"])
+
+    assert annotation(small()) == annotation(small())
+    assert annotation(small()) != annotation(small(engine={"args": ["--enforce-eager"]}))
+
+
+# --- templating safety ----------------------------------------------------------------------
+
+HOSTILE = [
+    "a\n---\napiVersion: v1\nkind: Secret",
+    "{x: 1}",
+    "key: value",
+    "- item",
+    "&anchor *alias !!python/object",
+    'quote " and \\ backslash',
+    "line\u2028separator\u0085next\ufeffbom",
+    "emoji \U0001f600 and \x07 bell",
+    "'single'",
+]
+
+
+def test_user_strings_cannot_inject_yaml() -> None:
+    dsd = cr(small(engine={"args": HOSTILE, "env": [
+        {"name": f"V{i}", "value": text} for i, text in enumerate(HOSTILE)]}))
+    objects = render(dsd, SETTINGS)
+    assert [o["kind"] for o in objects] == [o["kind"] for o in render(cr(small()), SETTINGS)]
+    container = engine_container(one(objects, "Deployment")["spec"]["template"])
+    assert container["args"][-len(HOSTILE):] == HOSTILE
+    assert [e["value"] for e in container["env"][-len(HOSTILE):]] == HOSTILE
+
+
+def test_templates_insert_values_only_through_tojson() -> None:
+    with pytest.raises(TypeError, match="tojson"):
+        environment().from_string("key: {{ value }}").render(value="x")
+    with pytest.raises(jinja2.UndefinedError):
+        environment().from_string("key: {{ missing | tojson }}").render()
+    with pytest.raises(TypeError, match="floats"):
+        tojson({"a": [1.5]})
+
+
+def test_default_images_name_no_registry_host() -> None:
+    # Docker Hub short names: a first path component with a dot or a port is a registry.
+    settings = RenderSettings()
+    for image in (settings.vllm_image, settings.sglang_image, settings.s3_download_image):
+        first = image.split("/")[0]
+        assert "." not in first and ":" not in first, image
+        assert ":" in image.split("/")[-1], f"{image} is not pinned to a tag"
+
+
+@pytest.mark.parametrize("field", ["vllm_image", "engine_port", "load_gib_per_second",
+                                   "drain_delay_seconds"])
+def test_settings_reject_nonsense(field: str) -> None:
+    bad: dict[str, Any] = {"vllm_image": "", "engine_port": 0, "load_gib_per_second": 0.0,
+                           "drain_delay_seconds": -1}
+    with pytest.raises(ValueError, match=field):
+        RenderSettings(**{field: bad[field]})

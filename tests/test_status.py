@@ -1,0 +1,167 @@
+"""Status computed from observed children: conditions, phase, transitions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from deepseek_operator.api.status import DeepSeekDeploymentStatus
+from deepseek_operator.controller.status import (
+    Observed,
+    compute_status,
+    stalled_status,
+    transitions,
+)
+
+T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
+
+
+def _claim(phase: str = "Bound") -> dict[str, Any]:
+    return {"metadata": {"name": "r1-model-cache"}, "status": {"phase": phase}}
+
+
+def _job(condition: str | None = "Complete", message: str = "") -> dict[str, Any]:
+    conds = [{"type": condition, "status": "True", "reason": "BackoffLimitExceeded",
+              "message": message}] if condition else []
+    return {"metadata": {"name": "r1-download"}, "status": {"conditions": conds}}
+
+
+def _workload(want: int, ready: int, updated: int | None = None,
+              generation: int = 1, observed: int = 1) -> dict[str, Any]:
+    return {"metadata": {"name": "r1", "generation": generation},
+            "spec": {"replicas": want},
+            "status": {"replicas": want, "readyReplicas": ready, "observedGeneration": observed,
+                       "updatedReplicas": want if updated is None else updated}}
+
+
+def _pod(name: str, node: str | None, unschedulable: str | None = None) -> dict[str, Any]:
+    conds = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+              "message": unschedulable}] if unschedulable else [
+        {"type": "PodScheduled", "status": "True"}]
+    return {"metadata": {"name": name}, "spec": {"nodeName": node} if node else {},
+            "status": {"conditions": conds}}
+
+
+def _compute(obs: Observed, previous: DeepSeekDeploymentStatus | None = None,
+             now: str = T0, mode: str = "none", generation: int = 1) -> DeepSeekDeploymentStatus:
+    return compute_status(generation=generation, mode=mode, observed=obs, previous=previous,
+                          now=now, selector="sel", endpoint="http://r1.ai.svc:8000/v1",
+                          base=DeepSeekDeploymentStatus())
+
+
+def _conds(status: DeepSeekDeploymentStatus) -> dict[str, tuple[str, str]]:
+    return {c.type: (c.status, c.reason) for c in status.conditions}
+
+
+READY_PODS = [_pod("r1-a", "gpu-h100-0"), _pod("r1-b", "gpu-h100-1")]
+
+
+@pytest.mark.parametrize(("case", "obs", "phase", "expect"), [
+    ("all ready", Observed(_claim(), _job(), _workload(2, 2), READY_PODS, 2), "Ready",
+     {"Ready": ("True", "ReplicasReady"), "Progressing": ("False", "Reconciled"),
+      "Stalled": ("False", "Reconciled"), "StorageReady": ("True", "ClaimBound"),
+      "ModelCached": ("True", "Downloaded"), "Scheduled": ("True", "AllPodsScheduled")}),
+    ("claim pending", Observed(_claim("Pending"), None, None, [], 1), "Pending",
+     {"Ready": ("False", "ClaimPending"), "Progressing": ("True", "ClaimPending"),
+      "StorageReady": ("False", "ClaimPending"), "ModelCached": ("False", "WaitingForStorage")}),
+    ("storage class missing", Observed(_claim("Pending"), None, None, [], 1,
+                                       storage_class_missing="fast-nvme"), "Pending",
+     {"Ready": ("False", "StorageClassNotFound"),
+      "StorageReady": ("False", "StorageClassNotFound")}),
+    ("downloading", Observed(_claim(), _job(None), _workload(1, 0), [], 1), "Downloading",
+     {"Ready": ("False", "Downloading"), "ModelCached": ("False", "Downloading")}),
+    ("download failed", Observed(_claim(), _job("Failed", "Job has reached the specified "
+                                                "backoff limit"), _workload(1, 0), [], 1),
+     "Failed", {"Ready": ("False", "DownloadFailed"), "Stalled": ("True", "DownloadFailed"),
+                "Progressing": ("False", "DownloadFailed")}),
+    ("unschedulable", Observed(_claim(), _job(), _workload(1, 0), [
+        _pod("r1-a", None, "0/5 nodes are available: 4 Insufficient nvidia.com/gpu.")], 1),
+     "Pending", {"Ready": ("False", "Unschedulable"), "Scheduled": ("False", "Unschedulable")}),
+    ("starting", Observed(_claim(), _job(), _workload(1, 0), [_pod("r1-a", "n")], 1),
+     "Starting", {"Ready": ("False", "ReplicasNotReady"), "Progressing": ("True",
+                                                                           "ReplicasNotReady")}),
+    ("rolling out", Observed(_claim(), _job(), _workload(2, 2, updated=1), READY_PODS, 2),
+     "Starting", {"Ready": ("False", "RollingOut")}),
+    ("new generation not seen", Observed(_claim(), _job(), _workload(
+        2, 2, generation=2, observed=1), READY_PODS, 2), "Starting",
+     {"Ready": ("False", "RollingOut")}),
+    ("no download needed", Observed(_claim(), None, _workload(1, 1), [_pod("r1-a", "n")], 1,
+                                    needs_download=False), "Ready",
+     {"ModelCached": ("True", "Downloaded"), "Ready": ("True", "ReplicasReady")}),
+    ("one of two ready", Observed(_claim(), _job(), _workload(2, 1), READY_PODS, 2),
+     "Degraded", {"Ready": ("False", "ReplicasNotReady")}),
+    ("scaled to zero", Observed(_claim(), _job(), _workload(0, 0), [], 0), "Ready",
+     {"Ready": ("True", "ScaledToZero"), "Scheduled": ("True", "NoPods")}),
+])
+def test_conditions_from_observed_children(case: str, obs: Observed, phase: str,
+                                           expect: dict[str, tuple[str, str]]) -> None:
+    status = _compute(obs)
+    assert status.phase == phase, case
+    conds = _conds(status)
+    for ctype, value in expect.items():
+        assert conds[ctype] == value, (case, ctype)
+    assert status.observed_generation == 1
+    assert len({c.type for c in status.conditions}) == len(status.conditions)
+
+
+def test_unschedulable_message_is_the_schedulers() -> None:
+    message = "0/5 nodes are available: 4 Insufficient nvidia.com/gpu, 1 node(s) had taint."
+    status = _compute(Observed(_claim(), _job(), _workload(1, 0),
+                               [_pod("r1-a", None, message)], 1))
+    scheduled = next(c for c in status.conditions if c.type == "Scheduled")
+    assert message in scheduled.message
+
+
+def test_last_transition_time_only_moves_when_status_changes() -> None:
+    obs_ready = Observed(_claim(), _job(), _workload(2, 2), READY_PODS, 2)
+    first = _compute(obs_ready, now=T0)
+    again = _compute(obs_ready, previous=first, now=T1)
+    assert again == first  # nothing observed changed: identical status, no write
+    assert transitions(first, again) == []
+    degraded = _compute(Observed(_claim(), _job(), _workload(2, 1), READY_PODS, 2),
+                        previous=first, now=T1)
+    ready = {c.type: c for c in degraded.conditions}["Ready"]
+    storage = {c.type: c for c in degraded.conditions}["StorageReady"]
+    assert (ready.status, ready.last_transition_time) == ("False", T1)
+    assert storage.last_transition_time == T0
+    assert [c.type for c in transitions(first, degraded)] == ["Ready", "Progressing"]
+
+
+def test_autoscaler_condition_by_mode() -> None:
+    obs = Observed(_claim(), _job(), _workload(1, 1), [_pod("a", "n")], 1)
+    assert _conds(_compute(obs, mode="none"))["AutoscalerReady"] == ("True", "Disabled")
+    assert _conds(_compute(obs, mode="hpa"))["AutoscalerReady"] == (
+        "False", "HorizontalPodAutoscalerMissing")
+    assert _conds(_compute(obs, mode="operator"))["AutoscalerReady"] == (
+        "Unknown", "AwaitingFirstDecision")
+    hpa = {"status": {"conditions": [{"type": "ScalingActive", "status": "False",
+                                      "reason": "FailedGetPodsMetric",
+                                      "message": "no metrics returned"}]}}
+    with_hpa = Observed(obs.claim, obs.job, obs.workload, obs.pods, 1, autoscaler=hpa)
+    assert _conds(_compute(with_hpa, mode="hpa"))["AutoscalerReady"] == (
+        "False", "FailedGetPodsMetric")
+
+
+def test_operator_mode_keeps_the_loops_condition() -> None:
+    obs = Observed(_claim(), _job(), _workload(1, 1), [_pod("a", "n")], 1)
+    first = _compute(obs, mode="operator")
+    loop_says = first.model_copy(update={"conditions": [
+        c if c.type != "AutoscalerReady" else c.model_copy(update={
+            "status": "False", "reason": "MetricsUnavailable", "message": "down"})
+        for c in first.conditions]})
+    after = _compute(obs, previous=loop_says, mode="operator", now=T1)
+    assert _conds(after)["AutoscalerReady"] == ("False", "MetricsUnavailable")
+
+
+def test_stalled_status_keeps_detail_conditions() -> None:
+    obs = Observed(_claim(), _job(), _workload(1, 1), [_pod("a", "n")], 1)
+    before = _compute(obs)
+    status = stalled_status(generation=2, reason="InvalidSpec",
+                            message="spec.gpu.count: needs 16 GPUs", previous=before, now=T1,
+                            base=before)
+    conds = _conds(status)
+    assert status.phase == "Failed" and status.observed_generation == 2
+    assert conds["Stalled"] == ("True", "InvalidSpec")
+    assert conds["Ready"] == ("False", "InvalidSpec")
+    assert conds["StorageReady"] == ("True", "ClaimBound")

@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from e2e.cluster import controlplane
+from e2e.cluster import build, controlplane, paths
 from e2e.kube import api_client, wait_for
+from e2e.operator_process import OperatorProcess, install_manifests
+from e2e.rig.fixtures import rig_fleet, rig_load, rig_prometheus  # noqa: F401  (fixtures)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -58,3 +60,40 @@ def namespace(kube: client.ApiClient) -> Iterator[str]:
                          for sa in core.list_namespaced_service_account(name).items), 30)
     yield name
     core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def kubectl(kubeconfig: Path) -> Iterator[Path]:
+    """The kubectl binary built by the project's tooling."""
+    yield build.build_all()["kubectl"]
+
+
+@pytest.fixture(scope="session")
+def operator(kubeconfig: Path, kubectl: Path) -> Iterator[OperatorProcess]:
+    """The CRDs and RBAC installed, and the operator running as its ServiceAccount."""
+    install_manifests(kubectl, kubeconfig)
+    proc = OperatorProcess(controlplane.kubeconfig_path("operator"),
+                           paths.state_dir() / "logs" / "operator-e2e.log")
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """Keep each phase's report on the test item, so fixtures can see a failure."""
+    report: pytest.TestReport = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+@pytest.fixture
+def dsd_api(request: pytest.FixtureRequest, kube: client.ApiClient,
+            operator: OperatorProcess) -> Iterator[client.CustomObjectsApi]:
+    """CustomObjectsApi for DeepSeekDeployments; when the test fails, the operator's log
+    tail is printed (pytest shows it with the failure)."""
+    yield client.CustomObjectsApi(kube)
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        print(f"--- operator log tail ({operator.log_path}) ---\n{operator.log_tail()}")

@@ -14,9 +14,9 @@ import pytest
 from kubernetes import client
 from kubernetes.client import ApiException
 
-from e2e.cluster import build, controlplane, paths
+from e2e.cluster import controlplane, paths
 from e2e.kube import wait_for
-from e2e.operator_process import OperatorProcess, install_manifests
+from e2e.operator_process import OperatorProcess
 
 GROUP, VERSION, PLURAL = "deepseek-operator.io", "v1alpha1", "deepseekdeployments"
 OPERATOR_USER = controlplane.OPERATOR_USER
@@ -38,29 +38,6 @@ def small_model(name: str, **spec: Any) -> dict[str, Any]:
         body["spec"][key] = {**body["spec"].get(key, {}), **value} if isinstance(
             value, dict) else value
     return body
-
-
-@pytest.fixture(scope="session")
-def kubectl(kubeconfig: Path) -> Iterator[Path]:
-    """The kubectl binary built by the project's tooling."""
-    yield build.build_all()["kubectl"]
-
-
-@pytest.fixture(scope="session")
-def operator(kubeconfig: Path, kubectl: Path) -> Iterator[OperatorProcess]:
-    """The CRDs and RBAC installed, and the operator running as its ServiceAccount."""
-    install_manifests(kubectl, kubeconfig)
-    proc = OperatorProcess(controlplane.kubeconfig_path("operator"),
-                           paths.state_dir() / "logs" / "operator-e2e.log")
-    proc.start()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture
-def dsd_api(kube: client.ApiClient, operator: OperatorProcess) -> Iterator[client.CustomObjectsApi]:
-    """CustomObjectsApi; on failure of the test, the operator log tail is printed."""
-    yield client.CustomObjectsApi(kube)
 
 
 def create(api: client.CustomObjectsApi, namespace: str, body: dict[str, Any]) -> None:

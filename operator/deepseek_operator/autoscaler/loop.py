@@ -4,8 +4,9 @@ Every ``spec.autoscaling.intervalSeconds`` for each DeepSeekDeployment: read the
 rate from Prometheus, read the workload's scale subresource, run the pure policy
 (``autoscaler.policy.decide``), record the decision in ``status.autoscaling`` and the
 ``AutoscalerReady`` condition, and write the new count through the workload's scale
-subresource. ``status.autoscaling.desiredReplicas`` is written first: the renderer reads
-it, so a reconcile that runs next applies the same count instead of fighting it.
+subresource and into ``spec.replicas`` (the CR's own scale subresource).
+``status.autoscaling.desiredReplicas`` is written first: the renderer reads it, so a
+reconcile that runs next applies the same count instead of fighting it.
 
 Policy state (stabilization history) is kept in memory. After an operator restart the
 history starts with the current count, so no scale-down happens before a full down window
@@ -35,7 +36,7 @@ from deepseek_operator.autoscaler.policy import (
     PolicyState,
     decide,
 )
-from deepseek_operator.render import default_qps_query, names
+from deepseek_operator.render import names, qps_query
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ class Autoscaler:
         current = int(scale.spec.replicas or 0)
         ready = self._ready_replicas(dsd)
         spec = dsd.spec.autoscaling
-        query = spec.prometheus.query or default_qps_query(dsd)
+        query = qps_query(dsd)
         unavailable: str | None = None
         try:
             qps = query_qps(spec.prometheus.url, query)
@@ -135,6 +136,13 @@ class Autoscaler:
             pending_replicas=max(current - ready, 0)), state)
         self._states[(namespace, name)] = decision.state
         self._write_status(dsd, body, decision, qps, unavailable, now)
+        if dsd.spec.replicas != decision.desired_replicas:
+            # Keep spec.replicas (the CR's scale subresource, `kubectl get dsd` DESIRED) in
+            # step with the autoscaler, as the HPA does with a Deployment's: a hand-set
+            # `kubectl scale dsd` is corrected here.
+            self.custom.patch_namespaced_custom_object_scale(
+                GROUP, VERSION, namespace, PLURAL, name,
+                {"spec": {"replicas": decision.desired_replicas}})
         if decision.desired_replicas != current:
             scale_api.patch(body={"spec": {"replicas": decision.desired_replicas}},
                             name=names.workload(dsd), namespace=namespace,

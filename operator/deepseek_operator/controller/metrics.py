@@ -25,3 +25,7 @@ SCALE_EVENTS = Counter(
     "deepseek_operator_autoscaler_scale_events_total",
     "Replica changes made by the operator's autoscaler, by direction.",
     ["direction"])
+AUTOSCALER_DECISIONS = Counter(
+    "deepseek_operator_autoscaler_decisions_total",
+    "Evaluations of the operator's autoscaler, by whether metrics were available.",
+    ["metrics"])

@@ -99,6 +99,9 @@ class Reconciler:
             tick = self.autoscaler.evaluate(dsd, body)
         finally:
             slot.lock.release()
+        if tick is not None:
+            metrics.AUTOSCALER_DECISIONS.labels(
+                metrics="missing" if tick.qps is None else "ok").inc()
         if tick is not None and tick.decision.scaled:
             direction = "up" if tick.decision.desired_replicas > tick.current_replicas else "down"
             metrics.SCALE_EVENTS.labels(direction=direction).inc()

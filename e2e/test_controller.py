@@ -45,7 +45,9 @@ def create(api: client.CustomObjectsApi, namespace: str, body: dict[str, Any]) -
 
 
 def get(api: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:
-    return dict(api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
+    obj = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    assert isinstance(obj, dict)
+    return obj
 
 
 def condition(obj: dict[str, Any], ctype: str) -> dict[str, Any]:
@@ -281,7 +283,7 @@ def test_operator_restart_converges_without_duplicates(
         wait_condition(dsd_api, namespace, f"restart-{i}", "Ready", "True", 120)
     deployments = client.AppsV1Api(kube).list_namespaced_deployment(namespace).items
     jobs = client.BatchV1Api(kube).list_namespaced_job(namespace).items
-    assert sorted(d.metadata.name for d in deployments) == [f"restart-{i}" for i in range(5)]
+    assert sorted(str(d.metadata.name) for d in deployments) == [f"restart-{i}" for i in range(5)]
     assert len(jobs) == 5
 
 

@@ -168,7 +168,10 @@ def node_manifests(nodes_file: Path) -> list[dict[str, Any]]:
                 "spec": {"taints": taints} if taints else {},
                 "status": {"capacity": capacity, "allocatable": capacity,
                            "nodeInfo": {"kubeletVersion": "fake", "kubeProxyVersion": "fake",
-                                        "architecture": "amd64", "operatingSystem": "linux"},
+                                        "architecture": "amd64", "operatingSystem": "linux",
+                                        "containerRuntimeVersion": "kwok", "kernelVersion": "",
+                                        "osImage": "", "machineID": "", "systemUUID": "",
+                                        "bootID": ""},
                            "phase": "Running"},
             })
     return nodes

@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.client import ApiClient, CustomObjectsApi
-from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+from kubernetes.dynamic.exceptions import NotFoundError
 
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
 from deepseek_operator.api.resource import DeepSeekDeployment
-from deepseek_operator.api.status import Condition, ConditionType
+from deepseek_operator.api.status import Condition, ConditionStatus, ConditionType
 from deepseek_operator.autoscaler.metrics_source import MetricsUnavailable, query_qps
 from deepseek_operator.autoscaler.policy import (
     Decision,
@@ -36,10 +35,12 @@ from deepseek_operator.autoscaler.policy import (
     PolicyState,
     decide,
 )
+from deepseek_operator.kubeapi import Resources
 from deepseek_operator.render import names, qps_query
 
 log = logging.getLogger(__name__)
 
+WORKLOAD_KINDS = (("apps/v1", "Deployment"), ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"))
 REASON_METRICS_OK = "MetricsAvailable"
 REASON_NO_SERIES = "NoMetrics"
 REASON_METRICS_UNAVAILABLE = "MetricsUnavailable"
@@ -80,7 +81,7 @@ class Autoscaler:
     _last: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.dynamic = DynamicClient(self.api)
+        self.resources = Resources(self.api)
         self.custom = CustomObjectsApi(self.api)
 
     def forget(self, namespace: str, name: str) -> None:
@@ -95,15 +96,17 @@ class Autoscaler:
         # Half a second of slack: the kopf timer that drives us is not exactly periodic.
         return last is None or now - last >= dsd.spec.autoscaling.interval_seconds - 0.5
 
-    def _scale_resource(self, dsd: DeepSeekDeployment) -> Any | None:
-        for api_version, kind in (("apps/v1", "Deployment"),
-                                  ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet")):
-            try:
-                resource = self.dynamic.resources.get(api_version=api_version, kind=kind)
-                resource.get(name=names.workload(dsd), namespace=dsd.metadata.namespace)
-            except (NotFoundError, ResourceNotFoundError):
+    def _workload(self, dsd: DeepSeekDeployment) -> tuple[Any, dict[str, Any]] | None:
+        """(DynamicClient resource, object) of the serving workload, or None if absent."""
+        for api_version, kind in WORKLOAD_KINDS:
+            resource = self.resources.get(api_version, kind)
+            if resource is None:
                 continue
-            return resource.subresources["scale"]
+            try:
+                obj = resource.get(name=names.workload(dsd), namespace=dsd.metadata.namespace)
+            except NotFoundError:
+                continue
+            return resource, dict(obj.to_dict())
         return None
 
     def evaluate(self, dsd: DeepSeekDeployment, body: dict[str, Any],
@@ -116,12 +119,12 @@ class Autoscaler:
         now = time.time() if now is None else now
         namespace, name = dsd.metadata.namespace or "", dsd.metadata.name
         self._last[(namespace, name)] = now
-        scale_api = self._scale_resource(dsd)
-        if scale_api is None:
+        found = self._workload(dsd)
+        if found is None:
             return None
-        scale = scale_api.get(name=names.workload(dsd), namespace=namespace)
-        current = int(scale.spec.replicas or 0)
-        ready = self._ready_replicas(dsd)
+        resource, workload = found
+        current = int((workload.get("spec") or {}).get("replicas") or 0)
+        ready = int((workload.get("status") or {}).get("readyReplicas") or 0)
         spec = dsd.spec.autoscaling
         query = qps_query(dsd)
         unavailable: str | None = None
@@ -144,26 +147,17 @@ class Autoscaler:
                 GROUP, VERSION, namespace, PLURAL, name,
                 {"spec": {"replicas": decision.desired_replicas}})
         if decision.desired_replicas != current:
-            scale_api.patch(body={"spec": {"replicas": decision.desired_replicas}},
-                            name=names.workload(dsd), namespace=namespace,
-                            content_type="application/merge-patch+json")
+            resource.subresources["scale"].patch(
+                body={"spec": {"replicas": decision.desired_replicas}},
+                name=names.workload(dsd), namespace=namespace,
+                content_type="application/merge-patch+json")
         return Tick(current, decision, qps, unavailable)
-
-    def _ready_replicas(self, dsd: DeepSeekDeployment) -> int:
-        for api_version, kind in (("apps/v1", "Deployment"),
-                                  ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet")):
-            try:
-                resource = self.dynamic.resources.get(api_version=api_version, kind=kind)
-                obj = resource.get(name=names.workload(dsd), namespace=dsd.metadata.namespace)
-            except (NotFoundError, ResourceNotFoundError):
-                continue
-            return int((obj.status or {}).get("readyReplicas") or 0)
-        return 0
 
     def _write_status(self, dsd: DeepSeekDeployment, body: dict[str, Any], decision: Decision,
                       qps: float | None, unavailable: str | None, now: float) -> None:
         old = (body.get("status") or {})
         old_auto = old.get("autoscaling") or {}
+        cond_status: ConditionStatus
         if unavailable:
             cond_status, reason, message = "False", REASON_METRICS_UNAVAILABLE, (
                 f"{unavailable}; holding {decision.desired_replicas} replicas")
@@ -176,12 +170,13 @@ class Autoscaler:
         conditions = [dict(c) for c in old.get("conditions") or []]
         previous = next((c for c in conditions
                          if c.get("type") == ConditionType.AUTOSCALER_READY), None)
-        changed = previous is None or previous.get("status") != cond_status
+        since = _rfc3339(now)
+        if previous is not None and previous.get("status") == cond_status:
+            since = str(previous.get("lastTransitionTime") or since)
         condition = Condition(
             type=ConditionType.AUTOSCALER_READY, status=cond_status, reason=reason,
-            message=message[:32768],
-            lastTransitionTime=_rfc3339(now) if changed else previous["lastTransitionTime"],
-            observedGeneration=dsd.metadata.generation,
+            message=message[:32768], last_transition_time=since,
+            observed_generation=dsd.metadata.generation,
         ).model_dump(by_alias=True, exclude_none=True)
         conditions = [c for c in conditions
                       if c.get("type") != ConditionType.AUTOSCALER_READY] + [condition]

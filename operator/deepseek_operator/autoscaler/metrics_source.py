@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 
 import requests
-from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 DEFAULT_TIMEOUT_SECONDS = 5

@@ -13,14 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
-from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import (
-    ApiException,
-    NotFoundError,
-    ResourceNotFoundError,
-)
+from kubernetes.client import ApiException
+from kubernetes.dynamic.exceptions import NotFoundError
 
 from deepseek_operator.controller.plan import Change, ObjectKey, Plan
+from deepseek_operator.kubeapi import Resources
 
 FIELD_MANAGER = "deepseek-operator"
 log = logging.getLogger(__name__)
@@ -56,35 +53,31 @@ def _api_message(exc: ApiException) -> str:
     import json
 
     try:
-        return str(json.loads(exc.body).get("message", exc.body))
+        return str(json.loads(exc.body or "").get("message", exc.body))
     except (TypeError, ValueError):
         return str(exc.body)
 
 
 @dataclass
 class Cluster:
-    """Reads and writes children through one DynamicClient (discovery is cached by it)."""
+    """Reads and writes children through the DynamicClient (thread-safe resource lookup)."""
 
     api: client.ApiClient
 
     def __post_init__(self) -> None:
-        self.dynamic = DynamicClient(self.api)
+        self.resources = Resources(self.api)
 
     def served(self, api_version: str, kind: str) -> bool:
         """True when the API server serves this kind (e.g. its CRD is installed)."""
-        try:
-            self.dynamic.resources.get(api_version=api_version, kind=kind)
-        except ResourceNotFoundError:
-            return False
-        return True
+        return self.resources.get(api_version, kind) is not None
 
     def observe(self, namespace: str, selector: str) -> dict[ObjectKey, dict[str, Any]]:
         """Children in ``namespace`` matching the label ``selector``, by key, as dicts."""
         found: dict[ObjectKey, dict[str, Any]] = {}
         for api_version, kind in MANAGED_KINDS:
-            if not self.served(api_version, kind):
+            resource = self.resources.get(api_version, kind)
+            if resource is None:
                 continue
-            resource = self.dynamic.resources.get(api_version=api_version, kind=kind)
             for item in resource.get(namespace=namespace, label_selector=selector).items:
                 obj = item.to_dict()
                 obj.setdefault("apiVersion", api_version)
@@ -92,17 +85,17 @@ class Cluster:
                 found[ObjectKey.of(obj)] = obj
         return found
 
-    def list(self, api_version: str, kind: str, namespace: str,
-             selector: str) -> list[dict[str, Any]]:
+    def list_objects(self, api_version: str, kind: str, namespace: str,
+                     selector: str) -> list[dict[str, Any]]:
         """Objects of one kind in a namespace matching a label selector, as dicts."""
-        resource = self.dynamic.resources.get(api_version=api_version, kind=kind)
+        resource = self.resources.require(api_version, kind)
         return [i.to_dict() for i in resource.get(namespace=namespace,
                                                   label_selector=selector).items]
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply one object; returns the object as stored. Raises ApplyError."""
         key = ObjectKey.of(obj)
-        resource = self.dynamic.resources.get(api_version=key.api_version, kind=key.kind)
+        resource = self.resources.require(key.api_version, key.kind)
         try:
             result = resource.server_side_apply(
                 body=obj, name=key.name, namespace=key.namespace or None,
@@ -113,7 +106,7 @@ class Cluster:
 
     def delete(self, key: ObjectKey) -> None:
         """Delete one object (background propagation); a missing object is fine."""
-        resource = self.dynamic.resources.get(api_version=key.api_version, kind=key.kind)
+        resource = self.resources.require(key.api_version, key.kind)
         try:
             resource.delete(name=key.name, namespace=key.namespace or None,
                             body={"propagationPolicy": "Background"})

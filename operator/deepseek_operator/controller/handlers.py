@@ -50,9 +50,10 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     memo.reconciler = make_reconciler()
 
 
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL)
-@kopf.on.resume(GROUP, VERSION, PLURAL)
+# backoff: an unexpected error (API hiccup, conflict) is retried after 5 s, not kopf's 60 s.
+@kopf.on.create(GROUP, VERSION, PLURAL, backoff=5)
+@kopf.on.update(GROUP, VERSION, PLURAL, backoff=5)
+@kopf.on.resume(GROUP, VERSION, PLURAL, backoff=5)
 def reconcile_deployment(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Reconcile on create, spec change and operator start; errors become kopf retries."""
     meta = body["metadata"]

@@ -13,6 +13,6 @@ from kubernetes.utils import parse_quantity
 def same_quantity(a: str, b: str) -> bool:
     """True when both strings are quantities with the same value; False if either is not."""
     try:
-        return bool(parse_quantity(a) == parse_quantity(b))
+        return bool(parse_quantity(a) == parse_quantity(b))  # type: ignore[no-untyped-call]
     except ValueError:
         return False

@@ -7,6 +7,7 @@ empty and the computed status equals the stored one.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,16 +17,19 @@ from kubernetes.client import ApiException, CoreV1Api, StorageV1Api
 
 from deepseek_operator.api.errors import InvalidSpecError
 from deepseek_operator.api.resource import DeepSeekDeployment, parse_deployment
+from deepseek_operator.api.spec import SINGLE_WRITER_ACCESS_MODES
 from deepseek_operator.api.status import DeepSeekDeploymentStatus
 from deepseek_operator.controller.cluster import Cluster
+from deepseek_operator.controller.plan import ObjectKey, calculate_plan
 from deepseek_operator.controller.sizing_status import sizing_status
-from deepseek_operator.controller.plan import calculate_plan
 from deepseek_operator.controller.status import (
     REASON_INVALID_SPEC,
     Observed,
     compute_status,
+    job_succeeded,
     stalled_status,
     transitions,
+    with_missing_apis,
 )
 from deepseek_operator.render import (
     RenderSettings,
@@ -103,7 +107,7 @@ def _finish(body: Mapping[str, Any], previous: DeepSeekDeploymentStatus | None,
             message: str = "") -> Outcome:
     new = status_dict(status)
     old = status_dict(previous) if previous else None
-    events = [Event("Normal", "Applied", w) for w in writes]
+    events = [Event("Normal", "Applied", "; ".join(writes))] if writes else []
     events += _condition_events(previous, status)
     return Outcome(status=None if new == old else new, writes=writes, events=events,
                    stalled=stalled, message=message)
@@ -129,7 +133,7 @@ def _read_claim(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] |
         if exc.status == 404:
             return None
         raise
-    return dict(cluster.api.sanitize_for_serialization(claim))
+    return dict(cluster.api.sanitize_for_serialization(claim))  # type: ignore[no-untyped-call]
 
 
 def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSettings,
@@ -145,6 +149,8 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
     previous = _previous_status(body)
     base = previous or DeepSeekDeploymentStatus()
 
+    settings = dataclasses.replace(
+        settings, pod_monitor=cluster.served("monitoring.coreos.com/v1", "PodMonitor"))
     try:
         dsd = parse_deployment(body)
         desired = render(dsd, settings)
@@ -153,7 +159,11 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
                                 message=str(exc), previous=previous, now=now, base=base)
         return _finish(body, previous, status, [], stalled=True, message=str(exc))
 
+    missing = sorted({f"{o['kind']} ({o['apiVersion']})" for o in desired
+                      if not cluster.served(o["apiVersion"], o["kind"])})
+    desired = [o for o in desired if cluster.served(o["apiVersion"], o["kind"])]
     observed = cluster.observe(namespace, children_selector(name))
+    desired = _hold_workload_until_cached(dsd, desired, observed, settings)
     keep = [k for k in observed if k.kind == "PersistentVolumeClaim"]  # never delete data
     plan = calculate_plan(desired, observed, keep=keep)
     writes = cluster.execute(plan)
@@ -173,7 +183,7 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
         "LeaderWorkerSet", names.workload(dsd))
     autoscaler = child("HorizontalPodAutoscaler", names.autoscaler(dsd)) or child(
         "ScaledObject", names.autoscaler(dsd))
-    pods = cluster.list("v1", "Pod", namespace, pod_selector(name))
+    pods = cluster.list_objects("v1", "Pod", namespace, pod_selector(name))
     replicas = workload_replicas(dsd)
     desired_replicas = replicas if replicas is not None else int(
         ((workload or {}).get("spec") or {}).get("replicas") or 0)
@@ -186,5 +196,32 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
                             observed=snapshot, previous=previous, now=now,
                             selector=pod_selector(name), endpoint=endpoint(dsd, settings),
                             base=base)
+    if missing:
+        status = with_missing_apis(status, missing, previous=previous, now=now)
     return _finish(body, previous, status, writes)
+
+
+_WORKLOAD_KINDS = ("Deployment", "LeaderWorkerSet")
+
+
+def _hold_workload_until_cached(dsd: DeepSeekDeployment, desired: list[dict[str, Any]],
+                                observed: Mapping[ObjectKey, dict[str, Any]],
+                                settings: RenderSettings) -> list[dict[str, Any]]:
+    """Leave a new workload out while a single-writer cache is still being filled.
+
+    A ReadWriteOnce volume attaches to one node (ReadWriteOncePod to one pod): a serving
+    pod that started first, waiting for the download marker, would hold the volume and
+    the download Job could never mount it. So with those access modes the workload is
+    created only once the Job has completed; an existing workload is left alone.
+    """
+    if (dsd.spec.storage.access_mode not in SINGLE_WRITER_ACCESS_MODES
+            or not needs_download(dsd)):
+        return desired
+    if any(k.kind in _WORKLOAD_KINDS and k.name == names.workload(dsd) for k in observed):
+        return desired
+    job_name = download_job(dsd, settings)
+    job = next((o for k, o in observed.items() if k.kind == "Job" and k.name == job_name), None)
+    if job is not None and job_succeeded(job):
+        return desired
+    return [o for o in desired if o["kind"] not in _WORKLOAD_KINDS]
 

@@ -53,7 +53,8 @@ def api_client() -> client.ApiClient:
 
 def post_kopf_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
     """Post an Event on a DeepSeekDeployment through kopf's event queue."""
-    kopf.event(kopf.Body(dict(body)), type=type_, reason=reason, message=message[:1024])
+    kopf.event(kopf.Body(dict(body)),  # type: ignore[arg-type]
+               type=type_, reason=reason, message=message[:1024])
 
 
 def make_reconciler() -> Reconciler:

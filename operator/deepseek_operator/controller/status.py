@@ -19,6 +19,7 @@ from typing import Any
 
 from deepseek_operator.api.status import (
     Condition,
+    ConditionStatus,
     ConditionType,
     DeepSeekDeploymentStatus,
     Phase,
@@ -85,7 +86,7 @@ class _Cond:
     message: str
 
 
-def _status_word(value: bool | None) -> str:
+def _status_word(value: bool | None) -> ConditionStatus:
     return "Unknown" if value is None else ("True" if value else "False")
 
 
@@ -94,6 +95,11 @@ def _job_condition(job: dict[str, Any], kind: str) -> dict[str, Any] | None:
         if cond.get("type") == kind and cond.get("status") == "True":
             return dict(cond)
     return None
+
+
+def job_succeeded(job: dict[str, Any]) -> bool:
+    """True when a Job dict has a Complete (or SuccessCriteriaMet) condition."""
+    return bool(_job_condition(job, "Complete") or _job_condition(job, "SuccessCriteriaMet"))
 
 
 def _storage(obs: Observed) -> _Cond:
@@ -123,7 +129,7 @@ def _cached(obs: Observed, storage_ok: bool) -> _Cond:
         return _Cond(ConditionType.MODEL_CACHED, False, REASON_WAITING_FOR_STORAGE,
                      "the download Job does not exist yet")
     name = obs.job["metadata"]["name"]
-    if _job_condition(obs.job, "Complete") or _job_condition(obs.job, "SuccessCriteriaMet"):
+    if job_succeeded(obs.job):
         return _Cond(ConditionType.MODEL_CACHED, True, REASON_DOWNLOADED,
                      f"Job {name} filled the model cache")
     failed = _job_condition(obs.job, "Failed")
@@ -228,8 +234,8 @@ def _merge(new: list[_Cond], previous: list[Condition], generation: int,
         changed = old is None or old.status != status
         out.append(Condition(
             type=cond.type, status=status, reason=cond.reason, message=cond.message[:32768],
-            lastTransitionTime=now if changed or old is None else old.last_transition_time,
-            observedGeneration=generation))
+            last_transition_time=now if changed or old is None else old.last_transition_time,
+            observed_generation=generation))
     return out
 
 
@@ -324,6 +330,30 @@ def stalled_status(*, generation: int, reason: str, message: str,
         "observed_generation": generation, "phase": "Failed",
         "conditions": merged + kept,
     })
+
+
+REASON_API_NOT_INSTALLED = "APINotInstalled"
+
+
+def with_missing_apis(status: DeepSeekDeploymentStatus, missing: list[str], *,
+                      previous: DeepSeekDeploymentStatus | None,
+                      now: str) -> DeepSeekDeploymentStatus:
+    """Mark a status Stalled because the cluster does not serve kinds the spec needs.
+
+    ``missing``: e.g. ``["LeaderWorkerSet (leaderworkerset.x-k8s.io/v1)"]``. Installing
+    the CRD (and its controller) unblocks it; the operator checks again every minute.
+    """
+    message = (f"the cluster does not serve {', '.join(missing)}: install its CRD and "
+               "controller (LeaderWorkerSet for replicas that span nodes, KEDA for "
+               "autoscaling.mode keda, the Prometheus Operator for PodMonitor)")
+    generation = status.observed_generation or 0
+    blocked = [_Cond(ConditionType.READY, False, REASON_API_NOT_INSTALLED, message),
+               _Cond(ConditionType.PROGRESSING, False, REASON_API_NOT_INSTALLED, message),
+               _Cond(ConditionType.STALLED, True, REASON_API_NOT_INSTALLED, message)]
+    merged = _merge(blocked, previous.conditions if previous else [], generation, now)
+    replaced = {c.type for c in merged}
+    rest = [c for c in status.conditions if c.type not in replaced]
+    return status.model_copy(update={"conditions": merged + rest, "phase": "Pending"})
 
 
 def transitions(before: DeepSeekDeploymentStatus | None,

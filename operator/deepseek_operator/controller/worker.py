@@ -117,7 +117,7 @@ class Reconciler:
             if exc.status == 404:
                 return None
             raise
-        return dict(obj)
+        return obj if isinstance(obj, dict) else None
 
     def trigger(self, namespace: str, name: str,
                 body: Mapping[str, Any] | None = None) -> Outcome | None:

@@ -316,3 +316,19 @@ def test_fifty_deployments_at_once_all_become_ready(
                                         for o in items)
 
     wait_for("50 DeepSeekDeployments Ready", all_ready, 300, interval=2)
+
+
+def test_failed_download_ends_in_a_failed_condition_with_the_jobs_message(
+        dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    body = small_model("bad-bucket")
+    body["spec"]["model"]["uri"] = "s3://e2e-fail/weights"
+    create(dsd_api, namespace, body)
+    obj = wait_condition(dsd_api, namespace, "bad-bucket", "ModelCached", "False", 90)
+    obj = wait_for("ModelCached=False reason DownloadFailed", lambda: (
+        lambda o: o if condition(o, "ModelCached").get("reason") == "DownloadFailed" else None)(
+            get(dsd_api, namespace, "bad-bucket")), 90)
+    cached = condition(obj, "ModelCached")
+    assert "exit code 3" in cached["message"] or "PodFailurePolicy" in cached["message"]
+    assert condition(obj, "Stalled")["status"] == "True"
+    assert condition(obj, "Ready")["reason"] == "DownloadFailed"
+    assert obj["status"]["phase"] == "Failed"

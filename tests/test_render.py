@@ -344,8 +344,12 @@ def test_hf_download_job_fills_the_cache_once_with_a_marker() -> None:
     }
     assert container["envFrom"] == [{"secretRef": {"name": "hf-token"}}]
     script = container["command"][2]
-    assert 'hf download "$HF_REPO" --revision "$HF_REVISION"' in script
+    assert '"$cli" download "$HF_REPO" --revision "$HF_REVISION"' in script
     assert 'exit 0' in script  # the marker short-circuit
+    assert "exit 3" in script  # permanent errors fail the Job through its podFailurePolicy
+    (fail_job, _) = spec["podFailurePolicy"]["rules"]
+    assert fail_job == {"action": "FailJob", "onExitCodes": {
+        "containerName": "download", "operator": "In", "values": [3]}}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["resources"]["requests"]
 

@@ -278,7 +278,8 @@ def up(nodes_file: Path | None = None) -> Path:
         else:
             processes.start("kube-scheduler", [str(binaries["kube-scheduler"]), *common])
 
-    (state / "kwok.yaml").write_text(build.kwok_stages(paths.versions()["kwok"]))
+    (state / "kwok.yaml").write_text(build.kwok_stages(paths.versions()["kwok"]) + "\n---\n"
+                                     + (paths.HERE / "kwok-e2e-stages.yaml").read_text())
     processes.start("kwok", [
         str(binaries["kwok"]), f"--kubeconfig={kubeconfig_path()}",
         f"--config={state / 'kwok.yaml'}",

@@ -34,6 +34,9 @@ from .source import MARKER_FILE, MODEL_CACHE_MOUNT, ModelSource, model_cache_cla
 from .templating import render_manifest, render_text
 
 BACKOFF_LIMIT: Final = 4
+# Exit code of the download scripts for errors that retrying cannot fix (not found,
+# unauthorized); the Job's podFailurePolicy fails the Job on it at once.
+PERMANENT_FAILURE_EXIT_CODE: Final = 3
 JOB_HOME: Final = "/tmp"
 
 
@@ -75,7 +78,8 @@ def download_pod_template(dsd: DeepSeekDeployment, settings: RenderSettings) -> 
         uid=settings.run_as_user,
         tolerations=[dict(GPU_TOLERATION)],
         image=download_image(dsd, settings, source),
-        script=render_text(f"scripts/download-{source.scheme}.sh.j2"),
+        script=render_text(f"scripts/download-{source.scheme}.sh.j2",
+                           permanent_failure_exit_code=PERMANENT_FAILURE_EXIT_CODE),
         env=download_env(source),
         credentials_secret=dsd.spec.model.credentials_secret,
         cache_mount=MODEL_CACHE_MOUNT,
@@ -96,6 +100,7 @@ def download_job_manifest(dsd: DeepSeekDeployment, settings: RenderSettings) -> 
         "download-job.yaml.j2",
         name=_job_name(dsd, template),
         backoff_limit=BACKOFF_LIMIT,
+        permanent_failure_exit_code=PERMANENT_FAILURE_EXIT_CODE,
         pod_template=template,
     )
 

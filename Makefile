@@ -66,7 +66,7 @@ test-unit: $(STAMP) ## Unit tests only (no cluster)
 	$(VENV)/bin/pytest tests -q
 
 .PHONY: test
-test: $(STAMP) system-deps tools ## Everything on a fresh machine: install, build the control plane, unit + e2e tests
+test: $(STAMP) system-deps tools lint ## Everything on a fresh machine: install, build the control plane, lint, unit + e2e tests
 	$(VENV)/bin/pytest -q
 
 .PHONY: demo

@@ -276,6 +276,9 @@ def add_run_command(commands: "Subcommands[argparse.ArgumentParser]") -> None:
     parser.add_argument("--peering", metavar="NAME",
                         help="kopf peering name: of several replicas, one is active "
                              "(needs the kopf.dev peering CRDs); default: standalone")
+    parser.add_argument("--priority", type=int,
+                        help="peering priority (default: start time, so the newest replica "
+                             "is the active one)")
     parser.add_argument("--liveness", metavar="URL",
                         help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     parser.add_argument("--metrics-port", type=int, default=0,
@@ -291,7 +294,8 @@ def run_run(args: argparse.Namespace) -> int:
 
     run_operator(RunOptions(
         namespaces=tuple(args.namespace), peering=args.peering, liveness=args.liveness,
-        metrics_port=args.metrics_port, log_format=args.log_format, verbose=args.verbose))
+        metrics_port=args.metrics_port, log_format=args.log_format, verbose=args.verbose,
+        priority=args.priority))
     return 0
 
 

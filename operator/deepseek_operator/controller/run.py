@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import kopf
@@ -17,7 +18,9 @@ class RunOptions:
     name, so that of several replicas one is active (None = standalone, no peering
     objects needed). ``liveness``: kopf liveness endpoint URL (e.g.
     ``http://0.0.0.0:8080/healthz``). ``metrics_port``: port of /metrics (0 = off).
-    ``log_format``: plain, full or json. ``verbose``: debug logging.
+    ``log_format``: plain, full or json. ``verbose``: debug logging. ``priority``: kopf
+    peering priority; None = the start time in milliseconds, so of several replicas the
+    newest is active (kopf pauses every replica when two share a priority).
     """
 
     namespaces: tuple[str, ...] = ()
@@ -26,6 +29,12 @@ class RunOptions:
     metrics_port: int = 0
     log_format: str = "plain"
     verbose: bool = False
+    priority: int | None = None
+
+
+def default_priority(now: float | None = None) -> int:
+    """Peering priority from the start time: milliseconds, kept within a signed 32-bit int."""
+    return int((time.time() if now is None else now) * 1000) % (2**31 - 1)
 
 
 def run_operator(options: RunOptions) -> None:
@@ -42,6 +51,6 @@ def run_operator(options: RunOptions) -> None:
         namespaces=list(options.namespaces),
         standalone=options.peering is None,
         peering_name=options.peering or "default",
-        priority=0,
+        priority=default_priority() if options.priority is None else options.priority,
         liveness_endpoint=options.liveness,
     )

@@ -76,3 +76,7 @@ demo: $(STAMP) tools ## The main job: control plane, operator, the sample DeepSe
 .PHONY: bench-autoscaler
 bench-autoscaler: $(STAMP) ## Replay a 24 h QPS trace through our policy and the HPA; table, JSON and PNG in e2e/bench/out/
 	$(PY) -m e2e.bench.autoscaler --out e2e/bench/out
+
+.PHONY: bench-reconcile
+bench-reconcile: $(STAMP) tools ## Create BENCH_N (50) DeepSeekDeployments at once on the local control plane; time to all Ready
+	$(PY) -m e2e.bench.reconcile -n $(or $(BENCH_N),50)

@@ -332,3 +332,26 @@ def test_failed_download_ends_in_a_failed_condition_with_the_jobs_message(
     assert condition(obj, "Stalled")["status"] == "True"
     assert condition(obj, "Ready")["reason"] == "DownloadFailed"
     assert obj["status"]["phase"] == "Failed"
+
+
+def test_hand_set_replicas_stay_when_another_autoscaler_owns_them(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    body = small_model("hpa-owned", storage={"accessMode": "ReadWriteMany"})
+    body["spec"]["autoscaling"] = {"mode": "hpa", "minReplicas": 1, "maxReplicas": 4}
+    create(dsd_api, namespace, body)
+    wait_for("the HorizontalPodAutoscaler", lambda: _exists(
+        lambda: client.AutoscalingV2Api(kube).read_namespaced_horizontal_pod_autoscaler(
+            "hpa-owned", namespace)), 60)
+    wait_for("the Deployment", lambda: _exists(lambda: deployment(kube, namespace,
+                                                                  "hpa-owned")), 60)
+    client.AppsV1Api(kube).patch_namespaced_deployment_scale(
+        "hpa-owned", namespace, {"spec": {"replicas": 3}})
+    # A child event makes the operator reconcile; it must leave replicas to the HPA.
+    client.CoreV1Api(kube).patch_namespaced_service(
+        "hpa-owned", namespace, {"metadata": {"annotations": {"example.com/touched": "1"}}})
+    time.sleep(5)
+    assert deployment(kube, namespace, "hpa-owned").spec.replicas == 3
+    managers = {m.manager: m for m in deployment(kube, namespace,
+                                                 "hpa-owned").metadata.managed_fields}
+    assert "f:replicas" not in json.dumps(
+        managers["deepseek-operator"].fields_v1 if "deepseek-operator" in managers else {})

@@ -27,8 +27,13 @@ def cache_root() -> Path:
 
 
 def state_dir() -> Path:
-    """State of the running control plane: certificates, etcd data, logs, PID files."""
-    return cache_root() / "cluster"
+    """State of the running control plane: certificates, etcd data, logs, PID files.
+
+    ``$DEEPSEEK_OPERATOR_STATE`` moves it, so two control planes can run side by side
+    (each on its own free ports) while sharing the built binaries.
+    """
+    explicit = os.environ.get("DEEPSEEK_OPERATOR_STATE")
+    return Path(explicit) if explicit else cache_root() / "cluster"
 
 
 def versions() -> dict[str, str]:

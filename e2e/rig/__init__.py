@@ -9,5 +9,6 @@ Modules, one job each:
 - ``fleet``: keeps one stand-in process per pod in sync with a desired set and registers
   them with Prometheus.
 - ``load``: sends chat completions at a set rate, round-robin over the live stand-ins.
+- ``podsync``: keeps a fleet at one stand-in per Ready pod of a DeepSeekDeployment.
 - ``fixtures``: pytest fixtures wiring the above together.
 """

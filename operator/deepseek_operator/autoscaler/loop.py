@@ -25,6 +25,7 @@ from kubernetes.client import ApiClient, CustomObjectsApi
 from kubernetes.dynamic.exceptions import NotFoundError
 
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
+from deepseek_operator.api.errors import InvalidSpecError
 from deepseek_operator.api.resource import DeepSeekDeployment
 from deepseek_operator.api.status import Condition, ConditionStatus, ConditionType
 from deepseek_operator.autoscaler.metrics_source import MetricsUnavailable, query_qps
@@ -44,6 +45,7 @@ WORKLOAD_KINDS = (("apps/v1", "Deployment"), ("leaderworkerset.x-k8s.io/v1", "Le
 REASON_METRICS_OK = "MetricsAvailable"
 REASON_NO_SERIES = "NoMetrics"
 REASON_METRICS_UNAVAILABLE = "MetricsUnavailable"
+REASON_INVALID_QUERY = "InvalidQuery"
 
 
 def policy_config(dsd: DeepSeekDeployment) -> PolicyConfig:
@@ -126,10 +128,14 @@ class Autoscaler:
         current = int((workload.get("spec") or {}).get("replicas") or 0)
         ready = int((workload.get("status") or {}).get("readyReplicas") or 0)
         spec = dsd.spec.autoscaling
-        query = qps_query(dsd)
         unavailable: str | None = None
+        unavailable_reason = REASON_METRICS_UNAVAILABLE
         try:
-            qps = query_qps(spec.prometheus.url, query)
+            qps = query_qps(spec.prometheus.url, qps_query(dsd))
+        except InvalidSpecError as exc:
+            # In mode operator nothing else renders the query, so this is where a bad
+            # override (an unknown placeholder) gets reported, naming the field.
+            qps, unavailable, unavailable_reason = None, str(exc), REASON_INVALID_QUERY
         except MetricsUnavailable as exc:
             qps, unavailable = None, str(exc)
         state = self._states.get((namespace, name)) or PolicyState(
@@ -138,7 +144,7 @@ class Autoscaler:
             now=now, qps=qps, current_replicas=current, ready_replicas=min(ready, current),
             pending_replicas=max(current - ready, 0)), state)
         self._states[(namespace, name)] = decision.state
-        self._write_status(dsd, body, decision, qps, unavailable, now)
+        self._write_status(dsd, body, decision, qps, unavailable, unavailable_reason, now)
         if dsd.spec.replicas != decision.desired_replicas:
             # Keep spec.replicas (the CR's scale subresource, `kubectl get dsd` DESIRED) in
             # step with the autoscaler, as the HPA does with a Deployment's: a hand-set
@@ -154,12 +160,13 @@ class Autoscaler:
         return Tick(current, decision, qps, unavailable)
 
     def _write_status(self, dsd: DeepSeekDeployment, body: dict[str, Any], decision: Decision,
-                      qps: float | None, unavailable: str | None, now: float) -> None:
+                      qps: float | None, unavailable: str | None, unavailable_reason: str,
+                      now: float) -> None:
         old = (body.get("status") or {})
         old_auto = old.get("autoscaling") or {}
         cond_status: ConditionStatus
         if unavailable:
-            cond_status, reason, message = "False", REASON_METRICS_UNAVAILABLE, (
+            cond_status, reason, message = "False", unavailable_reason, (
                 f"{unavailable}; holding {decision.desired_replicas} replicas")
         elif qps is None:
             cond_status, reason, message = "False", REASON_NO_SERIES, (

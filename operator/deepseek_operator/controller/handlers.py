@@ -7,7 +7,6 @@ triggers into ``Reconciler.trigger`` calls and its outcomes into kopf's error ty
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import kopf
@@ -15,11 +14,14 @@ import kopf
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
 from deepseek_operator.controller import metrics
 from deepseek_operator.controller.cluster import ApplyError
+from deepseek_operator.controller.debounce import Debouncer
 from deepseek_operator.controller.setup import configure_kopf, make_reconciler
 from deepseek_operator.controller.worker import Reconciler
 from deepseek_operator.render import DEPLOYMENT_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
 SAFETY_RESYNC_SECONDS = 60.0
+# Child events within this many seconds make one reconcile (controller/debounce.py).
+CHILD_EVENT_DELAY = 0.5
 # The autoscaler timer ticks this often and evaluates when intervalSeconds (>= 5) passed.
 AUTOSCALER_TICK_SECONDS = 5.0
 _CHILDREN = {MANAGED_BY_LABEL: MANAGED_BY_VALUE}
@@ -48,6 +50,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Configure kopf (storage, events, watching) and build the shared Reconciler."""
     configure_kopf(settings)
     memo.reconciler = make_reconciler()
+    memo.child_events = Debouncer(memo.reconciler.trigger, delay_seconds=CHILD_EVENT_DELAY)
 
 
 # backoff: an unexpected error (API hiccup, conflict) is retried after 5 s, not kopf's 60 s.
@@ -67,14 +70,14 @@ def reconcile_deployment(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=SAFETY_RESYNC_SECONDS,
-            initial_delay=SAFETY_RESYNC_SECONDS, idle=None)
+            initial_delay=SAFETY_RESYNC_SECONDS, idle=None, backoff=5)
 def safety_resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Reconcile every minute even without events (missed watch events, external changes)."""
     meta = body["metadata"]
     _reconciler(memo).trigger(meta["namespace"], meta["name"])
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=AUTOSCALER_TICK_SECONDS, idle=None,
+@kopf.timer(GROUP, VERSION, PLURAL, interval=AUTOSCALER_TICK_SECONDS, idle=None, backoff=5,
             when=lambda spec, **_: (spec.get("autoscaling") or {}).get("mode", "operator")
             == "operator")
 def autoscale(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -94,12 +97,7 @@ def _on_child_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     obj = event["object"]
     owner = (obj.get("metadata", {}).get("labels") or {}).get(DEPLOYMENT_LABEL)
     if owner:
-        try:
-            _reconciler(memo).trigger(obj["metadata"]["namespace"], owner)
-        except Exception:  # the safety resync and the next event retry
-            logging.getLogger(__name__).exception(
-                "reconcile of %s/%s after a child event failed", obj["metadata"]["namespace"],
-                owner)
+        memo.child_events.request(obj["metadata"]["namespace"], owner)
 
 
 for _api_version, _plural in CHILD_RESOURCES:

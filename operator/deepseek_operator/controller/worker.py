@@ -2,9 +2,11 @@
 
 kopf calls sync handlers from a thread pool, and one DeepSeekDeployment is reconciled from
 several triggers (its own create/update/resume, the safety timer, events of its children).
-A per-object lock serialises them; a trigger that arrives while a reconcile runs marks the
-object dirty and the running reconcile goes round once more with a fresh read, so bursts
-of child events collapse into one or two reconciles instead of a queue.
+A per-object lock serialises them and the autoscaler's evaluations. A trigger marks the
+object dirty, then takes the lock if it is free; whoever holds the lock (a reconcile or an
+evaluation) reconciles once more with a fresh read when it finds the object dirty after
+letting go. So no trigger is lost, and bursts of child events collapse into one or two
+reconciles instead of a queue.
 """
 
 from __future__ import annotations
@@ -99,6 +101,8 @@ class Reconciler:
             tick = self.autoscaler.evaluate(dsd, body)
         finally:
             slot.lock.release()
+            if slot.dirty:
+                self._reconcile_deferred(namespace, name)
         if tick is not None:
             metrics.AUTOSCALER_DECISIONS.labels(
                 metrics="missing" if tick.qps is None else "ok").inc()
@@ -121,28 +125,38 @@ class Reconciler:
 
     def trigger(self, namespace: str, name: str,
                 body: Mapping[str, Any] | None = None) -> Outcome | None:
-        """Reconcile now, or mark dirty if a reconcile of this object is already running.
+        """Reconcile now, or leave it to the thread that holds this object's lock.
 
         Returns the last Outcome, or None when another thread took the work or the object
         is gone (or being deleted). Transient errors propagate (ApiException, ApplyError).
         """
         slot = self._slot((namespace, name))
-        if not slot.lock.acquire(blocking=False):
-            slot.dirty = True
-            return None
+        # Dirty first, then the lock: a holder checks dirty after letting go, so a trigger
+        # that finds the lock taken is always picked up (by the holder, or by us again).
+        slot.dirty = True
+        outcome = None
+        while slot.dirty:
+            if not slot.lock.acquire(blocking=False):
+                return outcome
+            try:
+                while slot.dirty:
+                    slot.dirty = False
+                    current = body if body is not None else self.read(namespace, name)
+                    body = None  # every further round reads the object afresh
+                    if current is None or current["metadata"].get("deletionTimestamp"):
+                        return outcome
+                    outcome = self._once(current)
+            finally:
+                slot.lock.release()
+        return outcome
+
+    def _reconcile_deferred(self, namespace: str, name: str) -> None:
+        """Run the reconcile triggered while an autoscaler evaluation held the lock."""
         try:
-            outcome = None
-            while True:
-                slot.dirty = False
-                current = body if body is not None else self.read(namespace, name)
-                body = None  # every further round reads the object afresh
-                if current is None or current["metadata"].get("deletionTimestamp"):
-                    return outcome
-                outcome = self._once(current)
-                if not slot.dirty:
-                    return outcome
-        finally:
-            slot.lock.release()
+            self.trigger(namespace, name)
+        except Exception:  # as after a child event: the safety resync and next event retry
+            log.exception("reconcile of %s/%s deferred by the autoscaler failed",
+                          namespace, name)
 
     def _once(self, body: Mapping[str, Any]) -> Outcome:
         meta = body["metadata"]

@@ -1,0 +1,52 @@
+"""Coalesce bursts of child events into one reconcile per DeepSeekDeployment.
+
+Creating one DeepSeekDeployment makes about a dozen child events within a second or two
+(each pod, Job, claim and Deployment moves through several states). Reconciling on each
+one reads every child again. Instead, the first event of a burst schedules one reconcile
+``delay_seconds`` later and later events of the burst ride on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+
+
+@dataclass
+class Debouncer:
+    """Calls ``action(namespace, name)`` once per burst of ``request`` calls for a key.
+
+    ``delay_seconds``: how long a burst may last; the action runs on a timer thread and
+    its exceptions are logged (the next event or the safety resync tries again).
+    """
+
+    action: Callable[[str, str], object]
+    delay_seconds: float = 0.5
+    _pending: set[Key] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def request(self, namespace: str, name: str) -> bool:
+        """Schedule the action for this key unless it is already scheduled; True if new."""
+        key = (namespace, name)
+        with self._lock:
+            if key in self._pending:
+                return False
+            self._pending.add(key)
+        timer = threading.Timer(self.delay_seconds, self._fire, args=(key,))
+        timer.daemon = True
+        timer.start()
+        return True
+
+    def _fire(self, key: Key) -> None:
+        with self._lock:
+            self._pending.discard(key)
+        try:
+            self.action(*key)
+        except Exception:
+            log.exception("reconcile of %s/%s after child events failed", *key)

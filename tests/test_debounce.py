@@ -1,0 +1,42 @@
+"""A burst of child events becomes one reconcile."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from deepseek_operator.controller.debounce import Debouncer
+
+
+def test_a_burst_becomes_one_call_and_a_later_event_another() -> None:
+    calls: list[tuple[str, str]] = []
+    done = threading.Event()
+
+    def action(namespace: str, name: str) -> None:
+        calls.append((namespace, name))
+        done.set()
+
+    debouncer = Debouncer(action, delay_seconds=0.2)
+    assert debouncer.request("ai", "r1")
+    assert not any(debouncer.request("ai", "r1") for _ in range(20))
+    assert debouncer.request("ai", "other")
+    time.sleep(0.5)
+    assert sorted(calls) == [("ai", "other"), ("ai", "r1")]
+    assert debouncer.request("ai", "r1")  # the burst is over: a new event schedules again
+    time.sleep(0.5)
+    assert calls.count(("ai", "r1")) == 2
+
+
+def test_a_failing_action_does_not_stop_later_requests() -> None:
+    attempts: list[int] = []
+
+    def action(namespace: str, name: str) -> None:
+        attempts.append(1)
+        raise RuntimeError("apiserver hiccup")
+
+    debouncer = Debouncer(action, delay_seconds=0.05)
+    debouncer.request("ai", "r1")
+    time.sleep(0.2)
+    debouncer.request("ai", "r1")
+    time.sleep(0.2)
+    assert len(attempts) == 2

@@ -1,0 +1,110 @@
+"""The Reconciler's per-object serialisation: a trigger is never lost while the lock is held."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes.client import ApiClient
+
+from deepseek_operator.controller.reconcile import Outcome
+from deepseek_operator.controller.worker import Reconciler
+from deepseek_operator.render import RenderSettings
+
+BODY: dict[str, Any] = {
+    "apiVersion": "deepseek-operator.io/v1alpha1", "kind": "DeepSeekDeployment",
+    "metadata": {"name": "r1", "namespace": "ai", "generation": 1},
+    "spec": {"model": {"name": "deepseek-r1-distill-qwen-1.5b"}},
+}
+WAIT_S = 5.0
+
+
+class _Gate:
+    """Blocks the first call of whatever it wraps until ``release`` is called."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.released = threading.Event()
+        self.calls = 0
+
+    def pass_through(self) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            self.entered.set()
+            assert self.released.wait(WAIT_S), "gate never released"
+
+
+class _BlockingAutoscaler:
+    """Stands in for the Autoscaler: always due, and its evaluation waits on a gate."""
+
+    def __init__(self, gate: _Gate) -> None:
+        self.gate = gate
+
+    def due(self, dsd: object, now: float) -> bool:
+        return True
+
+    def evaluate(self, dsd: object, body: object) -> None:
+        self.gate.pass_through()
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Nothing to forget."""
+
+
+@pytest.fixture
+def reconciler(monkeypatch: pytest.MonkeyPatch) -> Iterator[Reconciler]:
+    """A Reconciler whose reads return BODY and whose reconciles are counted, not run."""
+    worker = Reconciler(api=ApiClient(), settings=RenderSettings(),
+                        post_event=lambda *args: None)
+    monkeypatch.setattr(worker, "read", lambda namespace, name: BODY)
+    yield worker
+
+
+def _run(target: Any) -> threading.Thread:
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_trigger_during_an_autoscaler_evaluation_runs_after_it(
+        reconciler: Reconciler, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = _Gate()
+    reconciles: list[str] = []
+    monkeypatch.setattr(reconciler, "autoscaler", _BlockingAutoscaler(gate))
+
+    def once(body: object) -> Outcome:
+        reconciles.append("once")
+        return Outcome(status=None)
+
+    monkeypatch.setattr(reconciler, "_once", once)
+
+    evaluation = _run(lambda: reconciler.autoscale("ai", "r1"))
+    assert gate.entered.wait(WAIT_S)
+    assert reconciler.trigger("ai", "r1") is None, "the lock is held: the holder takes it"
+    assert reconciles == []
+    gate.released.set()
+    evaluation.join(WAIT_S)
+
+    assert not evaluation.is_alive()
+    assert reconciles == ["once"], "the spec change or child event must not be dropped"
+
+
+def test_trigger_during_a_reconcile_makes_it_go_round_once_more(
+        reconciler: Reconciler, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = _Gate()
+
+    def once(body: object) -> Outcome:
+        gate.pass_through()
+        return Outcome(status=None)
+
+    monkeypatch.setattr(reconciler, "_once", once)
+    first = _run(lambda: reconciler.trigger("ai", "r1"))
+    assert gate.entered.wait(WAIT_S)
+    for _ in range(3):  # a burst collapses into one more round
+        assert reconciler.trigger("ai", "r1") is None
+    gate.released.set()
+    first.join(WAIT_S)
+
+    assert not first.is_alive()
+    assert gate.calls == 2

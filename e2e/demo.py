@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,11 @@ def _settled(obj: dict[str, Any]) -> str | None:
         return "Ready"
     if conds.get("Stalled", {}).get("status") == "True":
         return "Stalled"
-    if conds.get("Scheduled", {}).get("status") == "False":
+    # Unschedulable only counts once storage and cache are done: before that, the scheduler
+    # may just be waiting for the claim to bind.
+    cache_done = all(conds.get(t, {}).get("status") == "True"
+                     for t in ("StorageReady", "ModelCached"))
+    if cache_done and conds.get("Scheduled", {}).get("status") == "False":
         return "Unschedulable"
     return None
 
@@ -118,8 +123,9 @@ def _report(kubectl: Path, admin: Path) -> None:
     for item in items:
         print(f"{item['metadata']['name']}:")
         for cond in (item.get("status") or {}).get("conditions") or []:
-            print(f"  {cond['type']:<16} {cond['status']:<7} {cond['reason']}: "
-                  f"{cond.get('message', '')[:160]}")
+            line = f"{cond['type']:<16} {cond['status']:<7} {cond['reason']}: {cond['message']}"
+            print(textwrap.fill(line, width=110, initial_indent="  ",
+                                subsequent_indent=" " * 27))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,11 +1,9 @@
 """The packaged catalog: complete, internally consistent, equal to the project's shared facts,
 and lookups that fail with the known names."""
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from deepseek_operator.api import CustomModelFacts, GPUSpec, ModelSpec, parse_spec
 from deepseek_operator.catalog import (
@@ -23,8 +21,6 @@ from deepseek_operator.catalog import (
     resolve_gpu,
     resolve_model,
 )
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "models.yaml"
 
 R1_FAMILY = [
     "deepseek-r1",
@@ -100,42 +96,6 @@ def test_fp8_follows_from_compute_capability(name: str) -> None:
     major, minor = (int(part) for part in gpu.compute_capability.split("."))
     assert gpu.fp8 == ((major, minor) >= (8, 9))
     assert gpu.memory_gib == gpu.memory_mib / 1024
-
-
-@pytest.mark.skipif(not SHARED.exists(), reason="the project's shared/ is not beside the checkout")
-def test_catalog_equals_the_shared_facts() -> None:
-    shared: dict[str, Any] = yaml.safe_load(SHARED.read_text(encoding="utf-8"))
-    keys = [
-        "params_total_b",
-        "hidden_size",
-        "num_hidden_layers",
-        "num_attention_heads",
-        "num_key_value_heads",
-        "head_dim",
-        "kv_lora_rank",
-        "qk_rope_head_dim",
-        "max_position_embeddings",
-        "vocab_size",
-        "disk_gb",
-        "kv_bytes_per_token",
-        "repo",
-        "architecture",
-    ]
-    for name, entry in shared["models"].items():
-        base = shared["models"].get(entry.get("same_as"), {})
-        facts = {**base, **entry}
-        ours = get_model(name).model_dump()
-        for key in keys:
-            if key in facts:
-                assert ours[key] == facts[key], (name, key)
-        assert ours["native_dtype"] == facts["native_weight_dtype"].split("_")[0]
-    for name, entry in shared["gpus"].items():
-        gpu = get_gpu(name)
-        assert (gpu.memory_mib, gpu.product, gpu.fp8) == (
-            entry["memory_mib"],
-            entry["product"],
-            entry["fp8"],
-        )
 
 
 def test_unknown_names_list_the_known_ones() -> None:

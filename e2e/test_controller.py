@@ -126,9 +126,10 @@ def test_create_to_ready_with_children_and_status(
     claim = client.CoreV1Api(kube).read_namespaced_persistent_volume_claim(
         "r1-model-cache", namespace)
     assert not claim.metadata.owner_references
-    events = client.CoreV1Api(kube).list_namespaced_event(
-        namespace, field_selector="involvedObject.name=r1").items
-    assert any(e.reason == "ReplicasReady" for e in events)
+    # Events are posted asynchronously, a moment after the status.
+    wait_for("a ReplicasReady event on the CR", lambda: any(
+        e.reason == "ReplicasReady" for e in client.CoreV1Api(kube).list_namespaced_event(
+            namespace, field_selector="involvedObject.name=r1").items), 30)
 
 
 def test_noop_reconcile_makes_zero_writes(
@@ -258,7 +259,12 @@ def test_more_gpus_than_the_cluster_has_is_unschedulable(
             "message", "") else None)(get(dsd_api, namespace, "no-gpus")), 90)
     scheduled = condition(obj, "Scheduled")
     assert scheduled["status"] == "False" and scheduled["reason"] == "Unschedulable"
-    assert obj["status"]["readyReplicas"] == 2  # two replicas of 8 H100s fit, the third not
+    # Two replicas of 8 H100s fit on the two H100 nodes, the third does not.
+    obj = wait_for("2 of 3 replicas ready", lambda: (
+        lambda o: o if (o.get("status") or {}).get("readyReplicas") == 2 else None)(
+            get(dsd_api, namespace, "no-gpus")), 60)
+    assert condition(obj, "Ready")["status"] == "False"
+    assert condition(obj, "Scheduled")["status"] == "False"
     assert condition(obj, "Ready")["status"] == "False"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 
@@ -40,3 +41,14 @@ def test_a_failing_action_does_not_stop_later_requests() -> None:
     debouncer.request("ai", "r1")
     time.sleep(0.2)
     assert len(attempts) == 2
+
+
+def test_the_action_sees_the_callers_context_variables() -> None:
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker")
+    seen: list[str] = []
+    marker.set("kopf settings")
+    debouncer = Debouncer(lambda ns, name: seen.append(marker.get("missing")),
+                          delay_seconds=0.05)
+    debouncer.request("ai", "r1")
+    time.sleep(0.3)
+    assert seen == ["kopf settings"]

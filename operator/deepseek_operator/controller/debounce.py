@@ -8,6 +8,7 @@ one reads every child again. Instead, the first event of a burst schedules one r
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections.abc import Callable
@@ -38,7 +39,10 @@ class Debouncer:
             if key in self._pending:
                 return False
             self._pending.add(key)
-        timer = threading.Timer(self.delay_seconds, self._fire, args=(key,))
+        # The action runs in the caller's context: kopf keeps its event queue and settings
+        # in context variables, which a bare timer thread would not see.
+        context = contextvars.copy_context()
+        timer = threading.Timer(self.delay_seconds, context.run, args=(self._fire, key))
         timer.daemon = True
         timer.start()
         return True

@@ -361,3 +361,55 @@ def test_hand_set_replicas_stay_when_another_autoscaler_owns_them(
                                                  "hpa-owned").metadata.managed_fields}
     assert "f:replicas" not in json.dumps(
         managers["deepseek-operator"].fields_v1 if "deepseek-operator" in managers else {})
+
+
+def test_pvc_uri_reads_weights_from_an_existing_claim(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    body = small_model("from-pvc")
+    body["spec"]["model"]["uri"] = "pvc://shared-models/qwen"
+    create(dsd_api, namespace, body)
+    obj = wait_condition(dsd_api, namespace, "from-pvc", "StorageReady", "False", 60)
+    assert '"shared-models" does not exist' in condition(obj, "StorageReady")["message"]
+    client.CoreV1Api(kube).create_namespaced_persistent_volume_claim(namespace, {
+        "metadata": {"name": "shared-models"},
+        "spec": {"accessModes": ["ReadWriteMany"],
+                 "resources": {"requests": {"storage": "10Gi"}}}})
+    obj = wait_condition(dsd_api, namespace, "from-pvc", "Ready", "True", 90)
+    assert condition(obj, "ModelCached")["status"] == "True"
+    assert client.BatchV1Api(kube).list_namespaced_job(namespace).items == []
+
+
+def test_turning_retain_on_delete_on_keeps_the_cache(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    create(dsd_api, namespace, small_model("retain-later", storage={"retainOnDelete": False}))
+    wait_condition(dsd_api, namespace, "retain-later", "Ready", "True", 90)
+    core = client.CoreV1Api(kube)
+    claim = "retain-later-model-cache"
+    assert core.read_namespaced_persistent_volume_claim(
+        claim, namespace).metadata.owner_references
+    dsd_api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "retain-later", {
+        "spec": {"storage": {"retainOnDelete": True}}})
+    wait_for("the owner reference released", lambda: not (
+        core.read_namespaced_persistent_volume_claim(claim, namespace).metadata.owner_references),
+        30)
+    dsd_api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "retain-later")
+    wait_for("the Deployment garbage-collected", lambda: not _exists(
+        lambda: deployment(kube, namespace, "retain-later")), 60)
+    assert _exists(lambda: core.read_namespaced_persistent_volume_claim(claim, namespace))
+
+
+def test_a_write_the_api_refuses_is_reported(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    create(dsd_api, namespace, small_model("refused-write"))
+    wait_condition(dsd_api, namespace, "refused-write", "Ready", "True", 90)
+    # A hand edit that makes the operator's Service invalid to apply (two ports named http).
+    core = client.CoreV1Api(kube)
+    service = core.read_namespaced_service("refused-write", namespace)
+    service.spec.ports = [client.V1ServicePort(name="http", port=9999, target_port=8000)]
+    core.replace_namespaced_service("refused-write", namespace, service)
+    obj = wait_condition(dsd_api, namespace, "refused-write", "Stalled", "True", 90)
+    assert condition(obj, "Stalled")["reason"] == "ApplyFailed"
+    assert "Service" in condition(obj, "Stalled")["message"]
+    assert condition(obj, "Ready")["status"] == "False"
+    core.delete_namespaced_service("refused-write", namespace)
+    wait_condition(dsd_api, namespace, "refused-write", "Ready", "True", 90)

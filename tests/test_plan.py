@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
 
-from deepseek_operator.controller.diff import differences, is_subset
+from deepseek_operator.controller.diff import differences, is_subset, removed_fields
 from deepseek_operator.controller.plan import ObjectKey, calculate_plan
 
 
@@ -87,3 +88,33 @@ def test_list_length_change_is_drift() -> None:
     assert differences(desired, {"args": ["--a"]}) == ["args"]
     assert differences({"x": {"y": 1}}, {"x": {}}) == ["x.y"]
     assert differences({"x": {"y": 1}}, {"x": {"y": 1, "z": 2}}) == []
+
+
+def test_fields_we_applied_and_no_longer_want_are_released() -> None:
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+             "metadata": {"name": "r1-model-cache", "namespace": "ai", "labels": {"a": "b"}},
+             "spec": {"accessModes": ["ReadWriteMany"]}}
+    live = copy.deepcopy(claim)
+    live["metadata"]["ownerReferences"] = [{"uid": "u1", "kind": "DeepSeekDeployment"}]
+    live["metadata"]["managedFields"] = [
+        {"manager": "kubectl", "operation": "Update",
+         "fieldsV1": {"f:metadata": {"f:annotations": {"f:x": {}}}}},
+        {"manager": "deepseek-operator", "operation": "Apply", "fieldsV1": {
+            "f:metadata": {"f:labels": {"f:a": {}}, "f:ownerReferences": {
+                'k:{"uid":"u1"}': {}}},
+            "f:spec": {"f:accessModes": {}}}},
+    ]
+    # retainOnDelete became true: the desired claim has no owner reference any more.
+    plan = calculate_plan([claim], {ObjectKey.of(live): live}, field_manager="deepseek-operator")
+    assert [c.drifted for c in plan.apply] == [("metadata.ownerReferences (no longer wanted)",)]
+    # Without our manager's entry (or for another manager's fields) nothing is released.
+    assert calculate_plan([claim], {ObjectKey.of(live): live},
+                          field_manager="someone-else").empty
+
+
+def test_removed_fields_follows_maps_only() -> None:
+    containers: dict[str, Any] = {'k:{"name":"engine"}': {"f:image": {}}}
+    owned: dict[str, Any] = {"f:spec": {"f:replicas": {}, "f:template": {"f:spec": {
+        "f:containers": containers}}}, ".": {}}
+    desired = {"spec": {"template": {"spec": {"containers": [{"name": "engine"}]}}}}
+    assert removed_fields(desired, owned) == ["spec.replicas"]

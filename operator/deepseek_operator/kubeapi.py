@@ -5,7 +5,8 @@ lookups can corrupt it), and every lookup of a kind the server does not serve (a
 LeaderWorkerSet without its CRD) invalidates the cache and fetches discovery again. kopf
 runs sync handlers in a thread pool, so lookups go through this cache: one lock, found
 resources kept for good, missing ones asked again at most every ``recheck_seconds`` (a CRD
-installed later is picked up).
+installed later is picked up by the next reconcile after that, at the latest the one-minute
+safety resync).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class Resources:
     """Resolve (apiVersion, kind) to a DynamicClient Resource, or None when not served."""
 
     api: ApiClient
-    recheck_seconds: float = 60.0
+    recheck_seconds: float = 20.0
     _dynamic: DynamicClient | None = None
     _found: dict[tuple[str, str], Any] = field(default_factory=dict)
     _missing_since: dict[tuple[str, str], float] = field(default_factory=dict)

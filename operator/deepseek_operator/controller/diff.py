@@ -5,6 +5,11 @@ first: does every field we want appear, with the same value, in the live object?
 API server or another controller added (defaults, status, other managers' fields) are
 ignored. Lists must match element for element, because we own whole lists (containers,
 args, env) and an extra element added by hand is drift.
+
+The other direction matters too: a field the operator applied before and no longer wants
+(the owner reference of a cache that is now retained, `replicas` once an HPA owns them)
+stays until an apply without it releases it. ``removed_fields`` finds those from the
+object's managedFields entry of our field manager.
 """
 
 from __future__ import annotations
@@ -56,3 +61,31 @@ def differences(desired: Any, live: Any, path: str = "") -> list[str]:
             out.extend(differences(d, v, f"{path}[{i}]"))
         return out
     return [] if is_subset(desired, live) else [path]
+
+
+def owned_fields(live: dict[str, Any], field_manager: str) -> dict[str, Any]:
+    """The fieldsV1 tree that ``field_manager`` owns by server-side apply in ``live``."""
+    for entry in (live.get("metadata") or {}).get("managedFields") or []:
+        if entry.get("manager") == field_manager and entry.get("operation") == "Apply":
+            fields = entry.get("fieldsV1") or entry.get("fields_v1") or {}
+            return dict(fields)
+    return {}
+
+
+def removed_fields(desired: dict[str, Any], owned: dict[str, Any], path: str = "") -> list[str]:
+    """Paths of fields in ``owned`` (a fieldsV1 tree) that ``desired`` no longer sets.
+
+    Only map fields (``f:name``) are followed; list entries (``k:``, ``v:``, ``i:``) are
+    left to ``is_subset``, which compares lists whole.
+    """
+    out: list[str] = []
+    for key, sub in owned.items():
+        if not key.startswith("f:"):
+            continue
+        name = key[2:]
+        sub_path = f"{path}.{name}" if path else name
+        if name not in desired:
+            out.append(sub_path)
+        elif isinstance(desired[name], dict) and isinstance(sub, dict):
+            out.extend(removed_fields(desired[name], sub, sub_path))
+    return out

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from deepseek_operator.controller.diff import differences
+from deepseek_operator.controller.diff import differences, owned_fields, removed_fields
 
 
 @dataclass(frozen=True, order=True)
@@ -64,14 +64,16 @@ class Plan:
 
 def calculate_plan(desired: Iterable[dict[str, Any]],
                    observed: Mapping[ObjectKey, dict[str, Any]],
-                   keep: Iterable[ObjectKey] = ()) -> Plan:
+                   keep: Iterable[ObjectKey] = (), field_manager: str = "") -> Plan:
     """Compare desired children with the observed ones (listed by the operator's labels).
 
     ``desired``: rendered objects. ``observed``: live children by key. ``keep``: observed
     children that must survive even though not desired (a retained model cache).
     Returns a Plan: apply what is missing or differs (see ``diff.is_subset``); delete what
     is observed, labelled as ours, but no longer desired (e.g. the HPA after
-    ``autoscaling.mode`` changed).
+    ``autoscaling.mode`` changed). With ``field_manager``, a live object that still holds
+    fields this manager applied before but no longer wants is applied again (to release
+    them).
     """
     changes: list[Change] = []
     unchanged: list[ObjectKey] = []
@@ -84,6 +86,9 @@ def calculate_plan(desired: Iterable[dict[str, Any]],
             changes.append(Change(obj, created=True))
             continue
         drift = differences(obj, live)
+        if field_manager:
+            drift += [f"{p} (no longer wanted)"
+                      for p in removed_fields(obj, owned_fields(live, field_manager))]
         if drift:
             changes.append(Change(obj, created=False, drifted=tuple(drift)))
         else:

@@ -19,10 +19,11 @@ from deepseek_operator.api.errors import InvalidSpecError
 from deepseek_operator.api.resource import DeepSeekDeployment, parse_deployment
 from deepseek_operator.api.spec import SINGLE_WRITER_ACCESS_MODES
 from deepseek_operator.api.status import DeepSeekDeploymentStatus
-from deepseek_operator.controller.cluster import Cluster
+from deepseek_operator.controller.cluster import FIELD_MANAGER, ApplyError, Cluster
 from deepseek_operator.controller.plan import ObjectKey, calculate_plan
 from deepseek_operator.controller.sizing_status import sizing_status
 from deepseek_operator.controller.status import (
+    REASON_APPLY_FAILED,
     REASON_INVALID_SPEC,
     Observed,
     compute_status,
@@ -34,6 +35,7 @@ from deepseek_operator.controller.status import (
 from deepseek_operator.render import (
     RenderSettings,
     children_selector,
+    creates_model_cache,
     endpoint,
     names,
     needs_download,
@@ -165,8 +167,19 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
     observed = cluster.observe(namespace, children_selector(name))
     desired = _hold_workload_until_cached(dsd, desired, observed, settings)
     keep = [k for k in observed if k.kind == "PersistentVolumeClaim"]  # never delete data
-    plan = calculate_plan(desired, observed, keep=keep)
-    writes = cluster.execute(plan)
+    plan = calculate_plan(desired, observed, keep=keep, field_manager=FIELD_MANAGER)
+    try:
+        writes = cluster.execute(plan)
+    except ApplyError as exc:
+        if exc.status in (409, 429) or exc.status >= 500:
+            raise  # a conflict or an overloaded apiserver: retried with backoff
+        # The API refuses the write (e.g. a hand edit made the desired object invalid):
+        # retrying cannot help, say so instead of reporting the last good state.
+        message = (f"{exc}; if the object was edited by hand, delete it and the operator "
+                   "creates it again")
+        status = stalled_status(generation=generation, reason=REASON_APPLY_FAILED,
+                                message=message, previous=previous, now=now, base=base)
+        return _finish(body, previous, status, [], stalled=True, message=message)
     if writes:
         log.info("%s/%s: %s", namespace, name, "; ".join(writes))
         observed = cluster.observe(namespace, children_selector(name))
@@ -177,7 +190,7 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
 
     claim_name = model_cache_claim(dsd)
     claim = child("PersistentVolumeClaim", claim_name)
-    if claim is None and dsd.spec.storage.existing_claim:
+    if claim is None and not creates_model_cache(dsd):  # existingClaim or a pvc:// uri
         claim = _read_claim(cluster, namespace, claim_name)
     workload = child("Deployment", names.workload(dsd)) or child(
         "LeaderWorkerSet", names.workload(dsd))
@@ -187,8 +200,9 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
     replicas = workload_replicas(dsd)
     desired_replicas = replicas if replicas is not None else int(
         ((workload or {}).get("spec") or {}).get("replicas") or 0)
+    job = child("Job", download_job(dsd, settings)) if needs_download(dsd) else None
     snapshot = Observed(
-        claim=claim, job=child("Job", download_job(dsd, settings)), workload=workload, pods=pods,
+        claim=claim, job=job, workload=workload, pods=pods, claim_name=claim_name,
         desired_replicas=desired_replicas, needs_download=needs_download(dsd),
         storage_class_missing=_storage_class_missing(cluster, dsd), autoscaler=autoscaler)
     base = base.model_copy(update={"sizing": sizing_status(dsd)})

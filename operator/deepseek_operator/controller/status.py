@@ -43,6 +43,7 @@ REASON_REPLICAS_NOT_READY = "ReplicasNotReady"
 REASON_ROLLING_OUT = "RollingOut"
 REASON_RECONCILED = "Reconciled"
 REASON_INVALID_SPEC = "InvalidSpec"
+REASON_APPLY_FAILED = "ApplyFailed"
 REASON_AUTOSCALER_DISABLED = "Disabled"
 REASON_HPA_MISSING = "HorizontalPodAutoscalerMissing"
 REASON_HPA_OK = "HorizontalPodAutoscalerActive"
@@ -76,6 +77,7 @@ class Observed:
     needs_download: bool = True
     storage_class_missing: str | None = None
     autoscaler: dict[str, Any] | None = None
+    claim_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,10 @@ def _storage(obs: Observed) -> _Cond:
                      "or set spec.storage.storageClassName to an existing class")
     if obs.claim is None:
         return _Cond(ConditionType.STORAGE_READY, False, REASON_CLAIM_NOT_FOUND,
-                     "the model cache PersistentVolumeClaim does not exist yet")
+                     f'PersistentVolumeClaim "{obs.claim_name}" does not exist: create it, or '
+                     "fix spec.storage.existingClaim or the pvc:// claim of spec.model.uri"
+                     if obs.claim_name else "the model cache PersistentVolumeClaim does not "
+                     "exist yet")
     name = obs.claim["metadata"]["name"]
     phase = (obs.claim.get("status") or {}).get("phase", "Pending")
     if phase == "Bound":

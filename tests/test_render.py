@@ -32,6 +32,7 @@ from deepseek_operator.render import (
     workload_kind,
     workload_replicas,
 )
+from deepseek_operator.render.engine import SGLANG_FLAGS, VLLM_FLAGS
 from deepseek_operator.render.templating import environment, tojson
 
 KUBERNETES_VERSION = "1.37.0"
@@ -483,11 +484,13 @@ def test_quantization_flag(quantization: str, flag: str | None) -> None:
     assert (args[args.index("--quantization") + 1] if "--quantization" in args else None) == flag
 
 
+CUSTOM_FACTS = {"paramsB": 7.0, "numAttentionHeads": 28, "numKeyValueHeads": 4,
+                "numHiddenLayers": 28, "hiddenSize": 3584, "kvBytesPerToken": 57344,
+                "maxPositionEmbeddings": 32768}
+
+
 def test_custom_models_get_no_reasoning_parser() -> None:
-    facts = {"paramsB": 7.0, "numAttentionHeads": 28, "numKeyValueHeads": 4,
-             "numHiddenLayers": 28, "hiddenSize": 3584, "kvBytesPerToken": 57344,
-             "maxPositionEmbeddings": 32768}
-    dsd = cr(small(model={"name": "my-model", "uri": "hf://me/my-model", "facts": facts}))
+    dsd = cr(small(model={"name": "my-model", "uri": "hf://me/my-model", "facts": CUSTOM_FACTS}))
     args = engine_container(one(render(dsd, SETTINGS), "Deployment")["spec"]["template"])["args"]
     assert "--reasoning-parser" not in args
 
@@ -503,6 +506,101 @@ def test_user_args_and_env_come_after_the_operators() -> None:
         {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "t"}}},
         {"name": "DERIVED", "value": "$(TOKEN)-x"},
     ]
+
+
+@pytest.mark.parametrize(
+    ("engine", "args", "index", "message"),
+    [
+        ("vllm", ["--enable-prefix-caching", "--max-model-len", "999"], 1,
+         "--max-model-len is set by the operator from spec.model.maxModelLen; "
+         "change that field instead"),
+        ("vllm", ["--max-model-len=999"], 0, "--max-model-len is set by the operator from "
+                                             "spec.model.maxModelLen"),
+        ("vllm", ["--max_num_seqs", "8"], 0, "--max-num-seqs is set by the operator from "
+                                             "spec.gpu.maxConcurrentSequences"),
+        ("vllm", ["--max-model", "999"], 0, "--max-model (taken as --max-model-len)"),
+        ("vllm", ["--api-key", "k", "-tp", "2"], 2, "-tp is set by the operator from "
+                                                    "status.sizing"),
+        ("vllm", ["--pipeline-parallel-size=2"], 0, "from status.sizing"),
+        ("vllm", ["--port=9000"], 0, "spec.service.port sets the port clients use"),
+        ("vllm", ["--host", "127.0.0.1"], 0, "--host is set by the operator to listen on all"),
+        ("vllm", ["--model", "/other"], 0, "from spec.model.name and spec.model.uri"),
+        ("vllm", ["--served-model-name=x"], 0, "from spec.model.servedName"),
+        ("vllm", ["--gpu-memory-utilization", "0.5"], 0, "spec.engine.gpuMemoryUtilization"),
+        ("vllm", ["-q", "awq"], 0, "-q is set by the operator from spec.model.quantization"),
+        ("vllm", ["--reasoning-parser=qwen3"], 0, "for catalog models"),
+        ("vllm", ["--nnodes", "2"], 0, "from the replica's node layout"),
+        ("vllm", ["--headless"], 0, "from the replica's node layout"),
+        ("sglang", ["--context-length", "999"], 0, "--context-length is set by the operator "
+                                                   "from spec.model.maxModelLen"),
+        ("sglang", ["--enable-torch-compile", "--tp=2"], 1, "--tp (taken as --tp-size) is set "
+                                                            "by the operator from status.sizing"),
+        ("sglang", ["--tensor-parallel-size", "2"], 0, "from status.sizing"),
+        ("sglang", ["--pp-size=2"], 0, "from status.sizing"),
+        ("sglang", ["--model", "/other"], 0, "from spec.model.name and spec.model.uri"),
+        ("sglang", ["--max-running-requests=64"], 0, "spec.gpu.maxConcurrentSequences"),
+        ("sglang", ["--mem-fraction-static", "0.5"], 0, "spec.engine.gpuMemoryUtilization"),
+        ("sglang", ["--quantization=fp8"], 0, "from spec.model.quantization"),
+        ("sglang", ["--port", "30000"], 0, "spec.service.port sets the port clients use"),
+        ("sglang", ["--host=127.0.0.1"], 0, "to listen on all interfaces"),
+        ("sglang", ["--dist-init-addr", "x:1"], 0, "from the replica's node layout"),
+        ("sglang", ["--node-rank=1"], 0, "from the replica's node layout"),
+    ],
+)
+def test_engine_args_cannot_set_the_operators_flags(engine: str, args: list[str], index: int,
+                                                    message: str) -> None:
+    dsd = cr(small(engine={"type": engine, "args": args}))
+    with pytest.raises(InvalidSpecError) as error:
+        render(dsd, SETTINGS)
+    assert error.value.paths == (f"spec.engine.args[{index}]",)
+    assert message in error.value.issues[0].message
+
+
+def test_every_refused_engine_arg_is_named() -> None:
+    dsd = cr(small(engine={"args": ["--port", "1", "--enable-prefix-caching", "-pp=2"]}))
+    with pytest.raises(InvalidSpecError) as error:
+        render(dsd, SETTINGS)
+    assert error.value.paths == ("spec.engine.args[0]", "spec.engine.args[3]")
+
+
+@pytest.mark.parametrize(
+    ("engine", "args"),
+    [
+        # Longer flags that start with an operator's flag are other flags.
+        ("vllm", ["--enable-prefix-caching", "--max-num-batched-tokens=8192",
+                  "--model-impl", "vllm", "--master-port", "29600"]),
+        ("sglang", ["--chunked-prefill-size", "4096", "--enable-metrics-for-all-schedulers",
+                    "--quantization-param-path=/x"]),
+    ],
+)
+def test_other_engine_args_are_appended(engine: str, args: list[str]) -> None:
+    dsd = cr(small(engine={"type": engine, "args": args}))
+    container = engine_container(one(render(dsd, SETTINGS), "Deployment")["spec"]["template"])
+    assert container["args"][-len(args):] == args
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_custom_models_may_choose_their_reasoning_parser(engine: str) -> None:
+    dsd = cr(small(model={"name": "my-model", "uri": "hf://me/my-model", "facts": CUSTOM_FACTS},
+                   engine={"type": engine, "args": ["--reasoning-parser", "qwen3"]}))
+    args = engine_container(one(render(dsd, SETTINGS), "Deployment")["spec"]["template"])["args"]
+    assert args[-2:] == ["--reasoning-parser", "qwen3"]
+    assert args.count("--reasoning-parser") == 1
+
+
+@pytest.mark.parametrize(("case", "flags"), [("vllm-multi-node-hpa", VLLM_FLAGS),
+                                             ("sglang-multi-node", SGLANG_FLAGS)])
+def test_every_flag_the_operator_writes_is_refused_in_engine_args(case: str,
+                                                                  flags: dict[str, Any]) -> None:
+    # The fp8 variant also writes --quantization; leader and worker write the node flags.
+    spec = VARIANTS[case] | {"model": {**VARIANTS[case]["model"], "quantization": "fp8"}}
+    group = one(render(cr(spec), SETTINGS), "LeaderWorkerSet")["spec"]["leaderWorkerTemplate"]
+    written = {arg for template in (group["leaderTemplate"], group["workerTemplate"])
+               for arg in engine_container(template)["args"] if arg.startswith("-")}
+    assert written <= flags.keys()
+    for flag in written:
+        with pytest.raises(InvalidSpecError):
+            render(cr(spec | {"engine": {**spec.get("engine", {}), "args": [flag]}}), SETTINGS)
 
 
 def test_pod_shape_gpus_shm_probes_and_security() -> None:

@@ -27,12 +27,19 @@ spec.engine.args, since not every model emits `<think>`.
 
 In multi-node replicas `$(LWS_LEADER_ADDRESS)` and `$(LWS_WORKER_INDEX)` are expanded by the
 kubelet from the variables the LeaderWorkerSet controller injects into every container.
+
+Flags the operator sets are listed once per engine (VLLM_FLAGS, SGLANG_FLAGS) and written
+only through `_flag`, which refuses a flag missing from the list. spec.engine.args may not
+set any of them: both engines take the last value of a repeated flag, so a user value
+would silently win while status.sizing, the runtime ConfigMap, the probes and the Service
+still describe the operator's.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from ..api import DeepSeekDeployment, EnvVar
+from ..api import DeepSeekDeployment, EnvVar, FieldIssue, InvalidSpecError
 from ..catalog import SizingResult, resolve_model
 from .settings import RenderSettings
 
@@ -57,6 +64,139 @@ BUSY_METRICS: Final[dict[str, tuple[str, ...]]] = {
     "sglang": ("sglang:num_running_reqs", "sglang:num_queue_reqs"),
 }
 """Gauges that count requests in flight: the preStop drain waits for them to reach 0."""
+
+
+@dataclass(frozen=True)
+class OwnedFlag:
+    """An engine flag the operator sets, which spec.engine.args therefore may not set.
+
+    `names`: the flag as the operator writes it, then the aliases the engine also accepts
+    (vLLM: `vllm serve --help`; SGLang: `launch_server --help`). `source`: where its value
+    comes from, completing "<flag> is set by the operator ..." in the error message.
+    `catalog_only`: owned only for catalog models (a custom model may set it itself).
+    """
+
+    names: tuple[str, ...]
+    source: str
+    catalog_only: bool = False
+
+
+def _from_field(field: str) -> str:
+    return f"from {field}; change that field instead"
+
+
+_SIZING = ("from status.sizing, which follows spec.gpu.type and spec.gpu.count; change "
+           "those fields instead")
+_PORT = ("as the port the probes, the PodMonitor and the Service target; spec.service.port "
+         "sets the port clients use")
+_HOST = "to listen on all interfaces, for the probes and the Service; it cannot be changed"
+_NODES = "from the replica's node layout (status.sizing.nodesPerReplica); it cannot be changed"
+_REASONING = ("for catalog models, whose replies all start with a <think> section; it "
+              "cannot be changed")
+
+
+def _table(*flags: OwnedFlag) -> dict[str, OwnedFlag]:
+    return {flag.names[0]: flag for flag in flags}
+
+
+VLLM_FLAGS: Final = _table(
+    # The weights' directory is the positional argument; `--model` is its option form.
+    OwnedFlag(("--model",), _from_field("spec.model.name and spec.model.uri")),
+    OwnedFlag(("--served-model-name",), _from_field("spec.model.servedName")),
+    OwnedFlag(("--port",), _PORT),
+    OwnedFlag(("--host",), _HOST),  # not written: vLLM's default is all interfaces
+    OwnedFlag(("--tensor-parallel-size", "-tp"), _SIZING),
+    OwnedFlag(("--pipeline-parallel-size", "-pp"), _SIZING),
+    OwnedFlag(("--max-model-len",), _from_field("spec.model.maxModelLen")),
+    OwnedFlag(("--max-num-seqs",), _from_field("spec.gpu.maxConcurrentSequences")),
+    OwnedFlag(("--gpu-memory-utilization",), _from_field("spec.engine.gpuMemoryUtilization")),
+    OwnedFlag(("--quantization", "-q"), _from_field("spec.model.quantization")),
+    OwnedFlag(("--reasoning-parser",), _REASONING, catalog_only=True),
+    OwnedFlag(("--nnodes", "-n"), _NODES),
+    OwnedFlag(("--node-rank", "-r"), _NODES),
+    OwnedFlag(("--master-addr",), _NODES),
+    OwnedFlag(("--headless",), _NODES),
+)
+"""Flags `vllm serve` gets from the operator, by the name the operator writes."""
+
+SGLANG_FLAGS: Final = _table(
+    OwnedFlag(("--model-path", "--model"), _from_field("spec.model.name and spec.model.uri")),
+    OwnedFlag(("--served-model-name",), _from_field("spec.model.servedName")),
+    OwnedFlag(("--host",), _HOST),
+    OwnedFlag(("--port",), _PORT),
+    OwnedFlag(("--tp-size", "--tensor-parallel-size"), _SIZING),
+    OwnedFlag(("--pp-size", "--pipeline-parallel-size"), _SIZING),
+    OwnedFlag(("--context-length",), _from_field("spec.model.maxModelLen")),
+    OwnedFlag(("--max-running-requests",), _from_field("spec.gpu.maxConcurrentSequences")),
+    OwnedFlag(("--mem-fraction-static",), _from_field("spec.engine.gpuMemoryUtilization")),
+    OwnedFlag(("--enable-metrics",),
+              "for the PodMonitor and the autoscaler's queries; it cannot be changed"),
+    OwnedFlag(("--quantization",), _from_field("spec.model.quantization")),
+    OwnedFlag(("--reasoning-parser",), _REASONING, catalog_only=True),
+    OwnedFlag(("--nnodes",), _NODES),
+    OwnedFlag(("--node-rank",), _NODES),
+    OwnedFlag(("--dist-init-addr",), _NODES),
+)
+"""Flags `sglang.launch_server` gets from the operator, by the name the operator writes."""
+
+
+def _flag(owned: Mapping[str, OwnedFlag], name: str, *values: str) -> list[str]:
+    """`[name, *values]` for the command line. Raises KeyError when `name` is not in
+    `owned`: every flag the operator writes must be listed there, or spec.engine.args could
+    override it unnoticed."""
+    if name not in owned:
+        raise KeyError(f"{name} is written by the operator but missing from its flag list")
+    return [name, *values]
+
+
+def owned_flags(dsd: DeepSeekDeployment) -> list[OwnedFlag]:
+    """The flags of spec.engine.type that the operator sets for `dsd` (see OwnedFlag).
+
+    Raises the catalog's UnknownNameError for a model neither in the catalog nor custom.
+    """
+    table = VLLM_FLAGS if dsd.spec.engine.type == "vllm" else SGLANG_FLAGS
+    custom = resolve_model(dsd.spec.model).custom
+    return [flag for flag in table.values() if not (custom and flag.catalog_only)]
+
+
+def _flag_name(arg: str) -> str | None:
+    """The option an argument names (`--max_model_len=1` -> `--max-model-len`), or None
+    for a value. Both engines parse with argparse, which also takes `--flag=value`; vLLM
+    reads `_` in long flags as `-`."""
+    name = arg.partition("=")[0]
+    if not name.startswith("-") or name in ("-", "--"):
+        return None
+    return "--" + name[2:].replace("_", "-") if name.startswith("--") else name
+
+
+def _names_flag(name: str, flag: OwnedFlag) -> bool:
+    # argparse also accepts an unambiguous prefix of a long flag (`--max-model` for
+    # `--max-model-len`); an ambiguous one fails, so refusing it loses nothing.
+    return any(name == known or (name.startswith("--") and known.startswith(name))
+               for known in flag.names)
+
+
+def check_engine_args(dsd: DeepSeekDeployment) -> None:
+    """Refuse spec.engine.args that set a flag the operator sets (see `owned_flags`),
+    as `--flag value`, `--flag=value`, an alias or an abbreviation.
+
+    Raises InvalidSpecError with one issue per offending element, its path
+    `spec.engine.args[<index>]`, saying which spec field to change instead.
+    """
+    owned = owned_flags(dsd)
+    issues: list[FieldIssue] = []
+    for index, arg in enumerate(dsd.spec.engine.args):
+        name = _flag_name(arg)
+        if name is None:
+            continue
+        for flag in owned:
+            if _names_flag(name, flag):
+                given = name if name in flag.names else f"{name} (taken as {flag.names[0]})"
+                issues.append(FieldIssue(f"spec.engine.args[{index}]",
+                                         f"{given} is set by the operator {flag.source}"))
+                break
+    if issues:
+        raise InvalidSpecError(issues)
 
 
 def k8s_literal(text: str) -> str:
@@ -90,83 +230,68 @@ def engine_command(
 ) -> EngineCommand:
     """The engine command line of a pod in `role`, serving the weights in `model_dir`.
 
-    Raises the catalog's UnknownNameError when the model is neither in the catalog nor
-    custom (rendering resolves it before, so this does not happen in practice).
+    Raises InvalidSpecError naming the element of spec.engine.args that sets a flag the
+    operator sets (see `check_engine_args`), and the catalog's UnknownNameError when the
+    model is neither in the catalog nor custom (rendering resolves it before, so this does
+    not happen in practice).
     """
+    check_engine_args(dsd)
     spec = dsd.spec
     reasoning = not resolve_model(spec.model).custom
     port = str(settings.engine_port)
     if spec.engine.type == "vllm":
         command = ["vllm", "serve"]
+        flags = VLLM_FLAGS
         args = [
             k8s_literal(model_dir),
-            "--served-model-name",
-            served_model_name(dsd),
-            "--port",
-            port,
-            "--tensor-parallel-size",
-            str(sizing.tensor_parallel_size),
-            "--pipeline-parallel-size",
-            str(sizing.pipeline_parallel_size),
-            "--max-model-len",
-            str(spec.model.max_model_len),
-            "--max-num-seqs",
-            str(spec.gpu.max_concurrent_sequences),
-            "--gpu-memory-utilization",
-            repr(spec.engine.gpu_memory_utilization),
+            *_flag(flags, "--served-model-name", served_model_name(dsd)),
+            *_flag(flags, "--port", port),
+            *_flag(flags, "--tensor-parallel-size", str(sizing.tensor_parallel_size)),
+            *_flag(flags, "--pipeline-parallel-size", str(sizing.pipeline_parallel_size)),
+            *_flag(flags, "--max-model-len", str(spec.model.max_model_len)),
+            *_flag(flags, "--max-num-seqs", str(spec.gpu.max_concurrent_sequences)),
+            *_flag(flags, "--gpu-memory-utilization", repr(spec.engine.gpu_memory_utilization)),
         ]
         if spec.model.quantization == "fp8":
-            args += ["--quantization", "fp8"]
+            args += _flag(flags, "--quantization", "fp8")
         if reasoning:
-            args += ["--reasoning-parser", "deepseek_r1"]
+            args += _flag(flags, "--reasoning-parser", "deepseek_r1")
         if role != "single":
             args += [
-                "--nnodes",
-                str(sizing.nodes_per_replica),
-                "--node-rank",
-                "0" if role == "leader" else "$(LWS_WORKER_INDEX)",
-                "--master-addr",
-                "$(LWS_LEADER_ADDRESS)",
+                *_flag(flags, "--nnodes", str(sizing.nodes_per_replica)),
+                *_flag(flags, "--node-rank", "0" if role == "leader" else "$(LWS_WORKER_INDEX)"),
+                *_flag(flags, "--master-addr", "$(LWS_LEADER_ADDRESS)"),
             ]
         if role == "worker":
-            args.append("--headless")
+            args += _flag(flags, "--headless")
     else:
         command = ["python3", "-m", "sglang.launch_server"]
+        flags = SGLANG_FLAGS
         args = [
-            "--model-path",
-            k8s_literal(model_dir),
-            "--served-model-name",
-            served_model_name(dsd),
-            "--host",
-            "0.0.0.0",
-            "--port",
-            port,
-            "--tp-size",
-            str(sizing.tensor_parallel_size),
+            *_flag(flags, "--model-path", k8s_literal(model_dir)),
+            *_flag(flags, "--served-model-name", served_model_name(dsd)),
+            *_flag(flags, "--host", "0.0.0.0"),
+            *_flag(flags, "--port", port),
+            *_flag(flags, "--tp-size", str(sizing.tensor_parallel_size)),
         ]
         if sizing.pipeline_parallel_size > 1:
-            args += ["--pp-size", str(sizing.pipeline_parallel_size)]
+            args += _flag(flags, "--pp-size", str(sizing.pipeline_parallel_size))
         args += [
-            "--context-length",
-            str(spec.model.max_model_len),
-            "--max-running-requests",
-            str(spec.gpu.max_concurrent_sequences),
-            "--mem-fraction-static",
-            repr(spec.engine.gpu_memory_utilization),
-            "--enable-metrics",
+            *_flag(flags, "--context-length", str(spec.model.max_model_len)),
+            *_flag(flags, "--max-running-requests", str(spec.gpu.max_concurrent_sequences)),
+            *_flag(flags, "--mem-fraction-static", repr(spec.engine.gpu_memory_utilization)),
+            *_flag(flags, "--enable-metrics"),
         ]
         if spec.model.quantization == "fp8":
-            args += ["--quantization", "fp8"]
+            args += _flag(flags, "--quantization", "fp8")
         if reasoning:
-            args += ["--reasoning-parser", "deepseek-r1"]
+            args += _flag(flags, "--reasoning-parser", "deepseek-r1")
         if role != "single":
             args += [
-                "--nnodes",
-                str(sizing.nodes_per_replica),
-                "--node-rank",
-                "0" if role == "leader" else "$(LWS_WORKER_INDEX)",
-                "--dist-init-addr",
-                f"$(LWS_LEADER_ADDRESS):{SGLANG_DIST_INIT_PORT}",
+                *_flag(flags, "--nnodes", str(sizing.nodes_per_replica)),
+                *_flag(flags, "--node-rank", "0" if role == "leader" else "$(LWS_WORKER_INDEX)"),
+                *_flag(flags, "--dist-init-addr",
+                       f"$(LWS_LEADER_ADDRESS):{SGLANG_DIST_INIT_PORT}"),
             ]
     return EngineCommand(command, args + list(spec.engine.args), engine_env(dsd))
 

@@ -165,3 +165,15 @@ def test_stalled_status_keeps_detail_conditions() -> None:
     assert conds["Stalled"] == ("True", "InvalidSpec")
     assert conds["Ready"] == ("False", "InvalidSpec")
     assert conds["StorageReady"] == ("True", "ClaimBound")
+
+
+def test_missing_apis_stall_with_a_hint_for_each() -> None:
+    from deepseek_operator.controller.status import with_missing_apis
+
+    obs = Observed(_claim(), _job(), None, [], 1)
+    status = with_missing_apis(_compute(obs), ["ScaledObject (keda.sh/v1alpha1)"],
+                               previous=None, now=T1)
+    stalled = {c.type: c for c in status.conditions}["Stalled"]
+    assert (stalled.status, stalled.reason) == ("True", "APINotInstalled")
+    assert "install KEDA" in stalled.message and "LeaderWorkerSet" not in stalled.message
+    assert status.phase == "Pending"

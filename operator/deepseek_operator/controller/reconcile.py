@@ -109,6 +109,10 @@ def _finish(body: Mapping[str, Any], previous: DeepSeekDeploymentStatus | None,
             message: str = "") -> Outcome:
     new = status_dict(status)
     old = status_dict(previous) if previous else None
+    if old is not None and new != old:
+        # A JSON merge patch keeps keys it does not mention: null removes the ones that
+        # no longer apply (e.g. the operator autoscaler's block after a switch to hpa).
+        new = {**{key: None for key in old if key not in new}, **new}
     events = [Event("Normal", "Applied", "; ".join(writes))] if writes else []
     events += _condition_events(previous, status)
     return Outcome(status=None if new == old else new, writes=writes, events=events,
@@ -206,6 +210,8 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
         desired_replicas=desired_replicas, needs_download=needs_download(dsd),
         storage_class_missing=_storage_class_missing(cluster, dsd), autoscaler=autoscaler)
     base = base.model_copy(update={"sizing": sizing_status(dsd)})
+    if dsd.spec.autoscaling.mode != "operator":
+        base = base.model_copy(update={"autoscaling": None})  # another owner decides
     status = compute_status(generation=generation, mode=dsd.spec.autoscaling.mode,
                             observed=snapshot, previous=previous, now=now,
                             selector=pod_selector(name), endpoint=endpoint(dsd, settings),

@@ -338,6 +338,12 @@ def stalled_status(*, generation: int, reason: str, message: str,
 
 
 REASON_API_NOT_INSTALLED = "APINotInstalled"
+_API_HINTS = {
+    "LeaderWorkerSet": "install the LeaderWorkerSet controller (a replica of this model spans "
+                       "nodes)",
+    "ScaledObject": "install KEDA, or choose autoscaling.mode operator or hpa",
+    "PodMonitor": "install the Prometheus Operator",
+}
 
 
 def with_missing_apis(status: DeepSeekDeploymentStatus, missing: list[str], *,
@@ -348,9 +354,10 @@ def with_missing_apis(status: DeepSeekDeploymentStatus, missing: list[str], *,
     ``missing``: e.g. ``["LeaderWorkerSet (leaderworkerset.x-k8s.io/v1)"]``. Installing
     the CRD (and its controller) unblocks it; the operator checks again every minute.
     """
-    message = (f"the cluster does not serve {', '.join(missing)}: install its CRD and "
-               "controller (LeaderWorkerSet for replicas that span nodes, KEDA for "
-               "autoscaling.mode keda, the Prometheus Operator for PodMonitor)")
+    hints = [next((hint for kind, hint in _API_HINTS.items() if m.startswith(kind)),
+                  "install its CRD and controller") for m in missing]
+    message = "; ".join(f"the cluster does not serve {m}: {h}"
+                        for m, h in zip(missing, hints, strict=True))
     generation = status.observed_generation or 0
     blocked = [_Cond(ConditionType.READY, False, REASON_API_NOT_INSTALLED, message),
                _Cond(ConditionType.PROGRESSING, False, REASON_API_NOT_INSTALLED, message),

@@ -32,6 +32,7 @@ from kubernetes import client
 from kubernetes.client import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
+from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
 from e2e.kube import wait_for
 from e2e.operator_process import OperatorProcess
 from e2e.rig.fixtures import LoadFactory
@@ -40,9 +41,6 @@ from e2e.rig.load import LoadGenerator
 from e2e.rig.podsync import PodSync
 from e2e.rig.prometheus import PrometheusServer, free_loopback_port
 from e2e.test_controller import (
-    GROUP,
-    PLURAL,
-    VERSION,
     condition,
     create,
     get,

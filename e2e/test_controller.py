@@ -14,11 +14,11 @@ import pytest
 from kubernetes import client
 from kubernetes.client import ApiException
 
+from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
 from e2e.cluster import controlplane, paths
 from e2e.kube import wait_for
 from e2e.operator_process import OperatorProcess
 
-GROUP, VERSION, PLURAL = "deepseek-operator.io", "v1alpha1", "deepseekdeployments"
 OPERATOR_USER = controlplane.OPERATOR_USER
 
 

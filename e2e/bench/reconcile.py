@@ -19,11 +19,10 @@ from typing import Any
 
 from kubernetes import client
 
+from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
 from e2e.cluster import build, controlplane, paths
 from e2e.kube import api_client, wait_for
 from e2e.operator_process import OperatorProcess, install_manifests
-
-GROUP, VERSION, PLURAL = "deepseek-operator.io", "v1alpha1", "deepseekdeployments"
 
 
 def _cr(name: str) -> dict[str, Any]:

@@ -37,11 +37,10 @@ from deepseek_operator.autoscaler.policy import (
     decide,
 )
 from deepseek_operator.kubeapi import Resources
-from deepseek_operator.render import names, qps_query
+from deepseek_operator.render import WORKLOAD_API_VERSIONS, names, qps_query
 
 log = logging.getLogger(__name__)
 
-WORKLOAD_KINDS = (("apps/v1", "Deployment"), ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"))
 REASON_METRICS_OK = "MetricsAvailable"
 REASON_NO_SERIES = "NoMetrics"
 REASON_METRICS_UNAVAILABLE = "MetricsUnavailable"
@@ -100,7 +99,7 @@ class Autoscaler:
 
     def _workload(self, dsd: DeepSeekDeployment) -> tuple[Any, dict[str, Any]] | None:
         """(DynamicClient resource, object) of the serving workload, or None if absent."""
-        for api_version, kind in WORKLOAD_KINDS:
+        for kind, api_version in WORKLOAD_API_VERSIONS.items():
             resource = self.resources.get(api_version, kind)
             if resource is None:
                 continue

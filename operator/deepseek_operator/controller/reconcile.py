@@ -33,6 +33,7 @@ from deepseek_operator.controller.status import (
     with_missing_apis,
 )
 from deepseek_operator.render import (
+    WORKLOAD_API_VERSIONS,
     RenderSettings,
     children_selector,
     creates_model_cache,
@@ -196,8 +197,8 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
     claim = child("PersistentVolumeClaim", claim_name)
     if claim is None and not creates_model_cache(dsd):  # existingClaim or a pvc:// uri
         claim = _read_claim(cluster, namespace, claim_name)
-    workload = child("Deployment", names.workload(dsd)) or child(
-        "LeaderWorkerSet", names.workload(dsd))
+    workload = next((w for kind in WORKLOAD_API_VERSIONS
+                     if (w := child(kind, names.workload(dsd))) is not None), None)
     autoscaler = child("HorizontalPodAutoscaler", names.autoscaler(dsd)) or child(
         "ScaledObject", names.autoscaler(dsd))
     pods = cluster.list_objects("v1", "Pod", namespace, pod_selector(name))
@@ -221,9 +222,6 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
     return _finish(body, previous, status, writes)
 
 
-_WORKLOAD_KINDS = ("Deployment", "LeaderWorkerSet")
-
-
 def _hold_workload_until_cached(dsd: DeepSeekDeployment, desired: list[dict[str, Any]],
                                 observed: Mapping[ObjectKey, dict[str, Any]],
                                 settings: RenderSettings) -> list[dict[str, Any]]:
@@ -237,11 +235,11 @@ def _hold_workload_until_cached(dsd: DeepSeekDeployment, desired: list[dict[str,
     if (dsd.spec.storage.access_mode not in SINGLE_WRITER_ACCESS_MODES
             or not needs_download(dsd)):
         return desired
-    if any(k.kind in _WORKLOAD_KINDS and k.name == names.workload(dsd) for k in observed):
+    if any(k.kind in WORKLOAD_API_VERSIONS and k.name == names.workload(dsd) for k in observed):
         return desired
     job_name = download_job(dsd, settings)
     job = next((o for k, o in observed.items() if k.kind == "Job" and k.name == job_name), None)
     if job is not None and job_succeeded(job):
         return desired
-    return [o for o in desired if o["kind"] not in _WORKLOAD_KINDS]
+    return [o for o in desired if o["kind"] not in WORKLOAD_API_VERSIONS]
 

@@ -352,11 +352,22 @@ def test_hand_set_replicas_stay_when_another_autoscaler_owns_them(
                                                                   "hpa-owned")), 60)
     client.AppsV1Api(kube).patch_namespaced_deployment_scale(
         "hpa-owned", namespace, {"spec": {"replicas": 3}})
+    time.sleep(2)  # let the reconcile of the scale change settle
+    since = utc_now()
     # A child event makes the operator reconcile; it must leave replicas to the HPA.
     client.CoreV1Api(kube).patch_namespaced_service(
         "hpa-owned", namespace, {"metadata": {"annotations": {"example.com/touched": "1"}}})
     time.sleep(5)
     assert deployment(kube, namespace, "hpa-owned").spec.replicas == 3
+    # The per-direction tolerances reach the HPA in the apiserver's canonical quantity
+    # form, so the re-apply above found nothing to change.
+    raw = client.AutoscalingV2Api(kube).read_namespaced_horizontal_pod_autoscaler(
+        "hpa-owned", namespace, _preload_content=False)
+    behavior = json.loads(raw.data)["spec"]["behavior"]
+    assert (behavior["scaleUp"]["tolerance"], behavior["scaleDown"]["tolerance"]) == (
+        "60m", "100m")
+    hpa_writes = [w for w in operator_writes(since) if w[1] == "horizontalpodautoscalers"]
+    assert hpa_writes == [], hpa_writes
     managers = {m.manager: m for m in deployment(kube, namespace,
                                                  "hpa-owned").metadata.managed_fields}
     assert "f:replicas" not in json.dumps(

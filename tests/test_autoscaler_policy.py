@@ -14,7 +14,12 @@ from deepseek_operator.autoscaler import Decision, Observation, PolicyConfig, Po
 
 BASE = PolicyConfig(min_replicas=1, max_replicas=8, target_qps_per_replica=2.0)
 # The stabilization and settling rules off, to look at one rule at a time.
-INSTANT = replace(BASE, scale_down_stabilization_seconds=0, scale_down_settle_seconds=0)
+INSTANT = replace(
+    BASE,
+    scale_up_stabilization_seconds=0,
+    scale_down_stabilization_seconds=0,
+    scale_down_settle_seconds=0,
+)
 
 
 @dataclass(frozen=True)
@@ -59,12 +64,18 @@ CASES = [
         "tolerance band holds a small shortfall",
         replace(INSTANT, max_replicas=40),
         (Step(0, 21.0, 10, 10, "hold 10: 21.0 req/s / 2.0 req/s per replica = 10.5, ceil 11; "
-                               "within tolerance 10.0% of 10"),),
+                               "within tolerance 6.0% of 10"),),
     ),
     Case(
-        "beyond the band the policy scales up",
+        "beyond the up band the policy scales up, where the HPA's 10 % band would hold",
         replace(INSTANT, max_replicas=40),
-        (Step(0, 22.2, 10, 12, "scale up 10 -> 12"),),
+        (Step(0, 21.4, 10, 11, "scale up 10 -> 11: 21.4 req/s / 2.0 req/s per replica = 10.7, "
+                               "ceil 11"),),
+    ),
+    Case(
+        "a scale-up tolerance of 0.1 holds the same shortfall, as the HPA does",
+        replace(INSTANT, max_replicas=40, scale_up_tolerance=0.1),
+        (Step(0, 21.4, 10, 10, "within tolerance 10.0% of 10"),),
     ),
     Case(
         "tolerance band holds a small excess",
@@ -126,8 +137,8 @@ CASES = [
     ),
     Case(
         "settling is bounded: a floor that keeps falling still gets scaled down",
-        replace(BASE, max_replicas=20, tolerance=0.0, scale_down_stabilization_seconds=30,
-                scale_down_settle_seconds=30),
+        replace(BASE, max_replicas=20, scale_down_tolerance=0.0,
+                scale_down_stabilization_seconds=30, scale_down_settle_seconds=30),
         (
             Step(0, 40.0, 20, 20, "hold 20"),
             Step(15, 36.0, 20, 20, "highest recommendation in the last 30.0 s is 20"),
@@ -333,7 +344,8 @@ def test_state_from_bad_dict_names_the_key(data: dict[str, object], key: str) ->
         ({"max_replicas": 2.5}, "max_replicas"),
         ({"target_qps_per_replica": 0.0}, "target_qps_per_replica"),
         ({"target_qps_per_replica": float("inf")}, "target_qps_per_replica"),
-        ({"tolerance": 1.0}, "tolerance"),
+        ({"scale_up_tolerance": 1.0}, "scale_up_tolerance"),
+        ({"scale_down_tolerance": -0.1}, "scale_down_tolerance"),
         ({"scale_up_stabilization_seconds": -1}, "scale_up_stabilization_seconds"),
         ({"scale_down_stabilization_seconds": float("nan")}, "scale_down_stabilization_seconds"),
         ({"scale_down_settle_seconds": -5}, "scale_down_settle_seconds"),
@@ -364,11 +376,12 @@ def test_observation_validation_names_the_field(values: tuple[object, ...], fiel
 # --- properties -------------------------------------------------------------------------
 
 configs = st.builds(
-    lambda low, span, target, tolerance, up, down, settle, idle: PolicyConfig(
+    lambda low, span, target, up_band, down_band, up, down, settle, idle: PolicyConfig(
         min_replicas=low,
         max_replicas=max(1, low + span),
         target_qps_per_replica=target,
-        tolerance=tolerance,
+        scale_up_tolerance=up_band,
+        scale_down_tolerance=down_band,
         scale_up_stabilization_seconds=up,
         scale_down_stabilization_seconds=down,
         scale_down_settle_seconds=settle,
@@ -377,6 +390,7 @@ configs = st.builds(
     st.integers(0, 5),
     st.integers(0, 30),
     st.floats(0.05, 20),
+    st.sampled_from([0.0, 0.06, 0.1, 0.3]),
     st.sampled_from([0.0, 0.05, 0.1, 0.3]),
     st.sampled_from([0.0, 30.0, 60.0]),
     st.sampled_from([0.0, 60.0, 300.0]),
@@ -434,8 +448,9 @@ def test_never_under_provisioned_beyond_the_band_once_the_up_window_passed(
     steady = math.ceil(config.scale_up_stabilization_seconds / 15) + 2
     final = replay(config, start, [*prefix, *[qps] * steady])[-1].decision
     load = qps / config.target_qps_per_replica
-    assert final.desired_replicas >= min(config.max_replicas, load / (1 + config.tolerance))
-    if config.tolerance == 0:
+    band = config.scale_up_tolerance
+    assert final.desired_replicas >= min(config.max_replicas, load / (1 + band))
+    if band == 0:
         expected = min(max(math.ceil(load - 1e-9), config.min_replicas), config.max_replicas)
         assert final.desired_replicas >= expected
 
@@ -447,7 +462,7 @@ def test_scale_down_never_below_the_highest_recommendation_of_the_window(
 ) -> None:
     """The HPA's guarantee: no scale-down below the highest count computed in the last
     ``scale_down_stabilization_seconds`` (clamped), settling or not."""
-    config = replace(config, tolerance=0.0)
+    config = replace(config, scale_up_tolerance=0.0, scale_down_tolerance=0.0)
     trials = replay(config, start, list(qps_series))
     for trial in trials:
         if trial.decision.desired_replicas >= trial.current:

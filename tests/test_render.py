@@ -24,6 +24,7 @@ from deepseek_operator.render import (
     children_selector,
     default_qps_query,
     endpoint,
+    milli_quantity,
     names,
     needs_download,
     pod_selector,
@@ -802,7 +803,7 @@ def test_selectors() -> None:
 def test_hpa_targets_the_per_replica_request_rate() -> None:
     dsd = cr(small(autoscaling={"mode": "hpa", "minReplicas": 2, "maxReplicas": 5,
                                 "targetQPSPerReplica": 1.5, "scaleUpStabilizationSeconds": 30,
-                                "scaleDownStabilizationSeconds": 600}))
+                                "scaleDownStabilizationSeconds": 600, "scaleUpTolerance": 0.05}))
     hpa = one(render(dsd, SETTINGS), "HorizontalPodAutoscaler")
     assert hpa["spec"] == {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "r1"},
@@ -811,8 +812,8 @@ def test_hpa_targets_the_per_replica_request_rate() -> None:
         "metrics": [{"type": "Pods", "pods": {
             "metric": {"name": HPA_METRIC},
             "target": {"type": "AverageValue", "averageValue": "1500m"}}}],
-        "behavior": {"scaleUp": {"stabilizationWindowSeconds": 30},
-                     "scaleDown": {"stabilizationWindowSeconds": 600}},
+        "behavior": {"scaleUp": {"stabilizationWindowSeconds": 30, "tolerance": "50m"},
+                     "scaleDown": {"stabilizationWindowSeconds": 600, "tolerance": "100m"}},
     }
 
 
@@ -869,6 +870,12 @@ def test_bad_query_overrides_name_the_field(query: str) -> None:
                          [(2.0, "2"), (1.5, "1500m"), (0.25, "250m"), (100000.0, "100000")])
 def test_average_value(qps: float, quantity: str) -> None:
     assert average_value(qps) == quantity
+
+
+@pytest.mark.parametrize(("value", "quantity"),
+                         [(0.0, "0"), (0.06, "60m"), (0.1, "100m"), (0.5, "500m"), (0.0004, "0")])
+def test_milli_quantity_is_the_canonical_form(value: float, quantity: str) -> None:
+    assert milli_quantity(value) == quantity
 
 
 def test_a_target_below_the_hpa_resolution_names_the_field() -> None:

@@ -453,11 +453,15 @@ class AutoscalingSpec(SpecModel):
         description="Seconds between two autoscaler evaluations.",
     )
     scale_up_stabilization_seconds: int = Field(
-        0,
+        60,
         alias="scaleUpStabilizationSeconds",
         ge=0,
         le=3600,
-        description="Seconds of recommendations considered before scaling up (0: at once).",
+        description=(
+            "Seconds of recommendations considered before scaling up: the lowest one wins, "
+            "as in the HPA (0: at once). The default, 60, keeps bursts shorter than a "
+            "minute from adding replicas that would load the model after the burst."
+        ),
     )
     scale_down_stabilization_seconds: int = Field(
         300,
@@ -465,6 +469,28 @@ class AutoscalingSpec(SpecModel):
         ge=0,
         le=3600,
         description="Seconds of recommendations considered before scaling down.",
+    )
+    scale_up_tolerance: float = Field(
+        0.06,
+        alias="scaleUpTolerance",
+        ge=0,
+        le=0.5,
+        description=(
+            "Shortfall the autoscaler tolerates before scaling up, as a fraction of the "
+            "current replicas' capacity (the HPA's behavior.scaleUp.tolerance; HPA "
+            "default 0.1). Rendered into the HPA in mode hpa, to 0.001."
+        ),
+    )
+    scale_down_tolerance: float = Field(
+        0.1,
+        alias="scaleDownTolerance",
+        ge=0,
+        le=0.5,
+        description=(
+            "Spare capacity the autoscaler tolerates before scaling down, as a fraction of "
+            "the current replicas' capacity (the HPA's behavior.scaleDown.tolerance). "
+            "Rendered into the HPA in mode hpa, to 0.001."
+        ),
     )
     scale_to_zero_idle_seconds: int = Field(
         600,

@@ -53,6 +53,8 @@ def policy_config(dsd: DeepSeekDeployment) -> PolicyConfig:
     return PolicyConfig(
         min_replicas=spec.min_replicas, max_replicas=spec.max_replicas,
         target_qps_per_replica=spec.target_qps_per_replica,
+        scale_up_tolerance=spec.scale_up_tolerance,
+        scale_down_tolerance=spec.scale_down_tolerance,
         scale_up_stabilization_seconds=float(spec.scale_up_stabilization_seconds),
         scale_down_stabilization_seconds=float(spec.scale_down_stabilization_seconds))
 

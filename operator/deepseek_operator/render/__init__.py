@@ -41,6 +41,7 @@ from .autoscaling import (
     REQUEST_COUNTERS,
     average_value,
     default_qps_query,
+    milli_quantity,
     pod_name_regex,
     qps_query,
 )
@@ -111,6 +112,7 @@ __all__ = [
     "engine_command",
     "labels_for",
     "load_documents",
+    "milli_quantity",
     "model_source",
     "names",
     "needs_download",

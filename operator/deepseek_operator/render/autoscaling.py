@@ -102,8 +102,7 @@ def average_value(target_qps: float) -> str:
     Raises InvalidSpecError naming spec.autoscaling.targetQPSPerReplica when it rounds to
     0 (below 0.0005 requests/s).
     """
-    milli = round(target_qps * 1000)
-    if milli <= 0:
+    if round(target_qps * 1000) <= 0:
         raise InvalidSpecError(
             [
                 FieldIssue(
@@ -113,6 +112,14 @@ def average_value(target_qps: float) -> str:
                 )
             ]
         )
+    return milli_quantity(target_qps)
+
+
+def milli_quantity(value: float) -> str:
+    """A number >= 0 as a Kubernetes quantity in canonical form, rounded to thousandths
+    (`2`, `1500m`, `60m`, `0`): the form the apiserver returns, so a re-apply finds no
+    difference."""
+    milli = round(value * 1000)
     whole, rest = divmod(milli, 1000)
     return str(whole) if rest == 0 else f"{milli}m"
 
@@ -136,6 +143,8 @@ def hpa_manifest(dsd: DeepSeekDeployment, sizing: SizingResult) -> dict[str, Any
         average_value=average_value(spec.target_qps_per_replica),
         scale_up_seconds=spec.scale_up_stabilization_seconds,
         scale_down_seconds=spec.scale_down_stabilization_seconds,
+        scale_up_tolerance=milli_quantity(spec.scale_up_tolerance),
+        scale_down_tolerance=milli_quantity(spec.scale_down_tolerance),
     )
 
 

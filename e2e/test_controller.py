@@ -361,11 +361,9 @@ def test_hand_set_replicas_stay_when_another_autoscaler_owns_them(
     assert deployment(kube, namespace, "hpa-owned").spec.replicas == 3
     # The per-direction tolerances reach the HPA in the apiserver's canonical quantity
     # form, so the re-apply above found nothing to change.
-    raw = client.AutoscalingV2Api(kube).read_namespaced_horizontal_pod_autoscaler(
-        "hpa-owned", namespace, _preload_content=False)
-    behavior = json.loads(raw.data)["spec"]["behavior"]
-    assert (behavior["scaleUp"]["tolerance"], behavior["scaleDown"]["tolerance"]) == (
-        "60m", "100m")
+    behavior = client.AutoscalingV2Api(kube).read_namespaced_horizontal_pod_autoscaler(
+        "hpa-owned", namespace).spec.behavior
+    assert (behavior.scale_up.tolerance, behavior.scale_down.tolerance) == ("60m", "100m")
     hpa_writes = [w for w in operator_writes(since) if w[1] == "horizontalpodautoscalers"]
     assert hpa_writes == [], hpa_writes
     managers = {m.manager: m for m in deployment(kube, namespace,

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client import ApiException
 
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
-from e2e.cluster import controlplane, paths
+from e2e.cluster import build, controlplane, paths
 from e2e.kube import wait_for
 from e2e.operator_process import OperatorProcess
 
@@ -422,3 +423,59 @@ def test_a_write_the_api_refuses_is_reported(
     assert condition(obj, "Ready")["status"] == "False"
     core.delete_namespaced_service("refused-write", namespace)
     wait_condition(dsd_api, namespace, "refused-write", "Ready", "True", 90)
+
+
+def test_pod_monitor_once_the_prometheus_operator_is_installed(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    """With the Prometheus Operator's real PodMonitor CRD (from the pinned module) installed,
+    a DeepSeekDeployment gets a PodMonitor that selects its serving pods' named metrics port,
+    owned by it, and a reconcile with nothing to change still writes nothing. The CRD stays
+    installed: later tests then run as on a cluster with the Prometheus Operator."""
+    crd = yaml.safe_load(build.podmonitor_crd(paths.versions()["prometheus-operator"]))
+    extensions = client.ApiextensionsV1Api(kube)
+    try:
+        extensions.create_custom_resource_definition(crd)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+
+    def established() -> bool:
+        read = extensions.read_custom_resource_definition(crd["metadata"]["name"])
+        return any(c.type == "Established" and c.status == "True"
+                   for c in read.status.conditions or [])
+
+    wait_for("the PodMonitor CRD Established", established, 30)
+    create(dsd_api, namespace, small_model("scraped"))
+    objects = client.CustomObjectsApi(kube)
+
+    def pod_monitor() -> dict[str, Any] | None:
+        try:
+            found = objects.get_namespaced_custom_object(
+                "monitoring.coreos.com", "v1", namespace, "podmonitors", "scraped")
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        assert isinstance(found, dict)
+        return found
+
+    # The operator rechecks which APIs the cluster serves every 20 s and resyncs every 60 s.
+    monitor = wait_for("the PodMonitor", pod_monitor, 120)
+    obj = wait_condition(dsd_api, namespace, "scraped", "Ready", "True", 90)
+    assert [o["uid"] for o in monitor["metadata"]["ownerReferences"]] == [obj["metadata"]["uid"]]
+    endpoint, = monitor["spec"]["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
+    selector = ",".join(f"{k}={v}" for k, v in monitor["spec"]["selector"]["matchLabels"].items())
+    pods = client.CoreV1Api(kube).list_namespaced_pod(namespace, label_selector=selector).items
+    assert [p.metadata.name for p in pods] == [
+        p.metadata.name for p in client.CoreV1Api(kube).list_namespaced_pod(
+            namespace, label_selector=obj["status"]["selector"]).items]
+    assert len(pods) == 1
+    assert "http" in [port.name for port in pods[0].spec.containers[0].ports]
+    time.sleep(2)
+    since = utc_now()
+    client.CoreV1Api(kube).patch_namespaced_service(
+        "scraped", namespace, {"metadata": {"annotations": {"example.com/touched": "1"}}})
+    time.sleep(5)
+    mine = [w for w in operator_writes(since) if w[2].startswith("scraped")]
+    assert mine == [], mine

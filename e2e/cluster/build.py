@@ -188,11 +188,29 @@ KWOK_STAGES = (
 
 def kwok_stages(version: str) -> str:
     """The kwok Stage documents (one YAML stream) from the kwok module at ``version``."""
-    out = subprocess.run(["go", "mod", "download", "-json", f"sigs.k8s.io/kwok@{version}"],
+    module_dir = _module_dir("sigs.k8s.io/kwok", version)
+    return "---\n".join((module_dir / stage).read_text() for stage in KWOK_STAGES)
+
+
+# The Prometheus Operator's PodMonitor CRD as it ships in the pinned module's example/
+# directory (the one its install bundle is generated from), so the e2e tests exercise the
+# operator's PodMonitor against the real schema.
+PODMONITOR_CRD = "example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml"
+
+
+def podmonitor_crd(version: str) -> str:
+    """The PodMonitor CustomResourceDefinition (YAML) from the prometheus-operator module at
+    ``version``."""
+    return (_module_dir("github.com/prometheus-operator/prometheus-operator", version)
+            / PODMONITOR_CRD).read_text()
+
+
+def _module_dir(module: str, version: str) -> Path:
+    """Where ``go mod download`` unpacked ``module@version`` (downloaded on first use)."""
+    out = subprocess.run(["go", "mod", "download", "-json", f"{module}@{version}"],
                          cwd=paths.cache_root(), env=_go_env(), check=True,
                          capture_output=True, text=True).stdout
-    module_dir = Path(json.loads(out)["Dir"])
-    return "---\n".join((module_dir / stage).read_text() for stage in KWOK_STAGES)
+    return Path(json.loads(out)["Dir"])
 
 
 def build_all() -> dict[str, Path]:

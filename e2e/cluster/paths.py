@@ -37,7 +37,8 @@ def state_dir() -> Path:
 
 
 def versions() -> dict[str, str]:
-    """Pinned component versions from versions.yaml: kubernetes, etcd, kwok, helm."""
+    """Pinned versions from versions.yaml: kubernetes, etcd, kwok, helm (built) and
+    prometheus-operator (only its PodMonitor CRD is used)."""
     data = yaml.safe_load(VERSIONS_FILE.read_text())
     return {str(k): str(v) for k, v in data.items()}
 

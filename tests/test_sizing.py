@@ -317,6 +317,23 @@ def test_multi_node_replica_needs_a_shared_cache() -> None:
     assert size(spec).nodes_per_replica == 2
 
 
+def test_a_cache_smaller_than_the_checkpoint_is_refused_with_both_sizes() -> None:
+    spec: dict[str, Any] = {
+        "model": {"name": "deepseek-r1"},
+        "gpu": {"type": "H200-141GB"},
+        "storage": {"size": "500Gi"},
+    }
+    error = sizing_error(spec)
+    assert error.field == "spec.storage.size"
+    assert "500Gi (500.0 GiB) cannot hold the checkpoint" in error.message
+    assert "use at least 803Gi" in error.message
+    spec["storage"] = {"size": "700Gi"}  # above the checkpoint, below the x1.25 default
+    assert size(spec).gpus_per_replica == 8
+    # Someone else's claim is not ours to judge: only the claim the operator creates.
+    spec["storage"] = {"size": "1Gi", "existingClaim": "weights"}
+    assert size(spec).gpus_per_replica == 8
+
+
 def test_status_block() -> None:
     result = size({"model": {"name": "deepseek-r1"}, "gpu": {"type": "H200-141GB"}})
     status = result.to_status().model_dump(exclude_none=True)

@@ -4,6 +4,8 @@ sizing. What rendering and the controller call; pure (reads only the packaged ca
 import math
 from typing import Final
 
+from kubernetes.utils import parse_quantity
+
 from ..api import (
     PRE_QUANTIZED,
     SINGLE_WRITER_ACCESS_MODES,
@@ -60,26 +62,56 @@ def model_uri(model: ModelSpec) -> str:
 
 def cache_size(spec: DeepSeekDeploymentSpec) -> str:
     """Size of the model cache claim as a Kubernetes quantity: spec.storage.size, or the
-    downloaded checkpoint x CACHE_HEADROOM rounded up to whole GiB (e.g. "803Gi").
-
-    The downloaded checkpoint is the native one (quantization none or fp8: the engine
-    converts to fp8 online), or an int8/awq/gptq checkpoint estimated like the weights.
-    """
+    downloaded checkpoint (`checkpoint_bytes`) x CACHE_HEADROOM rounded up to whole GiB
+    (e.g. "803Gi")."""
     if spec.storage.size:
         return spec.storage.size
+    return _default_cache_size(spec)
+
+
+def _default_cache_size(spec: DeepSeekDeploymentSpec) -> str:
+    return f"{math.ceil(checkpoint_bytes(spec) * CACHE_HEADROOM / GIB)}Gi"
+
+
+def checkpoint_bytes(spec: DeepSeekDeploymentSpec) -> float:
+    """Bytes the download writes to the model cache: the native checkpoint (quantization
+    none or fp8: the engine converts to fp8 online), or an int8/awq/gptq checkpoint
+    estimated like the weights (`sizing.weights_bytes`).
+
+    Raises UnknownNameError as `resolve_model` does.
+    """
     facts = resolve_model(spec.model)
     if spec.model.quantization in PRE_QUANTIZED:
-        checkpoint = weights_bytes(facts, spec.model.quantization)
-    else:
-        checkpoint = facts.checkpoint_bytes
-    return f"{math.ceil(checkpoint * CACHE_HEADROOM / GIB)}Gi"
+        return weights_bytes(facts, spec.model.quantization)
+    return facts.checkpoint_bytes
+
+
+def _check_cache_size(spec: DeepSeekDeploymentSpec) -> None:
+    """Refuse a spec.storage.size the checkpoint cannot fit in, for a claim the operator
+    creates and fills (not existingClaim, not pvc:// weights, which are someone else's).
+
+    Raises SizingError naming spec.storage.size, with both sizes in GiB.
+    """
+    storage = spec.storage
+    if not storage.size or storage.existing_claim or spec.model.uri.startswith("pvc://"):
+        return
+    requested = float(parse_quantity(storage.size))  # type: ignore[no-untyped-call]
+    needed = checkpoint_bytes(spec)
+    if requested < needed:
+        raise SizingError(
+            "spec.storage.size",
+            f"{storage.size} ({requested / GIB:.1f} GiB) cannot hold the checkpoint "
+            f"({needed / GIB:.1f} GiB on disk): use at least {_default_cache_size(spec)} "
+            "(checkpoint x 1.25), or leave it empty for that default",
+        )
 
 
 def size_deployment(spec: DeepSeekDeploymentSpec) -> SizingResult:
     """Size one replica of the spec (see `sizing.size_replica` for the formula).
 
-    Also refuses a multi-node replica on a single-writer model cache the operator would
-    create: a ReadWriteOnce volume attaches to one node, a ReadWriteOncePod one to one pod.
+    Also refuses a spec.storage.size smaller than the checkpoint, and a multi-node replica
+    on a single-writer model cache the operator would create: a ReadWriteOnce volume
+    attaches to one node, a ReadWriteOncePod one to one pod.
 
     Raises UnknownNameError or SizingError naming the spec field to change.
     """
@@ -97,6 +129,7 @@ def size_deployment(spec: DeepSeekDeploymentSpec) -> SizingResult:
         engine=spec.engine.type,
         any_gpu=any_gpu,
     )
+    _check_cache_size(spec)
     storage = spec.storage
     if (
         result.nodes_per_replica > 1

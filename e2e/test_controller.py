@@ -479,3 +479,32 @@ def test_pod_monitor_once_the_prometheus_operator_is_installed(
     time.sleep(5)
     mine = [w for w in operator_writes(since) if w[2].startswith("scraped")]
     assert mine == [], mine
+
+
+def test_a_cache_claim_deleted_by_hand_is_filled_again(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    """The claim comes back empty, so the completed download Job, which filled the old one,
+    is replaced by a new one that fills it."""
+    create(dsd_api, namespace, small_model("refill", storage={"accessMode": "ReadWriteMany"}))
+    wait_condition(dsd_api, namespace, "refill", "Ready", "True", 90)
+    core, batch = client.CoreV1Api(kube), client.BatchV1Api(kube)
+    selector = "deepseek-operator.io/deployment=refill"
+    old_job, = batch.list_namespaced_job(namespace, label_selector=selector).items
+    time.sleep(1.1)  # creation times have a resolution of one second
+    core.delete_namespaced_persistent_volume_claim("refill-model-cache", namespace)
+    # The (simulated) serving pod still mounts it: drop the protection finalizer, as the
+    # kube-controller-manager does once no pod uses the claim.
+    core.patch_namespaced_persistent_volume_claim(
+        "refill-model-cache", namespace, {"metadata": {"finalizers": None}})
+
+    def new_complete_job() -> client.V1Job | None:
+        jobs = batch.list_namespaced_job(namespace, label_selector=selector).items
+        return next((j for j in jobs if j.metadata.uid != old_job.metadata.uid
+                     and (j.status.succeeded or 0) >= 1), None)
+
+    job = wait_for("a new download Job, complete", new_complete_job, 90)
+    claim = core.read_namespaced_persistent_volume_claim("refill-model-cache", namespace)
+    assert claim.metadata.creation_timestamp > old_job.metadata.creation_timestamp
+    assert job.metadata.creation_timestamp >= claim.metadata.creation_timestamp
+    obj = wait_condition(dsd_api, namespace, "refill", "Ready", "True", 60)
+    assert condition(obj, "ModelCached")["status"] == "True"

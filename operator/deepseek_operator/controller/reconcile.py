@@ -170,7 +170,15 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
                       if not cluster.served(o["apiVersion"], o["kind"])})
     desired = [o for o in desired if cluster.served(o["apiVersion"], o["kind"])]
     observed = cluster.observe(namespace, children_selector(name))
-    desired = _hold_workload_until_cached(dsd, desired, observed, settings)
+    outdated = _download_for_an_older_claim(dsd, observed, settings)
+    if outdated is not None:
+        # Deleted by this plan (observed, ours, not desired), created again by the next
+        # reconcile, which the deletion's event triggers.
+        log.info("%s/%s: the model cache claim is newer than %s, downloading again",
+                 namespace, name, outdated)
+        desired = [o for o in desired if ObjectKey.of(o) != outdated]
+    desired = _hold_workload_until_cached(
+        dsd, desired, {k: o for k, o in observed.items() if k != outdated}, settings)
     keep = [k for k in observed if k.kind == "PersistentVolumeClaim"]  # never delete data
     plan = calculate_plan(desired, observed, keep=keep, field_manager=FIELD_MANAGER)
     try:
@@ -220,6 +228,31 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
     if missing:
         status = with_missing_apis(status, missing, previous=previous, now=now)
     return _finish(body, previous, status, writes)
+
+
+def _download_for_an_older_claim(dsd: DeepSeekDeployment,
+                                 observed: Mapping[ObjectKey, dict[str, Any]],
+                                 settings: RenderSettings) -> ObjectKey | None:
+    """The download Job when it was created before the model cache claim it should fill.
+
+    Then it filled an earlier claim of the same name, one deleted by hand since: the new
+    claim is empty, and the Job (Complete, say) must run again. The operator creates the
+    claim before the Job, so a Job that is older than its claim is always such a leftover.
+    Creation times have a resolution of one second; a claim recreated within the second
+    of the Job's creation goes unnoticed.
+    """
+    if not creates_model_cache(dsd) or not needs_download(dsd):
+        return None
+    claim_name, job_name = model_cache_claim(dsd), download_job(dsd, settings)
+    claim = next((o for k, o in observed.items()
+                  if k.kind == "PersistentVolumeClaim" and k.name == claim_name), None)
+    job_key, job = next(((k, o) for k, o in observed.items()
+                         if k.kind == "Job" and k.name == job_name), (None, None))
+    if claim is None or job is None or job_key is None:
+        return None
+    claim_created = claim["metadata"].get("creationTimestamp") or ""
+    job_created = job["metadata"].get("creationTimestamp") or ""
+    return job_key if job_created and claim_created > job_created else None
 
 
 def _hold_workload_until_cached(dsd: DeepSeekDeployment, desired: list[dict[str, Any]],

@@ -508,3 +508,21 @@ def test_a_cache_claim_deleted_by_hand_is_filled_again(
     assert job.metadata.creation_timestamp >= claim.metadata.creation_timestamp
     obj = wait_condition(dsd_api, namespace, "refill", "Ready", "True", 60)
     assert condition(obj, "ModelCached")["status"] == "True"
+
+
+def test_an_image_that_cannot_be_pulled_is_the_ready_reason_until_fixed(
+        dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    """The kubelet's waiting reason reaches Ready (test stage: kwok-e2e-stages.yaml), and a
+    corrected image clears it."""
+    create(dsd_api, namespace, small_model(
+        "badimage", engine={"image": "registry.invalid/e2e/unpullable:v0"}))
+    obj = wait_for("Ready=False with reason ImagePullBackOff", lambda: (
+        lambda o: o if condition(o, "Ready").get("reason") == "ImagePullBackOff" else None)(
+            get(dsd_api, namespace, "badimage")), 90)
+    message = condition(obj, "Ready")["message"]
+    assert "container engine: ImagePullBackOff" in message, message
+    assert "registry.invalid/e2e/unpullable:v0" in message, message
+    assert condition(obj, "Stalled")["status"] == "False"  # the kubelet keeps retrying
+    dsd_api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "badimage", {
+        "spec": {"engine": {"image": "vllm/vllm-openai:v0.0.0-e2e"}}})
+    wait_condition(dsd_api, namespace, "badimage", "Ready", "True", 90)

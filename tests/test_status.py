@@ -105,6 +105,43 @@ def test_conditions_from_observed_children(case: str, obs: Observed, phase: str,
     assert len({c.type for c in status.conditions}) == len(status.conditions)
 
 
+def _waiting(pod: dict[str, Any], reason: str, message: str = "",
+             init: bool = False) -> dict[str, Any]:
+    state = {"waiting": {"reason": reason, **({"message": message} if message else {})}}
+    key = "initContainerStatuses" if init else "containerStatuses"
+    return {**pod, "status": {**pod["status"], key: [{"name": "engine", "state": state}]}}
+
+
+def test_a_stuck_serving_container_is_the_ready_reason_with_its_message() -> None:
+    pod = _waiting(_pod("r1-a", "n"), "ImagePullBackOff",
+                   'Back-off pulling image "registry.invalid/vllm:v0"')
+    status = _compute(Observed(_claim(), _job(), _workload(1, 0), [pod], 1))
+    ready = next(c for c in status.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("False", "ImagePullBackOff")
+    assert ready.message == ('0/1 replicas ready; pod r1-a container engine: ImagePullBackOff: '
+                             'Back-off pulling image "registry.invalid/vllm:v0"')
+    assert _conds(status)["Progressing"] == ("True", "ImagePullBackOff")
+
+
+@pytest.mark.parametrize("reason", ["ContainerCreating", "PodInitializing"])
+def test_normal_waiting_is_not_reported(reason: str) -> None:
+    pod = _waiting(_pod("r1-a", "n"), reason)
+    status = _compute(Observed(_claim(), _job(), _workload(1, 0), [pod], 1))
+    assert _conds(status)["Ready"] == ("False", "ReplicasNotReady")
+
+
+def test_a_stuck_download_pod_is_the_model_cached_reason() -> None:
+    pod = _waiting(_pod("r1-download-x", "n"), "CreateContainerConfigError",
+                   'secret "hf-token" not found', init=True)
+    status = _compute(Observed(_claim(), _job(None), None, [], 1, job_pods=[pod]))
+    cached = next(c for c in status.conditions if c.type == "ModelCached")
+    assert (cached.status, cached.reason) == ("False", "CreateContainerConfigError")
+    assert cached.message == ('Job r1-download: pod r1-download-x container engine: '
+                              'CreateContainerConfigError: secret "hf-token" not found')
+    assert _conds(status)["Ready"] == ("False", "CreateContainerConfigError")
+    assert status.phase == "Downloading"
+
+
 def test_unschedulable_message_is_the_schedulers() -> None:
     message = "0/5 nodes are available: 4 Insufficient nvidia.com/gpu, 1 node(s) had taint."
     status = _compute(Observed(_claim(), _job(), _workload(1, 0),

@@ -56,7 +56,8 @@ def policy_config(dsd: DeepSeekDeployment) -> PolicyConfig:
         scale_up_tolerance=spec.scale_up_tolerance,
         scale_down_tolerance=spec.scale_down_tolerance,
         scale_up_stabilization_seconds=float(spec.scale_up_stabilization_seconds),
-        scale_down_stabilization_seconds=float(spec.scale_down_stabilization_seconds))
+        scale_down_stabilization_seconds=float(spec.scale_down_stabilization_seconds),
+        scale_to_zero_idle_seconds=float(spec.scale_to_zero_idle_seconds))
 
 
 def _rfc3339(epoch: float) -> str:

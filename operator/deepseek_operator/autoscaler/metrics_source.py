@@ -14,6 +14,7 @@ outcomes are told apart, because the autoscaler treats them differently:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import requests
 from prometheus_api_client import PrometheusConnect
@@ -31,7 +32,8 @@ def query_qps(url: str, query: str, timeout_seconds: int = DEFAULT_TIMEOUT_SECON
     """Evaluate ``query`` at ``url`` now; the sum of the returned samples in requests/s.
 
     Returns None when the result is empty. Raises MetricsUnavailable on connection errors,
-    timeouts (``timeout_seconds``), HTTP errors, query errors, or a non-finite value.
+    timeouts (``timeout_seconds``), HTTP errors, query errors, a non-finite value or a
+    negative sum.
     """
     # No retries here: the autoscaler loop runs again at the next interval, and a retry
     # storm against a struggling Prometheus helps nobody.
@@ -49,6 +51,15 @@ def query_qps(url: str, query: str, timeout_seconds: int = DEFAULT_TIMEOUT_SECON
         raise MetricsUnavailable(f"Prometheus rejected the query: {exc}") from exc
     if not result:
         return None
+    return _sum_samples(result)
+
+
+def _sum_samples(result: list[Any]) -> float:
+    """The sum of a query result's samples, requests/s.
+
+    Raises MetricsUnavailable for a non-finite sample or a negative sum: a rate of
+    requests cannot be below zero, so the query measures something else.
+    """
     # A scalar result is [timestamp, "value"]; a vector is a list of {"metric", "value"}.
     samples = [result] if not isinstance(result[0], dict) else [s["value"] for s in result]
     total = 0.0
@@ -57,4 +68,8 @@ def query_qps(url: str, query: str, timeout_seconds: int = DEFAULT_TIMEOUT_SECON
         if not math.isfinite(value):
             raise MetricsUnavailable(f"query returned a non-finite value ({value})")
         total += value
+    if total < 0:
+        raise MetricsUnavailable(
+            f"query returned {total} requests/s; a request rate cannot be negative: check "
+            "spec.autoscaling.prometheus.query")
     return total

@@ -214,8 +214,10 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
     desired_replicas = replicas if replicas is not None else int(
         ((workload or {}).get("spec") or {}).get("replicas") or 0)
     job = child("Job", download_job(dsd, settings)) if needs_download(dsd) else None
+    job_pods = _pods_of_running_job(cluster, namespace, job)
     snapshot = Observed(
-        claim=claim, job=job, workload=workload, pods=pods, claim_name=claim_name,
+        claim=claim, job=job, job_pods=job_pods, workload=workload, pods=pods,
+        claim_name=claim_name,
         desired_replicas=desired_replicas, needs_download=needs_download(dsd),
         storage_class_missing=_storage_class_missing(cluster, dsd), autoscaler=autoscaler)
     base = base.model_copy(update={"sizing": sizing_status(dsd)})
@@ -228,6 +230,19 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
     if missing:
         status = with_missing_apis(status, missing, previous=previous, now=now)
     return _finish(body, previous, status, writes)
+
+
+def _pods_of_running_job(cluster: Cluster, namespace: str,
+                         job: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The pods of a download Job that has not finished (to say why it does not start:
+    a missing credentials Secret, an image that cannot be pulled); [] otherwise, so a
+    finished Job costs no read."""
+    if job is None or job_succeeded(dict(job)) or any(
+            c.get("type") == "Failed" and c.get("status") == "True"
+            for c in (job.get("status") or {}).get("conditions") or []):
+        return []
+    selector = f"batch.kubernetes.io/job-name={job['metadata']['name']}"
+    return cluster.list_objects("v1", "Pod", namespace, selector)
 
 
 def _download_for_an_older_claim(dsd: DeepSeekDeployment,

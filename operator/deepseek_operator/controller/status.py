@@ -51,6 +51,17 @@ REASON_SCALEDOBJECT_OK = "ScaledObjectPresent"
 REASON_SCALEDOBJECT_MISSING = "ScaledObjectMissing"
 REASON_AUTOSCALER_PENDING = "AwaitingFirstDecision"
 
+# Container waiting reasons of the kubelet that mean a pod will not start by itself soon
+# (kubernetes pkg/kubelet/images/types.go and pkg/kubelet/container/sync_result.go):
+# the image cannot be pulled, a referenced Secret or ConfigMap is missing, the container
+# cannot be created, or it keeps crashing. "ContainerCreating" and "PodInitializing" are
+# normal progress and are not reported.
+STUCK_WAITING_REASONS = frozenset({
+    "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
+    "CreateContainerConfigError", "CreateContainerError", "RunContainerError",
+    "CrashLoopBackOff",
+})
+
 
 def now_rfc3339() -> str:
     """Current UTC time as RFC 3339 with second precision (``2026-01-31T12:00:00Z``)."""
@@ -64,7 +75,8 @@ class Observed:
     ``claim``: the model-cache PVC (or the existing claim); ``storage_class_missing``: the
     name of a StorageClass the spec names that does not exist; ``job``: the download Job
     (None when no download is needed, e.g. a pvc:// model); ``needs_download``: whether a
-    Job is expected; ``workload``: the Deployment or LeaderWorkerSet; ``pods``: its pods;
+    Job is expected; ``job_pods``: the pods of an unfinished download Job;
+    ``workload``: the Deployment or LeaderWorkerSet; ``pods``: its pods;
     ``desired_replicas``: replicas the workload should have; ``autoscaler``: the
     HorizontalPodAutoscaler or ScaledObject, when that mode is on.
     """
@@ -78,6 +90,25 @@ class Observed:
     storage_class_missing: str | None = None
     autoscaler: dict[str, Any] | None = None
     claim_name: str = ""
+    job_pods: list[dict[str, Any]] = field(default_factory=list)
+
+
+def stuck_container(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """``(reason, message)`` of the first container of a live pod that waits for a reason
+    in STUCK_WAITING_REASONS (init containers first), e.g. ``("ImagePullBackOff", 'pod
+    r1-abc container engine: ImagePullBackOff: Back-off pulling image "x"')``; None when
+    no container is stuck."""
+    for pod in _live(pods):
+        status = pod.get("status") or {}
+        for container in [*(status.get("initContainerStatuses") or []),
+                          *(status.get("containerStatuses") or [])]:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason")
+            if reason in STUCK_WAITING_REASONS:
+                detail = f": {waiting['message']}" if waiting.get("message") else ""
+                return str(reason), (f"pod {pod['metadata']['name']} container "
+                                     f"{container.get('name', '')}: {reason}{detail}")
+    return None
 
 
 @dataclass(frozen=True)
@@ -145,6 +176,9 @@ def _cached(obs: Observed, storage_ok: bool) -> _Cond:
     if not storage_ok:
         return _Cond(ConditionType.MODEL_CACHED, False, REASON_WAITING_FOR_STORAGE,
                      f"Job {name} waits for the model cache claim to bind")
+    stuck = stuck_container(obs.job_pods)
+    if stuck is not None:
+        return _Cond(ConditionType.MODEL_CACHED, False, stuck[0], f"Job {name}: {stuck[1]}")
     return _Cond(ConditionType.MODEL_CACHED, False, REASON_DOWNLOADING,
                  f"Job {name} is downloading the weights")
 
@@ -281,6 +315,10 @@ def compute_status(*, generation: int, mode: str, observed: Observed,
     else:
         is_ready, reason, message = False, REASON_REPLICAS_NOT_READY, (
             f"{ready}/{want} replicas ready")
+    stuck = stuck_container(observed.pods) if not is_ready and reason in (
+        REASON_ROLLING_OUT, REASON_REPLICAS_NOT_READY) else None
+    if stuck is not None:  # say why the replicas do not come up, not only that they don't
+        reason, message = stuck[0], f"{message}; {stuck[1]}"
 
     stalled = download_failed
     conds = [

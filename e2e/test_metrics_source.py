@@ -1,0 +1,40 @@
+"""The autoscaler's metrics source against a real Prometheus (the rig's, from the Debian
+package): what a query returns, and how each kind of bad answer is reported."""
+
+from __future__ import annotations
+
+import pytest
+
+from deepseek_operator.autoscaler.metrics_source import MetricsUnavailable, query_qps
+
+# pytest finds fixtures by name in the module; "as" re-exports them explicitly.
+from e2e.rig.fixtures import rig_prometheus as rig_prometheus
+from e2e.rig.prometheus import PrometheusServer
+
+
+def test_a_scalar_and_a_summed_vector_are_requests_per_second(
+        rig_prometheus: PrometheusServer) -> None:
+    assert query_qps(rig_prometheus.url, "vector(2.5)") == 2.5
+    assert query_qps(rig_prometheus.url, 'label_replace(vector(1), "a", "x", "", "") or '
+                     'label_replace(vector(2), "a", "y", "", "")') == 3.0
+
+
+def test_no_series_is_none_not_zero(rig_prometheus: PrometheusServer) -> None:
+    assert query_qps(rig_prometheus.url, "e2e_metric_that_does_not_exist") is None
+
+
+@pytest.mark.parametrize(("query", "message"), [
+    ("vector(-5)", r"-5\.0 requests/s; a request rate cannot be negative: check "
+                   r"spec\.autoscaling\.prometheus\.query"),
+    ("vector(0) / 0", r"non-finite value \(nan\)"),
+    ("sum(rate(x[1m]", "Prometheus rejected the query"),
+])
+def test_bad_answers_are_metrics_unavailable_with_the_reason(
+        rig_prometheus: PrometheusServer, query: str, message: str) -> None:
+    with pytest.raises(MetricsUnavailable, match=message):
+        query_qps(rig_prometheus.url, query)
+
+
+def test_an_unreachable_prometheus_is_named() -> None:
+    with pytest.raises(MetricsUnavailable, match=r"127\.0\.0\.1:9 is unreachable"):
+        query_qps("http://127.0.0.1:9", "vector(1)", timeout_seconds=2)

@@ -513,16 +513,34 @@ def test_a_cache_claim_deleted_by_hand_is_filled_again(
 def test_an_image_that_cannot_be_pulled_is_the_ready_reason_until_fixed(
         dsd_api: client.CustomObjectsApi, namespace: str) -> None:
     """The kubelet's waiting reason reaches Ready (test stage: kwok-e2e-stages.yaml), and a
-    corrected image clears it."""
+    corrected image clears it. The hf:// download runs in the engine image, so its Job is
+    the first to be stuck, and ModelCached says so too."""
     create(dsd_api, namespace, small_model(
         "badimage", engine={"image": "registry.invalid/e2e/unpullable:v0"}))
     obj = wait_for("Ready=False with reason ImagePullBackOff", lambda: (
         lambda o: o if condition(o, "Ready").get("reason") == "ImagePullBackOff" else None)(
             get(dsd_api, namespace, "badimage")), 90)
     message = condition(obj, "Ready")["message"]
-    assert "container engine: ImagePullBackOff" in message, message
+    assert "container download: ImagePullBackOff" in message, message
     assert "registry.invalid/e2e/unpullable:v0" in message, message
+    assert condition(obj, "ModelCached")["reason"] == "ImagePullBackOff"
     assert condition(obj, "Stalled")["status"] == "False"  # the kubelet keeps retrying
     dsd_api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "badimage", {
         "spec": {"engine": {"image": "vllm/vllm-openai:v0.0.0-e2e"}}})
     wait_condition(dsd_api, namespace, "badimage", "Ready", "True", 90)
+
+
+def test_a_serving_pod_that_cannot_pull_its_image_is_the_ready_reason(
+        dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    """With s3:// weights the download runs in its own image and completes; the serving
+    pod's container is the stuck one."""
+    body = small_model("badserve", engine={"image": "registry.invalid/e2e/unpullable:v0"})
+    body["spec"]["model"]["uri"] = "s3://e2e-weights/qwen"
+    create(dsd_api, namespace, body)
+    obj = wait_for("Ready=False with reason ImagePullBackOff", lambda: (
+        lambda o: o if condition(o, "Ready").get("reason") == "ImagePullBackOff" else None)(
+            get(dsd_api, namespace, "badserve")), 90)
+    assert condition(obj, "ModelCached")["status"] == "True"
+    message = condition(obj, "Ready")["message"]
+    assert message.startswith("0/1 replicas ready; pod badserve-"), message
+    assert "container engine: ImagePullBackOff" in message, message

@@ -544,3 +544,18 @@ def test_a_serving_pod_that_cannot_pull_its_image_is_the_ready_reason(
     message = condition(obj, "Ready")["message"]
     assert message.startswith("0/1 replicas ready; pod badserve-"), message
     assert "container engine: ImagePullBackOff" in message, message
+
+
+def test_a_smaller_cache_size_keeps_the_claim_as_it_is(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    """Kubernetes refuses to shrink a claim; the operator keeps the live request instead of
+    failing to apply (a change to a smaller model does the same)."""
+    create(dsd_api, namespace, small_model("shrink", storage={"size": "20Gi"}))
+    wait_condition(dsd_api, namespace, "shrink", "Ready", "True", 90)
+    dsd_api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "shrink", {
+        "spec": {"storage": {"size": "10Gi"}}})
+    obj = wait_condition(dsd_api, namespace, "shrink", "Ready", "True", 60)
+    assert condition(obj, "Stalled")["status"] == "False"
+    claim = client.CoreV1Api(kube).read_namespaced_persistent_volume_claim(
+        "shrink-model-cache", namespace)
+    assert claim.spec.resources.requests["storage"] == "20Gi"

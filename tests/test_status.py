@@ -105,6 +105,20 @@ def test_conditions_from_observed_children(case: str, obs: Observed, phase: str,
     assert len({c.type for c in status.conditions}) == len(status.conditions)
 
 
+def test_a_claim_bound_below_its_request_is_not_storage_ready() -> None:
+    claim = {"metadata": {"name": "r1-model-cache"},
+             "spec": {"resources": {"requests": {"storage": "165Gi"}}},
+             "status": {"phase": "Bound", "capacity": {"storage": "77Gi"}}}
+    status = _compute(Observed(claim, _job(None), None, [], 1))
+    storage = next(c for c in status.conditions if c.type == "StorageReady")
+    assert (storage.status, storage.reason) == ("False", "ClaimResizing")
+    assert "Bound with 77Gi but 165Gi is requested" in storage.message
+    assert status.phase == "Pending"
+    claim["status"]["capacity"] = {"storage": "165Gi"}
+    assert _conds(_compute(Observed(claim, _job(), None, [], 1)))["StorageReady"] == (
+        "True", "ClaimBound")
+
+
 def _waiting(pod: dict[str, Any], reason: str, message: str = "",
              init: bool = False) -> dict[str, Any]:
     state = {"waiting": {"reason": reason, **({"message": message} if message else {})}}

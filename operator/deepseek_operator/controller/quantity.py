@@ -10,6 +10,14 @@ from __future__ import annotations
 from kubernetes.utils import parse_quantity
 
 
+def quantity_less(a: str, b: str) -> bool:
+    """True when quantity ``a`` is smaller than ``b``; False if either is not a quantity."""
+    try:
+        return bool(parse_quantity(a) < parse_quantity(b))  # type: ignore[no-untyped-call]
+    except ValueError:
+        return False
+
+
 def same_quantity(a: str, b: str) -> bool:
     """True when both strings are quantities with the same value; False if either is not."""
     try:

@@ -7,6 +7,7 @@ empty and the computed status equals the stored one.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from deepseek_operator.api.spec import SINGLE_WRITER_ACCESS_MODES
 from deepseek_operator.api.status import DeepSeekDeploymentStatus
 from deepseek_operator.controller.cluster import FIELD_MANAGER, ApplyError, Cluster
 from deepseek_operator.controller.plan import ObjectKey, calculate_plan
+from deepseek_operator.controller.quantity import quantity_less
 from deepseek_operator.controller.sizing_status import sizing_status
 from deepseek_operator.controller.status import (
     REASON_APPLY_FAILED,
@@ -179,6 +181,7 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
         desired = [o for o in desired if ObjectKey.of(o) != outdated]
     desired = _hold_workload_until_cached(
         dsd, desired, {k: o for k, o in observed.items() if k != outdated}, settings)
+    desired = [_never_shrink_claim(o, observed) for o in desired]
     keep = [k for k in observed if k.kind == "PersistentVolumeClaim"]  # never delete data
     plan = calculate_plan(desired, observed, keep=keep, field_manager=FIELD_MANAGER)
     try:
@@ -230,6 +233,25 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
     if missing:
         status = with_missing_apis(status, missing, previous=previous, now=now)
     return _finish(body, previous, status, writes)
+
+
+def _never_shrink_claim(desired: dict[str, Any],
+                        observed: Mapping[ObjectKey, dict[str, Any]]) -> dict[str, Any]:
+    """``desired`` itself, except for a claim that already requests more storage: then a
+    copy that keeps the live request. Kubernetes refuses to shrink a claim (the request may
+    not go below the capacity), and the larger cache still holds the smaller weights, so a
+    change to a smaller model keeps its cache instead of failing to apply."""
+    if desired["kind"] != "PersistentVolumeClaim":
+        return desired
+    live = observed.get(ObjectKey.of(desired))
+    live_request = ((((live or {}).get("spec") or {}).get("resources") or {})
+                    .get("requests") or {}).get("storage")
+    wanted = desired["spec"]["resources"]["requests"]["storage"]
+    if not live_request or not quantity_less(wanted, live_request):
+        return desired
+    kept = copy.deepcopy(desired)
+    kept["spec"]["resources"]["requests"]["storage"] = live_request
+    return kept
 
 
 def _pods_of_running_job(cluster: Cluster, namespace: str,

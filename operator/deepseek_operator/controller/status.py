@@ -24,10 +24,12 @@ from deepseek_operator.api.status import (
     DeepSeekDeploymentStatus,
     Phase,
 )
+from deepseek_operator.controller.quantity import quantity_less
 
 # Reasons (CamelCase, machine-readable), one constant each, as kubebuilder projects keep them.
 REASON_BOUND = "ClaimBound"
 REASON_CLAIM_PENDING = "ClaimPending"
+REASON_CLAIM_RESIZING = "ClaimResizing"
 REASON_CLAIM_NOT_FOUND = "ClaimNotFound"
 REASON_STORAGE_CLASS_NOT_FOUND = "StorageClassNotFound"
 REASON_DOWNLOADED = "Downloaded"
@@ -149,6 +151,14 @@ def _storage(obs: Observed) -> _Cond:
     name = obs.claim["metadata"]["name"]
     phase = (obs.claim.get("status") or {}).get("phase", "Pending")
     if phase == "Bound":
+        requested = (((obs.claim.get("spec") or {}).get("resources") or {})
+                     .get("requests") or {}).get("storage")
+        capacity = ((obs.claim.get("status") or {}).get("capacity") or {}).get("storage")
+        if requested and capacity and quantity_less(capacity, requested):
+            return _Cond(ConditionType.STORAGE_READY, False, REASON_CLAIM_RESIZING,
+                         f"PersistentVolumeClaim {name} is Bound with {capacity} but "
+                         f"{requested} is requested: waiting for the volume to be expanded "
+                         "(its StorageClass needs allowVolumeExpansion)")
         return _Cond(ConditionType.STORAGE_READY, True, REASON_BOUND,
                      f"PersistentVolumeClaim {name} is Bound")
     return _Cond(ConditionType.STORAGE_READY, False, REASON_CLAIM_PENDING,

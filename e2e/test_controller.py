@@ -360,6 +360,10 @@ def test_hand_set_replicas_stay_when_another_autoscaler_owns_them(
         "hpa-owned", namespace, {"metadata": {"annotations": {"example.com/touched": "1"}}})
     time.sleep(5)
     assert deployment(kube, namespace, "hpa-owned").spec.replicas == 3
+    status = get(dsd_api, namespace, "hpa-owned")["status"]
+    assert status["desiredReplicas"] == 3  # the Desired column shows the HPA's count
+    scaler = condition(get(dsd_api, namespace, "hpa-owned"), "AutoscalerReady")
+    assert "spec.replicas (1) is not used in this mode" in scaler["message"], scaler
     # The per-direction tolerances reach the HPA in the apiserver's canonical quantity
     # form, so the re-apply above found nothing to change.
     behavior = client.AutoscalingV2Api(kube).read_namespaced_horizontal_pod_autoscaler(

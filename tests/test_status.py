@@ -194,6 +194,24 @@ def test_autoscaler_condition_by_mode() -> None:
         "False", "FailedGetPodsMetric")
 
 
+@pytest.mark.parametrize(("mode", "owner"), [("hpa", "the HorizontalPodAutoscaler"),
+                                             ("keda", "KEDA")])
+def test_another_autoscalers_count_is_desired_and_spec_replicas_is_said_unused(
+        mode: str, owner: str) -> None:
+    obs = Observed(_claim(), _job(), _workload(3, 3), READY_PODS, 3, autoscaler={},
+                   spec_replicas=1)
+    status = _compute(obs, mode=mode)
+    assert status.desired_replicas == 3
+    scaler = next(c for c in status.conditions if c.type == "AutoscalerReady")
+    assert scaler.status == "True"
+    assert scaler.message == (f"replicas are owned by {owner}; spec.replicas (1) is not used "
+                              "in this mode (the workload asks for 3)")
+    same = Observed(_claim(), _job(), _workload(3, 3), READY_PODS, 3, autoscaler={},
+                    spec_replicas=3)
+    assert next(c for c in _compute(same, mode=mode).conditions
+                if c.type == "AutoscalerReady").message == f"replicas are owned by {owner}"
+
+
 def test_operator_mode_keeps_the_loops_condition() -> None:
     obs = Observed(_claim(), _job(), _workload(1, 1), [_pod("a", "n")], 1)
     first = _compute(obs, mode="operator")

@@ -140,7 +140,8 @@ def _printer_columns() -> list[dict[str, Any]]:
     return [
         column("Model", "string", ".spec.model.name", "Served model"),
         column("GPUs/replica", "integer", ".status.sizing.gpusPerReplica", "GPUs of one replica"),
-        column("Desired", "integer", ".spec.replicas", "Desired replicas"),
+        column("Desired", "integer", ".status.desiredReplicas",
+               "Replicas asked for now, whoever owns the count"),
         column("Ready", "integer", ".status.readyReplicas", "Ready replicas"),
         column("QPS", "number", ".status.autoscaling.observedQPS", "Observed requests/s"),
         column("Status", "string", ".status.phase", "Phase"),

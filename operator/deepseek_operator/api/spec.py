@@ -690,8 +690,9 @@ class DeepSeekDeploymentSpec(SpecModel):
         ge=0,
         le=1024,
         description=(
-            "Desired replicas (the scale subresource). Set by the autoscaler unless "
-            "autoscaling.mode is none."
+            "Desired replicas (the scale subresource). Mode none: the count. Mode "
+            "operator: set by the operator's autoscaler. Modes hpa and keda: not used; "
+            "status.desiredReplicas shows the count they chose."
         ),
     )
     autoscaling: AutoscalingSpec = Field(

@@ -178,6 +178,15 @@ class DeepSeekDeploymentStatus(StatusModel):
     ready_replicas: int | None = Field(
         None, alias="readyReplicas", ge=0, description="Replicas ready to serve."
     )
+    desired_replicas: int | None = Field(
+        None,
+        alias="desiredReplicas",
+        ge=0,
+        description=(
+            "Replicas the workload is asked for now, by whoever owns the count: spec.replicas "
+            "(modes none and operator), the HorizontalPodAutoscaler or KEDA."
+        ),
+    )
     selector: str | None = Field(
         None,
         max_length=4096,

@@ -220,7 +220,7 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
     job_pods = _pods_of_running_job(cluster, namespace, job)
     snapshot = Observed(
         claim=claim, job=job, job_pods=job_pods, workload=workload, pods=pods,
-        claim_name=claim_name,
+        claim_name=claim_name, spec_replicas=dsd.spec.replicas,
         desired_replicas=desired_replicas, needs_download=needs_download(dsd),
         storage_class_missing=_storage_class_missing(cluster, dsd), autoscaler=autoscaler)
     base = base.model_copy(update={"sizing": sizing_status(dsd)})

@@ -80,7 +80,8 @@ class Observed:
     Job is expected; ``job_pods``: the pods of an unfinished download Job;
     ``workload``: the Deployment or LeaderWorkerSet; ``pods``: its pods;
     ``desired_replicas``: replicas the workload should have; ``autoscaler``: the
-    HorizontalPodAutoscaler or ScaledObject, when that mode is on.
+    HorizontalPodAutoscaler or ScaledObject, when that mode is on; ``spec_replicas``: the
+    custom resource's spec.replicas, which modes hpa and keda do not use.
     """
 
     claim: dict[str, Any] | None
@@ -93,6 +94,7 @@ class Observed:
     autoscaler: dict[str, Any] | None = None
     claim_name: str = ""
     job_pods: list[dict[str, Any]] = field(default_factory=list)
+    spec_replicas: int | None = None
 
 
 def stuck_container(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
@@ -263,14 +265,24 @@ def autoscaler_condition(mode: str, obs: Observed,
                     "AbleToScale", "ScalingActive"):
                 return _Cond(ConditionType.AUTOSCALER_READY, False,
                              str(cond.get("reason") or "HorizontalPodAutoscalerInactive"),
-                             f"HorizontalPodAutoscaler: {cond.get('message', '')}")
+                             f"HorizontalPodAutoscaler: {cond.get('message', '')}"
+                             + _unused(obs))
         return _Cond(ConditionType.AUTOSCALER_READY, True, REASON_HPA_OK,
-                     "replicas are owned by the HorizontalPodAutoscaler")
+                     "replicas are owned by the HorizontalPodAutoscaler" + _unused(obs))
     if obs.autoscaler is None:
         return _Cond(ConditionType.AUTOSCALER_READY, False, REASON_SCALEDOBJECT_MISSING,
                      "the KEDA ScaledObject does not exist (is KEDA installed?)")
     return _Cond(ConditionType.AUTOSCALER_READY, True, REASON_SCALEDOBJECT_OK,
-                 "replicas are owned by KEDA")
+                 "replicas are owned by KEDA" + _unused(obs))
+
+
+def _unused(obs: Observed) -> str:
+    """A note when spec.replicas (e.g. from ``kubectl scale dsd``) differs from the count
+    another autoscaler chose: it is not used, and says so instead of looking applied."""
+    if obs.spec_replicas is None or obs.spec_replicas == obs.desired_replicas:
+        return ""
+    return (f"; spec.replicas ({obs.spec_replicas}) is not used in this mode (the workload "
+            f"asks for {obs.desired_replicas})")
 
 
 def _merge(new: list[_Cond], previous: list[Condition], generation: int,
@@ -347,6 +359,7 @@ def compute_status(*, generation: int, mode: str, observed: Observed,
         "conditions": _merge(conds, prev_conds, generation, now),
         "replicas": replicas,
         "ready_replicas": ready,
+        "desired_replicas": want,
         "selector": selector,
         "endpoint": endpoint,
     })

@@ -421,3 +421,11 @@ def test_models_are_constructible_in_python() -> None:
     spec = DeepSeekDeploymentSpec(model=ModelSpec(name="deepseek-r1", max_model_len=8192))
     assert spec.model_dump()["model"]["maxModelLen"] == 8192
     assert spec.gpu.per_node == 8
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("scaleUpTolerance", 1), ("scaleUpTolerance", -0.1), ("scaleDownTolerance", 2.5),
+])
+def test_tolerances_outside_0_to_1_are_refused(field: str, value: float) -> None:
+    issues = issues_of(cr({**MINIMAL, "autoscaling": {field: value}}))
+    assert f"spec.autoscaling.{field}" in issues

@@ -872,6 +872,24 @@ def test_average_value(qps: float, quantity: str) -> None:
     assert average_value(qps) == quantity
 
 
+def test_hpa_without_tolerance_support_leaves_the_field_out() -> None:
+    dsd = cr(small(autoscaling={"mode": "hpa"}))
+    hpa = one(render(dsd, RenderSettings(hpa_tolerance=False)), "HorizontalPodAutoscaler")
+    assert hpa["spec"]["behavior"] == {"scaleUp": {"stabilizationWindowSeconds": 60},
+                                       "scaleDown": {"stabilizationWindowSeconds": 300}}
+
+
+@pytest.mark.parametrize("field", ["scaleUpTolerance", "scaleDownTolerance"])
+def test_a_tolerance_finer_than_the_hpa_resolution_names_the_field(field: str) -> None:
+    dsd = cr(small(autoscaling={"mode": "hpa", field: 0.0625}))
+    with pytest.raises(InvalidSpecError) as error:
+        render(dsd, SETTINGS)
+    assert error.value.paths == (f"spec.autoscaling.{field}",)
+    assert "0.0625 is finer than the HorizontalPodAutoscaler's resolution" in str(error.value)
+    # The operator's own autoscaler has no such limit.
+    assert render(cr(small(autoscaling={"mode": "operator", field: 0.0625})), SETTINGS)
+
+
 @pytest.mark.parametrize(("value", "quantity"),
                          [(0.0, "0"), (0.06, "60m"), (0.1, "100m"), (0.5, "500m"), (0.0004, "0")])
 def test_milli_quantity_is_the_canonical_form(value: float, quantity: str) -> None:

@@ -474,22 +474,24 @@ class AutoscalingSpec(SpecModel):
         0.06,
         alias="scaleUpTolerance",
         ge=0,
-        le=0.5,
+        lt=1,
         description=(
             "Shortfall the autoscaler tolerates before scaling up, as a fraction of the "
-            "current replicas' capacity (the HPA's behavior.scaleUp.tolerance; HPA "
-            "default 0.1). Rendered into the HPA in mode hpa, to 0.001."
+            "current replicas' capacity, below 1 (the HPA's behavior.scaleUp.tolerance; "
+            "HPA default 0.1). Rendered into the HPA in mode hpa (Kubernetes >= 1.35), "
+            "which needs a multiple of 0.001."
         ),
     )
     scale_down_tolerance: float = Field(
         0.1,
         alias="scaleDownTolerance",
         ge=0,
-        le=0.5,
+        lt=1,
         description=(
             "Spare capacity the autoscaler tolerates before scaling down, as a fraction of "
-            "the current replicas' capacity (the HPA's behavior.scaleDown.tolerance). "
-            "Rendered into the HPA in mode hpa, to 0.001."
+            "the current replicas' capacity, below 1 (the HPA's "
+            "behavior.scaleDown.tolerance). Rendered into the HPA in mode hpa (Kubernetes "
+            ">= 1.35), which needs a multiple of 0.001."
         ),
     )
     scale_to_zero_idle_seconds: int = Field(

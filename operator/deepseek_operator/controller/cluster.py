@@ -41,6 +41,16 @@ MANAGED_KINDS: tuple[tuple[str, str], ...] = (
 _ORDER = {kind: i for i, (_, kind) in enumerate(MANAGED_KINDS)}
 
 
+def supports_hpa_tolerance(major: str, minor: str) -> bool:
+    """Whether an apiserver of this version serves the HPA's ``behavior.*.tolerance`` by
+    default (1.35 and later). Versions as /version reports them; distributions add
+    suffixes such as ``"35+"``, which are ignored; an unreadable version counts as new."""
+    try:
+        return (int(major.rstrip("+")), int(minor.rstrip("+"))) >= (1, 35)
+    except ValueError:
+        return True
+
+
 class ApplyError(Exception):
     """An API call for one child failed; the message names the object and the API's reason."""
 
@@ -66,6 +76,16 @@ class Cluster:
 
     def __post_init__(self) -> None:
         self.resources = Resources(self.api)
+        self._hpa_tolerance: bool | None = None
+
+    def hpa_tolerance_supported(self) -> bool:
+        """True when the apiserver is Kubernetes >= 1.35 (see
+        ``RenderSettings.hpa_tolerance``); asked once per operator process. An apiserver
+        whose version cannot be read counts as new enough."""
+        if self._hpa_tolerance is None:
+            info = client.VersionApi(self.api).get_code()
+            self._hpa_tolerance = supports_hpa_tolerance(info.major, info.minor)
+        return self._hpa_tolerance
 
     def served(self, api_version: str, kind: str) -> bool:
         """True when the API server serves this kind (e.g. its CRD is installed)."""

@@ -159,7 +159,8 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
     base = previous or DeepSeekDeploymentStatus()
 
     settings = dataclasses.replace(
-        settings, pod_monitor=cluster.served("monitoring.coreos.com/v1", "PodMonitor"))
+        settings, pod_monitor=cluster.served("monitoring.coreos.com/v1", "PodMonitor"),
+        hpa_tolerance=cluster.hpa_tolerance_supported())
     try:
         dsd = parse_deployment(body)
         desired = render(dsd, settings)

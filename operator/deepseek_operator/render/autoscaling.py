@@ -130,9 +130,23 @@ def scale_target(dsd: DeepSeekDeployment, sizing: SizingResult) -> dict[str, str
     return {"apiVersion": WORKLOAD_API_VERSIONS[kind], "kind": kind, "name": workload(dsd)}
 
 
-def hpa_manifest(dsd: DeepSeekDeployment, sizing: SizingResult) -> dict[str, Any]:
-    """The HorizontalPodAutoscaler of mode hpa (without labels and owner reference)."""
+def hpa_manifest(dsd: DeepSeekDeployment, sizing: SizingResult,
+                 tolerance: bool = True) -> dict[str, Any]:
+    """The HorizontalPodAutoscaler of mode hpa (without labels and owner reference); with
+    ``tolerance``, spec.autoscaling's tolerances go into ``behavior``.
+
+    Raises InvalidSpecError naming the tolerance field whose value the HPA's quantity
+    cannot hold (finer than 0.001), or targetQPSPerReplica as `average_value` does.
+    """
     spec = dsd.spec.autoscaling
+    tolerances: dict[str, str | None] = {"scale_up_tolerance": None, "scale_down_tolerance": None}
+    if tolerance:
+        tolerances = {
+            "scale_up_tolerance": _tolerance_quantity(spec.scale_up_tolerance,
+                                                      "scaleUpTolerance"),
+            "scale_down_tolerance": _tolerance_quantity(spec.scale_down_tolerance,
+                                                        "scaleDownTolerance"),
+        }
     return render_manifest(
         "hpa.yaml.j2",
         name=autoscaler(dsd),
@@ -143,9 +157,19 @@ def hpa_manifest(dsd: DeepSeekDeployment, sizing: SizingResult) -> dict[str, Any
         average_value=average_value(spec.target_qps_per_replica),
         scale_up_seconds=spec.scale_up_stabilization_seconds,
         scale_down_seconds=spec.scale_down_stabilization_seconds,
-        scale_up_tolerance=milli_quantity(spec.scale_up_tolerance),
-        scale_down_tolerance=milli_quantity(spec.scale_down_tolerance),
+        **tolerances,
     )
+
+
+def _tolerance_quantity(value: float, field: str) -> str:
+    """``value`` as the HPA's tolerance quantity; refused when rounding to thousandths
+    would change it, so the HPA and the operator's policy never use different bands."""
+    if abs(round(value * 1000) - value * 1000) > 1e-6:
+        raise InvalidSpecError([FieldIssue(
+            f"spec.autoscaling.{field}",
+            f"{value!r} is finer than the HorizontalPodAutoscaler's resolution of 0.001: "
+            "use a multiple of 0.001")])
+    return milli_quantity(value)
 
 
 def scaled_object_manifest(dsd: DeepSeekDeployment, sizing: SizingResult) -> dict[str, Any]:

@@ -52,7 +52,8 @@ def render(dsd: DeepSeekDeployment, settings: RenderSettings) -> list[dict[str, 
     objects.append(adopt(service_manifest(dsd), dsd, "service"))
     mode = dsd.spec.autoscaling.mode
     if mode == "hpa":
-        objects.append(adopt(hpa_manifest(dsd, sizing), dsd, "autoscaler"))
+        objects.append(adopt(hpa_manifest(dsd, sizing, settings.hpa_tolerance), dsd,
+                             "autoscaler"))
     elif mode == "keda":
         objects.append(adopt(scaled_object_manifest(dsd, sizing), dsd, "autoscaler"))
     if settings.pod_monitor:

@@ -36,6 +36,10 @@ class RenderSettings:
     - `cluster_domain`: DNS domain of Services, for `endpoint()` (kubelet --cluster-domain).
     - `pod_monitor`: render a PodMonitor (monitoring.coreos.com/v1); set it only where the
       Prometheus Operator's CRDs exist.
+    - `hpa_tolerance`: put spec.autoscaling's tolerances into the HPA's
+      `behavior.*.tolerance`; only on Kubernetes >= 1.35, where that field is on by default
+      (HPAConfigurableTolerance: alpha 1.33, beta 1.35, GA 1.37). Older apiservers reject
+      or drop it; their HPAs keep the 10 % default in both directions.
     - `engine_port`: container port of the engine's HTTP server (OpenAI API, /health,
       /metrics).
     - `run_as_user`: UID (and GID) the engine and download containers run as; non-root so
@@ -63,6 +67,7 @@ class RenderSettings:
     s3_download_image: str = DEFAULT_S3_DOWNLOAD_IMAGE
     cluster_domain: str = "cluster.local"
     pod_monitor: bool = False
+    hpa_tolerance: bool = True
     engine_port: int = 8000
     run_as_user: int = 1000
     startup_base_seconds: int = 600

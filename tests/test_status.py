@@ -119,6 +119,16 @@ def test_a_claim_bound_below_its_request_is_not_storage_ready() -> None:
         "True", "ClaimBound")
 
 
+def test_a_claim_being_deleted_is_not_storage_ready() -> None:
+    claim = {**_claim(), "metadata": {"name": "r1-model-cache",
+                                      "deletionTimestamp": "2026-01-01T00:00:00Z"}}
+    status = _compute(Observed(claim, _job(), _workload(1, 1), [_pod("a", "n")], 1))
+    storage = next(c for c in status.conditions if c.type == "StorageReady")
+    assert (storage.status, storage.reason) == ("False", "ClaimTerminating")
+    assert "is being deleted" in storage.message
+    assert _conds(status)["Ready"] == ("False", "ClaimTerminating")
+
+
 def _waiting(pod: dict[str, Any], reason: str, message: str = "",
              init: bool = False) -> dict[str, Any]:
     state = {"waiting": {"reason": reason, **({"message": message} if message else {})}}

@@ -29,6 +29,7 @@ from deepseek_operator.controller.status import (
     REASON_INVALID_SPEC,
     Observed,
     compute_status,
+    job_failed,
     job_succeeded,
     stalled_status,
     transitions,
@@ -260,9 +261,7 @@ def _pods_of_running_job(cluster: Cluster, namespace: str,
     """The pods of a download Job that has not finished (to say why it does not start:
     a missing credentials Secret, an image that cannot be pulled); [] otherwise, so a
     finished Job costs no read."""
-    if job is None or job_succeeded(dict(job)) or any(
-            c.get("type") == "Failed" and c.get("status") == "True"
-            for c in (job.get("status") or {}).get("conditions") or []):
+    if job is None or job_succeeded(dict(job)) or job_failed(dict(job)):
         return []
     selector = f"batch.kubernetes.io/job-name={job['metadata']['name']}"
     return cluster.list_objects("v1", "Pod", namespace, selector)

@@ -30,6 +30,7 @@ from deepseek_operator.controller.quantity import quantity_less
 REASON_BOUND = "ClaimBound"
 REASON_CLAIM_PENDING = "ClaimPending"
 REASON_CLAIM_RESIZING = "ClaimResizing"
+REASON_CLAIM_TERMINATING = "ClaimTerminating"
 REASON_CLAIM_NOT_FOUND = "ClaimNotFound"
 REASON_STORAGE_CLASS_NOT_FOUND = "StorageClassNotFound"
 REASON_DOWNLOADED = "Downloaded"
@@ -139,6 +140,11 @@ def job_succeeded(job: dict[str, Any]) -> bool:
     return bool(_job_condition(job, "Complete") or _job_condition(job, "SuccessCriteriaMet"))
 
 
+def job_failed(job: dict[str, Any]) -> bool:
+    """True when a Job dict has a Failed condition."""
+    return _job_condition(job, "Failed") is not None
+
+
 def _storage(obs: Observed) -> _Cond:
     if obs.storage_class_missing:
         return _Cond(ConditionType.STORAGE_READY, False, REASON_STORAGE_CLASS_NOT_FOUND,
@@ -151,6 +157,11 @@ def _storage(obs: Observed) -> _Cond:
                      if obs.claim_name else "the model cache PersistentVolumeClaim does not "
                      "exist yet")
     name = obs.claim["metadata"]["name"]
+    if obs.claim["metadata"].get("deletionTimestamp"):
+        return _Cond(ConditionType.STORAGE_READY, False, REASON_CLAIM_TERMINATING,
+                     f"PersistentVolumeClaim {name} is being deleted: the pods that mount "
+                     "it keep it until they stop; then the operator creates it again and "
+                     "downloads the weights again")
     phase = (obs.claim.get("status") or {}).get("phase", "Pending")
     if phase == "Bound":
         requested = (((obs.claim.get("spec") or {}).get("resources") or {})

@@ -123,6 +123,10 @@ def test_crd_prints_the_generated_crd(capsys: pytest.CaptureFixture[str], tmp_pa
     target = tmp_path / "crd.yaml"
     assert run(capsys, "crd", "--output", str(target))[:2] == (0, "")
     assert target.read_text(encoding="utf-8") == crd_yaml()
+    missing = tmp_path / "no-such-dir" / "crd.yaml"
+    code, out, err = run(capsys, "crd", "--output", str(missing))
+    assert (code, out) == (2, "")
+    assert err == f"error: {missing}: cannot write: No such file or directory\n"
 
 
 def test_console_entry_point_runs() -> None:

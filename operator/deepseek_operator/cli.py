@@ -189,12 +189,17 @@ def add_crd_command(commands: "Subcommands[argparse.ArgumentParser]") -> None:
 
 
 def run_crd(args: argparse.Namespace) -> int:
-    """Print the CRD, or write it to --output."""
+    """Print the CRD, or write it to --output; exit 2 naming the file if it cannot be
+    written."""
     text = crd_yaml()
     if args.output is None:
         sys.stdout.write(text)
-    else:
+        return 0
+    try:
         args.output.write_text(text, encoding="utf-8")
+    except OSError as error:
+        print(f"error: {args.output}: cannot write: {error.strerror or error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -138,3 +138,13 @@ def test_console_entry_point_runs() -> None:
     )
     assert done.returncode == 2
     assert "spec.model.name (--model): unknown model 'deepseek-r2'" in done.stderr
+
+
+def test_an_unknown_flag_is_reported_with_the_commands_usage(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["size", "--model", "deepseek-r1", "--max-concurrent-sequences", "8"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: deepseek-operator size ")
+    assert "error: unrecognized arguments: --max-concurrent-sequences 8" in err

@@ -148,3 +148,11 @@ def test_an_unknown_flag_is_reported_with_the_commands_usage(
     err = capsys.readouterr().err
     assert err.startswith("usage: deepseek-operator size ")
     assert "error: unrecognized arguments: --max-concurrent-sequences 8" in err
+
+
+def test_size_explains_memory_reserved_above_the_sum(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "size", "--model", "deepseek-r1", "--gpu", "H200-141GB")
+    table = rows(out)
+    assert code == 0
+    assert table["gpu memory reserved"].startswith("943.9 GiB (8 x 118.0 GiB); more than the sum")
+    assert table["weights + kv + overhead"] == "703.7 GiB"

@@ -158,16 +158,27 @@ def sizing_rows(result: SizingResult) -> list[list[str]]:
             "overhead",
             f"{result.overhead_gib:.1f} GiB ({result.overhead_per_gpu_gib:.1f} GiB per GPU)",
         ],
-        ["total", f"{result.total_gib:.1f} GiB"],
+        ["weights + kv + overhead", f"{result.total_gib:.1f} GiB"],
         [
             "per gpu",
             f"{result.memory_per_gpu_gib:.1f} GiB needed, {result.usable_gib_per_gpu:.1f} GiB "
             f"usable ({result.gpu_memory_gib:.1f} GiB x {result.gpu_memory_utilization:.2f})",
         ],
-        ["gpu memory required", f"{result.gpu_memory_required_gib:.1f} GiB"],
+        ["gpu memory reserved", _reserved(result)],
         ["min nvidia.com/gpu.memory", f"{result.min_gpu_memory_mib} MiB"],
     ]
     return rows
+
+
+def _reserved(result: SizingResult) -> str:
+    """GPU memory the replica holds: every GPU sized for the most loaded one. It exceeds
+    the sum of the parts when each tensor-parallel rank keeps KV cache the others keep
+    too (MLA's latent cache, or KV heads fewer than the ranks), so say why."""
+    text = (f"{result.gpu_memory_required_gib:.1f} GiB ({result.gpus_per_replica} x "
+            f"{result.memory_per_gpu_gib:.1f} GiB)")
+    if result.gpu_memory_required_gib > result.total_gib * 1.01:
+        text += "; more than the sum above: tensor-parallel ranks hold copies of the KV cache"
+    return text
 
 
 def _weights_note(result: SizingResult) -> str:

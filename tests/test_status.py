@@ -8,6 +8,7 @@ import pytest
 
 from deepseek_operator.api.status import DeepSeekDeploymentStatus
 from deepseek_operator.controller.status import (
+    WAITING_FOR_OBJECT,
     Observed,
     compute_status,
     stalled_status,
@@ -244,6 +245,13 @@ def test_stalled_status_keeps_detail_conditions() -> None:
     assert conds["Stalled"] == ("True", "InvalidSpec")
     assert conds["Ready"] == ("False", "InvalidSpec")
     assert conds["StorageReady"] == ("True", "ClaimBound")
+    progressing = {c.type: c for c in status.conditions}["Progressing"]
+    assert progressing.message == ("waiting for a spec change; what the last valid spec "
+                                   "created is left as it is")
+    refused = stalled_status(generation=2, reason="ApplyFailed", message="apply Service ...",
+                             previous=before, now=T1, base=before, waiting=WAITING_FOR_OBJECT)
+    assert {c.type: c for c in refused.conditions}["Progressing"].message.startswith(
+        "waiting for the object to be fixed or deleted")
 
 
 def test_missing_apis_stall_with_a_hint_for_each() -> None:

@@ -27,6 +27,7 @@ from deepseek_operator.controller.sizing_status import sizing_status
 from deepseek_operator.controller.status import (
     REASON_APPLY_FAILED,
     REASON_INVALID_SPEC,
+    WAITING_FOR_OBJECT,
     Observed,
     compute_status,
     job_failed,
@@ -196,7 +197,8 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
         message = (f"{exc}; if the object was edited by hand, delete it and the operator "
                    "creates it again")
         status = stalled_status(generation=generation, reason=REASON_APPLY_FAILED,
-                                message=message, previous=previous, now=now, base=base)
+                                message=message, previous=previous, now=now, base=base,
+                                waiting=WAITING_FOR_OBJECT)
         return _finish(body, previous, status, [], stalled=True, message=message)
     if writes:
         log.info("%s/%s: %s", namespace, name, "; ".join(writes))

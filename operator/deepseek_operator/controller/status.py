@@ -392,15 +392,23 @@ def _phase(ready: bool, stalled: bool, storage: _Cond, cached: _Cond, scheduled:
     return "Starting"
 
 
+WAITING_FOR_SPEC = ("waiting for a spec change; what the last valid spec created is left "
+                    "as it is")
+WAITING_FOR_OBJECT = ("waiting for the object to be fixed or deleted (the operator then "
+                      "creates it again) or for a spec change")
+
+
 def stalled_status(*, generation: int, reason: str, message: str,
                    previous: DeepSeekDeploymentStatus | None, now: str,
-                   base: DeepSeekDeploymentStatus) -> DeepSeekDeploymentStatus:
-    """Status for a spec that can never work: Stalled=True, Ready=False, phase Failed."""
+                   base: DeepSeekDeploymentStatus,
+                   waiting: str = WAITING_FOR_SPEC) -> DeepSeekDeploymentStatus:
+    """Status for a spec that cannot work as it is: Stalled=True, Ready=False, phase
+    Failed; Progressing=False says what it waits for (``waiting``)."""
     prev_conds = previous.conditions if previous else []
     kept = [c for c in prev_conds if c.type not in (
         ConditionType.READY, ConditionType.PROGRESSING, ConditionType.STALLED)]
     conds = [_Cond(ConditionType.READY, False, reason, message),
-             _Cond(ConditionType.PROGRESSING, False, reason, "waiting for a spec change"),
+             _Cond(ConditionType.PROGRESSING, False, reason, waiting),
              _Cond(ConditionType.STALLED, True, reason, message)]
     merged = _merge(conds, prev_conds, generation, now)
     return base.model_copy(update={

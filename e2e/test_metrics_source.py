@@ -28,6 +28,9 @@ def test_no_series_is_none_not_zero(rig_prometheus: PrometheusServer) -> None:
                    r"spec\.autoscaling\.prometheus\.query"),
     ("vector(0) / 0", r"non-finite value \(nan\)"),
     ("sum(rate(x[1m]", "Prometheus rejected the query"),
+    ("vector(1)[1m:10s]", r"range vector; spec\.autoscaling\.prometheus\.query must give an "
+                          r"instant vector or a scalar"),
+    ('"abc"', r"query returned 'abc', not a number: check spec\.autoscaling\.prometheus\.query"),
 ])
 def test_bad_answers_are_metrics_unavailable_with_the_reason(
         rig_prometheus: PrometheusServer, query: str, message: str) -> None:

@@ -27,6 +27,7 @@ from deepseek_operator.api import (
     GPUSpec,
     ModelSpec,
     ObjectMeta,
+    PrometheusSpec,
     StorageSpec,
     Subject,
 )
@@ -128,13 +129,16 @@ def test_model_rules(
     min_replicas=st.integers(0, 5),
     max_replicas=st.integers(1, 5),
     target=st.sampled_from([-1.0, 0.0, 0.25, 2.0]),
+    query=st.sampled_from(["", "sum(rate(gateway_requests_total[1m]))"]),
 )
-def test_autoscaling_rules(mode: str, min_replicas: int, max_replicas: int, target: float) -> None:
+def test_autoscaling_rules(mode: str, min_replicas: int, max_replicas: int, target: float,
+                           query: str) -> None:
     autoscaling = AutoscalingSpec.model_construct(
         mode=mode,
         min_replicas=min_replicas,
         max_replicas=max_replicas,
         target_qps_per_replica=target,
+        prometheus=PrometheusSpec(query=query),
     )
     assert_rules_agree(autoscaling)
 
@@ -232,6 +236,9 @@ EXAMPLES: dict[type[SpecModel], list[SpecModel]] = {
         ),
         AutoscalingSpec.model_construct(
             mode="operator", min_replicas=5, max_replicas=4, target_qps_per_replica=0.0
+        ),
+        AutoscalingSpec.model_construct(
+            mode="keda", min_replicas=0, max_replicas=4, target_qps_per_replica=2.0
         ),
     ],
     AccessSpec: [

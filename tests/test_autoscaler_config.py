@@ -21,6 +21,7 @@ def test_every_spec_field_reaches_the_policy() -> None:
                 "scaleUpTolerance": 0.02, "scaleDownTolerance": 0.2,
                 "scaleUpStabilizationSeconds": 45, "scaleDownStabilizationSeconds": 120,
                 "scaleToZeroIdleSeconds": 30,
+                "prometheus": {"query": "sum(rate(gateway_requests_total[1m]))"},
             },
         },
     })

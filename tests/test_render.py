@@ -95,7 +95,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "defaults": small(),
     "any-gpu": small(gpu={"type": ""}),
     "hpa": small(autoscaling={"mode": "hpa", "maxReplicas": 3}),
-    "keda": small(autoscaling={"mode": "keda", "minReplicas": 0}),
+    "keda": small(autoscaling={"mode": "keda", "minReplicas": 0, "prometheus": {
+        "query": 'sum(rate(gateway_requests_total{service="{name}"}[1m]))'}}),
     "no-retain": small(storage={"retainOnDelete": False, "storageClassName": "fast"}),
     "existing-claim": small(storage={"existingClaim": "shared-models"}),
     "pvc-source": small(model={"uri": "pvc://weights/r1/qwen-7b"}),
@@ -833,7 +834,8 @@ def test_keda_scaled_object() -> None:
 def test_keda_scales_to_zero_after_the_idle_time() -> None:
     def spec_of(minimum: int) -> dict[str, Any]:
         dsd = cr(small(autoscaling={"mode": "keda", "minReplicas": minimum,
-                                    "scaleToZeroIdleSeconds": 900}))
+                                    "scaleToZeroIdleSeconds": 900, "prometheus": {
+                                        "query": "sum(rate(gateway_requests_total[1m]))"}}))
         return dict(one(render(dsd, SETTINGS), "ScaledObject")["spec"])
 
     assert spec_of(0)["minReplicaCount"] == 0

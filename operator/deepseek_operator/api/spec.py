@@ -524,6 +524,21 @@ class AutoscalingSpec(SpecModel):
             check=lambda a: a.mode != "hpa" or a.min_replicas >= 1,
         ),
         CelRule(
+            rule=(
+                "self.minReplicas > 0 || self.mode in ['none', 'hpa'] || "
+                "self.prometheus.query != ''"
+            ),
+            message=(
+                "minReplicas 0 needs prometheus.query: the default query counts requests the "
+                "serving pods finished, which shows no traffic while there are no pods, so "
+                "the deployment would never come back from zero. Query a request metric in "
+                "front of the pods (gateway, ingress), or set minReplicas to 1"
+            ),
+            field_path=".minReplicas",
+            check=lambda a: a.min_replicas > 0 or a.mode in ("none", "hpa")
+            or a.prometheus.query != "",
+        ),
+        CelRule(
             rule="self.targetQPSPerReplica > 0.0",
             message=(
                 "targetQPSPerReplica must be greater than 0: it is the requests per second "

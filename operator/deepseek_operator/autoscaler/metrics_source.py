@@ -24,6 +24,9 @@ from urllib3.util.retry import Retry
 DEFAULT_TIMEOUT_SECONDS = 5
 
 
+QUERY_FIELD = "spec.autoscaling.prometheus.query"
+
+
 class MetricsUnavailable(Exception):
     """Prometheus could not answer; the message says why (for the AutoscalerReady reason)."""
 
@@ -32,8 +35,8 @@ def query_qps(url: str, query: str, timeout_seconds: int = DEFAULT_TIMEOUT_SECON
     """Evaluate ``query`` at ``url`` now; the sum of the returned samples in requests/s.
 
     Returns None when the result is empty. Raises MetricsUnavailable on connection errors,
-    timeouts (``timeout_seconds``), HTTP errors, query errors, a non-finite value or a
-    negative sum.
+    timeouts (``timeout_seconds``), HTTP errors, query errors, and answers that are not a
+    request rate (see `_sum_samples`).
     """
     # No retries here: the autoscaler loop runs again at the next interval, and a retry
     # storm against a struggling Prometheus helps nobody.
@@ -57,19 +60,34 @@ def query_qps(url: str, query: str, timeout_seconds: int = DEFAULT_TIMEOUT_SECON
 def _sum_samples(result: list[Any]) -> float:
     """The sum of a query result's samples, requests/s.
 
-    Raises MetricsUnavailable for a non-finite sample or a negative sum: a rate of
-    requests cannot be below zero, so the query measures something else.
+    A scalar or string result is ``[timestamp, "value"]``; an instant vector a list of
+    ``{"metric", "value"}``; a range vector a list of ``{"metric", "values"}`` (Prometheus
+    HTTP API, "Expression query result formats").
+
+    Raises MetricsUnavailable naming the query field for a range vector, a value that is
+    not a number, a non-finite value or a negative sum (a request rate cannot be below
+    zero, so the query measures something else).
     """
-    # A scalar result is [timestamp, "value"]; a vector is a list of {"metric", "value"}.
-    samples = [result] if not isinstance(result[0], dict) else [s["value"] for s in result]
+    if isinstance(result[0], dict):
+        if any("value" not in sample for sample in result):
+            raise MetricsUnavailable(
+                f"query returned a range vector; {QUERY_FIELD} must give an instant vector "
+                "or a scalar, e.g. sum(rate(...[1m]))")
+        texts = [sample["value"][1] for sample in result]
+    else:
+        texts = [result[1]]
     total = 0.0
-    for sample in samples:
-        value = float(sample[1])
+    for text in texts:
+        try:
+            value = float(text)
+        except (TypeError, ValueError):
+            raise MetricsUnavailable(
+                f"query returned {text!r}, not a number: check {QUERY_FIELD}") from None
         if not math.isfinite(value):
             raise MetricsUnavailable(f"query returned a non-finite value ({value})")
         total += value
     if total < 0:
         raise MetricsUnavailable(
             f"query returned {total} requests/s; a request rate cannot be negative: check "
-            "spec.autoscaling.prometheus.query")
+            f"{QUERY_FIELD}")
     return total

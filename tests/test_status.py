@@ -120,6 +120,12 @@ def test_a_claim_bound_below_its_request_is_not_storage_ready() -> None:
         "True", "ClaimBound")
 
 
+def test_without_its_claim_the_cache_is_not_filled_whatever_the_old_job_says() -> None:
+    status = _compute(Observed(None, _job(), _workload(1, 1), [_pod("a", "n")], 1))
+    assert _conds(status)["ModelCached"] == ("False", "WaitingForStorage")
+    assert _conds(status)["StorageReady"] == ("False", "ClaimNotFound")
+
+
 def test_a_claim_being_deleted_is_not_storage_ready() -> None:
     claim = {**_claim(), "metadata": {"name": "r1-model-cache",
                                       "deletionTimestamp": "2026-01-01T00:00:00Z"}}

@@ -499,7 +499,10 @@ class AutoscalingSpec(SpecModel):
         alias="scaleToZeroIdleSeconds",
         ge=0,
         le=86400,
-        description="With minReplicas 0: seconds of no requests before the last replica goes.",
+        description=(
+            "With minReplicas 0: seconds of no requests before the last replica goes (in "
+            "mode operator, scaleDownStabilizationSeconds must have passed too)."
+        ),
     )
     prometheus: PrometheusSpec = Field(
         default_factory=PrometheusSpec, description="Source of the request rate."

@@ -221,6 +221,8 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
     desired_replicas = replicas if replicas is not None else int(
         ((workload or {}).get("spec") or {}).get("replicas") or 0)
     job = child("Job", download_job(dsd, settings)) if needs_download(dsd) else None
+    if job is not None and _download_for_an_older_claim(dsd, observed, settings) is not None:
+        job = None  # it filled an earlier claim; the next reconcile replaces it
     job_pods = _pods_of_running_job(cluster, namespace, job)
     snapshot = Observed(
         claim=claim, job=job, job_pods=job_pods, workload=workload, pods=pods,

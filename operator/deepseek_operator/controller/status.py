@@ -184,6 +184,9 @@ def _cached(obs: Observed, storage_ok: bool) -> _Cond:
                      REASON_DOWNLOADED if storage_ok else REASON_WAITING_FOR_STORAGE,
                      "weights are read from the given claim" if storage_ok else
                      "waiting for the model cache claim")
+    if obs.claim is None:
+        return _Cond(ConditionType.MODEL_CACHED, False, REASON_WAITING_FOR_STORAGE,
+                     "the model cache claim does not exist, so neither do the weights")
     if obs.job is None:
         return _Cond(ConditionType.MODEL_CACHED, False, REASON_WAITING_FOR_STORAGE,
                      "the download Job does not exist yet")

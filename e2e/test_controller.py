@@ -563,3 +563,18 @@ def test_a_smaller_cache_size_keeps_the_claim_as_it_is(
     claim = client.CoreV1Api(kube).read_namespaced_persistent_volume_claim(
         "shrink-model-cache", namespace)
     assert claim.spec.resources.requests["storage"] == "20Gi"
+
+
+def test_an_existing_claim_too_small_for_the_weights_is_named(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    client.CoreV1Api(kube).create_namespaced_persistent_volume_claim(namespace, {
+        "metadata": {"name": "tiny"},
+        "spec": {"accessModes": ["ReadWriteMany"],
+                 "resources": {"requests": {"storage": "1Gi"}}}})
+    create(dsd_api, namespace, small_model("tiny-cache", storage={"existingClaim": "tiny"}))
+    obj = wait_for("StorageReady=False ClaimTooSmall", lambda: (
+        lambda o: o if condition(o, "StorageReady").get("reason") == "ClaimTooSmall" else None)(
+            get(dsd_api, namespace, "tiny-cache")), 60)
+    message = condition(obj, "StorageReady")["message"]
+    assert message.startswith("PersistentVolumeClaim tiny holds 1Gi, less than the "), message
+    assert condition(obj, "Ready")["status"] == "False"

@@ -120,6 +120,38 @@ def test_a_claim_bound_below_its_request_is_not_storage_ready() -> None:
         "True", "ClaimBound")
 
 
+def _bound(capacity: str, *modes: str) -> dict[str, Any]:
+    return {"metadata": {"name": "tiny"},
+            "spec": {"accessModes": list(modes), "resources": {"requests": {"storage": "1Gi"}}},
+            "status": {"phase": "Bound", "capacity": {"storage": capacity}}}
+
+
+def test_an_existing_claim_smaller_than_the_download_is_not_storage_ready() -> None:
+    obs = Observed(_bound("1Gi", "ReadWriteMany"), _job(None), None, [], 1,
+                   download_bytes=14.2 * 2**30)
+    storage = next(c for c in _compute(obs).conditions if c.type == "StorageReady")
+    assert (storage.status, storage.reason) == ("False", "ClaimTooSmall")
+    assert storage.message == ("PersistentVolumeClaim tiny holds 1Gi, less than the 14.2 GiB "
+                               "the download writes: give a larger claim in "
+                               "spec.storage.existingClaim")
+    roomy = Observed(_bound("20Gi", "ReadWriteMany"), _job(None), None, [], 1,
+                     download_bytes=14.2 * 2**30)
+    assert _conds(_compute(roomy))["StorageReady"] == ("True", "ClaimBound")
+    weights_given = Observed(_bound("1Gi", "ReadWriteMany"), None, None, [], 1,
+                             needs_download=False)
+    assert _conds(_compute(weights_given))["StorageReady"] == ("True", "ClaimBound")
+
+
+def test_a_single_node_claim_for_several_replicas_is_not_storage_ready() -> None:
+    obs = Observed(_bound("20Gi", "ReadWriteOnce"), _job(), _workload(3, 3), READY_PODS, 3)
+    storage = next(c for c in _compute(obs).conditions if c.type == "StorageReady")
+    assert (storage.status, storage.reason) == ("False", "AccessModeConflict")
+    assert "is ReadWriteOnce: pods on other nodes cannot mount it, and 3 replicas" in (
+        storage.message)
+    one = Observed(_bound("20Gi", "ReadWriteOnce"), _job(), _workload(1, 1), READY_PODS[:1], 1)
+    assert _conds(_compute(one))["StorageReady"] == ("True", "ClaimBound")
+
+
 def test_without_its_claim_the_cache_is_not_filled_whatever_the_old_job_says() -> None:
     status = _compute(Observed(None, _job(), _workload(1, 1), [_pod("a", "n")], 1))
     assert _conds(status)["ModelCached"] == ("False", "WaitingForStorage")

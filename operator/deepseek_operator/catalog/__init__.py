@@ -10,6 +10,7 @@ from .loader import CatalogDataError, get_gpu, get_model, gpu_catalog, model_cat
 from .resolve import (
     CACHE_HEADROOM,
     cache_size,
+    checkpoint_bytes,
     model_uri,
     resolve_gpu,
     resolve_model,
@@ -59,6 +60,7 @@ __all__ = [
     "bytes_per_gpu",
     "cache_size",
     "candidate_gpu_counts",
+    "checkpoint_bytes",
     "get_gpu",
     "get_model",
     "gpu_catalog",

@@ -20,6 +20,7 @@ from deepseek_operator.api.errors import InvalidSpecError
 from deepseek_operator.api.resource import DeepSeekDeployment, parse_deployment
 from deepseek_operator.api.spec import SINGLE_WRITER_ACCESS_MODES
 from deepseek_operator.api.status import DeepSeekDeploymentStatus
+from deepseek_operator.catalog import checkpoint_bytes
 from deepseek_operator.controller.cluster import FIELD_MANAGER, ApplyError, Cluster
 from deepseek_operator.controller.plan import ObjectKey, calculate_plan
 from deepseek_operator.controller.quantity import quantity_less
@@ -227,6 +228,7 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
     snapshot = Observed(
         claim=claim, job=job, job_pods=job_pods, workload=workload, pods=pods,
         claim_name=claim_name, spec_replicas=dsd.spec.replicas,
+        download_bytes=checkpoint_bytes(dsd.spec) if needs_download(dsd) else None,
         desired_replicas=desired_replicas, needs_download=needs_download(dsd),
         storage_class_missing=_storage_class_missing(cluster, dsd), autoscaler=autoscaler)
     base = base.model_copy(update={"sizing": sizing_status(dsd)})

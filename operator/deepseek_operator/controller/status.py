@@ -14,9 +14,11 @@ observes nothing new computes the same status and writes nothing.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from deepseek_operator.api.spec import SINGLE_WRITER_ACCESS_MODES
 from deepseek_operator.api.status import (
     Condition,
     ConditionStatus,
@@ -31,6 +33,8 @@ REASON_BOUND = "ClaimBound"
 REASON_CLAIM_PENDING = "ClaimPending"
 REASON_CLAIM_RESIZING = "ClaimResizing"
 REASON_CLAIM_TERMINATING = "ClaimTerminating"
+REASON_CLAIM_TOO_SMALL = "ClaimTooSmall"
+REASON_ACCESS_MODE_CONFLICT = "AccessModeConflict"
 REASON_CLAIM_NOT_FOUND = "ClaimNotFound"
 REASON_STORAGE_CLASS_NOT_FOUND = "StorageClassNotFound"
 REASON_DOWNLOADED = "Downloaded"
@@ -82,7 +86,9 @@ class Observed:
     ``workload``: the Deployment or LeaderWorkerSet; ``pods``: its pods;
     ``desired_replicas``: replicas the workload should have; ``autoscaler``: the
     HorizontalPodAutoscaler or ScaledObject, when that mode is on; ``spec_replicas``: the
-    custom resource's spec.replicas, which modes hpa and keda do not use.
+    custom resource's spec.replicas, which modes hpa and keda do not use;
+    ``download_bytes``: what the download writes into the claim, None when nothing is
+    downloaded.
     """
 
     claim: dict[str, Any] | None
@@ -96,6 +102,7 @@ class Observed:
     claim_name: str = ""
     job_pods: list[dict[str, Any]] = field(default_factory=list)
     spec_replicas: int | None = None
+    download_bytes: float | None = None
 
 
 def stuck_container(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
@@ -164,18 +171,38 @@ def _storage(obs: Observed) -> _Cond:
                      "downloads the weights again")
     phase = (obs.claim.get("status") or {}).get("phase", "Pending")
     if phase == "Bound":
-        requested = (((obs.claim.get("spec") or {}).get("resources") or {})
-                     .get("requests") or {}).get("storage")
-        capacity = ((obs.claim.get("status") or {}).get("capacity") or {}).get("storage")
-        if requested and capacity and quantity_less(capacity, requested):
-            return _Cond(ConditionType.STORAGE_READY, False, REASON_CLAIM_RESIZING,
-                         f"PersistentVolumeClaim {name} is Bound with {capacity} but "
-                         f"{requested} is requested: waiting for the volume to be expanded "
-                         "(its StorageClass needs allowVolumeExpansion)")
-        return _Cond(ConditionType.STORAGE_READY, True, REASON_BOUND,
-                     f"PersistentVolumeClaim {name} is Bound")
+        return _bound_claim(obs, obs.claim)
     return _Cond(ConditionType.STORAGE_READY, False, REASON_CLAIM_PENDING,
                  f"PersistentVolumeClaim {name} is {phase}")
+
+
+def _bound_claim(obs: Observed, claim: dict[str, Any]) -> _Cond:
+    """StorageReady of a Bound claim: is it as large as asked, large enough for the
+    download, and mountable by every replica?"""
+    name = claim["metadata"]["name"]
+    requested = (((claim.get("spec") or {}).get("resources") or {})
+                 .get("requests") or {}).get("storage")
+    capacity = ((claim.get("status") or {}).get("capacity") or {}).get("storage")
+    if requested and capacity and quantity_less(capacity, requested):
+        return _Cond(ConditionType.STORAGE_READY, False, REASON_CLAIM_RESIZING,
+                     f"PersistentVolumeClaim {name} is Bound with {capacity} but {requested} "
+                     "is requested: waiting for the volume to be expanded. If it never is "
+                     "(the StorageClass or its CSI driver cannot expand volumes), delete the "
+                     "claim: the operator creates it at the new size and downloads again")
+    if (capacity and obs.download_bytes is not None
+            and quantity_less(capacity, str(math.ceil(obs.download_bytes)))):
+        return _Cond(ConditionType.STORAGE_READY, False, REASON_CLAIM_TOO_SMALL,
+                     f"PersistentVolumeClaim {name} holds {capacity}, less than the "
+                     f"{obs.download_bytes / 2**30:.1f} GiB the download writes: give a larger "
+                     "claim in spec.storage.existingClaim")
+    modes = set((claim.get("spec") or {}).get("accessModes") or [])
+    if modes and modes <= set(SINGLE_WRITER_ACCESS_MODES) and obs.desired_replicas > 1:
+        return _Cond(ConditionType.STORAGE_READY, False, REASON_ACCESS_MODE_CONFLICT,
+                     f"PersistentVolumeClaim {name} is {', '.join(sorted(modes))}: pods on "
+                     f"other nodes cannot mount it, and {obs.desired_replicas} replicas are "
+                     "wanted; give a ReadWriteMany claim or use one replica")
+    return _Cond(ConditionType.STORAGE_READY, True, REASON_BOUND,
+                 f"PersistentVolumeClaim {name} is Bound")
 
 
 def _cached(obs: Observed, storage_ok: bool) -> _Cond:

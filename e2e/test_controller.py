@@ -424,6 +424,9 @@ def test_a_write_the_api_refuses_is_reported(
     obj = wait_condition(dsd_api, namespace, "refused-write", "Stalled", "True", 90)
     assert condition(obj, "Stalled")["reason"] == "ApplyFailed"
     assert "Service" in condition(obj, "Stalled")["message"]
+    assert "if the object was edited by hand, delete it" in condition(obj, "Stalled")["message"]
+    assert condition(obj, "Progressing")["message"].startswith(
+        "waiting for the object to be fixed or deleted")
     assert condition(obj, "Ready")["status"] == "False"
     core.delete_namespaced_service("refused-write", namespace)
     wait_condition(dsd_api, namespace, "refused-write", "Ready", "True", 90)

@@ -195,8 +195,7 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
             raise  # a conflict or an overloaded apiserver: retried with backoff
         # The API refuses the write (e.g. a hand edit made the desired object invalid):
         # retrying cannot help, say so instead of reporting the last good state.
-        message = (f"{exc}; if the object was edited by hand, delete it and the operator "
-                   "creates it again")
+        message = f"{exc}; {_apply_hint(exc)}"
         status = stalled_status(generation=generation, reason=REASON_APPLY_FAILED,
                                 message=message, previous=previous, now=now, base=base,
                                 waiting=WAITING_FOR_OBJECT)
@@ -241,6 +240,16 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
     if missing:
         status = with_missing_apis(status, missing, previous=previous, now=now)
     return _finish(body, previous, status, writes)
+
+
+def _apply_hint(exc: ApplyError) -> str:
+    """What to do about a write the API refused, by the object's kind."""
+    if exc.key.kind == "PersistentVolumeClaim":
+        return ("the model cache claim cannot take this change (a claim grows only when its "
+                "StorageClass allows volume expansion): set spec.storage.size or spec.model "
+                "back, or delete the claim to start over with an empty one")
+    return ("if the object was edited by hand, delete it and the operator creates it again; "
+            "otherwise change the spec")
 
 
 def _never_shrink_claim(desired: dict[str, Any],

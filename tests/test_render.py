@@ -3,6 +3,7 @@ validity against the Kubernetes 1.37 OpenAPI schemas (kubernetes-validate)."""
 
 import copy
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from deepseek_operator.render import (
     milli_quantity,
     names,
     needs_download,
+    pod_name_regex,
     pod_selector,
     qps_query,
     render,
@@ -843,7 +845,7 @@ def test_keda_scales_to_zero_after_the_idle_time() -> None:
     assert "cooldownPeriod" not in spec_of(1)
 
 def test_default_queries_per_engine() -> None:
-    pods = 'pod=~"r1-([0-9]+|[a-z0-9]+-[a-z0-9]+)"'
+    pods = 'pod=~"r1-([0-9]+|[a-z0-9]{1,10}-[a-z0-9]{5})"'
     assert default_qps_query(cr(small())) == (
         f'sum(rate(vllm:request_success_total{{namespace="ai",{pods}}}[1m]))')
     assert default_qps_query(cr(small(engine={"type": "sglang"}))) == (
@@ -856,7 +858,7 @@ def test_query_placeholders() -> None:
     dsd = cr(small(autoscaling={"prometheus": {"query": query}}))
     assert qps_query(dsd) == (
         'sum(rate(my_requests_total{namespace="ai",app="r1",'
-        'pod=~"r1-([0-9]+|[a-z0-9]+-[a-z0-9]+)"}[5m]))')
+        'pod=~"r1-([0-9]+|[a-z0-9]{1,10}-[a-z0-9]{5})"}[5m]))')
     assert qps_query(cr(small())) == default_qps_query(cr(small()))
 
 
@@ -1025,3 +1027,14 @@ def test_settings_reject_nonsense(field: str) -> None:
                            "drain_delay_seconds": -1}
     with pytest.raises(ValueError, match=field):
         RenderSettings(**{field: bad[field]})
+
+
+@pytest.mark.parametrize(("pod", "matches"), [
+    ("r1-7d9f8c6b5-x2k4q", True),  # Deployment: pod-template-hash and random suffix
+    ("r1-0", True), ("r1-12", True),  # LeaderWorkerSet leaders
+    ("r1-0-1", False),  # a LeaderWorkerSet worker: no API server
+    ("r1-x-0", False),  # the leader of a DeepSeekDeployment named r1-x
+    ("r1-x-7d9f8c6b5-x2k4q", False),  # a pod of the Deployment r1-x
+])
+def test_serving_pod_pattern(pod: str, matches: bool) -> None:
+    assert (re.fullmatch(pod_name_regex("r1"), pod) is not None) is matches

@@ -5,9 +5,11 @@ divides the summed rate by the replica count.
 
 Request counters (one increment per finished request): vLLM `vllm:request_success_total`
 (vllm/v1/metrics/loggers.py), SGLang `sglang:num_requests_total` (docs: "Production
-Metrics"). Serving pods are matched by name: `<name>-<hash>-<suffix>` (Deployment) or
-`<name>-<group>` (LeaderWorkerSet leaders, which run the API server), a pattern that does
-not match the pods of a DeepSeekDeployment whose name merely starts with `<name>-`.
+Metrics"). Serving pods are matched by name: `<name>-<hash>-<suffix>` (Deployment: the
+ReplicaSet's pod-template-hash, at most 10 characters, and a 5-character random suffix) or
+`<name>-<group>` (LeaderWorkerSet leaders, which run the API server; their workers are
+`<name>-<group>-<index>`), a pattern that does not match the pods of a DeepSeekDeployment
+whose name merely starts with `<name>-` (its leaders `<name>-x-0` have a 1-character tail).
 
 Mode hpa reads the per-pod metric `HPA_METRIC` from the custom metrics API, which a
 prometheus-adapter rule must expose, for example::
@@ -52,7 +54,7 @@ _TARGET_FIELD = "spec.autoscaling.targetQPSPerReplica"
 
 def pod_name_regex(name: str) -> str:
     """RE2 pattern of the serving pods' names of the DeepSeekDeployment `name`."""
-    return f"{name}-([0-9]+|[a-z0-9]+-[a-z0-9]+)"
+    return f"{name}-([0-9]+|[a-z0-9]{{1,10}}-[a-z0-9]{{5}})"
 
 
 def default_qps_query(dsd: DeepSeekDeployment) -> str:

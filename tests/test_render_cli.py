@@ -106,3 +106,16 @@ def test_malformed_input_exits_2(
 def test_a_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["render", "-f", str(tmp_path / "nope.yaml")]) == EXIT_INVALID
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_a_file_without_documents_exits_2(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "empty.yaml"
+    path.write_text("# nothing here\n")
+    assert main(["render", "-f", str(path)]) == EXIT_INVALID
+    assert capsys.readouterr().err == f"error: {path}: no DeepSeekDeployment to render\n"
+
+
+def test_an_invalid_namespace_names_the_field(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", "-f", str(SAMPLES[0]), "-n", "Bad_NS!"]) == EXIT_INVALID
+    assert "metadata.namespace" in capsys.readouterr().err

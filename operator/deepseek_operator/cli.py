@@ -277,6 +277,10 @@ def run_render(args: argparse.Namespace) -> int:
                 failed = True
     if failed:
         return EXIT_INVALID
+    if not objects:
+        print(f"error: {', '.join(args.filename)}: no DeepSeekDeployment to render",
+              file=sys.stderr)
+        return EXIT_INVALID
     sys.stdout.write(dump_yaml_stream(objects))
     return 0
 

@@ -27,7 +27,13 @@ class ObjectMeta(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True, serialize_by_alias=True)
 
     name: str = Field(min_length=1, max_length=253, description="Object name.")
-    namespace: str = Field("", max_length=63, description="Namespace (empty outside a cluster).")
+    namespace: str = Field(
+        "",
+        max_length=63,
+        # A DNS-1123 label, as the apiserver requires; checked for files given to the CLI.
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$",
+        description="Namespace (empty outside a cluster).",
+    )
     uid: str = Field("", description="Unique id, for owner references of the children.")
     generation: int = Field(0, ge=0, description="Spec generation (status.observedGeneration).")
     resource_version: str = Field("", alias="resourceVersion", description="Object version.")

@@ -56,7 +56,17 @@ def _metric(text: str, prefix: str) -> float:
 
 
 def run(n: int, timeout: float) -> dict[str, float]:
-    """Create ``n`` DeepSeekDeployments at once; returns the measurements."""
+    """Create ``n`` DeepSeekDeployments at once; returns the measurements. A control plane
+    started here is stopped at the end; one that was already running is left running."""
+    was_running = controlplane.running()
+    try:
+        return _measure(n, timeout)
+    finally:
+        if not was_running:
+            controlplane.down()
+
+
+def _measure(n: int, timeout: float) -> dict[str, float]:
     kubeconfig = controlplane.up()
     install_manifests(build.build_all()["kubectl"], kubeconfig)
     api = api_client(kubeconfig)

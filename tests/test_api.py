@@ -429,3 +429,17 @@ def test_models_are_constructible_in_python() -> None:
 def test_tolerances_outside_0_to_1_are_refused(field: str, value: float) -> None:
     issues = issues_of(cr({**MINIMAL, "autoscaling": {field: value}}))
     assert f"spec.autoscaling.{field}" in issues
+
+
+@pytest.mark.parametrize(("spec", "path", "message"), [
+    ({"model": {"name": "deepseek-r1", "uri": "ftp://x/y"}}, "spec.model.uri",
+     "must be hf://ORG/REPO, s3://BUCKET/PATH or pvc://CLAIM/PATH (got 'ftp://x/y')"),
+    ({**MINIMAL, "storage": {"size": "lots"}}, "spec.storage.size",
+     "must be a Kubernetes quantity such as 900Gi or 1T (got 'lots')"),
+    ({**MINIMAL, "storage": {"existingClaim": "Bad_Claim"}}, "spec.storage.existingClaim",
+     "must be a DNS subdomain: lowercase letters, digits, '-' and '.', each part starting "
+     "and ending with a letter or digit (got 'Bad_Claim')"),
+])
+def test_pattern_errors_say_what_is_accepted_in_words(spec: dict[str, Any], path: str,
+                                                      message: str) -> None:
+    assert issues_of(cr(spec))[path] == message

@@ -11,10 +11,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .constants import MAX_NAME_LENGTH
 from .errors import FieldIssue, InvalidSpecError
 from .rules import CROSS_FIELD_ERROR, CelRule, SpecModel
-from .spec import DeepSeekDeploymentSpec
+from .spec import PATTERN_HINTS, DeepSeekDeploymentSpec
 from .status import DeepSeekDeploymentStatus
 
 NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+NAMESPACE_PATTERN = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$"
+_HINTS = {
+    **PATTERN_HINTS,
+    NAME_PATTERN: "lowercase letters, digits and '-', starting with a letter and ending with "
+                  "a letter or digit",
+    NAMESPACE_PATTERN: "a DNS label: lowercase letters, digits and '-', starting and ending "
+                       "with a letter or digit",
+}
 
 
 class ObjectMeta(BaseModel):
@@ -31,7 +39,7 @@ class ObjectMeta(BaseModel):
         "",
         max_length=63,
         # A DNS-1123 label, as the apiserver requires; checked for files given to the CLI.
-        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$",
+        pattern=NAMESPACE_PATTERN,
         description="Namespace (empty outside a cluster).",
     )
     uid: str = Field("", description="Unique id, for owner references of the children.")
@@ -132,6 +140,9 @@ def _issues(model: type[BaseModel], error: ValidationError, prefix: str) -> list
             issues.append(FieldIssue(path, str(detail["ctx"]["error"])))
         elif detail["type"] == "missing":
             issues.append(FieldIssue(path, "required field is missing"))
+        elif detail["type"] == "string_pattern_mismatch" and (
+                accepted := _HINTS.get(detail["ctx"]["pattern"])):
+            issues.append(FieldIssue(path, f"must be {accepted} (got {_short(detail['input'])})"))
         else:
             issues.append(FieldIssue(path, f"{detail['msg']} (got {_short(detail['input'])})"))
     return issues

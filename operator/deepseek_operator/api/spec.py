@@ -50,6 +50,21 @@ MODEL_URI: Final = (
 )
 QUANTITY: Final = r"^$|^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
 ENV_VAR_NAME: Final = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+PROMETHEUS_URL: Final = r"^https?://\S+$"
+
+PATTERN_HINTS: Final[dict[str, str]] = {
+    OPTIONAL_DNS_SUBDOMAIN: (
+        "a DNS subdomain: lowercase letters, digits, '-' and '.', each part starting and "
+        "ending with a letter or digit"
+    ),
+    ROLE_NAME: "lowercase letters, digits and '-', starting with a letter",
+    MODEL_NAME: "lowercase letters, digits, '-', '.' and '_'",
+    MODEL_URI: "hf://ORG/REPO, s3://BUCKET/PATH or pvc://CLAIM/PATH",
+    QUANTITY: "a Kubernetes quantity such as 900Gi or 1T",
+    ENV_VAR_NAME: "letters, digits, '_', '-' and '.', not starting with a digit",
+    PROMETHEUS_URL: "an http:// or https:// URL",
+}
+"""What each named pattern accepts, in words, for error messages (a regex is no help)."""
 
 
 class CustomModelFacts(SpecModel):
@@ -404,7 +419,7 @@ class PrometheusSpec(SpecModel):
     url: str = Field(
         "http://prometheus-operated.monitoring:9090",
         max_length=2048,
-        pattern=r"^https?://\S+$",
+        pattern=PROMETHEUS_URL,
         description="Base URL of the Prometheus HTTP API.",
     )
     query: str = Field(

@@ -316,6 +316,34 @@ def test_step_up_reaches_the_computed_count_in_one_decision(autoscaled: StartSca
     print(f"5 stand-ins serving {ready - stepped:.1f} s after the step")
 
 
+def test_a_burst_shorter_than_the_up_window_adds_nothing_and_a_lasting_step_does(
+        autoscaled: StartScaled) -> None:
+    window = 30
+    dsd = autoscaled("up-window", qps=1.0, scaleUpStabilizationSeconds=window)
+    dsd.wait_steady(1, qps=1.0)
+
+    burst = wait_decisions(dsd.operator, "ok")
+    dsd.load.set_qps(9.0)
+    seen = wait_for("a decision that computed more replicas", lambda: (
+        lambda status: status if status.get("computedReplicas", 0) > 1 else None)(
+            dsd.autoscaling()), 3 * INTERVAL_S)
+    dsd.load.set_qps(1.0)
+    assert "lowest recommendation in the last 30.0 s is 1" in seen["reason"], seen
+    wait_decisions(dsd.operator, "ok", count=3, timeout=4 * INTERVAL_S)
+    assert dsd.recorder.values_since(burst) == [1]
+
+    stepped = wait_decisions(dsd.operator, "ok")
+    dsd.load.set_qps(9.0)
+    reached = dsd.recorder.wait_for(5, timeout=window + 4 * INTERVAL_S)
+    changes = [(at, count) for at, count in dsd.recorder.history() if at > stepped]
+    print(f"\nlasting step 1 -> 9 req/s to 5 replicas requested: {reached - stepped:.1f} s "
+          f"(up window {window} s); counts {[count for _, count in changes]}")
+    # The window holds every scale-up until the step has lasted it, less one interval
+    # (the decision that first saw the step may be up to one interval late).
+    assert changes[0][0] - stepped >= window - INTERVAL_S - OBSERVE_SLACK_S
+    assert changes[-1][1] == 5
+
+
 def test_step_down_waits_out_the_window_then_goes_straight_down(
         autoscaled: StartScaled) -> None:
     window = 20

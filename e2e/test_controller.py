@@ -581,3 +581,27 @@ def test_an_existing_claim_too_small_for_the_weights_is_named(
     message = condition(obj, "StorageReady")["message"]
     assert message.startswith("PersistentVolumeClaim tiny holds 1Gi, less than the "), message
     assert condition(obj, "Ready")["status"] == "False"
+
+
+def test_objects_of_the_same_name_that_are_not_ours_are_left_alone(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    """A ConfigMap someone else made under a child's name is neither changed nor adopted,
+    so deleting the DeepSeekDeployment cannot delete it."""
+    core = client.CoreV1Api(kube)
+    core.create_namespaced_config_map(namespace, {
+        "metadata": {"name": "clash-runtime"}, "data": {"important": "data"}})
+    create(dsd_api, namespace, small_model("clash"))
+    obj = wait_for("Stalled=True NameConflict", lambda: (
+        lambda o: o if condition(o, "Stalled").get("reason") == "NameConflict" else None)(
+            get(dsd_api, namespace, "clash")), 60)
+    message = condition(obj, "Stalled")["message"]
+    assert message.startswith(f"ConfigMap {namespace}/clash-runtime exists and is not owned "
+                              "by this DeepSeekDeployment"), message
+    theirs = core.read_namespaced_config_map("clash-runtime", namespace)
+    assert theirs.data == {"important": "data"} and not theirs.metadata.owner_references
+    assert not _exists(lambda: deployment(kube, namespace, "clash"))
+    dsd_api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "clash")
+    wait_for("the DeepSeekDeployment gone", lambda: not _exists(
+        lambda: get(dsd_api, namespace, "clash")), 60)
+    assert core.read_namespaced_config_map("clash-runtime", namespace).data == {
+        "important": "data"}

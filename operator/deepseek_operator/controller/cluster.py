@@ -105,6 +105,15 @@ class Cluster:
                 found[ObjectKey.of(obj)] = obj
         return found
 
+    def read(self, key: ObjectKey) -> dict[str, Any] | None:
+        """One object as a dict, or None when it does not exist."""
+        resource = self.resources.require(key.api_version, key.kind)
+        try:
+            found = resource.get(name=key.name, namespace=key.namespace or None)
+        except NotFoundError:
+            return None
+        return dict(found.to_dict())
+
     def list_objects(self, api_version: str, kind: str, namespace: str,
                      selector: str) -> list[dict[str, Any]]:
         """Objects of one kind in a namespace matching a label selector, as dicts."""

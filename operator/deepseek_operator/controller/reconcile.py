@@ -22,12 +22,13 @@ from deepseek_operator.api.spec import SINGLE_WRITER_ACCESS_MODES
 from deepseek_operator.api.status import DeepSeekDeploymentStatus
 from deepseek_operator.catalog import checkpoint_bytes
 from deepseek_operator.controller.cluster import FIELD_MANAGER, ApplyError, Cluster
-from deepseek_operator.controller.plan import ObjectKey, calculate_plan
+from deepseek_operator.controller.plan import ObjectKey, Plan, calculate_plan
 from deepseek_operator.controller.quantity import quantity_less
 from deepseek_operator.controller.sizing_status import sizing_status
 from deepseek_operator.controller.status import (
     REASON_APPLY_FAILED,
     REASON_INVALID_SPEC,
+    REASON_NAME_CONFLICT,
     WAITING_FOR_OBJECT,
     Observed,
     compute_status,
@@ -188,6 +189,16 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
     desired = [_never_shrink_claim(o, observed) for o in desired]
     keep = [k for k in observed if k.kind == "PersistentVolumeClaim"]  # never delete data
     plan = calculate_plan(desired, observed, keep=keep, field_manager=FIELD_MANAGER)
+    foreign = _foreign_objects(cluster, plan, str(meta.get("uid", "")))
+    if foreign:
+        message = (f"{'; '.join(foreign)}: the operator does not take over objects it did "
+                   "not create (it would change them and delete them with this "
+                   "DeepSeekDeployment); rename or delete them, or give this "
+                   "DeepSeekDeployment another name")
+        status = stalled_status(generation=generation, reason=REASON_NAME_CONFLICT,
+                                message=message, previous=previous, now=now, base=base,
+                                waiting=WAITING_FOR_OBJECT)
+        return _finish(body, previous, status, [], stalled=True, message=message)
     try:
         writes = cluster.execute(plan)
     except ApplyError as exc:
@@ -240,6 +251,25 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
     if missing:
         status = with_missing_apis(status, missing, previous=previous, now=now)
     return _finish(body, previous, status, writes)
+
+
+def _foreign_objects(cluster: Cluster, plan: Plan, uid: str) -> list[str]:
+    """Objects the plan would create that already exist and are not this custom
+    resource's: same name, created by someone else. Children are listed by the operator's
+    labels, so an existing object missing from that list is either foreign or one of ours
+    whose labels were removed by hand; the owner reference tells them apart. One read per
+    object to create, which happens once in a child's life."""
+    found = []
+    for change in plan.apply:
+        if not change.created:
+            continue
+        live = cluster.read(change.key)
+        if live is None:
+            continue
+        owners = (live.get("metadata") or {}).get("ownerReferences") or []
+        if not any(owner.get("uid") == uid for owner in owners):
+            found.append(f"{change.key} exists and is not owned by this DeepSeekDeployment")
+    return found
 
 
 def _apply_hint(exc: ApplyError) -> str:

@@ -574,6 +574,9 @@ def test_an_existing_claim_too_small_for_the_weights_is_named(
         "metadata": {"name": "tiny"},
         "spec": {"accessModes": ["ReadWriteMany"],
                  "resources": {"requests": {"storage": "1Gi"}}}})
+    core = client.CoreV1Api(kube)
+    wait_for("the claim Bound", lambda: core.read_namespaced_persistent_volume_claim(
+        "tiny", namespace).status.phase == "Bound", 30)
     create(dsd_api, namespace, small_model("tiny-cache", storage={"existingClaim": "tiny"}))
     obj = wait_for("StorageReady=False ClaimTooSmall", lambda: (
         lambda o: o if condition(o, "StorageReady").get("reason") == "ClaimTooSmall" else None)(
@@ -581,6 +584,11 @@ def test_an_existing_claim_too_small_for_the_weights_is_named(
     message = condition(obj, "StorageReady")["message"]
     assert message.startswith("PersistentVolumeClaim tiny holds 1Gi, less than the "), message
     assert condition(obj, "Ready")["status"] == "False"
+    # The download would fill the volume: it waits for a claim that fits.
+    assert condition(obj, "ModelCached")["message"].startswith(
+        "the download waits for the model cache claim: PersistentVolumeClaim tiny holds 1Gi")
+    assert client.BatchV1Api(kube).list_namespaced_job(
+        namespace, label_selector="deepseek-operator.io/deployment=tiny-cache").items == []
 
 
 def test_objects_of_the_same_name_that_are_not_ours_are_left_alone(

@@ -261,6 +261,20 @@ def test_another_autoscalers_count_is_desired_and_spec_replicas_is_said_unused(
                 if c.type == "AutoscalerReady").message == f"replicas are owned by {owner}"
 
 
+def test_scaled_to_zero_without_metrics_is_not_ready() -> None:
+    obs = Observed(_claim(), _job(), _workload(0, 0), [], 0)
+    first = _compute(obs, mode="operator")
+    blind = first.model_copy(update={"conditions": [
+        c if c.type != "AutoscalerReady" else c.model_copy(update={
+            "status": "False", "reason": "MetricsUnavailable",
+            "message": "Prometheus at http://p:9090 is unreachable; holding 0 replicas"})
+        for c in first.conditions]})
+    status = _compute(obs, previous=blind, mode="operator")
+    ready = next(c for c in status.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("False", "MetricsUnavailable")
+    assert ready.message.startswith("scaled to zero, and the autoscaler cannot see traffic")
+
+
 def test_operator_mode_keeps_the_loops_condition() -> None:
     obs = Observed(_claim(), _job(), _workload(1, 1), [_pod("a", "n")], 1)
     first = _compute(obs, mode="operator")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -187,6 +188,7 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
     desired = _hold_workload_until_cached(
         dsd, desired, {k: o for k, o in observed.items() if k != outdated}, settings)
     desired = [_never_shrink_claim(o, observed) for o in desired]
+    desired = _hold_download_until_the_claim_fits(dsd, desired, observed, cluster, settings)
     keep = [k for k in observed if k.kind == "PersistentVolumeClaim"]  # never delete data
     plan = calculate_plan(desired, observed, keep=keep, field_manager=FIELD_MANAGER)
     foreign = _foreign_objects(cluster, plan, str(meta.get("uid", "")))
@@ -251,6 +253,37 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
     if missing:
         status = with_missing_apis(status, missing, previous=previous, now=now)
     return _finish(body, previous, status, writes)
+
+
+def _hold_download_until_the_claim_fits(
+        dsd: DeepSeekDeployment, desired: list[dict[str, Any]],
+        observed: Mapping[ObjectKey, dict[str, Any]], cluster: Cluster,
+        settings: RenderSettings) -> list[dict[str, Any]]:
+    """Leave a new download Job out while its Bound claim is smaller than it was asked to
+    be (an expansion in progress) or than the weights: the download would fill the volume
+    and fail, or leave a partial cache. A Job that already exists is left alone. A claim
+    that is not Bound yet does not hold the Job: with WaitForFirstConsumer binding the
+    Job's pod is what makes it bind."""
+    if not needs_download(dsd):
+        return desired
+    job_name = download_job(dsd, settings)
+    if any(k.kind == "Job" and k.name == job_name for k in observed):
+        return desired
+    claim_name = model_cache_claim(dsd)
+    claim = next((o for k, o in observed.items()
+                  if k.kind == "PersistentVolumeClaim" and k.name == claim_name), None)
+    if claim is None and not creates_model_cache(dsd):
+        claim = _read_claim(cluster, dsd.metadata.namespace or "", claim_name)
+    if claim is None or (claim.get("status") or {}).get("phase") != "Bound":
+        return desired
+    capacity = ((claim.get("status") or {}).get("capacity") or {}).get("storage")
+    requested = (((claim.get("spec") or {}).get("resources") or {})
+                 .get("requests") or {}).get("storage")
+    wanted = [q for q in (requested, str(math.ceil(checkpoint_bytes(dsd.spec)))) if q]
+    if capacity and any(quantity_less(capacity, q) for q in wanted):
+        return [o for o in desired if not (o["kind"] == "Job" and
+                                           o["metadata"]["name"] == job_name)]
+    return desired
 
 
 def _foreign_objects(cluster: Cluster, plan: Plan, uid: str) -> list[str]:

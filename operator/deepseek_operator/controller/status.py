@@ -188,8 +188,9 @@ def _bound_claim(obs: Observed, claim: dict[str, Any]) -> _Cond:
         return _Cond(ConditionType.STORAGE_READY, False, REASON_CLAIM_RESIZING,
                      f"PersistentVolumeClaim {name} is Bound with {capacity} but {requested} "
                      "is requested: waiting for the volume to be expanded. If it never is "
-                     "(the StorageClass or its CSI driver cannot expand volumes), delete the "
-                     "claim: the operator creates it at the new size and downloads again")
+                     "(the StorageClass or its CSI driver cannot expand volumes), or the size "
+                     "was a mistake (a claim's request cannot be lowered), delete the claim: "
+                     "the operator creates it at the size the spec asks and downloads again")
     if (capacity and obs.download_bytes is not None
             and quantity_less(capacity, str(math.ceil(obs.download_bytes)))):
         return _Cond(ConditionType.STORAGE_READY, False, REASON_CLAIM_TOO_SMALL,
@@ -206,7 +207,8 @@ def _bound_claim(obs: Observed, claim: dict[str, Any]) -> _Cond:
                  f"PersistentVolumeClaim {name} is Bound")
 
 
-def _cached(obs: Observed, storage_ok: bool) -> _Cond:
+def _cached(obs: Observed, storage: _Cond) -> _Cond:
+    storage_ok = bool(storage.status)
     if not obs.needs_download:
         return _Cond(ConditionType.MODEL_CACHED, storage_ok,
                      REASON_DOWNLOADED if storage_ok else REASON_WAITING_FOR_STORAGE,
@@ -217,7 +219,8 @@ def _cached(obs: Observed, storage_ok: bool) -> _Cond:
                      "the model cache claim does not exist, so neither do the weights")
     if obs.job is None:
         return _Cond(ConditionType.MODEL_CACHED, False, REASON_WAITING_FOR_STORAGE,
-                     "the download Job does not exist yet")
+                     "the download Job does not exist yet" if storage_ok else
+                     f"the download waits for the model cache claim: {storage.message}")
     name = obs.job["metadata"]["name"]
     if job_succeeded(obs.job):
         return _Cond(ConditionType.MODEL_CACHED, True, REASON_DOWNLOADED,
@@ -229,7 +232,7 @@ def _cached(obs: Observed, storage_ok: bool) -> _Cond:
                      f"{failed.get('message', '')}".strip())
     if not storage_ok:
         return _Cond(ConditionType.MODEL_CACHED, False, REASON_WAITING_FOR_STORAGE,
-                     f"Job {name} waits for the model cache claim to bind")
+                     f"Job {name} waits for the model cache claim: {storage.message}")
     stuck = stuck_container(obs.job_pods)
     if stuck is not None:
         return _Cond(ConditionType.MODEL_CACHED, False, stuck[0], f"Job {name}: {stuck[1]}")
@@ -354,14 +357,19 @@ def compute_status(*, generation: int, mode: str, observed: Observed,
     prev_conds = previous.conditions if previous else []
     prev_by_type = {c.type: c for c in prev_conds}
     storage = _storage(observed)
-    cached = _cached(observed, bool(storage.status))
+    cached = _cached(observed, storage)
     scheduled = _scheduled(observed)
     scaler = autoscaler_condition(mode, observed, prev_by_type.get(ConditionType.AUTOSCALER_READY))
     replicas, ready, rolled_out = workload_counts(observed.workload)
     want = observed.desired_replicas
 
     download_failed = cached.reason == REASON_DOWNLOAD_FAILED
-    if want == 0 and rolled_out:
+    if want == 0 and rolled_out and scaler.status is False:
+        # Nothing serves, and nothing will wake it: that is not a healthy zero.
+        is_ready, reason, message = False, scaler.reason, (
+            f"scaled to zero, and the autoscaler cannot see traffic to scale up again: "
+            f"{scaler.message}")
+    elif want == 0 and rolled_out:
         is_ready, reason, message = True, REASON_SCALED_TO_ZERO, "scaled to zero replicas"
     elif storage.status and cached.status and rolled_out and ready >= want > 0:
         is_ready, reason, message = True, REASON_REPLICAS_READY, f"{ready}/{want} replicas ready"

@@ -13,7 +13,10 @@ outcomes are told apart, because the autoscaler treats them differently:
 
 from __future__ import annotations
 
+import ast
+import json
 import math
+import re
 from typing import Any
 
 import requests
@@ -51,10 +54,28 @@ def query_qps(url: str, query: str, timeout_seconds: int = DEFAULT_TIMEOUT_SECON
         raise MetricsUnavailable(f"Prometheus at {url} is unreachable: "
                                  f"{type(exc).__name__}") from exc
     except PrometheusApiClientException as exc:
-        raise MetricsUnavailable(f"Prometheus rejected the query: {exc}") from exc
+        raise MetricsUnavailable(
+            f"Prometheus rejected {QUERY_FIELD}: {_prometheus_error(str(exc))}") from exc
     if not result:
         return None
     return _sum_samples(result)
+
+
+# prometheus-api-client reports a non-200 answer only as text, with the body as a bytes
+# repr: 'HTTP Status Code 400 (b\'{"status":"error","error":"1:5: parse error: ..."}\')'.
+_BODY = re.compile(r"\((b'.*'|b\".*\")\)$", re.DOTALL)
+
+
+def _prometheus_error(text: str) -> str:
+    """Prometheus' own error message out of the client's exception text, else the text."""
+    found = _BODY.search(text)
+    if found is None:
+        return text
+    try:
+        body = json.loads(ast.literal_eval(found.group(1)))
+    except (ValueError, SyntaxError):
+        return text
+    return str(body.get("error") or text) if isinstance(body, dict) else text
 
 
 def _sum_samples(result: list[Any]) -> float:

@@ -1038,3 +1038,25 @@ def test_settings_reject_nonsense(field: str) -> None:
 ])
 def test_serving_pod_pattern(pod: str, matches: bool) -> None:
     assert (re.fullmatch(pod_name_regex("r1"), pod) is not None) is matches
+
+
+@pytest.mark.parametrize(("engine", "arg"), [
+    ("vllm", "--data-parallel-size"), ("vllm", "-dp"), ("sglang", "--dp-size"),
+    ("sglang", "--data-parallel-size"),
+])
+def test_data_parallel_is_refused_it_would_need_more_gpus_than_the_pod_has(
+        engine: str, arg: str) -> None:
+    dsd = cr(small(engine={"type": engine, "args": [arg, "2"]}))
+    with pytest.raises(InvalidSpecError) as error:
+        render(dsd, SETTINGS)
+    assert error.value.paths == ("spec.engine.args[0]",)
+    assert "for more copies raise replicas or autoscaling.maxReplicas" in str(error.value)
+
+
+@pytest.mark.parametrize("arg", ["--enable-prefix-caching true", "-O 3"])
+def test_a_flag_and_its_value_in_one_string_is_refused(arg: str) -> None:
+    dsd = cr(small(engine={"args": ["--seed", "1", arg]}))
+    with pytest.raises(InvalidSpecError) as error:
+        render(dsd, SETTINGS)
+    assert error.value.paths == ("spec.engine.args[2]",)
+    assert "holds a flag and its value in one string" in str(error.value)

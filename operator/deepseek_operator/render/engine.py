@@ -35,6 +35,7 @@ would silently win while status.sizing, the runtime ConfigMap, the probes and th
 still describe the operator's.
 """
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -91,6 +92,8 @@ _PORT = ("as the port the probes, the PodMonitor and the Service target; spec.se
          "sets the port clients use")
 _HOST = "to listen on all interfaces, for the probes and the Service; it cannot be changed"
 _NODES = "from the replica's node layout (status.sizing.nodesPerReplica); it cannot be changed"
+_DATA_PARALLEL = ("to 1: a pod holds one copy of the model on the GPUs status.sizing gives "
+                  "it; for more copies raise replicas or autoscaling.maxReplicas")
 _REASONING = ("for catalog models, whose replies all start with a <think> section; it "
               "cannot be changed")
 
@@ -107,6 +110,7 @@ VLLM_FLAGS: Final = _table(
     OwnedFlag(("--host",), _HOST),  # not written: vLLM's default is all interfaces
     OwnedFlag(("--tensor-parallel-size", "-tp"), _SIZING),
     OwnedFlag(("--pipeline-parallel-size", "-pp"), _SIZING),
+    OwnedFlag(("--data-parallel-size", "-dp"), _DATA_PARALLEL),  # not written: default 1
     OwnedFlag(("--max-model-len",), _from_field("spec.model.maxModelLen")),
     OwnedFlag(("--max-num-seqs",), _from_field("spec.gpu.maxConcurrentSequences")),
     OwnedFlag(("--gpu-memory-utilization",), _from_field("spec.engine.gpuMemoryUtilization")),
@@ -126,6 +130,7 @@ SGLANG_FLAGS: Final = _table(
     OwnedFlag(("--port",), _PORT),
     OwnedFlag(("--tp-size", "--tensor-parallel-size"), _SIZING),
     OwnedFlag(("--pp-size", "--pipeline-parallel-size"), _SIZING),
+    OwnedFlag(("--dp-size", "--data-parallel-size"), _DATA_PARALLEL),  # not written: default 1
     OwnedFlag(("--context-length",), _from_field("spec.model.maxModelLen")),
     OwnedFlag(("--max-running-requests",), _from_field("spec.gpu.maxConcurrentSequences")),
     OwnedFlag(("--mem-fraction-static",), _from_field("spec.engine.gpuMemoryUtilization")),
@@ -169,6 +174,10 @@ def _flag_name(arg: str) -> str | None:
     return "--" + name[2:].replace("_", "-") if name.startswith("--") else name
 
 
+_FLAG_AND_VALUE = re.compile(r"--?[A-Za-z][-\w]*\s")
+"""`--flag value` or `-f value` in one string."""
+
+
 def _names_flag(name: str, flag: OwnedFlag) -> bool:
     # argparse also accepts an unambiguous prefix of a long flag (`--max-model` for
     # `--max-model-len`); an ambiguous one fails, so refusing it loses nothing.
@@ -180,6 +189,9 @@ def check_engine_args(dsd: DeepSeekDeployment) -> None:
     """Refuse spec.engine.args that set a flag the operator sets (see `owned_flags`),
     as `--flag value`, `--flag=value`, an alias or an abbreviation.
 
+    Also refuses a flag and its value in one string (`"--foo 4"`), which the engine's
+    argparse would take for a positional argument and fail on.
+
     Raises InvalidSpecError with one issue per offending element, its path
     `spec.engine.args[<index>]`, saying which spec field to change instead.
     """
@@ -188,6 +200,11 @@ def check_engine_args(dsd: DeepSeekDeployment) -> None:
     for index, arg in enumerate(dsd.spec.engine.args):
         name = _flag_name(arg)
         if name is None:
+            continue
+        if _FLAG_AND_VALUE.match(arg):  # argparse would take it for a positional argument
+            issues.append(FieldIssue(f"spec.engine.args[{index}]",
+                                     f"{arg!r} holds a flag and its value in one string: "
+                                     "give them as two list elements"))
             continue
         for flag in owned:
             if _names_flag(name, flag):

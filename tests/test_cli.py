@@ -156,3 +156,24 @@ def test_size_explains_memory_reserved_above_the_sum(capsys: pytest.CaptureFixtu
     assert code == 0
     assert table["gpu memory reserved"].startswith("943.9 GiB (8 x 118.0 GiB); more than the sum")
     assert table["weights + kv + overhead"] == "703.7 GiB"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["run", "--metrics-port", "99999"], "argument --metrics-port: 99999 is not a port"),
+    (["run", "--metrics-port", "-1"], "argument --metrics-port: -1 is not a port"),
+    (["run", "--liveness", "notaurl"], "argument --liveness: 'notaurl' is not an http://"),
+])
+def test_run_refuses_bad_ports_and_urls_before_starting(
+        argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_render_of_a_binary_file_is_an_error(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "cr.yaml"
+    path.write_bytes(b"\xff\xfe\x00")
+    assert main(["render", "-f", str(path)]) == 2
+    assert capsys.readouterr().err == f"error: {path}: cannot read: not UTF-8 text\n"

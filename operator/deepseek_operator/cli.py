@@ -10,6 +10,7 @@ InvalidSpecError, printed to stderr one line per offending field).
 
 import argparse
 import sys
+import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, get_args
@@ -244,6 +245,23 @@ def add_render_command(commands: "Subcommands[argparse.ArgumentParser]") -> None
     parser.set_defaults(handler=run_render)
 
 
+def _port(text: str) -> int:
+    """argparse type: a TCP port number, 0 to 65535."""
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port (0 to 65535)")
+    return port
+
+
+def _http_url(text: str) -> str:
+    """argparse type: an http:// URL with a host and port, as kopf's liveness wants."""
+    parsed = urllib.parse.urlsplit(text)
+    if parsed.scheme != "http" or not parsed.hostname or parsed.port is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an http://HOST:PORT/PATH URL (e.g. http://0.0.0.0:8080/healthz)")
+    return text
+
+
 def run_render(args: argparse.Namespace) -> int:
     """Render every document of every file; print the stream only if all of them render.
 
@@ -256,6 +274,10 @@ def run_render(args: argparse.Namespace) -> int:
         try:
             text = sys.stdin.read() if filename == "-" else Path(filename).read_text("utf-8")
             documents = load_documents(text)
+        except UnicodeDecodeError:
+            print(f"error: {filename}: cannot read: not UTF-8 text", file=sys.stderr)
+            failed = True
+            continue
         except OSError as error:
             print(f"error: {filename}: cannot read: {error.strerror or error}", file=sys.stderr)
             failed = True
@@ -299,9 +321,9 @@ def add_run_command(commands: "Subcommands[argparse.ArgumentParser]") -> None:
     parser.add_argument("--priority", type=int,
                         help="peering priority (default: start time, so the newest replica "
                              "is the active one)")
-    parser.add_argument("--liveness", metavar="URL",
+    parser.add_argument("--liveness", metavar="URL", type=_http_url,
                         help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
-    parser.add_argument("--metrics-port", type=int, default=0,
+    parser.add_argument("--metrics-port", type=_port, default=0,
                         help="serve Prometheus metrics on this port (0: off)")
     parser.add_argument("--log-format", choices=["plain", "full", "json"], default="plain")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

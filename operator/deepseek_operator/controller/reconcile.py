@@ -10,12 +10,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes.client import ApiException, CoreV1Api, StorageV1Api
+from kubernetes.client import ApiException, StorageV1Api
 
 from deepseek_operator.api.errors import InvalidSpecError
 from deepseek_operator.api.resource import DeepSeekDeployment, parse_deployment
@@ -32,6 +31,8 @@ from deepseek_operator.controller.status import (
     REASON_NAME_CONFLICT,
     WAITING_FOR_OBJECT,
     Observed,
+    claim_shortfall,
+    claim_storage,
     compute_status,
     job_failed,
     job_succeeded,
@@ -51,7 +52,6 @@ from deepseek_operator.render import (
     render,
     workload_replicas,
 )
-from deepseek_operator.render.download import download_job
 from deepseek_operator.render.source import model_cache_claim
 
 log = logging.getLogger(__name__)
@@ -140,16 +140,6 @@ def _storage_class_missing(cluster: Cluster, dsd: DeepSeekDeployment) -> str | N
     return None
 
 
-def _read_claim(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        claim = CoreV1Api(cluster.api).read_namespaced_persistent_volume_claim(name, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return dict(cluster.api.sanitize_for_serialization(claim))  # type: ignore[no-untyped-call]
-
-
 def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSettings,
               now: str) -> Outcome:
     """Bring the children of one DeepSeekDeployment (``body``, as from the API) to its spec.
@@ -178,7 +168,14 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
                       if not cluster.served(o["apiVersion"], o["kind"])})
     desired = [o for o in desired if cluster.served(o["apiVersion"], o["kind"])]
     observed = cluster.observe(namespace, children_selector(name))
-    outdated = _download_for_an_older_claim(dsd, observed, settings)
+    # The download Job's name hashes its pod template: take it from the rendered Job.
+    job_name = next((o["metadata"]["name"] for o in desired if o["kind"] == "Job"), None)
+    claim_name = model_cache_claim(dsd)
+    # existingClaim or a pvc:// uri: not ours, so not among the children; the operator
+    # never writes it, so one read serves the whole reconcile.
+    given_claim = None if creates_model_cache(dsd) else cluster.read(
+        ObjectKey("v1", "PersistentVolumeClaim", namespace, claim_name))
+    outdated = _download_for_an_older_claim(dsd, observed, job_name, claim_name)
     if outdated is not None:
         # Deleted by this plan (observed, ours, not desired), created again by the next
         # reconcile, which the deletion's event triggers.
@@ -186,9 +183,11 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
                  namespace, name, outdated)
         desired = [o for o in desired if ObjectKey.of(o) != outdated]
     desired = _hold_workload_until_cached(
-        dsd, desired, {k: o for k, o in observed.items() if k != outdated}, settings)
+        dsd, desired, {k: o for k, o in observed.items() if k != outdated}, job_name)
     desired = [_never_shrink_claim(o, observed) for o in desired]
-    desired = _hold_download_until_the_claim_fits(dsd, desired, observed, cluster, settings)
+    desired = _hold_download_until_the_claim_fits(
+        dsd, desired, observed, job_name,
+        _child(observed, "PersistentVolumeClaim", claim_name) or given_claim)
     keep = [k for k in observed if k.kind == "PersistentVolumeClaim"]  # never delete data
     plan = calculate_plan(desired, observed, keep=keep, field_manager=FIELD_MANAGER)
     foreign = _foreign_objects(cluster, plan, str(meta.get("uid", "")))
@@ -218,13 +217,9 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
         observed = cluster.observe(namespace, children_selector(name))
 
     def child(kind: str, child_name: str) -> dict[str, Any] | None:
-        return next((o for k, o in observed.items()
-                     if k.kind == kind and k.name == child_name), None)
+        return _child(observed, kind, child_name)
 
-    claim_name = model_cache_claim(dsd)
-    claim = child("PersistentVolumeClaim", claim_name)
-    if claim is None and not creates_model_cache(dsd):  # existingClaim or a pvc:// uri
-        claim = _read_claim(cluster, namespace, claim_name)
+    claim = child("PersistentVolumeClaim", claim_name) or given_claim
     workload = next((w for kind in WORKLOAD_API_VERSIONS
                      if (w := child(kind, names.workload(dsd))) is not None), None)
     autoscaler = child("HorizontalPodAutoscaler", names.autoscaler(dsd)) or child(
@@ -233,8 +228,9 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
     replicas = workload_replicas(dsd)
     desired_replicas = replicas if replicas is not None else int(
         ((workload or {}).get("spec") or {}).get("replicas") or 0)
-    job = child("Job", download_job(dsd, settings)) if needs_download(dsd) else None
-    if job is not None and _download_for_an_older_claim(dsd, observed, settings) is not None:
+    job = child("Job", job_name) if job_name else None
+    if job is not None and _download_for_an_older_claim(
+            dsd, observed, job_name, claim_name) is not None:
         job = None  # it filled an earlier claim; the next reconcile replaces it
     job_pods = _pods_of_running_job(cluster, namespace, job)
     snapshot = Observed(
@@ -257,33 +253,21 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
 
 def _hold_download_until_the_claim_fits(
         dsd: DeepSeekDeployment, desired: list[dict[str, Any]],
-        observed: Mapping[ObjectKey, dict[str, Any]], cluster: Cluster,
-        settings: RenderSettings) -> list[dict[str, Any]]:
-    """Leave a new download Job out while its Bound claim is smaller than it was asked to
-    be (an expansion in progress) or than the weights: the download would fill the volume
-    and fail, or leave a partial cache. A Job that already exists is left alone. A claim
-    that is not Bound yet does not hold the Job: with WaitForFirstConsumer binding the
-    Job's pod is what makes it bind."""
-    if not needs_download(dsd):
+        observed: Mapping[ObjectKey, dict[str, Any]], job_name: str | None,
+        claim: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """Leave a new download Job (``job_name``) out while its Bound claim is smaller than it
+    was asked to be (an expansion in progress) or than the weights: the download would
+    fill the volume and fail, or leave a partial cache. A Job that already exists is left
+    alone. A claim that is not Bound yet does not hold the Job: with WaitForFirstConsumer
+    binding the Job's pod is what makes it bind."""
+    if job_name is None or _child(observed, "Job", job_name) is not None:
         return desired
-    job_name = download_job(dsd, settings)
-    if any(k.kind == "Job" and k.name == job_name for k in observed):
-        return desired
-    claim_name = model_cache_claim(dsd)
-    claim = next((o for k, o in observed.items()
-                  if k.kind == "PersistentVolumeClaim" and k.name == claim_name), None)
-    if claim is None and not creates_model_cache(dsd):
-        claim = _read_claim(cluster, dsd.metadata.namespace or "", claim_name)
     if claim is None or (claim.get("status") or {}).get("phase") != "Bound":
         return desired
-    capacity = ((claim.get("status") or {}).get("capacity") or {}).get("storage")
-    requested = (((claim.get("spec") or {}).get("resources") or {})
-                 .get("requests") or {}).get("storage")
-    wanted = [q for q in (requested, str(math.ceil(checkpoint_bytes(dsd.spec)))) if q]
-    if capacity and any(quantity_less(capacity, q) for q in wanted):
-        return [o for o in desired if not (o["kind"] == "Job" and
-                                           o["metadata"]["name"] == job_name)]
-    return desired
+    if claim_shortfall(claim, checkpoint_bytes(dsd.spec)) is None:
+        return desired
+    return [o for o in desired
+            if not (o["kind"] == "Job" and o["metadata"]["name"] == job_name)]
 
 
 def _foreign_objects(cluster: Cluster, plan: Plan, uid: str) -> list[str]:
@@ -323,9 +307,7 @@ def _never_shrink_claim(desired: dict[str, Any],
     change to a smaller model keeps its cache instead of failing to apply."""
     if desired["kind"] != "PersistentVolumeClaim":
         return desired
-    live = observed.get(ObjectKey.of(desired))
-    live_request = ((((live or {}).get("spec") or {}).get("resources") or {})
-                    .get("requests") or {}).get("storage")
+    live_request, _ = claim_storage(observed.get(ObjectKey.of(desired)))
     wanted = desired["spec"]["resources"]["requests"]["storage"]
     if not live_request or not quantity_less(wanted, live_request):
         return desired
@@ -347,8 +329,9 @@ def _pods_of_running_job(cluster: Cluster, namespace: str,
 
 def _download_for_an_older_claim(dsd: DeepSeekDeployment,
                                  observed: Mapping[ObjectKey, dict[str, Any]],
-                                 settings: RenderSettings) -> ObjectKey | None:
-    """The download Job when it was created before the model cache claim it should fill.
+                                 job_name: str | None, claim_name: str) -> ObjectKey | None:
+    """The download Job (``job_name``) when it was created before the model cache claim
+    it should fill.
 
     Then it filled an earlier claim of the same name, one deleted by hand since: the new
     claim is empty, and the Job (Complete, say) must run again. The operator creates the
@@ -356,23 +339,20 @@ def _download_for_an_older_claim(dsd: DeepSeekDeployment,
     Creation times have a resolution of one second; a claim recreated within the second
     of the Job's creation goes unnoticed.
     """
-    if not creates_model_cache(dsd) or not needs_download(dsd):
+    if not creates_model_cache(dsd) or job_name is None:
         return None
-    claim_name, job_name = model_cache_claim(dsd), download_job(dsd, settings)
-    claim = next((o for k, o in observed.items()
-                  if k.kind == "PersistentVolumeClaim" and k.name == claim_name), None)
-    job_key, job = next(((k, o) for k, o in observed.items()
-                         if k.kind == "Job" and k.name == job_name), (None, None))
-    if claim is None or job is None or job_key is None:
+    claim = _child(observed, "PersistentVolumeClaim", claim_name)
+    job = _child(observed, "Job", job_name)
+    if claim is None or job is None:
         return None
     claim_created = claim["metadata"].get("creationTimestamp") or ""
     job_created = job["metadata"].get("creationTimestamp") or ""
-    return job_key if job_created and claim_created > job_created else None
+    return ObjectKey.of(job) if job_created and claim_created > job_created else None
 
 
 def _hold_workload_until_cached(dsd: DeepSeekDeployment, desired: list[dict[str, Any]],
                                 observed: Mapping[ObjectKey, dict[str, Any]],
-                                settings: RenderSettings) -> list[dict[str, Any]]:
+                                job_name: str | None) -> list[dict[str, Any]]:
     """Leave a new workload out while a single-writer cache is still being filled.
 
     A ReadWriteOnce volume attaches to one node (ReadWriteOncePod to one pod): a serving
@@ -380,14 +360,17 @@ def _hold_workload_until_cached(dsd: DeepSeekDeployment, desired: list[dict[str,
     the download Job could never mount it. So with those access modes the workload is
     created only once the Job has completed; an existing workload is left alone.
     """
-    if (dsd.spec.storage.access_mode not in SINGLE_WRITER_ACCESS_MODES
-            or not needs_download(dsd)):
+    if dsd.spec.storage.access_mode not in SINGLE_WRITER_ACCESS_MODES or job_name is None:
         return desired
     if any(k.kind in WORKLOAD_API_VERSIONS and k.name == names.workload(dsd) for k in observed):
         return desired
-    job_name = download_job(dsd, settings)
-    job = next((o for k, o in observed.items() if k.kind == "Job" and k.name == job_name), None)
+    job = _child(observed, "Job", job_name)
     if job is not None and job_succeeded(job):
         return desired
     return [o for o in desired if o["kind"] not in WORKLOAD_API_VERSIONS]
 
+
+def _child(observed: Mapping[ObjectKey, dict[str, Any]], kind: str,
+           name: str) -> dict[str, Any] | None:
+    """The observed child of this kind and name, if any."""
+    return next((o for k, o in observed.items() if k.kind == kind and k.name == name), None)

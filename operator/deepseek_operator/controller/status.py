@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,26 +178,48 @@ def _storage(obs: Observed) -> _Cond:
                  f"PersistentVolumeClaim {name} is {phase}")
 
 
+def claim_storage(claim: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
+    """``(requested, capacity)`` storage quantities of a PersistentVolumeClaim dict, each
+    None when not set (no claim, or not bound yet)."""
+    claim = claim or {}
+    requested = (((claim.get("spec") or {}).get("resources") or {})
+                 .get("requests") or {}).get("storage")
+    capacity = ((claim.get("status") or {}).get("capacity") or {}).get("storage")
+    return requested, capacity
+
+
+def claim_shortfall(claim: Mapping[str, Any], download_bytes: float | None) -> str | None:
+    """Why a claim cannot take the download yet: REASON_CLAIM_RESIZING when its capacity is
+    below its request (an expansion in progress), REASON_CLAIM_TOO_SMALL when below
+    ``download_bytes``; None when it fits or its capacity is not known yet."""
+    requested, capacity = claim_storage(claim)
+    if not capacity:
+        return None
+    if requested and quantity_less(capacity, requested):
+        return REASON_CLAIM_RESIZING
+    if download_bytes is not None and quantity_less(capacity, str(math.ceil(download_bytes))):
+        return REASON_CLAIM_TOO_SMALL
+    return None
+
+
 def _bound_claim(obs: Observed, claim: dict[str, Any]) -> _Cond:
     """StorageReady of a Bound claim: is it as large as asked, large enough for the
     download, and mountable by every replica?"""
     name = claim["metadata"]["name"]
-    requested = (((claim.get("spec") or {}).get("resources") or {})
-                 .get("requests") or {}).get("storage")
-    capacity = ((claim.get("status") or {}).get("capacity") or {}).get("storage")
-    if requested and capacity and quantity_less(capacity, requested):
+    requested, capacity = claim_storage(claim)
+    shortfall = claim_shortfall(claim, obs.download_bytes)
+    if shortfall == REASON_CLAIM_RESIZING:
         return _Cond(ConditionType.STORAGE_READY, False, REASON_CLAIM_RESIZING,
                      f"PersistentVolumeClaim {name} is Bound with {capacity} but {requested} "
                      "is requested: waiting for the volume to be expanded. If it never is "
                      "(the StorageClass or its CSI driver cannot expand volumes), or the size "
                      "was a mistake (a claim's request cannot be lowered), delete the claim: "
                      "the operator creates it at the size the spec asks and downloads again")
-    if (capacity and obs.download_bytes is not None
-            and quantity_less(capacity, str(math.ceil(obs.download_bytes)))):
+    if shortfall == REASON_CLAIM_TOO_SMALL:
         return _Cond(ConditionType.STORAGE_READY, False, REASON_CLAIM_TOO_SMALL,
                      f"PersistentVolumeClaim {name} holds {capacity}, less than the "
-                     f"{obs.download_bytes / 2**30:.1f} GiB the download writes: give a larger "
-                     "claim in spec.storage.existingClaim")
+                     f"{(obs.download_bytes or 0) / 2**30:.1f} GiB the download writes: give "
+                     "a larger claim in spec.storage.existingClaim")
     modes = set((claim.get("spec") or {}).get("accessModes") or [])
     if modes and modes <= set(SINGLE_WRITER_ACCESS_MODES) and obs.desired_replicas > 1:
         return _Cond(ConditionType.STORAGE_READY, False, REASON_ACCESS_MODE_CONFLICT,

@@ -24,9 +24,10 @@ system-deps: ## Install Debian packages the e2e rig needs (prometheus)
 	@test -x /usr/bin/prometheus || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null)
 
 .PHONY: lint
-lint: $(STAMP) ## ruff and mypy --strict
+lint: $(STAMP) ## ruff, mypy --strict and the layer contracts (.importlinter)
 	$(VENV)/bin/ruff check operator tests e2e
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 .PHONY: crds
 crds: $(STAMP) ## Generate crds/ from the API models and copy it into the chart and the kustomize base

@@ -1,6 +1,7 @@
 """The packaged catalog: complete, internally consistent, equal to the project's shared facts,
 and lookups that fail with the known names."""
 
+import re
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from deepseek_operator.catalog import (
     resolve_gpu,
     resolve_model,
 )
+from deepseek_operator.catalog.quantity import quantity_bytes
 
 R1_FAMILY = [
     "deepseek-r1",
@@ -176,3 +178,17 @@ def test_model_uri_defaults_to_the_catalog_repository() -> None:
 )
 def test_cache_size(spec: dict[str, Any], size: str) -> None:
     assert cache_size(parse_spec(spec)) == size
+
+
+@pytest.mark.parametrize(("text", "expect"), [
+    ("900Gi", 900 * 2**30), ("1.5T", 1_500_000_000_000), ("100", 100), ("1Ki", 1024),
+    ("0.5Mi", 2**19), ("2E", 2 * 10**18),
+])
+def test_storage_quantities_in_bytes(text: str, expect: int) -> None:
+    assert quantity_bytes(text) == expect
+
+
+@pytest.mark.parametrize("text", ["", "1.", "-1Gi", "1gi", "1 Gi", "1e9", "500m", "Gi"])
+def test_what_is_not_a_storage_quantity_is_refused_naming_it(text: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(repr(text))):
+        quantity_bytes(text)

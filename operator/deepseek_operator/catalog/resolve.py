@@ -4,8 +4,6 @@ sizing. What rendering and the controller call; pure (reads only the packaged ca
 import math
 from typing import Final
 
-from kubernetes.utils import parse_quantity
-
 from ..api import (
     PRE_QUANTIZED,
     SINGLE_WRITER_ACCESS_MODES,
@@ -16,6 +14,7 @@ from ..api import (
 from .errors import SizingError
 from .facts import GIB, GPUFacts, ModelFacts
 from .loader import get_gpu, get_model, model_catalog
+from .quantity import quantity_bytes
 from .sizing import REFERENCE_GPU, SizingResult, size_replica, weights_bytes
 
 CACHE_HEADROOM: Final = 1.25
@@ -95,7 +94,7 @@ def _check_cache_size(spec: DeepSeekDeploymentSpec) -> None:
     storage = spec.storage
     if not storage.size or storage.existing_claim or spec.model.uri.startswith("pvc://"):
         return
-    requested = float(parse_quantity(storage.size))  # type: ignore[no-untyped-call]
+    requested = float(quantity_bytes(storage.size))
     needed = checkpoint_bytes(spec)
     if requested < needed:
         raise SizingError(

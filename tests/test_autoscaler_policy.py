@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field, replace
 
@@ -247,14 +246,14 @@ CASES = [
 
 
 def run(config: PolicyConfig, steps: tuple[Step, ...], state: PolicyState) -> list[Decision]:
-    """Feed the steps in order, threading the state through its JSON form."""
+    """Feed the steps in order, threading the state through."""
     decisions = []
     for step in steps:
         ready = step.current - step.pending if step.ready is None else step.ready
         observation = Observation(step.now, step.qps, step.current, ready, step.pending)
         decision = decide(config, observation, state)
         decisions.append(decision)
-        state = PolicyState.from_dict(json.loads(json.dumps(decision.state.to_dict())))
+        state = decision.state
     return decisions
 
 
@@ -295,44 +294,6 @@ def test_history_is_pruned_to_the_longest_window() -> None:
         state = decide(BASE, Observation(now, 4.0, 2, 2, 0), state).state
     assert len(state.recommendations) == 300 // 15
     assert all(time > times[-1] - 300 for time, _ in state.recommendations)
-
-
-def test_state_round_trip_through_a_dict() -> None:
-    state = PolicyState(
-        recommendations=((0.0, 3), (15.5, 4)),
-        zero_traffic_since=12.0,
-        down_floor=4,
-        settling_since=15.5,
-        last_scale_at=3.0,
-    )
-    data = json.loads(json.dumps(state.to_dict()))
-    assert data == {
-        "recommendations": [[0.0, 3], [15.5, 4]],
-        "zeroTrafficSince": 12.0,
-        "downFloor": 4,
-        "settlingSince": 15.5,
-        "lastScaleAt": 3.0,
-    }
-    assert PolicyState.from_dict(data) == state
-    assert PolicyState.from_dict({}) == PolicyState()
-
-
-@pytest.mark.parametrize(
-    ("data", "key"),
-    [
-        ({"recommendations": [[0, -1]]}, "recommendations"),
-        ({"recommendations": [[0, 1, 2]]}, "recommendations"),
-        ({"recommendations": "3"}, "recommendations"),
-        ({"zeroTrafficSince": "soon"}, "zeroTrafficSince"),
-        ({"lastScaleAt": float("nan")}, "lastScaleAt"),
-        ({"downFloor": 1.5}, "downFloor"),
-        ({"settlingSince": True}, "settlingSince"),
-        ({"lastScale": 1.0}, "lastScale"),
-    ],
-)
-def test_state_from_bad_dict_names_the_key(data: dict[str, object], key: str) -> None:
-    with pytest.raises(ValueError, match=key):
-        PolicyState.from_dict(data)
 
 
 @pytest.mark.parametrize(
@@ -449,7 +410,8 @@ def test_never_under_provisioned_beyond_the_band_once_the_up_window_passed(
     final = replay(config, start, [*prefix, *[qps] * steady])[-1].decision
     load = qps / config.target_qps_per_replica
     band = config.scale_up_tolerance
-    assert final.desired_replicas >= min(config.max_replicas, load / (1 + band))
+    # 1e-9: the policy's own slack for float rounding (policy._INTEGER_SLACK).
+    assert final.desired_replicas >= min(config.max_replicas, load / (1 + band) - 1e-9)
     if band == 0:
         expected = min(max(math.ceil(load - 1e-9), config.min_replicas), config.max_replicas)
         assert final.desired_replicas >= expected
@@ -487,13 +449,3 @@ def test_missing_metric_holds_the_current_count(
         if trial.qps is None:
             clamped = min(max(trial.current, config.min_replicas), config.max_replicas)
             assert trial.decision.desired_replicas == clamped
-
-
-@settings(max_examples=200, deadline=None)
-@given(configs, st.integers(0, 60), st.lists(rates, min_size=1, max_size=30))
-def test_state_survives_its_dict_form(
-    config: PolicyConfig, start: int, qps_series: list[float | None]
-) -> None:
-    for trial in replay(config, start, qps_series):
-        state = trial.decision.state
-        assert PolicyState.from_dict(json.loads(json.dumps(state.to_dict()))) == state

@@ -8,6 +8,7 @@ it again at the end so nothing is left running.
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -89,12 +90,43 @@ def pytest_runtest_makereport(
     return report
 
 
+# What a failed e2e test prints of its namespace (kubectl get ... -o KIND per entry).
+DUMP = (
+    ("deepseekdeployments", "yaml"),
+    ("deployments,jobs,persistentvolumeclaims,services,configmaps,horizontalpodautoscalers",
+     "wide"),
+    ("pods", "wide"),
+)
+
+
+def dump_namespace(kubectl: Path, kubeconfig: Path, namespace: str) -> str:
+    """The DeepSeekDeployments of ``namespace`` (YAML), their children, pods and events, as
+    text for a failure report (kubectl's own errors included, so a dump never raises)."""
+    parts = []
+    for resources, output in DUMP:
+        result = subprocess.run(
+            [str(kubectl), "--kubeconfig", str(kubeconfig), "-n", namespace, "get",
+             resources, "-o", output], capture_output=True, text=True, check=False, timeout=30)
+        parts.append(f"--- kubectl get {resources} ---\n{result.stdout}{result.stderr}")
+    events = subprocess.run(
+        [str(kubectl), "--kubeconfig", str(kubeconfig), "-n", namespace, "get", "events",
+         "--sort-by=.metadata.creationTimestamp"], capture_output=True, text=True, check=False,
+        timeout=30)
+    parts.append(f"--- events ---\n{events.stdout}{events.stderr}")
+    return "\n".join(parts)
+
+
 @pytest.fixture
-def dsd_api(request: pytest.FixtureRequest, kube: client.ApiClient,
-            operator: OperatorProcess) -> Iterator[client.CustomObjectsApi]:
-    """CustomObjectsApi for DeepSeekDeployments; when the test fails, the operator's log
-    tail is printed (pytest shows it with the failure)."""
+def dsd_api(request: pytest.FixtureRequest, kube: client.ApiClient, kubectl: Path,
+            kubeconfig: Path, operator: OperatorProcess) -> Iterator[client.CustomObjectsApi]:
+    """CustomObjectsApi for DeepSeekDeployments. When the test fails, pytest shows with the
+    failure: the test namespace's DeepSeekDeployments, children, pods and events, and the
+    operator's log tail."""
     yield client.CustomObjectsApi(kube)
     report = getattr(request.node, "report_call", None)
-    if report is not None and report.failed:
-        print(f"--- operator log tail ({operator.log_path}) ---\n{operator.log_tail()}")
+    if report is None or not report.failed:
+        return
+    namespace = request.node.funcargs.get("namespace")
+    if isinstance(namespace, str):
+        print(dump_namespace(kubectl, kubeconfig, namespace))
+    print(f"--- operator log tail ({operator.log_path}) ---\n{operator.log_tail()}")

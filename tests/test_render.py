@@ -1,9 +1,11 @@
 """Rendering a DeepSeekDeployment into its children: content, ownership, determinism and
 validity against the Kubernetes 1.37 OpenAPI schemas (kubernetes-validate)."""
 
-import copy
 import math
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +17,15 @@ from kubernetes_validate.utils import SchemaNotFoundError
 
 from deepseek_operator.api import API_VERSION, KIND, InvalidSpecError, parse_deployment
 from deepseek_operator.catalog import size_deployment
+from deepseek_operator.controller.handlers import WATCHED_RESOURCES
 from deepseek_operator.render import (
+    APPLY_ORDER,
+    CHILD_KINDS,
     DEFAULT_ENGINE_IMAGES,
     DEFAULT_S3_DOWNLOAD_IMAGE,
     HPA_METRIC,
     MARKER_FILE,
+    WORKLOAD_API_VERSIONS,
     RenderSettings,
     average_value,
     children_selector,
@@ -215,11 +221,19 @@ def test_every_object_is_valid_for_kubernetes_1_37(case: str, dsd: Any) -> None:
         validate(obj)
 
 
-@pytest.mark.parametrize(("case", "dsd"), ALL_CASES, ids=[case for case, _ in ALL_CASES])
-def test_rendering_is_deterministic(case: str, dsd: Any) -> None:
-    first = yaml.safe_dump_all(render(dsd, ALL_SETTINGS), sort_keys=False)
-    again = yaml.safe_dump_all(render(copy.deepcopy(dsd), ALL_SETTINGS), sort_keys=False)
-    assert first == again
+def test_rendering_is_the_same_across_processes_and_hash_seeds() -> None:
+    """Same CR, same bytes: every sample rendered by two processes whose string hashing
+    (and so set and dict-of-set order) differs. Within one process this cannot fail."""
+    samples = sorted(str(p) for p in SAMPLES.glob("*.yaml"))
+    outputs = []
+    for seed in ("1", "2"):
+        result = subprocess.run(
+            [sys.executable, "-m", "deepseek_operator.cli", "render",
+             *[arg for sample in samples for arg in ("-f", sample)]],
+            capture_output=True, text=True, check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed})
+        outputs.append(result.stdout)
+    assert outputs[0].count("kind: Deployment") >= 3 and outputs[0] == outputs[1]
 
 
 @pytest.mark.parametrize(("case", "dsd"), ALL_CASES, ids=[case for case, _ in ALL_CASES])
@@ -1060,3 +1074,44 @@ def test_a_flag_and_its_value_in_one_string_is_refused(arg: str) -> None:
         render(dsd, SETTINGS)
     assert error.value.paths == ("spec.engine.args[2]",)
     assert "holds a flag and its value in one string" in str(error.value)
+
+
+# Child kinds are declared once (render/kinds.py): everything render emits is declared,
+# watched by the operator, and covered by the chart's ClusterRole.
+CHART = Path(__file__).parent.parent / "charts" / "deepseek-operator"
+
+
+
+def _emitted() -> set[tuple[str, str]]:
+    return {(o["apiVersion"], o["kind"]) for _, dsd in ALL_CASES
+            for o in render(dsd, ALL_SETTINGS)}
+
+
+def test_every_kind_render_emits_is_declared_and_watched() -> None:
+    emitted = _emitted()
+    declared = {(c.api_version, c.kind) for c in CHILD_KINDS}
+    assert emitted <= declared
+    # The cases reach every declared kind, so a kind render stopped emitting shows here.
+    assert declared == emitted
+    plural = {(c.api_version, c.kind): c.plural for c in CHILD_KINDS}
+    watched = set(WATCHED_RESOURCES)
+    assert {(api_version, plural[(api_version, kind)]) for api_version, kind in emitted} <= watched
+
+
+def test_workloads_and_order_derive_from_the_table() -> None:
+    assert WORKLOAD_API_VERSIONS == {"Deployment": "apps/v1",
+                                     "LeaderWorkerSet": "leaderworkerset.x-k8s.io/v1"}
+    assert APPLY_ORDER["PersistentVolumeClaim"] < APPLY_ORDER["Job"] < APPLY_ORDER["Deployment"]
+    assert APPLY_ORDER["Deployment"] < APPLY_ORDER["HorizontalPodAutoscaler"]
+
+
+def test_the_cluster_role_lets_the_operator_watch_and_apply_every_kind() -> None:
+    text = (CHART / "templates" / "rbac.yaml").read_text()
+    role = next(d for d in yaml.safe_load_all(text.replace("{{", "#").replace("}}", ""))
+                if d and d.get("kind") == "ClusterRole")
+    granted = {(group, resource): set(rule["verbs"]) for rule in role["rules"]
+               for group in rule["apiGroups"] for resource in rule["resources"]}
+    for kind in CHILD_KINDS:
+        group = kind.api_version.rpartition("/")[0]
+        verbs = granted.get((group, kind.plural), set())
+        assert {"get", "list", "watch", "create", "patch", "delete"} <= verbs, kind

@@ -6,13 +6,14 @@ from typing import Any
 
 import pytest
 
-from deepseek_operator.api.status import DeepSeekDeploymentStatus
+from deepseek_operator.api.conditions import transitions
+from deepseek_operator.api.status import Condition, DeepSeekDeploymentStatus
 from deepseek_operator.controller.status import (
     WAITING_FOR_OBJECT,
     Observed,
     compute_status,
+    phase,
     stalled_status,
-    transitions,
 )
 
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
@@ -243,20 +244,47 @@ def test_autoscaler_condition_by_mode() -> None:
         "False", "FailedGetPodsMetric")
 
 
+def _scaled_object(**conditions: str) -> dict[str, Any]:
+    """An autoscaler object whose status has these conditions (type=status), with a
+    message naming each; an HPA ignores the ones it does not know."""
+    return {"status": {"conditions": [
+        {"type": kind, "status": status, "reason": f"{kind}Reason", "message": f"{kind} says"}
+        for kind, status in conditions.items()]}}
+
+
+@pytest.mark.parametrize(("conditions", "expect", "words"), [
+    ({}, ("False", "ScaledObjectNotReconciled"), "is the KEDA operator running?"),
+    ({"Ready": "Unknown"}, ("False", "ScaledObjectNotReconciled"), "KEDA has not reconciled"),
+    ({"Ready": "False"}, ("False", "ReadyReason"), "ScaledObject: Ready says"),
+    ({"Ready": "True", "Fallback": "True"}, ("False", "ScaledObjectFallback"),
+     "fallback replica count: Fallback says"),
+    ({"Ready": "True", "Active": "False"}, ("True", "ScaledObjectReady"), "inactive"),
+    ({"Ready": "True", "Active": "True"}, ("True", "ScaledObjectReady"), "owned by KEDA"),
+])
+def test_keda_mode_reads_the_scaled_objects_own_conditions(
+        conditions: dict[str, str], expect: tuple[str, str], words: str) -> None:
+    obs = Observed(_claim(), _job(), _workload(1, 1), [_pod("a", "n")], 1,
+                   autoscaler=_scaled_object(**conditions))
+    scaler = next(c for c in _compute(obs, mode="keda").conditions
+                  if c.type == "AutoscalerReady")
+    assert (scaler.status, scaler.reason) == expect
+    assert words in scaler.message
+
+
 @pytest.mark.parametrize(("mode", "owner"), [("hpa", "the HorizontalPodAutoscaler"),
                                              ("keda", "KEDA")])
 def test_another_autoscalers_count_is_desired_and_spec_replicas_is_said_unused(
         mode: str, owner: str) -> None:
-    obs = Observed(_claim(), _job(), _workload(3, 3), READY_PODS, 3, autoscaler={},
-                   spec_replicas=1)
+    obs = Observed(_claim(), _job(), _workload(3, 3), READY_PODS, 3,
+                   autoscaler=_scaled_object(Ready="True", Active="True"), spec_replicas=1)
     status = _compute(obs, mode=mode)
     assert status.desired_replicas == 3
     scaler = next(c for c in status.conditions if c.type == "AutoscalerReady")
     assert scaler.status == "True"
     assert scaler.message == (f"replicas are owned by {owner}; spec.replicas (1) is not used "
                               "in this mode (the workload asks for 3)")
-    same = Observed(_claim(), _job(), _workload(3, 3), READY_PODS, 3, autoscaler={},
-                    spec_replicas=3)
+    same = Observed(_claim(), _job(), _workload(3, 3), READY_PODS, 3,
+                    autoscaler=_scaled_object(Ready="True", Active="True"), spec_replicas=3)
     assert next(c for c in _compute(same, mode=mode).conditions
                 if c.type == "AutoscalerReady").message == f"replicas are owned by {owner}"
 
@@ -293,7 +321,8 @@ def test_stalled_status_keeps_detail_conditions() -> None:
                             message="spec.gpu.count: needs 16 GPUs", previous=before, now=T1,
                             base=before)
     conds = _conds(status)
-    assert status.phase == "Failed" and status.observed_generation == 2
+    # The last good Deployment still serves 1/1: the phase says so instead of "Failed".
+    assert status.phase == "Degraded" and status.observed_generation == 2
     assert conds["Stalled"] == ("True", "InvalidSpec")
     assert conds["Ready"] == ("False", "InvalidSpec")
     assert conds["StorageReady"] == ("True", "ClaimBound")
@@ -315,4 +344,38 @@ def test_missing_apis_stall_with_a_hint_for_each() -> None:
     stalled = {c.type: c for c in status.conditions}["Stalled"]
     assert (stalled.status, stalled.reason) == ("True", "APINotInstalled")
     assert "install KEDA" in stalled.message and "LeaderWorkerSet" not in stalled.message
-    assert status.phase == "Pending"
+    assert status.phase == "Failed"  # stalled, and nothing serves
+
+
+def test_the_lws_hint_names_the_other_way_out() -> None:
+    from deepseek_operator.controller.status import missing_apis_message
+
+    message = missing_apis_message(["LeaderWorkerSet (leaderworkerset.x-k8s.io/v1)"])
+    assert "install the LeaderWorkerSet controller" in message
+    assert "lower spec.model.maxModelLen x spec.gpu.maxConcurrentSequences" in message
+
+
+def _with(**statuses: str) -> list[Condition]:
+    return [Condition(type=kind, status=status, reason="R", last_transition_time=T0)
+            for kind, status in statuses.items()]
+
+
+@pytest.mark.parametrize(("conditions", "ready", "want", "replicas", "expect"), [
+    (_with(Ready="True", Stalled="False"), 2, 2, 2, "Ready"),
+    (_with(Ready="False", Stalled="True"), 1, 1, 1, "Degraded"),
+    (_with(Ready="False", Stalled="True"), 0, 1, 0, "Failed"),
+    (_with(Ready="False", Stalled="False", StorageReady="False"), 0, 1, 0, "Pending"),
+    (_with(Ready="False", Stalled="False", StorageReady="True", Scheduled="False"),
+     0, 1, 1, "Pending"),
+    (_with(Ready="False", Stalled="False", StorageReady="True", ModelCached="False"),
+     0, 1, 0, "Downloading"),
+    (_with(Ready="False", Stalled="False", StorageReady="True", ModelCached="True"),
+     1, 2, 2, "Degraded"),
+    (_with(Ready="False", Stalled="False", StorageReady="True", ModelCached="True"),
+     2, 1, 2, "Degraded"),
+    (_with(Ready="False", Stalled="False", StorageReady="True", ModelCached="True"),
+     0, 1, 1, "Starting"),
+])
+def test_phase_table(conditions: list[Condition], ready: int, want: int, replicas: int,
+                     expect: str) -> None:
+    assert phase(conditions, ready, want, replicas) == expect

@@ -42,8 +42,7 @@ TUNING_SEEDS = 12
 
 
 class PolicyAutoscaler:
-    """Our policy behind the simulator's interface; the state goes through its JSON form
-    between decisions, as it would when kept in the custom resource's status."""
+    """Our policy behind the simulator's interface, its state kept between decisions."""
 
     def __init__(self, config: PolicyConfig) -> None:
         self.config = config
@@ -51,7 +50,7 @@ class PolicyAutoscaler:
 
     def __call__(self, now: float, qps: float, current: int, ready: int, loading: int) -> int:
         decision = decide(self.config, Observation(now, qps, current, ready, loading), self.state)
-        self.state = PolicyState.from_dict(json.loads(json.dumps(decision.state.to_dict())))
+        self.state = decision.state
         return decision.desired_replicas
 
 

@@ -2,11 +2,17 @@
 
 Every ``spec.autoscaling.intervalSeconds`` for each DeepSeekDeployment: read the request
 rate from Prometheus, read the workload's scale subresource, run the pure policy
-(``autoscaler.policy.decide``), record the decision in ``status.autoscaling`` and the
-``AutoscalerReady`` condition, and write the new count through the workload's scale
-subresource and into ``spec.replicas`` (the CR's own scale subresource).
-``status.autoscaling.desiredReplicas`` is written first: the renderer reads it, so a
+(``autoscaler.policy.decide``) and write the new count through the workload's scale
+subresource and into ``spec.replicas`` (the CR's own scale subresource). The decision's
+``status.autoscaling`` block and ``AutoscalerReady`` condition are returned as a status
+patch (``autoscaler_status``, pure) for the operator's one status writer, which writes it
+before the scale: the renderer reads ``status.autoscaling.desiredReplicas``, so a
 reconcile that runs next applies the same count instead of fighting it.
+
+``spec.replicas`` set by hand (``kubectl scale dsd``) is the autoscaler's to correct while
+it can see traffic; the Tick says so, and the operator posts an Event. While metrics are
+missing the autoscaler has nothing better than a human's count: a hand-set
+``spec.replicas`` (within minReplicas..maxReplicas) then stands and is held.
 
 Policy state (stabilization history) is kept in memory. After an operator restart the
 history starts with the current count, so no scale-down happens before a full down window
@@ -15,19 +21,28 @@ has been observed again — a restart never sheds capacity.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.client import ApiClient, CustomObjectsApi
 from kubernetes.dynamic.exceptions import NotFoundError
 
+from deepseek_operator.api.conditions import (
+    REASON_INVALID_QUERY,
+    REASON_METRICS_OK,
+    REASON_METRICS_UNAVAILABLE,
+    REASON_NO_SERIES,
+    ConditionType,
+    rfc3339,
+    set_condition,
+)
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
 from deepseek_operator.api.errors import InvalidSpecError
 from deepseek_operator.api.resource import DeepSeekDeployment
-from deepseek_operator.api.status import Condition, ConditionStatus, ConditionType
+from deepseek_operator.api.status import Condition
 from deepseek_operator.autoscaler.metrics_source import MetricsUnavailable, query_qps
 from deepseek_operator.autoscaler.policy import (
     Decision,
@@ -40,12 +55,6 @@ from deepseek_operator.kubeapi import Resources
 from deepseek_operator.render import WORKLOAD_API_VERSIONS, names, qps_query
 
 log = logging.getLogger(__name__)
-
-REASON_METRICS_OK = "MetricsAvailable"
-REASON_NO_SERIES = "NoMetrics"
-REASON_METRICS_UNAVAILABLE = "MetricsUnavailable"
-REASON_INVALID_QUERY = "InvalidQuery"
-
 
 def policy_config(dsd: DeepSeekDeployment) -> PolicyConfig:
     """The policy's configuration from ``spec.autoscaling`` (seconds, requests/s)."""
@@ -60,20 +69,19 @@ def policy_config(dsd: DeepSeekDeployment) -> PolicyConfig:
         scale_to_zero_idle_seconds=float(spec.scale_to_zero_idle_seconds))
 
 
-def _rfc3339(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).replace(microsecond=0).strftime(
-        "%Y-%m-%dT%H:%M:%SZ")
-
-
 @dataclass(frozen=True)
 class Tick:
-    """One autoscaler evaluation: the replicas before, the decision, and why metrics were
-    missing if they were."""
+    """One autoscaler evaluation: the replicas before, the decision, why metrics were
+    missing if they were, the status patch for the operator's status writer (None when
+    the stored status already says it), and a hand-set ``spec.replicas`` this decision
+    overrode (None when there was none)."""
 
     current_replicas: int
     decision: Decision
     qps: float | None
     unavailable: str | None
+    status: dict[str, Any] | None = None
+    overridden: int | None = None
 
 
 @dataclass
@@ -114,11 +122,13 @@ class Autoscaler:
         return None
 
     def evaluate(self, dsd: DeepSeekDeployment, body: dict[str, Any],
+                 write_status: Callable[[dict[str, Any]], None],
                  now: float | None = None) -> Tick | None:
-        """Run one evaluation and make its writes. None when there is no workload yet.
+        """Run one evaluation and make its scale writes. None when there is no workload yet.
 
-        ``body`` is the stored object (for its current conditions). Raises ApiException
-        when a Kubernetes call fails (the next tick retries).
+        ``body`` is the stored object (for its status). ``write_status(patch)`` is the
+        operator's status writer, called before the scale is written when the status
+        changed. Raises ApiException when a Kubernetes call fails (the next tick retries).
         """
         now = time.time() if now is None else now
         namespace, name = dsd.metadata.namespace or "", dsd.metadata.name
@@ -140,13 +150,19 @@ class Autoscaler:
             qps, unavailable, unavailable_reason = None, str(exc), REASON_INVALID_QUERY
         except MetricsUnavailable as exc:
             qps, unavailable = None, str(exc)
+        by_hand = hand_set_replicas(dsd, body)
+        if qps is None and by_hand is not None:
+            current = by_hand  # no metrics: the hand-set count stands, and is held
         state = self._states.get((namespace, name)) or PolicyState(
             recommendations=((now, current),))
         decision = decide(policy_config(dsd), Observation(
             now=now, qps=qps, current_replicas=current, ready_replicas=min(ready, current),
             pending_replicas=max(current - ready, 0)), state)
         self._states[(namespace, name)] = decision.state
-        self._write_status(dsd, body, decision, qps, unavailable, unavailable_reason, now)
+        patch = autoscaler_status(dsd, body.get("status") or {}, decision, qps, unavailable,
+                                  unavailable_reason, now)
+        if patch is not None:
+            write_status(patch)
         if dsd.spec.replicas != decision.desired_replicas:
             # Keep spec.replicas (the CR's scale subresource, `kubectl get dsd` DESIRED) in
             # step with the autoscaler, as the HPA does with a Deployment's: a hand-set
@@ -154,54 +170,63 @@ class Autoscaler:
             self.custom.patch_namespaced_custom_object_scale(
                 GROUP, VERSION, namespace, PLURAL, name,
                 {"spec": {"replicas": decision.desired_replicas}})
-        if decision.desired_replicas != current:
+        workload_replicas = int((workload.get("spec") or {}).get("replicas") or 0)
+        if decision.desired_replicas != workload_replicas:
             resource.subresources["scale"].patch(
                 body={"spec": {"replicas": decision.desired_replicas}},
                 name=names.workload(dsd), namespace=namespace,
                 content_type="application/merge-patch+json")
-        return Tick(current, decision, qps, unavailable)
+        overridden = by_hand if by_hand is not None and by_hand != decision.desired_replicas \
+            else None
+        return Tick(workload_replicas, decision, qps, unavailable, patch, overridden)
 
-    def _write_status(self, dsd: DeepSeekDeployment, body: dict[str, Any], decision: Decision,
+
+def hand_set_replicas(dsd: DeepSeekDeployment, body: dict[str, Any]) -> int | None:
+    """``spec.replicas`` when someone other than the autoscaler set it: it differs from the
+    autoscaler's last decision (``status.autoscaling.desiredReplicas``, which the loop
+    copies into spec.replicas). Clamped to minReplicas..maxReplicas; None when there is no
+    earlier decision or the two agree."""
+    last = ((body.get("status") or {}).get("autoscaling") or {}).get("desiredReplicas")
+    wanted = dsd.spec.replicas
+    if last is None or wanted is None or wanted == last:
+        return None
+    bounds = dsd.spec.autoscaling
+    return min(max(wanted, bounds.min_replicas), bounds.max_replicas)
+
+
+def autoscaler_status(dsd: DeepSeekDeployment, stored: dict[str, Any], decision: Decision,
                       qps: float | None, unavailable: str | None, unavailable_reason: str,
-                      now: float) -> None:
-        old = (body.get("status") or {})
-        old_auto = old.get("autoscaling") or {}
-        cond_status: ConditionStatus
-        if unavailable:
-            cond_status, reason, message = "False", unavailable_reason, (
-                f"{unavailable}; holding {decision.desired_replicas} replicas")
-        elif qps is None:
-            cond_status, reason, message = "False", REASON_NO_SERIES, (
-                f"the QPS query returned no series; holding {decision.desired_replicas} "
-                "replicas")
-        else:
-            cond_status, reason, message = "True", REASON_METRICS_OK, decision.reason
-        conditions = [dict(c) for c in old.get("conditions") or []]
-        previous = next((c for c in conditions
-                         if c.get("type") == ConditionType.AUTOSCALER_READY), None)
-        since = _rfc3339(now)
-        if previous is not None and previous.get("status") == cond_status:
-            since = str(previous.get("lastTransitionTime") or since)
-        condition = Condition(
-            type=ConditionType.AUTOSCALER_READY, status=cond_status, reason=reason,
-            message=message[:32768], last_transition_time=since,
-            observed_generation=dsd.metadata.generation,
-        ).model_dump(by_alias=True, exclude_none=True)
-        conditions = [c for c in conditions
-                      if c.get("type") != ConditionType.AUTOSCALER_READY] + [condition]
-        # A JSON merge patch removes keys set to null: without a measurement there is no
-        # observedQPS or computedReplicas, rather than a stale one.
-        autoscaling: dict[str, Any] = {
-            "observedQPS": None if qps is None else round(qps, 3),
-            "targetQPSPerReplica": dsd.spec.autoscaling.target_qps_per_replica,
-            "computedReplicas": decision.computed_replicas,
-            "desiredReplicas": decision.desired_replicas,
-            "lastScaleTime": _rfc3339(now) if decision.scaled else old_auto.get("lastScaleTime"),
-            "reason": decision.reason[:1024],
-        }
-        present = {k: v for k, v in autoscaling.items() if v is not None}
-        if present == old_auto and conditions == old.get("conditions"):
-            return
-        self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, dsd.metadata.namespace, PLURAL, dsd.metadata.name,
-            {"status": {"autoscaling": autoscaling, "conditions": conditions}})
+                      now: float) -> dict[str, Any] | None:
+    """The merge patch of ``.status`` that records one decision: ``autoscaling`` (keys set
+    to None are removed: without a measurement there is no observedQPS) and the
+    ``conditions`` with AutoscalerReady set (api.conditions.set_condition). None when
+    ``stored`` (the current ``.status``, wire form) already says all of it.
+
+    ``qps``: requests/s, None when missing; ``unavailable``: why, when metrics could not be
+    read; ``now``: epoch seconds.
+    """
+    old_auto = stored.get("autoscaling") or {}
+    if unavailable:
+        ok, reason, message = False, unavailable_reason, (
+            f"{unavailable}; holding {decision.desired_replicas} replicas")
+    elif qps is None:
+        ok, reason, message = False, REASON_NO_SERIES, (
+            f"the QPS query returned no series; holding {decision.desired_replicas} replicas")
+    else:
+        ok, reason, message = True, REASON_METRICS_OK, decision.reason
+    old_conditions = [Condition.model_validate(c) for c in stored.get("conditions") or []]
+    conditions = [c.model_dump(by_alias=True, exclude_none=True) for c in set_condition(
+        old_conditions, ConditionType.AUTOSCALER_READY, ok, reason, message,
+        generation=dsd.metadata.generation, now=rfc3339(now))]
+    autoscaling: dict[str, Any] = {
+        "observedQPS": None if qps is None else round(qps, 3),
+        "targetQPSPerReplica": dsd.spec.autoscaling.target_qps_per_replica,
+        "computedReplicas": decision.computed_replicas,
+        "desiredReplicas": decision.desired_replicas,
+        "lastScaleTime": rfc3339(now) if decision.scaled else old_auto.get("lastScaleTime"),
+        "reason": decision.reason[:1024],
+    }
+    present = {k: v for k, v in autoscaling.items() if v is not None}
+    if present == old_auto and conditions == stored.get("conditions"):
+        return None
+    return {"autoscaling": autoscaling, "conditions": conditions}

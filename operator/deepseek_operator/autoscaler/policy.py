@@ -29,7 +29,6 @@ than that, which end before a new replica has loaded its model, no longer add re
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TypeGuard
 
@@ -37,9 +36,6 @@ from typing import TypeGuard
 # division (0.30000000000000004 / 0.1) cannot add a replica.
 _INTEGER_SLACK = 1e-9
 
-_STATE_KEYS = frozenset(
-    {"recommendations", "zeroTrafficSince", "downFloor", "settlingSince", "lastScaleAt"}
-)
 
 
 @dataclass(frozen=True)
@@ -163,55 +159,6 @@ class PolicyState:
     settling_since: float | None = None
     last_scale_at: float | None = None
 
-    def to_dict(self) -> dict[str, object]:
-        """A JSON-able dict with camelCase keys (fit for a status field): ``recommendations``
-        as ``[[time, replicas], ...]``, the other fields as numbers or None."""
-        return {
-            "recommendations": [[time, replicas] for time, replicas in self.recommendations],
-            "zeroTrafficSince": self.zero_traffic_since,
-            "downFloor": self.down_floor,
-            "settlingSince": self.settling_since,
-            "lastScaleAt": self.last_scale_at,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> PolicyState:
-        """Rebuild a state written by :meth:`to_dict`; a missing key means "nothing known".
-
-        Raises:
-            ValueError: naming the key, for an unknown key or a value of the wrong shape.
-        """
-        unknown = set(data) - _STATE_KEYS
-        if unknown:
-            raise ValueError(f"unknown policy state keys: {sorted(unknown)}")
-        raw = data.get("recommendations", [])
-        if not isinstance(raw, list | tuple):
-            raise ValueError(f"recommendations must be a list of [time, replicas], got {raw!r}")
-        recommendations: list[tuple[float, int]] = []
-        for entry in raw:
-            if not (
-                isinstance(entry, list | tuple)
-                and len(entry) == 2
-                and _finite(entry[0])
-                and _is_count(entry[1])
-            ):
-                raise ValueError(
-                    f"recommendations entries must be [time, replicas >= 0], got {entry!r}"
-                )
-            recommendations.append((float(entry[0]), int(entry[1])))
-        raw_floor = data.get("downFloor")
-        down_floor: int | None = None
-        if raw_floor is not None:
-            if not _is_count(raw_floor):
-                raise ValueError(f"downFloor must be an int >= 0 or null, got {raw_floor!r}")
-            down_floor = raw_floor
-        return cls(
-            recommendations=tuple(recommendations),
-            zero_traffic_since=_optional_time(data, "zeroTrafficSince"),
-            down_floor=down_floor,
-            settling_since=_optional_time(data, "settlingSince"),
-            last_scale_at=_optional_time(data, "lastScaleAt"),
-        )
 
 
 @dataclass(frozen=True)
@@ -472,12 +419,3 @@ def _is_count(value: object) -> TypeGuard[int]:
 def _require_count(field: str, value: object) -> None:
     if not _is_count(value):
         raise ValueError(f"{field} must be an int >= 0, got {value!r}")
-
-
-def _optional_time(data: Mapping[str, object], key: str) -> float | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if not _finite(value):
-        raise ValueError(f"{key} must be a finite number of seconds or null, got {value!r}")
-    return float(value)

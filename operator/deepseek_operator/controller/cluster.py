@@ -1,13 +1,16 @@
-"""The one place that talks to the Kubernetes API for reconciling children.
+"""The one place the controller talks to the Kubernetes API.
 
-Reads: list the children of one DeepSeekDeployment by the operator's labels, across every
-kind the operator manages (kinds whose API is not served, such as LeaderWorkerSet or KEDA
-on a cluster without them, are skipped). Writes: server-side apply with field manager
-``deepseek-operator`` and force on conflicts (we own what we render), and deletes.
+Reads: the DeepSeekDeployment itself; the children of one DeepSeekDeployment by the
+operator's labels, across every kind in ``render.CHILD_KINDS`` (kinds whose API is not
+served, such as LeaderWorkerSet or KEDA on a cluster without them, are skipped); pods,
+StorageClasses and single objects. Writes: server-side apply with field manager
+``deepseek-operator`` and force on conflicts (we own what we render), deletes, and the
+custom resource's status (same field manager).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -16,30 +19,13 @@ from kubernetes import client
 from kubernetes.client import ApiException
 from kubernetes.dynamic.exceptions import NotFoundError
 
+from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
 from deepseek_operator.controller.plan import Change, ObjectKey, Plan
 from deepseek_operator.kubeapi import Resources
+from deepseek_operator.render import APPLY_ORDER, CHILD_KINDS
 
 FIELD_MANAGER = "deepseek-operator"
 log = logging.getLogger(__name__)
-
-# (apiVersion, kind) of every child kind the renderer can produce, in apply order: storage
-# and identity first, the workload after what it mounts and runs as.
-MANAGED_KINDS: tuple[tuple[str, str], ...] = (
-    ("v1", "ServiceAccount"),
-    ("v1", "ConfigMap"),
-    ("rbac.authorization.k8s.io/v1", "Role"),
-    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
-    ("v1", "PersistentVolumeClaim"),
-    ("batch/v1", "Job"),
-    ("apps/v1", "Deployment"),
-    ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"),
-    ("v1", "Service"),
-    ("autoscaling/v2", "HorizontalPodAutoscaler"),
-    ("keda.sh/v1alpha1", "ScaledObject"),
-    ("monitoring.coreos.com/v1", "PodMonitor"),
-)
-_ORDER = {kind: i for i, (_, kind) in enumerate(MANAGED_KINDS)}
-
 
 def supports_hpa_tolerance(major: str, minor: str) -> bool:
     """Whether an apiserver of this version serves the HPA's ``behavior.*.tolerance`` by
@@ -60,12 +46,13 @@ class ApplyError(Exception):
 
 
 def _api_message(exc: ApiException) -> str:
-    import json
-
+    """The API's own message, first line only: the apiserver appends a Go struct diff on
+    further lines for immutable fields, which helps no reader of a condition."""
     try:
-        return str(json.loads(exc.body or "").get("message", exc.body))
-    except (TypeError, ValueError):
-        return str(exc.body)
+        message = str(json.loads(exc.body or "").get("message", exc.body))
+    except (TypeError, ValueError, AttributeError):
+        message = str(exc.body)
+    return message.strip().splitlines()[0] if message.strip() else ""
 
 
 @dataclass
@@ -76,6 +63,7 @@ class Cluster:
 
     def __post_init__(self) -> None:
         self.resources = Resources(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
         self._hpa_tolerance: bool | None = None
 
     def hpa_tolerance_supported(self) -> bool:
@@ -94,14 +82,14 @@ class Cluster:
     def observe(self, namespace: str, selector: str) -> dict[ObjectKey, dict[str, Any]]:
         """Children in ``namespace`` matching the label ``selector``, by key, as dicts."""
         found: dict[ObjectKey, dict[str, Any]] = {}
-        for api_version, kind in MANAGED_KINDS:
-            resource = self.resources.get(api_version, kind)
+        for child_kind in CHILD_KINDS:
+            resource = self.resources.get(child_kind.api_version, child_kind.kind)
             if resource is None:
                 continue
             for item in resource.get(namespace=namespace, label_selector=selector).items:
                 obj = item.to_dict()
-                obj.setdefault("apiVersion", api_version)
-                obj.setdefault("kind", kind)
+                obj.setdefault("apiVersion", child_kind.api_version)
+                obj.setdefault("kind", child_kind.kind)
                 found[ObjectKey.of(obj)] = obj
         return found
 
@@ -113,6 +101,28 @@ class Cluster:
         except NotFoundError:
             return None
         return dict(found.to_dict())
+
+    def storage_class_exists(self, name: str) -> bool:
+        """True when the cluster has a StorageClass of this name."""
+        return self.read(ObjectKey("storage.k8s.io/v1", "StorageClass", "", name)) is not None
+
+    def read_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The DeepSeekDeployment as stored, or None when it is gone."""
+        try:
+            obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
+                                                           name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj if isinstance(obj, dict) else None
+
+    def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Merge-patch the DeepSeekDeployment's ``.status`` (keys set to None are removed)
+        with field manager ``deepseek-operator``. Raises ApiException."""
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": status},
+            field_manager=FIELD_MANAGER)
 
     def list_objects(self, api_version: str, kind: str, namespace: str,
                      selector: str) -> list[dict[str, Any]]:
@@ -151,7 +161,7 @@ class Cluster:
         is deleted and created again. Raises ApplyError on the first failing write.
         """
         done: list[str] = []
-        for change in sorted(plan.apply, key=lambda c: _ORDER.get(c.key.kind, 99)):
+        for change in sorted(plan.apply, key=lambda c: APPLY_ORDER.get(c.key.kind, 99)):
             done.append(self._apply_change(change))
         for key in plan.delete:
             self.delete(key)

@@ -1,8 +1,9 @@
 """kopf handler registrations: a table of contents, each entry a few lines.
 
-The reconcile logic lives in ``controller.reconcile`` (pure-ish, testable) and
-``controller.worker`` (locking, status, events); these handlers only translate kopf's
-triggers into ``Reconciler.trigger`` calls and its outcomes into kopf's error types.
+The reconcile logic lives in ``controller.reconcile`` (plain functions, testable) and
+``controller.reconciler`` (locking, status, events); these handlers only translate kopf's
+triggers into ``Reconciler`` calls and its outcomes into kopf's error types. Child
+watches derive from ``render.CHILD_KINDS``: every kind the operator can own is watched.
 """
 
 from __future__ import annotations
@@ -15,9 +16,14 @@ from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
 from deepseek_operator.controller import metrics
 from deepseek_operator.controller.cluster import ApplyError
 from deepseek_operator.controller.debounce import Debouncer
+from deepseek_operator.controller.reconciler import Reconciler
 from deepseek_operator.controller.setup import configure_kopf, make_reconciler
-from deepseek_operator.controller.worker import Reconciler
-from deepseek_operator.render import DEPLOYMENT_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from deepseek_operator.render import (
+    CHILD_KINDS,
+    DEPLOYMENT_LABEL,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+)
 
 SAFETY_RESYNC_SECONDS = 60.0
 # Child events within this many seconds make one reconcile (controller/debounce.py).
@@ -25,19 +31,9 @@ CHILD_EVENT_DELAY = 0.5
 # The autoscaler timer ticks this often and evaluates when intervalSeconds (>= 5) passed.
 AUTOSCALER_TICK_SECONDS = 5.0
 _CHILDREN = {MANAGED_BY_LABEL: MANAGED_BY_VALUE}
-# Child kinds watched for drift and progress: kopf resource selectors (group/version, plural).
-CHILD_RESOURCES = (
-    ("v1", "persistentvolumeclaims"),
-    ("batch/v1", "jobs"),
-    ("apps/v1", "deployments"),
-    ("v1", "services"),
-    ("v1", "configmaps"),
-    ("v1", "serviceaccounts"),
-    ("rbac.authorization.k8s.io/v1", "roles"),
-    ("rbac.authorization.k8s.io/v1", "rolebindings"),
-    ("autoscaling/v2", "horizontalpodautoscalers"),
-    ("v1", "pods"),
-)
+# Watched for drift and progress, as kopf resource selectors (group/version, plural): every
+# child kind, and the pods (serving and download) whose state status reports.
+WATCHED_RESOURCES = (*((c.api_version, c.plural) for c in CHILD_KINDS), ("v1", "pods"))
 
 
 def _reconciler(memo: Any) -> Reconciler:
@@ -100,5 +96,5 @@ def _on_child_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         memo.child_events.request(obj["metadata"]["namespace"], owner)
 
 
-for _api_version, _plural in CHILD_RESOURCES:
+for _api_version, _plural in WATCHED_RESOURCES:
     kopf.on.event(_api_version, _plural, labels=_CHILDREN, id=f"child-{_plural}")(_on_child_event)

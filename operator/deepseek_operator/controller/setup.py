@@ -17,7 +17,9 @@ import kopf
 from kubernetes import client, config
 
 from deepseek_operator.api.constants import GROUP
-from deepseek_operator.controller.worker import Reconciler
+from deepseek_operator.autoscaler.loop import Autoscaler
+from deepseek_operator.controller.cluster import Cluster
+from deepseek_operator.controller.reconciler import Reconciler
 from deepseek_operator.render import RenderSettings
 
 ANNOTATION_PREFIX = GROUP
@@ -59,4 +61,6 @@ def post_kopf_event(body: Mapping[str, Any], type_: str, reason: str, message: s
 
 def make_reconciler() -> Reconciler:
     """The Reconciler the handlers share (API client, render settings, event sink)."""
-    return Reconciler(api=api_client(), settings=RenderSettings(), post_event=post_kopf_event)
+    api = api_client()
+    return Reconciler(cluster=Cluster(api), autoscaler=Autoscaler(api),
+                      post_event=post_kopf_event, settings=RenderSettings())

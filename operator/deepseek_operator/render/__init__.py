@@ -28,6 +28,8 @@ Contract (the controller and the CLI rely on it):
   or pvc:// claim), `download_job(dsd, settings)` (`<name>-download-<hash of its pod
   template>`: Job templates are immutable), `rbac_config_map`, `runtime_config_map`,
   `role(dsd, role)` (`<name>-rbac`, `<name>-runtime`, `<name>-<role>`).
+- `CHILD_KINDS` (kinds.py): every kind render may emit, in apply order, with its plural
+  and whether it is a workload; `APPLY_ORDER`, `WORKLOAD_API_VERSIONS` derive from it.
 - `needs_download(dsd)`, `creates_model_cache(dsd)`, `workload_kind(dsd, sizing)`.
 - `workload_replicas(dsd)`: the replica count written into the workload, None for hpa/keda.
 - `endpoint(dsd, settings)`: `http://<svc>.<ns>.svc.<cluster domain>:<port>/v1`.
@@ -47,6 +49,7 @@ from .autoscaling import (
 )
 from .documents import dump_yaml_stream, load_documents, with_namespace
 from .engine import PodRole, engine_command, served_model_name
+from .kinds import APPLY_ORDER, CHILD_KINDS, WORKLOAD_API_VERSIONS, ChildKind
 from .labels import (
     APP_NAME,
     COMPONENT_LABEL,
@@ -77,10 +80,12 @@ from .source import (
     needs_download,
 )
 from .storage import retains_model_cache
-from .workload import WORKLOAD_API_VERSIONS, WorkloadKind, workload_kind, workload_replicas
+from .workload import WorkloadKind, workload_kind, workload_replicas
 
 __all__ = [
+    "APPLY_ORDER",
     "APP_NAME",
+    "CHILD_KINDS",
     "COMPONENT_LABEL",
     "DEFAULT_ENGINE_IMAGES",
     "DEFAULT_S3_DOWNLOAD_IMAGE",
@@ -97,6 +102,7 @@ __all__ = [
     "PLACEHOLDERS",
     "REQUEST_COUNTERS",
     "WORKLOAD_API_VERSIONS",
+    "ChildKind",
     "Component",
     "ModelSource",
     "PodRole",

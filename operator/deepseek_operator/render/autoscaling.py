@@ -32,9 +32,10 @@ from typing import Any, Final
 
 from ..api import DeepSeekDeployment, FieldIssue, InvalidSpecError
 from ..catalog import SizingResult
+from .kinds import WORKLOAD_API_VERSIONS
 from .names import autoscaler, workload
 from .templating import render_manifest
-from .workload import WORKLOAD_API_VERSIONS, workload_kind
+from .workload import workload_kind
 
 HPA_METRIC: Final = "deepseek_operator_requests_per_second"
 """Custom metric (requests/s of one pod) the HorizontalPodAutoscaler averages."""

@@ -253,64 +253,70 @@ def engine_command(
     not happen in practice).
     """
     check_engine_args(dsd)
-    spec = dsd.spec
-    reasoning = not resolve_model(spec.model).custom
-    port = str(settings.engine_port)
-    if spec.engine.type == "vllm":
-        command = ["vllm", "serve"]
-        flags = VLLM_FLAGS
-        args = [
-            k8s_literal(model_dir),
-            *_flag(flags, "--served-model-name", served_model_name(dsd)),
-            *_flag(flags, "--port", port),
-            *_flag(flags, "--tensor-parallel-size", str(sizing.tensor_parallel_size)),
-            *_flag(flags, "--pipeline-parallel-size", str(sizing.pipeline_parallel_size)),
-            *_flag(flags, "--max-model-len", str(spec.model.max_model_len)),
-            *_flag(flags, "--max-num-seqs", str(spec.gpu.max_concurrent_sequences)),
-            *_flag(flags, "--gpu-memory-utilization", repr(spec.engine.gpu_memory_utilization)),
-        ]
-        if spec.model.quantization == "fp8":
-            args += _flag(flags, "--quantization", "fp8")
-        if reasoning:
-            args += _flag(flags, "--reasoning-parser", "deepseek_r1")
-        if role != "single":
-            args += [
-                *_flag(flags, "--nnodes", str(sizing.nodes_per_replica)),
-                *_flag(flags, "--node-rank", "0" if role == "leader" else "$(LWS_WORKER_INDEX)"),
-                *_flag(flags, "--master-addr", "$(LWS_LEADER_ADDRESS)"),
-            ]
-        if role == "worker":
-            args += _flag(flags, "--headless")
-    else:
-        command = ["python3", "-m", "sglang.launch_server"]
-        flags = SGLANG_FLAGS
-        args = [
-            *_flag(flags, "--model-path", k8s_literal(model_dir)),
-            *_flag(flags, "--served-model-name", served_model_name(dsd)),
-            *_flag(flags, "--host", "0.0.0.0"),
-            *_flag(flags, "--port", port),
-            *_flag(flags, "--tp-size", str(sizing.tensor_parallel_size)),
-        ]
-        if sizing.pipeline_parallel_size > 1:
-            args += _flag(flags, "--pp-size", str(sizing.pipeline_parallel_size))
+    build = _vllm if dsd.spec.engine.type == "vllm" else _sglang
+    command, args = build(dsd, sizing, str(settings.engine_port), model_dir, role)
+    return EngineCommand(command, args + list(dsd.spec.engine.args), engine_env(dsd))
+
+
+def _vllm(dsd: DeepSeekDeployment, sizing: SizingResult, port: str, model_dir: str,
+          role: PodRole) -> tuple[list[str], list[str]]:
+    """(command, operator-owned args) of `vllm serve` (flags: VLLM_FLAGS)."""
+    spec, flags = dsd.spec, VLLM_FLAGS
+    args = [
+        k8s_literal(model_dir),
+        *_flag(flags, "--served-model-name", served_model_name(dsd)),
+        *_flag(flags, "--port", port),
+        *_flag(flags, "--tensor-parallel-size", str(sizing.tensor_parallel_size)),
+        *_flag(flags, "--pipeline-parallel-size", str(sizing.pipeline_parallel_size)),
+        *_flag(flags, "--max-model-len", str(spec.model.max_model_len)),
+        *_flag(flags, "--max-num-seqs", str(spec.gpu.max_concurrent_sequences)),
+        *_flag(flags, "--gpu-memory-utilization", repr(spec.engine.gpu_memory_utilization)),
+    ]
+    if spec.model.quantization == "fp8":
+        args += _flag(flags, "--quantization", "fp8")
+    if not resolve_model(spec.model).custom:
+        args += _flag(flags, "--reasoning-parser", "deepseek_r1")
+    if role != "single":
         args += [
-            *_flag(flags, "--context-length", str(spec.model.max_model_len)),
-            *_flag(flags, "--max-running-requests", str(spec.gpu.max_concurrent_sequences)),
-            *_flag(flags, "--mem-fraction-static", repr(spec.engine.gpu_memory_utilization)),
-            *_flag(flags, "--enable-metrics"),
+            *_flag(flags, "--nnodes", str(sizing.nodes_per_replica)),
+            *_flag(flags, "--node-rank", "0" if role == "leader" else "$(LWS_WORKER_INDEX)"),
+            *_flag(flags, "--master-addr", "$(LWS_LEADER_ADDRESS)"),
         ]
-        if spec.model.quantization == "fp8":
-            args += _flag(flags, "--quantization", "fp8")
-        if reasoning:
-            args += _flag(flags, "--reasoning-parser", "deepseek-r1")
-        if role != "single":
-            args += [
-                *_flag(flags, "--nnodes", str(sizing.nodes_per_replica)),
-                *_flag(flags, "--node-rank", "0" if role == "leader" else "$(LWS_WORKER_INDEX)"),
-                *_flag(flags, "--dist-init-addr",
-                       f"$(LWS_LEADER_ADDRESS):{SGLANG_DIST_INIT_PORT}"),
-            ]
-    return EngineCommand(command, args + list(spec.engine.args), engine_env(dsd))
+    if role == "worker":
+        args += _flag(flags, "--headless")
+    return ["vllm", "serve"], args
+
+
+def _sglang(dsd: DeepSeekDeployment, sizing: SizingResult, port: str, model_dir: str,
+            role: PodRole) -> tuple[list[str], list[str]]:
+    """(command, operator-owned args) of `sglang.launch_server` (flags: SGLANG_FLAGS)."""
+    spec, flags = dsd.spec, SGLANG_FLAGS
+    args = [
+        *_flag(flags, "--model-path", k8s_literal(model_dir)),
+        *_flag(flags, "--served-model-name", served_model_name(dsd)),
+        *_flag(flags, "--host", "0.0.0.0"),
+        *_flag(flags, "--port", port),
+        *_flag(flags, "--tp-size", str(sizing.tensor_parallel_size)),
+    ]
+    if sizing.pipeline_parallel_size > 1:
+        args += _flag(flags, "--pp-size", str(sizing.pipeline_parallel_size))
+    args += [
+        *_flag(flags, "--context-length", str(spec.model.max_model_len)),
+        *_flag(flags, "--max-running-requests", str(spec.gpu.max_concurrent_sequences)),
+        *_flag(flags, "--mem-fraction-static", repr(spec.engine.gpu_memory_utilization)),
+        *_flag(flags, "--enable-metrics"),
+    ]
+    if spec.model.quantization == "fp8":
+        args += _flag(flags, "--quantization", "fp8")
+    if not resolve_model(spec.model).custom:
+        args += _flag(flags, "--reasoning-parser", "deepseek-r1")
+    if role != "single":
+        args += [
+            *_flag(flags, "--nnodes", str(sizing.nodes_per_replica)),
+            *_flag(flags, "--node-rank", "0" if role == "leader" else "$(LWS_WORKER_INDEX)"),
+            *_flag(flags, "--dist-init-addr", f"$(LWS_LEADER_ADDRESS):{SGLANG_DIST_INIT_PORT}"),
+        ]
+    return ["python3", "-m", "sglang.launch_server"], args
 
 
 def engine_env(dsd: DeepSeekDeployment) -> list[dict[str, object]]:

@@ -14,11 +14,6 @@ from .templating import render_manifest
 
 WorkloadKind = Literal["Deployment", "LeaderWorkerSet"]
 
-WORKLOAD_API_VERSIONS: Final[dict[WorkloadKind, str]] = {
-    "Deployment": "apps/v1",
-    "LeaderWorkerSet": "leaderworkerset.x-k8s.io/v1",
-}
-
 ROLLOUT_MARGIN_SECONDS: Final = 300
 """Added to the startup budget for the Deployment's progressDeadlineSeconds (scheduling,
 image pull), so a slow model load is not reported as a failed rollout."""

@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 from kubernetes.client import ApiClient
 
+from deepseek_operator.autoscaler.loop import Autoscaler
+from deepseek_operator.controller.cluster import Cluster
 from deepseek_operator.controller.reconcile import Outcome
-from deepseek_operator.controller.worker import Reconciler
+from deepseek_operator.controller.reconciler import Reconciler
 from deepseek_operator.render import RenderSettings
 
 BODY: dict[str, Any] = {
@@ -45,7 +47,7 @@ class _BlockingAutoscaler:
     def due(self, dsd: object, now: float) -> bool:
         return True
 
-    def evaluate(self, dsd: object, body: object) -> None:
+    def evaluate(self, dsd: object, body: object, write_status: object) -> None:
         self.gate.pass_through()
 
     def forget(self, namespace: str, name: str) -> None:
@@ -55,8 +57,9 @@ class _BlockingAutoscaler:
 @pytest.fixture
 def reconciler(monkeypatch: pytest.MonkeyPatch) -> Iterator[Reconciler]:
     """A Reconciler whose reads return BODY and whose reconciles are counted, not run."""
-    worker = Reconciler(api=ApiClient(), settings=RenderSettings(),
-                        post_event=lambda *args: None)
+    api = ApiClient()
+    worker = Reconciler(cluster=Cluster(api), autoscaler=Autoscaler(api),
+                        post_event=lambda *args: None, settings=RenderSettings())
     monkeypatch.setattr(worker, "read", lambda namespace, name: BODY)
     yield worker
 

@@ -1,4 +1,5 @@
-"""Run reconciles one at a time per DeepSeekDeployment, write status, post events.
+"""The Reconciler: reconciles and autoscaler evaluations one at a time per
+DeepSeekDeployment; the operator's one writer of ``.status``; Events posted.
 
 kopf calls sync handlers from a thread pool, and one DeepSeekDeployment is reconciled from
 several triggers (its own create/update/resume, the safety timer, events of its children).
@@ -18,16 +19,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes.client import ApiClient, ApiException, CustomObjectsApi
-
-from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
+from deepseek_operator.api.conditions import rfc3339
 from deepseek_operator.api.errors import InvalidSpecError
 from deepseek_operator.api.resource import parse_deployment
 from deepseek_operator.autoscaler.loop import Autoscaler, Tick
 from deepseek_operator.controller import metrics
 from deepseek_operator.controller.cluster import Cluster
 from deepseek_operator.controller.reconcile import Outcome, reconcile
-from deepseek_operator.controller.status import now_rfc3339
 from deepseek_operator.render import RenderSettings
 
 log = logging.getLogger(__name__)
@@ -44,22 +42,20 @@ class _Slot:
 
 @dataclass
 class Reconciler:
-    """Serialises reconciles per object and owns the API calls around them.
+    """Serialises reconciles and autoscaler evaluations per object; writes status.
 
-    ``post_event(body, type, reason, message)`` posts an Event on the CR (kopf.event in
-    the operator; a list in tests).
+    ``cluster``: the API reads and writes of the controller. ``autoscaler``: the operator's
+    autoscaler (mode operator). ``post_event(body, type, reason, message)`` posts an Event
+    on the custom resource (kopf.event in the operator; a list in tests). ``settings``:
+    what rendering needs from the operator's configuration.
     """
 
-    api: ApiClient
-    settings: RenderSettings
+    cluster: Cluster
+    autoscaler: Autoscaler
     post_event: EventSink
+    settings: RenderSettings
     _slots: dict[Key, _Slot] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
-
-    def __post_init__(self) -> None:
-        self.cluster = Cluster(self.api)
-        self.custom = CustomObjectsApi(self.api)
-        self.autoscaler = Autoscaler(self.api)
 
     def _slot(self, key: Key) -> _Slot:
         with self._guard:
@@ -81,8 +77,10 @@ class Reconciler:
 
         Runs under the object's lock, so it never interleaves with a reconcile's status
         write. Returns the Tick, or None when not due, not in mode ``operator``, the spec is
-        invalid (the reconcile reports that), or there is no workload yet. Posts an Event
-        on each scale. Kubernetes API errors propagate (the next tick retries).
+        invalid (the reconcile reports that), or there is no workload yet. Writes the
+        decision's status, and posts an Event on each scale and on each hand-set
+        spec.replicas it overrides or holds. Kubernetes API errors propagate (the next
+        tick retries).
         """
         slot = self._slot((namespace, name))
         if not slot.lock.acquire(timeout=lock_timeout):
@@ -98,7 +96,8 @@ class Reconciler:
             if dsd.spec.autoscaling.mode != "operator" or not self.autoscaler.due(
                     dsd, time.time()):
                 return None
-            tick = self.autoscaler.evaluate(dsd, body)
+            tick = self.autoscaler.evaluate(
+                dsd, body, lambda patch: self.cluster.write_status(namespace, name, patch))
         finally:
             slot.lock.release()
             if slot.dirty:
@@ -106,22 +105,31 @@ class Reconciler:
         if tick is not None:
             metrics.AUTOSCALER_DECISIONS.labels(
                 metrics="missing" if tick.qps is None else "ok").inc()
-        if tick is not None and tick.decision.scaled:
-            direction = "up" if tick.decision.desired_replicas > tick.current_replicas else "down"
-            metrics.SCALE_EVENTS.labels(direction=direction).inc()
-            self.post_event(body, "Normal", "Scaled", tick.decision.reason)
+        if tick is not None:
+            self._post_tick_events(body, tick)
         return tick
+
+    def _post_tick_events(self, body: Mapping[str, Any], tick: Tick) -> None:
+        desired = tick.decision.desired_replicas
+        if tick.overridden is not None:
+            self.post_event(body, "Normal", "ScaleOverridden",
+                            f"spec.replicas {tick.overridden} was set by hand; in "
+                            "autoscaling.mode operator the autoscaler owns the count and "
+                            f"set it back to {desired} ({tick.decision.reason}); set "
+                            "autoscaling.mode none to scale by hand")
+        elif tick.qps is None and desired != tick.current_replicas:
+            self.post_event(body, "Normal", "ScaledByHand",
+                            f"metrics are missing, so spec.replicas {desired} set by hand "
+                            "stands until they return")
+        if desired != tick.current_replicas:
+            direction = "up" if desired > tick.current_replicas else "down"
+            metrics.SCALE_EVENTS.labels(direction=direction).inc()
+            if tick.qps is not None:
+                self.post_event(body, "Normal", "Scaled", tick.decision.reason)
 
     def read(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The DeepSeekDeployment as stored, or None when it is gone."""
-        try:
-            obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
-                                                           name)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return obj if isinstance(obj, dict) else None
+        return self.cluster.read_deployment(namespace, name)
 
     def trigger(self, namespace: str, name: str,
                 body: Mapping[str, Any] | None = None) -> Outcome | None:
@@ -162,7 +170,7 @@ class Reconciler:
         meta = body["metadata"]
         started = time.monotonic()
         try:
-            outcome = reconcile(body, self.cluster, self.settings, now_rfc3339())
+            outcome = reconcile(body, self.cluster, self.settings, rfc3339())
         except Exception:
             metrics.RECONCILE_ERRORS.inc()
             raise
@@ -172,9 +180,7 @@ class Reconciler:
             "changed" if outcome.writes or outcome.status else "noop")).inc()
         metrics.WRITES.inc(len(outcome.writes))
         if outcome.status is not None:
-            self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, meta["namespace"], PLURAL, meta["name"],
-                {"status": outcome.status})
+            self.cluster.write_status(meta["namespace"], meta["name"], outcome.status)
         for event in outcome.events:
             self.post_event(body, event.type, event.reason, event.message)
         return outcome

@@ -1,0 +1,186 @@
+"""The desired-state rules of a reconcile (controller/desired.py), one case per situation."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from deepseek_operator.api.resource import DeepSeekDeployment, parse_deployment
+from deepseek_operator.controller.desired import DesiredState, desired_state
+from deepseek_operator.controller.plan import ObjectKey
+from deepseek_operator.render import RenderSettings, render
+
+T_CLAIM, T_JOB_BEFORE = "2026-01-01T00:00:10Z", "2026-01-01T00:00:05Z"
+T_JOB_AFTER = "2026-01-01T00:00:20Z"
+ONE_NODE: dict[str, Any] = {
+    "model": {"name": "deepseek-r1-distill-llama-70b", "quantization": "fp8", "maxModelLen": 8192},
+    "gpu": {"type": "A100-40GB", "maxConcurrentSequences": 4},
+    "autoscaling": {"mode": "none"}}
+TWO_NODES = {**ONE_NODE, "model": {**ONE_NODE["model"], "maxModelLen": 131072},
+             "gpu": {"type": "A100-40GB", "maxConcurrentSequences": 16}}
+SMALL = {"model": {"name": "deepseek-r1-distill-qwen-1.5b"}, "autoscaling": {"mode": "none"}}
+RWO = {**SMALL, "storage": {"accessMode": "ReadWriteOnce"}}
+
+
+def _dsd(spec: dict[str, Any]) -> DeepSeekDeployment:
+    return parse_deployment({
+        "apiVersion": "deepseek-operator.io/v1alpha1", "kind": "DeepSeekDeployment",
+        "metadata": {"name": "l70", "namespace": "h1", "uid": "u-1", "generation": 1},
+        "spec": spec})
+
+
+def _rendered(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return render(_dsd(spec), RenderSettings())
+
+
+def _of(spec: dict[str, Any], kind: str) -> dict[str, Any]:
+    return copy.deepcopy(next(o for o in _rendered(spec) if o["kind"] == kind))
+
+
+def _live(obj: dict[str, Any], created: str = T_CLAIM, **status: Any) -> dict[str, Any]:
+    live = copy.deepcopy(obj)
+    live["metadata"]["creationTimestamp"] = created
+    live["status"] = status
+    return live
+
+
+def _claim(spec: dict[str, Any], request: str | None = None, phase: str = "Bound",
+           capacity: str | None = None) -> dict[str, Any]:
+    claim = _live(_of(spec, "PersistentVolumeClaim"), phase=phase,
+                  **({"capacity": {"storage": capacity}} if capacity else {}))
+    if request:
+        claim["spec"]["resources"]["requests"]["storage"] = request
+    return claim
+
+
+def _job(spec: dict[str, Any], created: str = T_JOB_AFTER, done: bool = False) -> dict[str, Any]:
+    conditions = [{"type": "Complete", "status": "True"}] if done else []
+    return _live(_of(spec, "Job"), created, conditions=conditions)
+
+
+def _deployment(spec: dict[str, Any], ready: int = 1) -> dict[str, Any]:
+    return _live(_of(spec, "Deployment"), replicas=1, readyReplicas=ready, updatedReplicas=1)
+
+
+def _lws(spec: dict[str, Any], ready: int) -> dict[str, Any]:
+    lws = _live(_of(spec, "LeaderWorkerSet"), replicas=1, readyReplicas=ready,
+                updatedReplicas=1)
+    lws["metadata"]["generation"] = 1
+    lws["status"]["observedGeneration"] = 1
+    return lws
+
+
+def _all(kind: str) -> Callable[[str, str], bool]:
+    return lambda api_version, k: k != kind
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    spec: dict[str, Any]
+    observed: list[dict[str, Any]]
+    absent: tuple[str, ...] = ()  # kinds left out of the desired objects
+    kept: tuple[str, ...] = ()  # kinds of observed objects kept besides claims
+    missing: tuple[str, ...] = ()
+    served: Callable[[str, str], bool] = field(default=lambda api_version, kind: True)
+    claim_request: str | None = None  # the request the desired claim must carry
+    outdated: bool = False
+
+
+CASES = [
+    Case("nothing live: everything rendered is desired", SMALL, []),
+    Case("single-writer claim, download running: the workload waits", RWO,
+         [_claim(RWO), _job(RWO)], absent=("Deployment",)),
+    Case("single-writer claim, download done: the workload is created", RWO,
+         [_claim(RWO), _job(RWO, done=True)]),
+    Case("single-writer claim, workload exists: left alone while downloading again", RWO,
+         [_claim(RWO), _job(RWO), _deployment(RWO)]),
+    Case("a Job older than its claim filled an earlier claim: left out", SMALL,
+         [_claim(SMALL), _job(SMALL, created=T_JOB_BEFORE, done=True)], absent=("Job",),
+         outdated=True),
+    Case("the claim already asks for more: the live request is kept", SMALL,
+         [_claim(SMALL, request="5Ti")], claim_request="5Ti"),
+    Case("a Bound claim smaller than the weights holds a new download", SMALL,
+         [_claim(SMALL, capacity="1Gi")], absent=("Job",)),
+    Case("a Bound claim still expanding holds a new download", SMALL,
+         [_claim(SMALL, request="100Ti", capacity="90Ti")], absent=("Job",),
+         claim_request="100Ti"),
+    Case("a running download is never held back", SMALL,
+         [_claim(SMALL, capacity="1Gi"), _job(SMALL)]),
+    Case("a claim not Bound yet does not hold the download (its pod binds it)", SMALL,
+         [_claim(SMALL, phase="Pending")]),
+    Case("an unserved kind is left out and reported", TWO_NODES, [],
+         absent=("LeaderWorkerSet",), served=_all("LeaderWorkerSet"),
+         missing=("LeaderWorkerSet (leaderworkerset.x-k8s.io/v1)",)),
+    Case("the new kind is not served: the serving Deployment is kept", TWO_NODES,
+         [_claim(ONE_NODE), _job(ONE_NODE, done=True), _deployment(ONE_NODE)],
+         absent=("LeaderWorkerSet",), kept=("Deployment",), served=_all("LeaderWorkerSet"),
+         missing=("LeaderWorkerSet (leaderworkerset.x-k8s.io/v1)",)),
+    Case("kind switch, the new workload not ready: the old one keeps serving", TWO_NODES,
+         [_claim(ONE_NODE), _deployment(ONE_NODE), _lws(TWO_NODES, ready=0)],
+         kept=("Deployment",)),
+    Case("kind switch, the new workload ready: the old one goes", TWO_NODES,
+         [_claim(ONE_NODE), _deployment(ONE_NODE), _lws(TWO_NODES, ready=1)]),
+    Case("back from LeaderWorkerSet to Deployment: make before break too", ONE_NODE,
+         [_claim(ONE_NODE), _lws(TWO_NODES, ready=1), _deployment(ONE_NODE, ready=0)],
+         kept=("LeaderWorkerSet",)),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_desired_state(case: Case) -> None:
+    rendered = _rendered(case.spec)
+    observed = {ObjectKey.of(o): o for o in case.observed}
+    state: DesiredState = desired_state(_dsd(case.spec), rendered, observed,
+                                        served=case.served)
+    kinds = [o["kind"] for o in state.objects]
+    assert kinds == [o["kind"] for o in rendered if o["kind"] not in case.absent]
+    assert sorted(k.kind for k in state.keep if k.kind != "PersistentVolumeClaim") == sorted(
+        case.kept)
+    assert all(k in state.keep for k in observed if k.kind == "PersistentVolumeClaim")
+    assert state.missing_apis == list(case.missing)
+    assert (state.outdated_job is not None) == case.outdated
+    claim = next(o for o in state.objects if o["kind"] == "PersistentVolumeClaim")
+    wanted = case.claim_request or _of(case.spec, "PersistentVolumeClaim")["spec"][
+        "resources"]["requests"]["storage"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == wanted
+
+
+def test_rendered_objects_are_not_changed() -> None:
+    rendered = _rendered(SMALL)
+    before = copy.deepcopy(rendered)
+    observed = {ObjectKey.of(o): o for o in [_claim(SMALL, request="5Ti")]}
+    desired_state(_dsd(SMALL), rendered, observed, served=lambda api_version, kind: True)
+    assert rendered == before
+
+
+def _with_class(spec: dict[str, Any], storage_class: str) -> dict[str, Any]:
+    return {**spec, "storage": {**spec.get("storage", {}), "storageClassName": storage_class}}
+
+
+def test_an_unbound_claim_with_another_class_is_replaced() -> None:
+    old, new = _with_class(SMALL, "fast-ssd"), _with_class(SMALL, "standard")
+    observed = {ObjectKey.of(o): o for o in [_claim(old, phase="Pending")]}
+    state = desired_state(_dsd(new), _rendered(new), observed,
+                          served=lambda api_version, kind: True)
+    claim_key = next(iter(observed))
+    assert "PersistentVolumeClaim" not in [o["kind"] for o in state.objects]
+    assert claim_key not in state.keep, "not kept: the plan deletes it, the next creates it"
+    assert state.claim_conflict is None
+
+
+def test_a_bound_claim_with_another_class_is_kept_and_the_way_out_named() -> None:
+    old, new = _with_class(SMALL, "fast-ssd"), _with_class(SMALL, "standard")
+    observed = {ObjectKey.of(o): o for o in [_claim(old)]}
+    state = desired_state(_dsd(new), _rendered(new), observed,
+                          served=lambda api_version, kind: True)
+    assert next(iter(observed)) in state.keep
+    assert state.claim_conflict == (
+        "the model cache claim l70-model-cache is Bound and a claim cannot change "
+        "storageClassName (fast-ssd -> standard) after creation: set spec.storage back, or "
+        "delete the claim (the operator creates it as the spec asks and downloads the "
+        "weights again)")

@@ -216,11 +216,12 @@ class Scaled:
 
         return wait_for(f"observedQPS ~ {qps}", measured, 2 * INTERVAL_S, interval=0.5)
 
-    def scaled_events(self) -> list[str]:
-        """Messages of the "Scaled" Events on the DeepSeekDeployment, oldest first."""
+    def scaled_events(self, reason: str = "Scaled") -> list[str]:
+        """Messages of the Events of this reason ("Scaled", "ScaleOverridden",
+        "ScaledByHand") on the DeepSeekDeployment, oldest first."""
         events = self.core.list_namespaced_event(
             self.namespace, field_selector=f"involvedObject.name={self.name}").items
-        scaled = [e for e in events if e.reason == "Scaled"
+        scaled = [e for e in events if e.reason == reason
                   and e.involved_object.kind == "DeepSeekDeployment"]
         # Creation times have one-second resolution; etcd's resourceVersion orders ties.
         scaled.sort(key=lambda e: (str(e.metadata.creation_timestamp),
@@ -400,6 +401,17 @@ def test_prometheus_outage_holds_replicas_and_recovery_clears_it(
     assert dsd.recorder.values_since(went_out) == [3]
     assert dsd.obj()["spec"]["replicas"] == 3
 
+    # Without metrics, a count set by hand is the best there is: it stands, and is said.
+    by_hand = time.monotonic()
+    dsd.api.patch_namespaced_custom_object_scale(GROUP, VERSION, dsd.namespace, PLURAL,
+                                                 dsd.name, {"spec": {"replicas": 4}})
+    dsd.recorder.wait_for(4, timeout=2 * INTERVAL_S + 10)
+    wait_decisions(dsd.operator, "missing", count=1, timeout=INTERVAL_S + 10)
+    assert dsd.recorder.values_since(by_hand) == [4], "held, not reverted"
+    assert dsd.obj()["spec"]["replicas"] == 4
+    assert any("spec.replicas 4 set by hand stands" in m
+               for m in dsd.scaled_events("ScaledByHand"))
+
     recovered = time.monotonic()
     dsd.patch_spec({"autoscaling": {"prometheus": {"url": rig_prometheus.url}}})
     back = wait_for("AutoscalerReady=True", lambda: (
@@ -411,7 +423,8 @@ def test_prometheus_outage_holds_replicas_and_recovery_clears_it(
     status = dsd.autoscaling()
     assert abs(status["observedQPS"] - 5.0) <= qps_tolerance(5.0)
     assert status["computedReplicas"] == 3
-    assert dsd.recorder.values_since(went_out) == [3]
+    dsd.recorder.wait_for(3, timeout=60)  # the metrics decide again: back to 3
+    assert dsd.recorder.values_since(went_out) == [3, 4, 3]
 
 
 def test_min_and_max_bounds_hold(autoscaled: StartScaled) -> None:
@@ -456,6 +469,10 @@ def test_kubectl_scale_is_corrected(autoscaled: StartScaled, kube: client.ApiCli
             dsd.obj()), 2 * INTERVAL_S + 5, interval=0.2)
     print(f"\nkubectl scale dsd --replicas=5 undone in {time.monotonic() - edited:.1f} s")
     assert dsd.recorder.values_since(edited) == [3], "the workload never follows the edit"
+    overridden = wait_for("a ScaleOverridden event", lambda: dsd.scaled_events(
+        "ScaleOverridden"), 10)
+    assert "spec.replicas 5 was set by hand" in overridden[-1]
+    assert "set autoscaling.mode none to scale by hand" in overridden[-1]
 
     generation = apps.read_namespaced_deployment(dsd.name, dsd.namespace).metadata.generation
     edited = time.monotonic()

@@ -1,0 +1,150 @@
+"""Changes the cluster cannot serve never take a working model down; storage advice that
+can be followed; one event per real transition (the real control plane, no
+LeaderWorkerSet controller installed)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
+from deepseek_operator.controller.cluster import Cluster
+from deepseek_operator.controller.plan import ObjectKey, calculate_plan
+from e2e.kube import wait_for
+from e2e.test_controller import (
+    condition,
+    create,
+    run_kubectl,
+    small_model,
+    wait_condition,
+)
+
+# Distill-Llama-70B in fp8 on A100 40GB: one 4-GPU pod at 8192 tokens x 4 sequences; at
+# 131072 x 16 the KV cache needs two nodes (a LeaderWorkerSet).
+L70: dict[str, Any] = {
+    "apiVersion": f"{GROUP}/{VERSION}", "kind": "DeepSeekDeployment",
+    "metadata": {"name": "l70"},
+    "spec": {"model": {"name": "deepseek-r1-distill-llama-70b", "quantization": "fp8",
+                       "maxModelLen": 8192},
+             "gpu": {"type": "A100-40GB", "maxConcurrentSequences": 4},
+             "autoscaling": {"mode": "none"}},
+}
+
+
+def _patch(api: client.CustomObjectsApi, namespace: str, name: str,
+           spec: dict[str, Any]) -> None:
+    api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, {"spec": spec})
+
+
+def _events(kube: client.ApiClient, namespace: str, name: str) -> list[client.CoreV1Event]:
+    events = client.CoreV1Api(kube).list_namespaced_event(
+        namespace, field_selector=f"involvedObject.name={name}").items
+    return [e for e in events if e.involved_object.kind == "DeepSeekDeployment"]
+
+
+def test_a_change_the_cluster_cannot_serve_keeps_the_model_serving(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str,
+        kubectl: Path, kubeconfig: Path) -> None:
+    create(dsd_api, namespace, copy.deepcopy(L70))
+    wait_condition(dsd_api, namespace, "l70", "Ready", "True", timeout=120)
+    apps = client.AppsV1Api(kube)
+    before = apps.read_namespaced_deployment("l70", namespace)
+
+    _patch(dsd_api, namespace, "l70", {"model": {"maxModelLen": 131072},
+                                       "gpu": {"maxConcurrentSequences": 16}})
+    obj = wait_condition(dsd_api, namespace, "l70", "Stalled", "True")
+    stalled = condition(obj, "Stalled")
+    assert stalled["reason"] == "APINotInstalled"
+    assert "LeaderWorkerSet" in stalled["message"]
+    assert "lower spec.model.maxModelLen x spec.gpu.maxConcurrentSequences" in stalled[
+        "message"]
+    assert obj["status"]["phase"] == "Degraded", "the last good Deployment still serves"
+    assert "Degraded" in run_kubectl(kubectl, kubeconfig, "get", "dsd", "l70", "-n", namespace)
+    after = apps.read_namespaced_deployment("l70", namespace)
+    assert after.metadata.uid == before.metadata.uid
+    assert after.metadata.generation == before.metadata.generation, "not even changed"
+    assert after.status.ready_replicas == 1
+    assert not any("deleted Deployment" in (e.message or "")
+                   for e in _events(kube, namespace, "l70"))
+
+    _patch(dsd_api, namespace, "l70", {"model": {"maxModelLen": 8192},
+                                       "gpu": {"maxConcurrentSequences": 4}})
+    back = wait_condition(dsd_api, namespace, "l70", "Ready", "True")
+    assert condition(back, "Stalled")["status"] == "False"
+    assert apps.read_namespaced_deployment("l70", namespace).metadata.uid == before.metadata.uid
+
+
+def test_following_the_storage_class_advice_fixes_the_claim(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    create(dsd_api, namespace, small_model("sc", storage={"storageClassName": "fast-ssd"}))
+    obj = wait_condition(dsd_api, namespace, "sc", "StorageReady", "False")
+    storage = condition(obj, "StorageReady")
+    assert storage["reason"] == "StorageClassNotFound"
+    assert "set spec.storage.storageClassName to an existing class" in storage["message"]
+
+    _patch(dsd_api, namespace, "sc", {"storage": {"storageClassName": "standard"}})
+    wait_condition(dsd_api, namespace, "sc", "Ready", "True", timeout=90)
+    claim = client.CoreV1Api(kube).read_namespaced_persistent_volume_claim(
+        "sc-model-cache", namespace)
+    assert claim.spec.storage_class_name == "standard"
+    assert not [e for e in _events(kube, namespace, "sc") if e.reason == "ApplyFailed"]
+
+
+def test_a_bound_claim_that_cannot_change_says_the_way_out(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    create(dsd_api, namespace, small_model("bound"))
+    wait_condition(dsd_api, namespace, "bound", "Ready", "True", timeout=90)
+    _patch(dsd_api, namespace, "bound", {"storage": {"storageClassName": "fast-ssd",
+                                                     "accessMode": "ReadWriteOnce"}})
+    obj = wait_condition(dsd_api, namespace, "bound", "Stalled", "True")
+    stalled = condition(obj, "Stalled")
+    assert stalled["reason"] == "ClaimImmutable"
+    assert "storageClassName (standard -> fast-ssd)" in stalled["message"]
+    assert "accessModes (ReadWriteMany -> ReadWriteOnce)" in stalled["message"]
+    assert "set spec.storage back, or delete the claim" in stalled["message"]
+    assert "{" not in stalled["message"], "no raw Go struct diff"
+    assert obj["status"]["phase"] == "Degraded"
+    assert client.AppsV1Api(kube).read_namespaced_deployment(
+        "bound", namespace).status.ready_replicas == 1
+
+
+def test_normal_start_up_posts_one_event_per_transition_and_no_warning(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    create(dsd_api, namespace, small_model("quiet"))
+    wait_condition(dsd_api, namespace, "quiet", "Ready", "True", timeout=90)
+    events = _events(kube, namespace, "quiet")
+    assert [e for e in events if e.type == "Warning"] == []
+    messages = [e.message or "" for e in events]
+    assert len(messages) == len(set(messages)), "the same message twice"
+    assert sum(e.count or 1 for e in events) <= 8, [(e.reason, e.message) for e in events]
+
+
+def test_a_job_whose_template_changed_is_recreated(kube: client.ApiClient,
+                                                   namespace: str) -> None:
+    cluster = Cluster(kube)
+    job: dict[str, Any] = {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "recreated", "namespace": namespace},
+        "spec": {"backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "c", "image": "busybox:1", "command": ["true"]}]}}},
+    }
+    assert cluster.execute(calculate_plan([job], {})) == [f"created Job {namespace}/recreated"]
+    first = cluster.read(ObjectKey.of(job))
+    assert first is not None
+    changed = copy.deepcopy(job)
+    changed["spec"]["template"]["spec"]["containers"][0]["command"] = ["false"]
+    observed = {ObjectKey.of(job): first}
+    plan = calculate_plan([changed], observed)
+    assert cluster.execute(plan) == [
+        f"recreated Job {namespace}/recreated (immutable fields changed)"]
+
+    def replaced() -> dict[str, Any] | None:
+        live = cluster.read(ObjectKey.of(job))
+        return live if live and live["metadata"]["uid"] != first["metadata"]["uid"] else None
+
+    live = wait_for("the new Job", replaced, 30)
+    assert live["spec"]["template"]["spec"]["containers"][0]["command"] == ["false"]

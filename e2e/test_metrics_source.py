@@ -3,6 +3,8 @@ package): what a query returns, and how each kind of bad answer is reported."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from deepseek_operator.autoscaler.metrics_source import MetricsUnavailable, query_qps
@@ -38,6 +40,18 @@ def test_bad_answers_are_metrics_unavailable_with_the_reason(
         query_qps(rig_prometheus.url, query)
 
 
-def test_an_unreachable_prometheus_is_named() -> None:
-    with pytest.raises(MetricsUnavailable, match=r"127\.0\.0\.1:9 is unreachable"):
+def test_a_refused_connection_names_the_url_field() -> None:
+    with pytest.raises(MetricsUnavailable, match=(
+            r"^Prometheus at http://127\.0\.0\.1:9 refused the connection \(nothing listens "
+            r"there\): check the host and port in spec\.autoscaling\.prometheus\.url$")):
         query_qps("http://127.0.0.1:9", "vector(1)", timeout_seconds=2)
+
+
+def test_a_url_that_is_not_the_api_base_names_the_url_field(
+        rig_prometheus: PrometheusServer) -> None:
+    url = f"{rig_prometheus.url}/api/v1"
+    with pytest.raises(MetricsUnavailable, match=(
+            rf"^Prometheus at {re.escape(url)} has no /api/v1/query \(HTTP 404 Not Found\): "
+            r"spec\.autoscaling\.prometheus\.url must be the base URL of the Prometheus HTTP "
+            r"API$")):
+        query_qps(url, "vector(1)")

@@ -12,6 +12,7 @@ from deepseek_operator.api import (
     MAX_NAME_LENGTH,
     Condition,
     ConditionType,
+    DeepSeekDeployment,
     DeepSeekDeploymentSpec,
     GPUSpec,
     InvalidSpecError,
@@ -19,6 +20,7 @@ from deepseek_operator.api import (
     parse_deployment,
     parse_spec,
 )
+from deepseek_operator.api.patterns import PATTERN_HINTS
 
 
 def cr(spec: dict[str, Any], name: str = "r1", **extra: Any) -> dict[str, Any]:
@@ -443,3 +445,30 @@ def test_tolerances_outside_0_to_1_are_refused(field: str, value: float) -> None
 def test_pattern_errors_say_what_is_accepted_in_words(spec: dict[str, Any], path: str,
                                                       message: str) -> None:
     assert issues_of(cr(spec))[path] == message
+
+
+def schema_patterns(node: Any) -> set[str]:
+    """Every `pattern` in a JSON schema, at any depth."""
+    if isinstance(node, dict):
+        own = {node["pattern"]} if isinstance(node.get("pattern"), str) else set()
+        return own.union(*(schema_patterns(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(schema_patterns(item) for item in node))
+    return set()
+
+
+def test_every_pattern_of_the_api_has_words_for_its_errors() -> None:
+    used = schema_patterns(DeepSeekDeployment.model_json_schema(by_alias=True))
+    assert len(used) >= 10
+    assert used <= set(PATTERN_HINTS), used - set(PATTERN_HINTS)
+
+
+@pytest.mark.parametrize(("spec", "path"), [
+    ({"model": {"name": "deepseek-r1", "revision": "bräch"}}, "spec.model.revision"),
+    ({"model": {"name": "deepseek-r1", "servedName": "r1·chat"}}, "spec.model.servedName"),
+    ({"model": {"name": "deepseek-r1", "uri": "hf://org/repö"}}, "spec.model.uri"),
+])
+def test_word_characters_are_ascii_as_in_the_apiservers_re2(spec: dict[str, Any],
+                                                             path: str) -> None:
+    assert issues_of(cr(spec))[path].startswith("must be ")
+

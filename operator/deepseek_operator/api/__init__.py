@@ -1,8 +1,8 @@
 """The DeepSeekDeployment API (deepseek-operator.io/v1alpha1): typed spec and status, the
 parser that turns a custom resource dict into them, and the CRD generated from them.
 
-Everything public is re-exported here; the submodules (constants, spec, status, resource,
-rules, errors, crd) are stable import paths too. Nothing here imports the rest of the
+Everything public is re-exported here; the submodules (constants, patterns, spec, status,
+resource, rules, errors, crd) are stable import paths too. Nothing here imports the rest of the
 operator: the data flows api -> catalog -> render -> controller/autoscaler.
 """
 

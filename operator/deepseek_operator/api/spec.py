@@ -10,6 +10,18 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import Field, field_validator
 
+from .patterns import (
+    ENV_VAR_NAME,
+    GPU_TYPE,
+    MODEL_NAME,
+    MODEL_URI,
+    NAME,
+    OPTIONAL_DNS_SUBDOMAIN,
+    PROMETHEUS_URL,
+    QUANTITY,
+    REVISION,
+    SERVED_NAME,
+)
 from .rules import CelRule, SpecModel
 
 Quantization = Literal["none", "fp8", "int8", "awq", "gptq"]
@@ -36,35 +48,7 @@ DEFAULT_ROLES: Final[dict[str, list[Permission]]] = {
     "user": ["model:query"],
 }
 
-# Kubernetes name syntaxes (RE2 and Rust regex compatible: the apiserver and pydantic both
-# evaluate them).
-_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS_SUBDOMAIN = rf"{_DNS_LABEL}(\.{_DNS_LABEL})*"
-OPTIONAL_DNS_SUBDOMAIN: Final = rf"^$|^{_DNS_SUBDOMAIN}$"
-ROLE_NAME: Final = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 ROLE_NAME_MAX_LENGTH: Final = 20
-MODEL_NAME: Final = r"^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$"
-MODEL_URI: Final = (
-    r"^$|^hf://[A-Za-z0-9][-\w.]*/[-\w.]+$|^s3://[a-z0-9][-a-z0-9.]*(/\S*)?$"
-    rf"|^pvc://{_DNS_SUBDOMAIN}(/\S*)?$"
-)
-QUANTITY: Final = r"^$|^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
-ENV_VAR_NAME: Final = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
-PROMETHEUS_URL: Final = r"^https?://\S+$"
-
-PATTERN_HINTS: Final[dict[str, str]] = {
-    OPTIONAL_DNS_SUBDOMAIN: (
-        "a DNS subdomain: lowercase letters, digits, '-' and '.', each part starting and "
-        "ending with a letter or digit"
-    ),
-    ROLE_NAME: "lowercase letters, digits and '-', starting with a letter",
-    MODEL_NAME: "lowercase letters, digits, '-', '.' and '_'",
-    MODEL_URI: "hf://ORG/REPO, s3://BUCKET/PATH or pvc://CLAIM/PATH",
-    QUANTITY: "a Kubernetes quantity such as 900Gi or 1T",
-    ENV_VAR_NAME: "letters, digits, '_', '-' and '.', not starting with a digit",
-    PROMETHEUS_URL: "an http:// or https:// URL",
-}
-"""What each named pattern accepts, in words, for error messages (a regex is no help)."""
 
 
 class CustomModelFacts(SpecModel):
@@ -209,7 +193,7 @@ class ModelSpec(SpecModel):
         "main",
         min_length=1,
         max_length=128,
-        pattern=r"^[-\w./]+$",
+        pattern=REVISION,
         description="Branch, tag or commit of an hf:// repository.",
     )
     quantization: Quantization = Field(
@@ -236,7 +220,7 @@ class ModelSpec(SpecModel):
         "",
         alias="servedName",
         max_length=128,
-        pattern=r"^[-\w./:]*$",
+        pattern=SERVED_NAME,
         description="Model name on the OpenAI-compatible API. Empty means the value of name.",
     )
     credentials_secret: str = Field(
@@ -362,7 +346,7 @@ class GPUSpec(SpecModel):
     type: str = Field(
         "",
         max_length=64,
-        pattern=r"^$|^[A-Za-z0-9][-A-Za-z0-9.]*$",
+        pattern=GPU_TYPE,
         description=(
             "Catalog GPU (`deepseek-operator models` lists them, e.g. H100-80GB); pods get "
             "node affinity on its nvidia.com/gpu.product label. Empty means any node whose "
@@ -635,7 +619,7 @@ class AccessBinding(SpecModel):
     subjects: list[Subject] = Field(min_length=1, max_length=64, description="Who gets the role.")
 
 
-RoleName = Annotated[str, Field(pattern=ROLE_NAME, max_length=ROLE_NAME_MAX_LENGTH)]
+RoleName = Annotated[str, Field(pattern=NAME, max_length=ROLE_NAME_MAX_LENGTH)]
 PermissionSet = Annotated[
     list[Permission],
     Field(min_length=1, max_length=4, json_schema_extra={"x-kubernetes-list-type": "set"}),

@@ -472,3 +472,21 @@ def test_word_characters_are_ascii_as_in_the_apiservers_re2(spec: dict[str, Any]
                                                              path: str) -> None:
     assert issues_of(cr(spec))[path].startswith("must be ")
 
+
+
+@pytest.mark.parametrize(("storage", "path"), [
+    ({"size": "900Gi"}, "spec.storage.size"),
+    ({"storageClassName": "fast"}, "spec.storage.storageClassName"),
+    ({"retainOnDelete": False}, "spec.storage.retainOnDelete"),
+])
+def test_existing_claim_refuses_the_fields_it_ignores_or_contradicts(
+        storage: dict[str, Any], path: str) -> None:
+    issues = issues_of(cr({**MINIMAL, "storage": {"existingClaim": "models", **storage}}))
+    assert list(issues) == [path]
+    field = path.rsplit(".", 1)[1]
+    assert issues[path].startswith(f"{field} ") and "existingClaim" in issues[path]
+
+
+def test_existing_claim_keeps_the_defaults_and_retain_true() -> None:
+    spec = parse_spec({**MINIMAL, "storage": {"existingClaim": "models", "retainOnDelete": True}})
+    assert (spec.storage.size, spec.storage.retain_on_delete) == ("", True)

@@ -163,6 +163,21 @@ def test_gpu_rules(count: int, per_node: int) -> None:
     assert_rules_agree(GPUSpec.model_construct(count=count, per_node=per_node))
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    existing_claim=st.sampled_from(["", "models"]),
+    size=st.sampled_from(["", "900Gi"]),
+    storage_class=st.sampled_from(["", "fast"]),
+    retain=st.booleans(),
+)
+def test_storage_rules(existing_claim: str, size: str, storage_class: str, retain: bool) -> None:
+    storage = StorageSpec.model_construct(
+        existing_claim=existing_claim, size=size, storage_class_name=storage_class,
+        retain_on_delete=retain,
+    )
+    assert_rules_agree(storage)
+
+
 @settings(max_examples=20, deadline=None)
 @given(value=st.sampled_from([None, "", "1"]), value_from=st.sampled_from([None, {"x": {}}]))
 def test_env_var_rules(value: str | None, value_from: dict[str, Any] | None) -> None:
@@ -252,6 +267,15 @@ EXAMPLES: dict[type[SpecModel], list[SpecModel]] = {
         GPUSpec.model_construct(count=16, per_node=8),
         GPUSpec.model_construct(count=4, per_node=8),
         GPUSpec.model_construct(count=12, per_node=8),
+    ],
+    StorageSpec: [
+        StorageSpec(),
+        StorageSpec(size="900Gi", storage_class_name="fast", retain_on_delete=False),
+        StorageSpec(existing_claim="models"),
+        StorageSpec.model_construct(
+            existing_claim="models", size="900Gi", storage_class_name="fast",
+            retain_on_delete=False,
+        ),
     ],
     EnvVar: [
         EnvVar.model_construct(name="A", value="1", value_from=None),

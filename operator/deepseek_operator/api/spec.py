@@ -585,14 +585,53 @@ class StorageSpec(SpecModel):
         max_length=253,
         pattern=OPTIONAL_DNS_SUBDOMAIN,
         description=(
-            "Use this PersistentVolumeClaim instead of creating one (size, storageClassName "
-            "and accessMode are then not used)."
+            "Use this PersistentVolumeClaim instead of creating one. The operator never "
+            "deletes it, and it keeps its own size, StorageClass and access modes: size, "
+            "storageClassName and retainOnDelete false are refused with it, accessMode is "
+            "not used."
         ),
     )
     retain_on_delete: bool = Field(
         True,
         alias="retainOnDelete",
-        description="Keep the model cache when the DeepSeekDeployment is deleted.",
+        description=(
+            "Keep the model cache the operator created when the DeepSeekDeployment is "
+            "deleted. false deletes it with the DeepSeekDeployment (not with existingClaim)."
+        ),
+    )
+
+    cel_rules = (
+        CelRule(
+            rule="self.existingClaim == '' || self.size == ''",
+            message=(
+                "size is not used with existingClaim: the claim keeps its own size (the "
+                "operator checks it holds the checkpoint); remove size, or remove "
+                "existingClaim to let the operator create a claim of that size"
+            ),
+            field_path=".size",
+            check=lambda s: s.existing_claim == "" or s.size == "",
+        ),
+        CelRule(
+            rule="self.existingClaim == '' || self.storageClassName == ''",
+            message=(
+                "storageClassName is not used with existingClaim: the claim keeps its own "
+                "StorageClass; remove storageClassName, or remove existingClaim to let the "
+                "operator create a claim of that class"
+            ),
+            field_path=".storageClassName",
+            check=lambda s: s.existing_claim == "" or s.storage_class_name == "",
+        ),
+        CelRule(
+            rule="self.existingClaim == '' || self.retainOnDelete",
+            message=(
+                "retainOnDelete false cannot apply to existingClaim: the operator never "
+                "deletes a claim it did not create; remove retainOnDelete, or remove "
+                "existingClaim to let the operator create a claim it deletes with the "
+                "DeepSeekDeployment"
+            ),
+            field_path=".retainOnDelete",
+            check=lambda s: s.existing_claim == "" or s.retain_on_delete,
+        ),
     )
 
 

@@ -88,12 +88,13 @@ def checkpoint_bytes(spec: DeepSeekDeploymentSpec) -> float:
 
 def _check_cache_size(spec: DeepSeekDeploymentSpec) -> None:
     """Refuse a spec.storage.size the checkpoint cannot fit in, for a claim the operator
-    creates and fills (not existingClaim, not pvc:// weights, which are someone else's).
+    creates and fills (not pvc:// weights, which are someone else's; size with
+    existingClaim is refused by the API).
 
     Raises SizingError naming spec.storage.size, with both sizes in GiB.
     """
     storage = spec.storage
-    if not storage.size or storage.existing_claim or spec.model.uri.startswith("pvc://"):
+    if not storage.size or spec.model.uri.startswith("pvc://"):
         return
     requested = float(parse_quantity(storage.size))  # type: ignore[no-untyped-call]
     needed = checkpoint_bytes(spec)

@@ -490,3 +490,35 @@ def test_existing_claim_refuses_the_fields_it_ignores_or_contradicts(
 def test_existing_claim_keeps_the_defaults_and_retain_true() -> None:
     spec = parse_spec({**MINIMAL, "storage": {"existingClaim": "models", "retainOnDelete": True}})
     assert (spec.storage.size, spec.storage.retain_on_delete) == ("", True)
+
+
+@pytest.mark.parametrize(("engine", "args", "fmt"), [
+    ("vllm", [], "16-bit"),
+    ("vllm", ["--kv-cache-dtype", "fp8"], "fp8"),
+    ("vllm", ["--kv-cache-dtype=fp8_e5m2"], "fp8"),
+    ("vllm", ["--kv_cache_dtype=fp8_e4m3"], "fp8"),
+    ("vllm", ["--kv-cache-dt", "fp8"], "fp8"),
+    ("vllm", ["--kv-cache-dtype", "fp8", "--kv-cache-dtype", "auto"], "16-bit"),
+    ("vllm", ["--enforce-eager", "--kv-cache-dtype", "bfloat16"], "16-bit"),
+    ("sglang", ["--kv-cache-dtype", "fp8_e4m3"], "fp8"),
+    ("sglang", ["--kv-cache-dtype", "bf16"], "16-bit"),
+])
+def test_engine_args_set_the_kv_cache_format(engine: str, args: list[str], fmt: str) -> None:
+    spec = parse_spec({**MINIMAL, "engine": {"type": engine, "args": args}})
+    assert spec.engine.kv_cache_format == fmt
+
+
+@pytest.mark.parametrize(("engine", "args", "index"), [
+    ("vllm", ["--kv-cache-dtype", "fp4_e2m1"], 0),
+    ("vllm", ["--enforce-eager", "--kv-cache-dtype=fp8_ds_mla"], 1),
+    ("vllm", ["--kv-cache-dtype", "bf16"], 0),  # SGLang's spelling; vLLM says bfloat16
+    ("sglang", ["--kv-cache-dtype", "fp8"], 0),  # vLLM's spelling; SGLang names the format
+    ("sglang", ["--kv-cache-dtype", "fp8_e4m3", "--kv-cache-dtype"], 2),
+])
+def test_a_kv_cache_dtype_sizing_does_not_know_is_refused(
+        engine: str, args: list[str], index: int) -> None:
+    issues = issues_of(cr({**MINIMAL, "engine": {"type": engine, "args": args}}))
+    path = f"spec.engine.args[{index}]"
+    assert list(issues) == [path]
+    assert issues[path].startswith("--kv-cache-dtype ")
+    assert "fp8_e5m2 (fp8)" in issues[path] and "auto (16-bit)" in issues[path]

@@ -6,10 +6,11 @@ does, its unit and what the default means. Cross-field rules are `CelRule`s (see
 `rules.py`): the apiserver and pydantic check the same rules.
 """
 
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from .engine_args import EngineType, KVCacheFormat, kv_cache_dtype_issues, kv_cache_format
 from .patterns import (
     ENV_VAR_NAME,
     GPU_TYPE,
@@ -22,7 +23,7 @@ from .patterns import (
     REVISION,
     SERVED_NAME,
 )
-from .rules import CelRule, SpecModel
+from .rules import CelRule, SpecModel, cross_field_error
 
 Quantization = Literal["none", "fp8", "int8", "awq", "gptq"]
 """Weight format to serve: `none` is the checkpoint's native dtype (fp8 for R1, bf16 for
@@ -32,7 +33,6 @@ and `gptq` need a checkpoint already quantized that way (`spec.model.uri`)."""
 PRE_QUANTIZED: Final[tuple[Quantization, ...]] = ("int8", "awq", "gptq")
 """Quantizations that need a pre-quantized checkpoint rather than an online conversion."""
 
-EngineType = Literal["vllm", "sglang"]
 NativeDtype = Literal["bf16", "fp16", "fp8"]
 AttentionKind = Literal["gqa", "mla"]
 AutoscalingMode = Literal["operator", "hpa", "keda", "none"]
@@ -202,7 +202,7 @@ class ModelSpec(SpecModel):
             "Weight format: none serves the checkpoint's native dtype (fp8 for DeepSeek-R1, "
             "bf16 for the distills); fp8 is converted online by the engine; int8, awq and "
             "gptq need a checkpoint already quantized that way in uri. The KV cache stays "
-            "16-bit."
+            "16-bit unless engine.args set an fp8 --kv-cache-dtype."
         ),
     )
     max_model_len: int = Field(
@@ -310,7 +310,13 @@ class EngineSpec(SpecModel):
     args: list[Annotated[str, Field(max_length=4096)]] = Field(
         default=[],
         max_length=128,
-        description="Extra engine arguments, appended after the ones the operator sets.",
+        description=(
+            "Extra engine arguments, appended after the ones the operator sets. "
+            "--kv-cache-dtype with an fp8 value (vllm: fp8, fp8_e4m3, fp8_e5m2; sglang: "
+            "fp8_e4m3, fp8_e5m2) halves the KV cache sizing counts; values other than "
+            "those and the 16-bit ones (auto; vllm bfloat16, float16; sglang bf16, bfloat16) "
+            "are refused."
+        ),
     )
     env: list[EnvVar] = Field(
         default=[],
@@ -338,6 +344,19 @@ class EngineSpec(SpecModel):
         if duplicates:
             raise ValueError(f"duplicate environment variable names: {', '.join(duplicates)}")
         return env
+
+    @model_validator(mode="after")
+    def _known_kv_cache_dtype(self) -> Self:
+        issues = kv_cache_dtype_issues(self.type, self.args)
+        if issues:
+            raise cross_field_error([(f".args[{index}]", message) for index, message in issues])
+        return self
+
+    @property
+    def kv_cache_format(self) -> KVCacheFormat:
+        """How the KV cache stores an element: fp8 when args ask for an fp8
+        --kv-cache-dtype, else 16-bit (see `engine_args`)."""
+        return kv_cache_format(self.type, self.args)
 
 
 class GPUSpec(SpecModel):

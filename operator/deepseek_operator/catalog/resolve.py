@@ -128,6 +128,7 @@ def size_deployment(spec: DeepSeekDeploymentSpec) -> SizingResult:
         gpu_memory_utilization=spec.engine.gpu_memory_utilization,
         gpu_count=spec.gpu.count,
         engine=spec.engine.type,
+        kv_cache_format=spec.engine.kv_cache_format,
         any_gpu=any_gpu,
     )
     _check_cache_size(spec)

@@ -1,6 +1,6 @@
 """The desired state of a DeepSeekDeployment: `spec` and everything under it.
 
-Field names follow ../shared/DESIGN.md ("API sketch"): they are the contract. Every field's
+Field names are the contract with users (docs/api.md): never rename one. Every field's
 description is the text `kubectl explain dsd.spec...` shows, so it says what the field
 does, its unit and what the default means. Cross-field rules are `CelRule`s (see
 `rules.py`): the apiserver and pydantic check the same rules.

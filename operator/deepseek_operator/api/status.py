@@ -27,7 +27,7 @@ MAX_CONDITIONS: Final = 16
 
 
 class ConditionType(StrEnum):
-    """Condition types the operator sets (see ../shared/DESIGN.md)."""
+    """Condition types the operator sets (docs/api.md, "Status", says what each means)."""
 
     READY = "Ready"
     PROGRESSING = "Progressing"

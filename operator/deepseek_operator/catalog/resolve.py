@@ -19,7 +19,8 @@ from .loader import get_gpu, get_model, model_catalog
 from .sizing import REFERENCE_GPU, SizingResult, size_replica, weights_bytes
 
 CACHE_HEADROOM: Final = 1.25
-"""Model cache size = checkpoint size x 1.25 (../shared/DESIGN.md, spec.storage.size)."""
+"""Model cache size = checkpoint size x 1.25 when spec.storage.size is empty (see its
+description and docs/sizing.md)."""
 
 
 def resolve_model(model: ModelSpec) -> ModelFacts:

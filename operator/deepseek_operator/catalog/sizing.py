@@ -1,7 +1,7 @@
 """GPU sizing of one replica: pure functions from model facts and serving settings to the
 GPUs, the tensor/pipeline-parallel layout and the memory a replica needs.
 
-Formula (../shared/DESIGN.md "Sizing"), for the most loaded GPU of a layout TP x PP::
+Formula (docs/sizing.md explains it), for the most loaded GPU of a layout TP x PP::
 
     need   = weights x stage / TP  +  KV cache x stage / min(TP, kv_heads)  +  overhead
     usable = GPU memory (nvidia.com/gpu.memory, MiB) x gpuMemoryUtilization
@@ -9,8 +9,8 @@ Formula (../shared/DESIGN.md "Sizing"), for the most loaded GPU of a layout TP x
 - weights: for the checkpoint's own format (quantization none, or fp8 of an fp8
   checkpoint) its size on disk, disk_gb x 1e9 bytes (GB, not GiB). Otherwise parameters x
   bytes per parameter (fp8 1, int8 1, awq/gptq int4 0.5 + group-128 scales and zeros)
-  x 1.03 for what engines keep in 16 bits (embeddings, lm_head, norms, MoE router);
-  ../shared/models.yaml puts scales at 1-3%.
+  x 1.03 for what quantized checkpoints keep in 16 bits (embeddings, lm_head, norms, MoE
+  router) and their quantization scales.
 - KV cache: kv_bytes_per_token x maxModelLen x maxConcurrentSequences: a KV cache
   holding every sequence at full length, 16-bit, or fp8 at half the bytes when
   spec.engine.args ask for an fp8 --kv-cache-dtype (api.engine_args). Tensor parallelism

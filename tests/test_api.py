@@ -474,17 +474,31 @@ def test_word_characters_are_ascii_as_in_the_apiservers_re2(spec: dict[str, Any]
 
 
 
+@pytest.mark.parametrize("claim", [
+    {"storage": {"existingClaim": "models"}},
+    {"model": {"name": "deepseek-r1-distill-qwen-7b", "uri": "pvc://models/qwen-7b"}},
+])
 @pytest.mark.parametrize(("storage", "path"), [
     ({"size": "900Gi"}, "spec.storage.size"),
     ({"storageClassName": "fast"}, "spec.storage.storageClassName"),
     ({"retainOnDelete": False}, "spec.storage.retainOnDelete"),
 ])
-def test_existing_claim_refuses_the_fields_it_ignores_or_contradicts(
-        storage: dict[str, Any], path: str) -> None:
-    issues = issues_of(cr({**MINIMAL, "storage": {"existingClaim": "models", **storage}}))
+def test_a_claim_the_operator_does_not_create_refuses_the_fields_it_ignores(
+        claim: dict[str, Any], storage: dict[str, Any], path: str) -> None:
+    spec = {**MINIMAL, **claim}
+    spec["storage"] = {**spec.get("storage", {}), **storage}
+    issues = issues_of(cr(spec))
     assert list(issues) == [path]
-    field = path.rsplit(".", 1)[1]
-    assert issues[path].startswith(f"{field} ") and "existingClaim" in issues[path]
+    assert issues[path].startswith(f"{path.removeprefix('spec.')} ")
+    assert "existingClaim" in issues[path] and "pvc://" in issues[path]
+
+
+def test_existing_claim_is_refused_with_pvc_weights() -> None:
+    spec = {"model": {"name": "deepseek-r1-distill-qwen-7b", "uri": "pvc://models/qwen-7b"},
+            "storage": {"existingClaim": "cache"}}
+    issues = issues_of(cr(spec))
+    assert list(issues) == ["spec.storage.existingClaim"]
+    assert "pvc://" in issues["spec.storage.existingClaim"]
 
 
 def test_existing_claim_keeps_the_defaults_and_retain_true() -> None:

@@ -163,19 +163,27 @@ def test_gpu_rules(count: int, per_node: int) -> None:
     assert_rules_agree(GPUSpec.model_construct(count=count, per_node=per_node))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
+    uri=st.sampled_from(["", "hf://org/repo", "pvc://weights/r1"]),
     existing_claim=st.sampled_from(["", "models"]),
     size=st.sampled_from(["", "900Gi"]),
     storage_class=st.sampled_from(["", "fast"]),
     retain=st.booleans(),
 )
-def test_storage_rules(existing_claim: str, size: str, storage_class: str, retain: bool) -> None:
-    storage = StorageSpec.model_construct(
-        existing_claim=existing_claim, size=size, storage_class_name=storage_class,
-        retain_on_delete=retain,
+def test_storage_rules(
+    uri: str, existing_claim: str, size: str, storage_class: str, retain: bool
+) -> None:
+    spec = DeepSeekDeploymentSpec.model_construct(
+        model=ModelSpec(name="deepseek-r1", uri=uri),
+        replicas=1,
+        autoscaling=AutoscalingSpec(),
+        storage=StorageSpec.model_construct(
+            existing_claim=existing_claim, size=size, storage_class_name=storage_class,
+            retain_on_delete=retain, access_mode="ReadWriteMany",
+        ),
     )
-    assert_rules_agree(storage)
+    assert_rules_agree(spec)
 
 
 @settings(max_examples=20, deadline=None)
@@ -212,12 +220,16 @@ def dsd_named(name: str) -> DeepSeekDeployment:
     )
 
 
-def spec_with(access_mode: str, replicas: int, mode: str, claim: str = "") -> SpecModel:
+def spec_with(access_mode: str, replicas: int, mode: str, claim: str = "", uri: str = "",
+              size: str = "", storage_class: str = "", retain: bool = True) -> SpecModel:
     return DeepSeekDeploymentSpec.model_construct(
-        model=ModelSpec(name="deepseek-r1"),
+        model=ModelSpec(name="deepseek-r1", uri=uri),
         replicas=replicas,
         autoscaling=AutoscalingSpec.model_construct(mode=mode, min_replicas=1, max_replicas=4),
-        storage=StorageSpec.model_construct(access_mode=access_mode, existing_claim=claim),
+        storage=StorageSpec.model_construct(
+            access_mode=access_mode, existing_claim=claim, size=size,
+            storage_class_name=storage_class, retain_on_delete=retain,
+        ),
     )
 
 
@@ -230,6 +242,10 @@ EXAMPLES: dict[type[SpecModel], list[SpecModel]] = {
         spec_with("ReadWriteOnce", 1, "operator"),
         spec_with("ReadWriteOncePod", 2, "none"),
         spec_with("ReadWriteOncePod", 2, "none", claim="models"),
+        spec_with("ReadWriteMany", 1, "none", size="900Gi", storage_class="fast", retain=False),
+        spec_with("ReadWriteMany", 1, "none", claim="models", size="900Gi",
+                  storage_class="fast", retain=False),
+        spec_with("ReadWriteMany", 1, "none", uri="pvc://weights/r1", claim="models"),
     ],
     ModelSpec: [
         ModelSpec.model_construct(name="m", uri="", quantization="none", max_model_len=8192),
@@ -267,15 +283,6 @@ EXAMPLES: dict[type[SpecModel], list[SpecModel]] = {
         GPUSpec.model_construct(count=16, per_node=8),
         GPUSpec.model_construct(count=4, per_node=8),
         GPUSpec.model_construct(count=12, per_node=8),
-    ],
-    StorageSpec: [
-        StorageSpec(),
-        StorageSpec(size="900Gi", storage_class_name="fast", retain_on_delete=False),
-        StorageSpec(existing_claim="models"),
-        StorageSpec.model_construct(
-            existing_claim="models", size="900Gi", storage_class_name="fast",
-            retain_on_delete=False,
-        ),
     ],
     EnvVar: [
         EnvVar.model_construct(name="A", value="1", value_from=None),

@@ -607,7 +607,7 @@ class StorageSpec(SpecModel):
             "Use this PersistentVolumeClaim instead of creating one. The operator never "
             "deletes it, and it keeps its own size, StorageClass and access modes: size, "
             "storageClassName and retainOnDelete false are refused with it, accessMode is "
-            "not used."
+            "not used. Refused with a pvc:// model.uri, whose claim the pods mount instead."
         ),
     )
     retain_on_delete: bool = Field(
@@ -615,41 +615,8 @@ class StorageSpec(SpecModel):
         alias="retainOnDelete",
         description=(
             "Keep the model cache the operator created when the DeepSeekDeployment is "
-            "deleted. false deletes it with the DeepSeekDeployment (not with existingClaim)."
-        ),
-    )
-
-    cel_rules = (
-        CelRule(
-            rule="self.existingClaim == '' || self.size == ''",
-            message=(
-                "size is not used with existingClaim: the claim keeps its own size (the "
-                "operator checks it holds the checkpoint); remove size, or remove "
-                "existingClaim to let the operator create a claim of that size"
-            ),
-            field_path=".size",
-            check=lambda s: s.existing_claim == "" or s.size == "",
-        ),
-        CelRule(
-            rule="self.existingClaim == '' || self.storageClassName == ''",
-            message=(
-                "storageClassName is not used with existingClaim: the claim keeps its own "
-                "StorageClass; remove storageClassName, or remove existingClaim to let the "
-                "operator create a claim of that class"
-            ),
-            field_path=".storageClassName",
-            check=lambda s: s.existing_claim == "" or s.storage_class_name == "",
-        ),
-        CelRule(
-            rule="self.existingClaim == '' || self.retainOnDelete",
-            message=(
-                "retainOnDelete false cannot apply to existingClaim: the operator never "
-                "deletes a claim it did not create; remove retainOnDelete, or remove "
-                "existingClaim to let the operator create a claim it deletes with the "
-                "DeepSeekDeployment"
-            ),
-            field_path=".retainOnDelete",
-            check=lambda s: s.existing_claim == "" or s.retain_on_delete,
+            "deleted. false deletes it with the DeepSeekDeployment; refused when the "
+            "operator creates no claim (existingClaim, or a pvc:// model.uri)."
         ),
     )
 
@@ -756,6 +723,20 @@ class ServiceSpec(SpecModel):
     port: int = Field(8000, ge=1, le=65535, description="Service port of the OpenAI API.")
 
 
+_CREATES_CACHE: Final = (
+    "(self.storage.existingClaim == '' && !self.model.uri.startsWith('pvc://'))"
+)
+"""CEL: the operator creates (and may delete) the model-cache claim."""
+_OR_CREATE: Final = (
+    ", or drop existingClaim (and the pvc:// uri) to have the operator create the model cache"
+)
+
+
+def _creates_cache(spec: "DeepSeekDeploymentSpec") -> bool:
+    """`_CREATES_CACHE` in Python."""
+    return spec.storage.existing_claim == "" and not spec.model.uri.startswith("pvc://")
+
+
 class DeepSeekDeploymentSpec(SpecModel):
     """Desired state: a model served on GPUs, its cache, scaling, access and Service."""
 
@@ -783,6 +764,45 @@ class DeepSeekDeploymentSpec(SpecModel):
     service: ServiceSpec = Field(default_factory=ServiceSpec, description="The Service.")
 
     cel_rules = (
+        CelRule(
+            rule=f"{_CREATES_CACHE} || self.storage.size == ''",
+            message=(
+                "storage.size applies only to a model cache the operator creates; "
+                "existingClaim and the claim of a pvc:// model.uri keep their own size: "
+                f"remove size{_OR_CREATE}"
+            ),
+            field_path=".storage.size",
+            check=lambda s: _creates_cache(s) or s.storage.size == "",
+        ),
+        CelRule(
+            rule=f"{_CREATES_CACHE} || self.storage.storageClassName == ''",
+            message=(
+                "storage.storageClassName applies only to a model cache the operator "
+                "creates; existingClaim and the claim of a pvc:// model.uri keep their own "
+                f"StorageClass: remove storageClassName{_OR_CREATE}"
+            ),
+            field_path=".storage.storageClassName",
+            check=lambda s: _creates_cache(s) or s.storage.storage_class_name == "",
+        ),
+        CelRule(
+            rule=f"{_CREATES_CACHE} || self.storage.retainOnDelete",
+            message=(
+                "storage.retainOnDelete false applies only to a model cache the operator "
+                "creates: it never deletes existingClaim or the claim of a pvc:// "
+                f"model.uri: remove retainOnDelete{_OR_CREATE}"
+            ),
+            field_path=".storage.retainOnDelete",
+            check=lambda s: _creates_cache(s) or s.storage.retain_on_delete,
+        ),
+        CelRule(
+            rule="self.storage.existingClaim == '' || !self.model.uri.startsWith('pvc://')",
+            message=(
+                "storage.existingClaim is not used with a pvc:// model.uri: the pods mount "
+                "the claim the uri names; remove existingClaim"
+            ),
+            field_path=".storage.existingClaim",
+            check=lambda s: s.storage.existing_claim == "" or not s.model.uri.startswith("pvc://"),
+        ),
         CelRule(
             # What breaks: a ReadWriteOnce volume attaches to one node and a
             # ReadWriteOncePod volume to one pod, but replicas land on different GPU nodes.

@@ -88,14 +88,13 @@ def checkpoint_bytes(spec: DeepSeekDeploymentSpec) -> float:
 
 
 def _check_cache_size(spec: DeepSeekDeploymentSpec) -> None:
-    """Refuse a spec.storage.size the checkpoint cannot fit in, for a claim the operator
-    creates and fills (not pvc:// weights, which are someone else's; size with
-    existingClaim is refused by the API).
+    """Refuse a spec.storage.size the checkpoint cannot fit in (the API allows size only
+    for a claim the operator creates and fills: not with existingClaim or pvc:// weights).
 
     Raises SizingError naming spec.storage.size, with both sizes in GiB.
     """
     storage = spec.storage
-    if not storage.size or spec.model.uri.startswith("pvc://"):
+    if not storage.size:
         return
     requested = float(parse_quantity(storage.size))  # type: ignore[no-untyped-call]
     needed = checkpoint_bytes(spec)

@@ -313,7 +313,7 @@ class EngineSpec(SpecModel):
         description=(
             "Extra engine arguments, appended after the ones the operator sets. "
             "--kv-cache-dtype with an fp8 value (vllm: fp8, fp8_e4m3, fp8_e5m2; sglang: "
-            "fp8_e4m3, fp8_e5m2) halves the KV cache sizing counts; values other than "
+            "fp8_e4m3, fp8_e5m2) halves the KV cache that sizing counts; values other than "
             "those and the 16-bit ones (auto; vllm bfloat16, float16; sglang bf16, bfloat16) "
             "are refused."
         ),

@@ -12,6 +12,7 @@ from deepseek_operator.api import (
     MAX_NAME_LENGTH,
     Condition,
     ConditionType,
+    DeepSeekDeployment,
     DeepSeekDeploymentSpec,
     GPUSpec,
     InvalidSpecError,
@@ -19,6 +20,7 @@ from deepseek_operator.api import (
     parse_deployment,
     parse_spec,
 )
+from deepseek_operator.api.patterns import PATTERN_HINTS
 
 
 def cr(spec: dict[str, Any], name: str = "r1", **extra: Any) -> dict[str, Any]:
@@ -443,3 +445,94 @@ def test_tolerances_outside_0_to_1_are_refused(field: str, value: float) -> None
 def test_pattern_errors_say_what_is_accepted_in_words(spec: dict[str, Any], path: str,
                                                       message: str) -> None:
     assert issues_of(cr(spec))[path] == message
+
+
+def schema_patterns(node: Any) -> set[str]:
+    """Every `pattern` in a JSON schema, at any depth."""
+    if isinstance(node, dict):
+        own = {node["pattern"]} if isinstance(node.get("pattern"), str) else set()
+        return own.union(*(schema_patterns(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(schema_patterns(item) for item in node))
+    return set()
+
+
+def test_every_pattern_of_the_api_has_words_for_its_errors() -> None:
+    used = schema_patterns(DeepSeekDeployment.model_json_schema(by_alias=True))
+    assert len(used) >= 10
+    assert used <= set(PATTERN_HINTS), used - set(PATTERN_HINTS)
+
+
+@pytest.mark.parametrize(("spec", "path"), [
+    ({"model": {"name": "deepseek-r1", "revision": "bräch"}}, "spec.model.revision"),
+    ({"model": {"name": "deepseek-r1", "servedName": "r1·chat"}}, "spec.model.servedName"),
+    ({"model": {"name": "deepseek-r1", "uri": "hf://org/repö"}}, "spec.model.uri"),
+])
+def test_word_characters_are_ascii_as_in_the_apiservers_re2(spec: dict[str, Any],
+                                                             path: str) -> None:
+    assert issues_of(cr(spec))[path].startswith("must be ")
+
+
+
+@pytest.mark.parametrize("claim", [
+    {"storage": {"existingClaim": "models"}},
+    {"model": {"name": "deepseek-r1-distill-qwen-7b", "uri": "pvc://models/qwen-7b"}},
+])
+@pytest.mark.parametrize(("storage", "path"), [
+    ({"size": "900Gi"}, "spec.storage.size"),
+    ({"storageClassName": "fast"}, "spec.storage.storageClassName"),
+    ({"retainOnDelete": False}, "spec.storage.retainOnDelete"),
+])
+def test_a_claim_the_operator_does_not_create_refuses_the_fields_it_ignores(
+        claim: dict[str, Any], storage: dict[str, Any], path: str) -> None:
+    spec = {**MINIMAL, **claim}
+    spec["storage"] = {**spec.get("storage", {}), **storage}
+    issues = issues_of(cr(spec))
+    assert list(issues) == [path]
+    assert issues[path].startswith(f"{path.removeprefix('spec.')} ")
+    assert "existingClaim" in issues[path] and "pvc://" in issues[path]
+
+
+def test_existing_claim_is_refused_with_pvc_weights() -> None:
+    spec = {"model": {"name": "deepseek-r1-distill-qwen-7b", "uri": "pvc://models/qwen-7b"},
+            "storage": {"existingClaim": "cache"}}
+    issues = issues_of(cr(spec))
+    assert list(issues) == ["spec.storage.existingClaim"]
+    assert "pvc://" in issues["spec.storage.existingClaim"]
+
+
+def test_existing_claim_keeps_the_defaults_and_retain_true() -> None:
+    spec = parse_spec({**MINIMAL, "storage": {"existingClaim": "models", "retainOnDelete": True}})
+    assert (spec.storage.size, spec.storage.retain_on_delete) == ("", True)
+
+
+@pytest.mark.parametrize(("engine", "args", "fmt"), [
+    ("vllm", [], "16-bit"),
+    ("vllm", ["--kv-cache-dtype", "fp8"], "fp8"),
+    ("vllm", ["--kv-cache-dtype=fp8_e5m2"], "fp8"),
+    ("vllm", ["--kv_cache_dtype=fp8_e4m3"], "fp8"),
+    ("vllm", ["--kv-cache-dt", "fp8"], "fp8"),
+    ("vllm", ["--kv-cache-dtype", "fp8", "--kv-cache-dtype", "auto"], "16-bit"),
+    ("vllm", ["--enforce-eager", "--kv-cache-dtype", "bfloat16"], "16-bit"),
+    ("sglang", ["--kv-cache-dtype", "fp8_e4m3"], "fp8"),
+    ("sglang", ["--kv-cache-dtype", "bf16"], "16-bit"),
+])
+def test_engine_args_set_the_kv_cache_format(engine: str, args: list[str], fmt: str) -> None:
+    spec = parse_spec({**MINIMAL, "engine": {"type": engine, "args": args}})
+    assert spec.engine.kv_cache_format == fmt
+
+
+@pytest.mark.parametrize(("engine", "args", "index"), [
+    ("vllm", ["--kv-cache-dtype", "fp4_e2m1"], 0),
+    ("vllm", ["--enforce-eager", "--kv-cache-dtype=fp8_ds_mla"], 1),
+    ("vllm", ["--kv-cache-dtype", "bf16"], 0),  # SGLang's spelling; vLLM says bfloat16
+    ("sglang", ["--kv-cache-dtype", "fp8"], 0),  # vLLM's spelling; SGLang names the format
+    ("sglang", ["--kv-cache-dtype", "fp8_e4m3", "--kv-cache-dtype"], 2),
+])
+def test_a_kv_cache_dtype_sizing_does_not_know_is_refused(
+        engine: str, args: list[str], index: int) -> None:
+    issues = issues_of(cr({**MINIMAL, "engine": {"type": engine, "args": args}}))
+    path = f"spec.engine.args[{index}]"
+    assert list(issues) == [path]
+    assert issues[path].startswith("--kv-cache-dtype ")
+    assert "fp8_e5m2 (fp8)" in issues[path] and "auto (16-bit)" in issues[path]

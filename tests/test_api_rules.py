@@ -163,6 +163,29 @@ def test_gpu_rules(count: int, per_node: int) -> None:
     assert_rules_agree(GPUSpec.model_construct(count=count, per_node=per_node))
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    uri=st.sampled_from(["", "hf://org/repo", "pvc://weights/r1"]),
+    existing_claim=st.sampled_from(["", "models"]),
+    size=st.sampled_from(["", "900Gi"]),
+    storage_class=st.sampled_from(["", "fast"]),
+    retain=st.booleans(),
+)
+def test_storage_rules(
+    uri: str, existing_claim: str, size: str, storage_class: str, retain: bool
+) -> None:
+    spec = DeepSeekDeploymentSpec.model_construct(
+        model=ModelSpec(name="deepseek-r1", uri=uri),
+        replicas=1,
+        autoscaling=AutoscalingSpec(),
+        storage=StorageSpec.model_construct(
+            existing_claim=existing_claim, size=size, storage_class_name=storage_class,
+            retain_on_delete=retain, access_mode="ReadWriteMany",
+        ),
+    )
+    assert_rules_agree(spec)
+
+
 @settings(max_examples=20, deadline=None)
 @given(value=st.sampled_from([None, "", "1"]), value_from=st.sampled_from([None, {"x": {}}]))
 def test_env_var_rules(value: str | None, value_from: dict[str, Any] | None) -> None:
@@ -197,12 +220,16 @@ def dsd_named(name: str) -> DeepSeekDeployment:
     )
 
 
-def spec_with(access_mode: str, replicas: int, mode: str, claim: str = "") -> SpecModel:
+def spec_with(access_mode: str, replicas: int, mode: str, claim: str = "", uri: str = "",
+              size: str = "", storage_class: str = "", retain: bool = True) -> SpecModel:
     return DeepSeekDeploymentSpec.model_construct(
-        model=ModelSpec(name="deepseek-r1"),
+        model=ModelSpec(name="deepseek-r1", uri=uri),
         replicas=replicas,
         autoscaling=AutoscalingSpec.model_construct(mode=mode, min_replicas=1, max_replicas=4),
-        storage=StorageSpec.model_construct(access_mode=access_mode, existing_claim=claim),
+        storage=StorageSpec.model_construct(
+            access_mode=access_mode, existing_claim=claim, size=size,
+            storage_class_name=storage_class, retain_on_delete=retain,
+        ),
     )
 
 
@@ -215,6 +242,10 @@ EXAMPLES: dict[type[SpecModel], list[SpecModel]] = {
         spec_with("ReadWriteOnce", 1, "operator"),
         spec_with("ReadWriteOncePod", 2, "none"),
         spec_with("ReadWriteOncePod", 2, "none", claim="models"),
+        spec_with("ReadWriteMany", 1, "none", size="900Gi", storage_class="fast", retain=False),
+        spec_with("ReadWriteMany", 1, "none", claim="models", size="900Gi",
+                  storage_class="fast", retain=False),
+        spec_with("ReadWriteMany", 1, "none", uri="pvc://weights/r1", claim="models"),
     ],
     ModelSpec: [
         ModelSpec.model_construct(name="m", uri="", quantization="none", max_model_len=8192),

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from deepseek_operator.api import parse_spec
 from deepseek_operator.api.crd import crd_yaml
-from deepseek_operator.catalog import gpu_catalog, model_catalog
-from deepseek_operator.cli import main
+from deepseek_operator.catalog import get_model, gpu_catalog, model_catalog, size_deployment
+from deepseek_operator.cli import main, sizing_rows
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -177,3 +178,11 @@ def test_render_of_a_binary_file_is_an_error(tmp_path: Path,
     path.write_bytes(b"\xff\xfe\x00")
     assert main(["render", "-f", str(path)]) == 2
     assert capsys.readouterr().err == f"error: {path}: cannot read: not UTF-8 text\n"
+
+
+def test_size_table_shows_the_kv_cache_the_engine_args_ask_for() -> None:
+    spec = parse_spec({"model": {"name": "deepseek-r1"}, "gpu": {"type": "H100-80GB"},
+                       "engine": {"args": ["--kv-cache-dtype", "fp8"]}})
+    table = dict(sizing_rows(size_deployment(spec)))
+    per_token = get_model("deepseek-r1").kv_bytes_per_token // 2
+    assert table["kv cache"].endswith(f"(16 sequences x 32768 tokens x {per_token} B/token)")

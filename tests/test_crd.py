@@ -2,6 +2,7 @@
 and in agreement with the pydantic models it comes from."""
 
 import copy
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from deepseek_operator.api import (
     parse_spec,
 )
 from deepseek_operator.api.crd import CRD_FILENAME, build_crd, crd_yaml, openapi_schema
+from deepseek_operator.api.patterns import PATTERN_HINTS
 
 REPO = Path(__file__).resolve().parents[1]
 KUBERNETES_VERSION = "1.37.0"
@@ -215,6 +217,30 @@ def test_a_full_object_validates_against_the_schema(schema: dict[str, Any]) -> N
     jsonschema.Draft4Validator(schema).validate(dumped)
 
 
+def cel_errors(node: dict[str, Any], value: Any, path: str = "") -> list[tuple[str, str]]:
+    """The (path, message) of every x-kubernetes-validations rule `value` breaks, as the
+    apiserver evaluates them: each node's rules with `self` bound to its value."""
+    environment = celpy.Environment()
+    broken = [
+        (path, rule["message"])
+        for rule in node.get("x-kubernetes-validations", [])
+        if not environment.program(environment.compile(rule["rule"])).evaluate(
+            {"self": json_to_cel(value)}
+        )
+    ]
+    if isinstance(value, dict):
+        for name, child in node.get("properties", {}).items():
+            if name in value:
+                broken += cel_errors(child, value[name], f"{path}.{name}")
+        if isinstance(node.get("additionalProperties"), dict):
+            for key, item in value.items():
+                broken += cel_errors(node["additionalProperties"], item, f"{path}.{key}")
+    if isinstance(value, list) and "items" in node:
+        for index, item in enumerate(value):
+            broken += cel_errors(node["items"], item, f"{path}[{index}]")
+    return broken
+
+
 @pytest.mark.parametrize(
     ("path", "value"),
     [
@@ -223,6 +249,8 @@ def test_a_full_object_validates_against_the_schema(schema: dict[str, Any]) -> N
         (("autoscaling", "targetQPSPerReplica"), 0.0),
         (("storage", "size"), "lots"),
         (("model", "uri"), "ftp://x/y"),
+        (("model", "revision"), "bräch"),
+        (("storage", "existingClaim"), "Bad_Claim"),
     ],
 )
 def test_schema_and_models_refuse_the_same_bad_values(
@@ -230,10 +258,77 @@ def test_schema_and_models_refuse_the_same_bad_values(
 ) -> None:
     spec: dict[str, Any] = {"model": {"name": "deepseek-r1"}}
     spec.setdefault(path[0], {})[path[1]] = value
-    validator = jsonschema.Draft4Validator(schema["properties"]["spec"])
-    assert not validator.is_valid(apply_defaults(schema["properties"]["spec"], spec))
+    node = schema["properties"]["spec"]
+    defaulted = apply_defaults(node, spec)
+    validator = jsonschema.Draft4Validator(node)
+    assert not validator.is_valid(defaulted) or cel_errors(node, defaulted)
     with pytest.raises(ValueError, match=rf"spec\.{path[0]}\.{path[1]}"):
         parse_spec(spec)
+
+
+def test_no_field_is_checked_by_a_pattern_keyword(schema: dict[str, Any]) -> None:
+    """The apiserver's error for `pattern` quotes the regex; every pattern is a CEL rule."""
+    assert [path for path, node in walk(schema) if "pattern" in node] == []
+
+
+def test_no_validation_message_shows_a_regex(schema: dict[str, Any]) -> None:
+    messages = [
+        rule["message"]
+        for _, node in walk(schema)
+        for rule in node.get("x-kubernetes-validations", [])
+    ]
+    assert len(messages) > 20
+    for message in messages:
+        assert not re.search(r"[\\^$\[\]*+?|{}]", message), message
+        assert not any(pattern in message for pattern in PATTERN_HINTS), message
+
+
+def test_each_pattern_field_says_what_it_accepts(schema: dict[str, Any]) -> None:
+    checked = {
+        path: node["x-kubernetes-validations"]
+        for path, node in walk(schema)
+        if any(rule["rule"].startswith("self.matches(")
+               for rule in node.get("x-kubernetes-validations", []))
+    }
+    patterns = set()
+    for path, rules in checked.items():
+        (rule,) = rules
+        pattern = rule["rule"].removeprefix("self.matches(r'").removesuffix("')")
+        assert rule["message"] == f"must be {PATTERN_HINTS[pattern]}", path
+        patterns.add(pattern)
+    raw = DeepSeekDeployment.model_json_schema(by_alias=True)
+    del raw["$defs"]["ObjectMeta"]  # the CRD leaves metadata to the apiserver
+    assert patterns == schema_patterns(raw)
+    assert "hf://ORG/REPO" in checked[".spec.model.uri"][0]["message"]
+    assert "900Gi" in checked[".spec.storage.size"][0]["message"]
+
+
+def schema_patterns(node: Any) -> set[str]:
+    """Every `pattern` in a pydantic JSON schema, at any depth."""
+    if isinstance(node, dict):
+        own = {node["pattern"]} if isinstance(node.get("pattern"), str) else set()
+        return own.union(*(schema_patterns(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(schema_patterns(item) for item in node))
+    return set()
+
+
+@pytest.mark.parametrize(
+    ("field", "good", "bad"),
+    [
+        ((".spec.model.uri"), "hf://deepseek-ai/DeepSeek-R1", "hf://org"),
+        ((".spec.storage.size"), "900Gi", "900 GB"),
+        ((".spec.storage.existingClaim"), "models.cache", "Models"),
+        ((".spec.engine.env[].name"), "HF_TOKEN", "1TOKEN"),
+        ((".status.conditions[].type"), "deepseek-operator.io/Ready", "Ready/"),
+    ],
+)
+def test_pattern_rules_accept_good_values_and_refuse_bad_ones_in_words(
+    schema: dict[str, Any], field: str, good: str, bad: str
+) -> None:
+    node = dict(walk(schema))[field]
+    assert cel_errors(node, good) == []
+    assert cel_errors(node, bad) == [("", node["x-kubernetes-validations"][0]["message"])]
 
 
 def test_cel_rules_compile_and_carry_messages(schema: dict[str, Any]) -> None:

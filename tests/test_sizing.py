@@ -329,9 +329,6 @@ def test_a_cache_smaller_than_the_checkpoint_is_refused_with_both_sizes() -> Non
     assert "use at least 803Gi" in error.message
     spec["storage"] = {"size": "700Gi"}  # above the checkpoint, below the x1.25 default
     assert size(spec).gpus_per_replica == 8
-    # Someone else's claim is not ours to judge: only the claim the operator creates.
-    spec["storage"] = {"size": "1Gi", "existingClaim": "weights"}
-    assert size(spec).gpus_per_replica == 8
 
 
 def test_status_block() -> None:
@@ -453,3 +450,29 @@ def test_any_model_either_fits_or_is_refused_with_numbers(
         assert result.gpus_per_replica == count
     else:
         assert_invariants(result, model, gpu, per_node)
+
+
+@pytest.mark.parametrize("name", ["deepseek-r1", "deepseek-r1-distill-llama-70b"])
+def test_an_fp8_kv_cache_halves_the_kv_cache(name: str) -> None:
+    spec: dict[str, Any] = {"model": {"name": name}, "gpu": {"type": "H100-80GB"}}
+    sixteen = size(spec)
+    fp8 = size({**spec, "engine": {"args": ["--kv-cache-dtype", "fp8"]}})
+    assert (sixteen.kv_cache_format, fp8.kv_cache_format) == ("16-bit", "fp8")
+    assert fp8.kv_bytes_per_token == get_model(name).kv_bytes_per_token / 2
+    assert fp8.kv_cache_gib == pytest.approx(sixteen.kv_cache_gib / 2)
+    assert fp8.weights_gib == sixteen.weights_gib
+    model = get_model(name)
+    layout = layout_for_gpus(fp8.gpus_per_replica, **_dims(model))
+    kv = kv_cache_bytes(model, fp8.max_model_len, fp8.max_concurrent_sequences, "fp8")
+    per_gpu = bytes_per_gpu(model, layout, fp8.weights_gib * GIB, kv)
+    assert fp8.memory_per_gpu_gib == pytest.approx(per_gpu / GIB)
+    assert fp8.gpus_per_replica <= sixteen.gpus_per_replica
+
+
+def test_an_fp8_kv_cache_can_need_fewer_gpus() -> None:
+    spec: dict[str, Any] = {"model": {"name": "deepseek-r1-distill-qwen-32b"},
+                            "gpu": {"type": "H100-80GB"}}
+    sixteen = size(spec)
+    fp8 = size({**spec, "engine": {"type": "sglang", "args": ["--kv-cache-dtype=fp8_e4m3"]}})
+    assert fp8.gpus_per_replica < sixteen.gpus_per_replica
+    assert fp8.kv_cache_format == "fp8"

@@ -1,9 +1,10 @@
 """The DeepSeekDeployment API (deepseek-operator.io/v1alpha1): typed spec and status, the
 parser that turns a custom resource dict into them, and the CRD generated from them.
 
-Everything public is re-exported here; the submodules (constants, spec, status, resource,
-rules, errors, crd) are stable import paths too. Nothing here imports the rest of the
-operator: the data flows api -> catalog -> render -> controller/autoscaler.
+Everything public is re-exported here; the submodules (constants, patterns, engine_args,
+spec, status, resource, rules, errors, crd) are stable import paths too. Nothing here
+imports the rest of the operator: the data flows api -> catalog -> render ->
+controller/autoscaler.
 """
 
 from .constants import (
@@ -19,6 +20,7 @@ from .constants import (
     SINGULAR,
     VERSION,
 )
+from .engine_args import EngineType, KVCacheFormat
 from .errors import FieldIssue, InvalidSpecError
 from .resource import DeepSeekDeployment, ObjectMeta, parse_deployment, parse_spec
 from .rules import CelRule
@@ -35,7 +37,6 @@ from .spec import (
     CustomModelFacts,
     DeepSeekDeploymentSpec,
     EngineSpec,
-    EngineType,
     EnvVar,
     GPUSpec,
     ModelSpec,
@@ -96,6 +97,7 @@ __all__ = [
     "FieldIssue",
     "GPUSpec",
     "InvalidSpecError",
+    "KVCacheFormat",
     "ModelSpec",
     "NativeDtype",
     "ObjectMeta",

@@ -13,6 +13,9 @@ is rewritten into the structural OpenAPI v3 schema the apiserver wants:
 - map key syntax (`propertyNames`, `patternProperties`) has no structural equivalent: the
   value schema is kept, the key check stays pydantic-only and the description states it;
 - cross-field rules (`CelRule`) are already in the schema as `x-kubernetes-validations`;
+- a string `pattern` becomes the CEL rule `self.matches(...)` with the message
+  `patterns.pattern_message(pattern)`: the apiserver's own error for `pattern` quotes the
+  regex, a CEL rule's error quotes its message, which says what the field accepts;
 - descriptions (field descriptions, or the class docstring of a nested object) are joined
   into one line.
 
@@ -34,6 +37,7 @@ from .constants import (
     SINGULAR,
     VERSION,
 )
+from .patterns import pattern_message
 from .resource import DeepSeekDeployment
 
 CRD_FILENAME: Final = f"{GROUP}_{PLURAL}.yaml"
@@ -164,13 +168,11 @@ _KEPT: Final = frozenset(
         "maximum",
         "minLength",
         "maxLength",
-        "pattern",
         "minItems",
         "maxItems",
         "minProperties",
         "maxProperties",
         "required",
-        "x-kubernetes-validations",
         "x-kubernetes-list-type",
         "x-kubernetes-list-map-keys",
     }
@@ -187,6 +189,10 @@ def _convert(
             out[key] = _one_line(value)
         elif key in _KEPT:
             out[key] = value
+        elif key == "x-kubernetes-validations":
+            out.setdefault(key, []).extend(value)
+        elif key == "pattern":
+            out.setdefault("x-kubernetes-validations", []).append(_pattern_rule(value, path))
         elif key == "const":
             out["enum"] = [value]
         elif key in ("exclusiveMinimum", "exclusiveMaximum"):
@@ -238,6 +244,21 @@ def _convert(
             if "default" in child
         }
     return out
+
+
+def _pattern_rule(pattern: str, path: str) -> dict[str, str]:
+    """The CEL rule checking `pattern` (CEL's `matches` is RE2, as the `pattern` keyword).
+
+    Raises CrdGenerationError for a pattern without words in PATTERN_HINTS, or one that a
+    CEL raw string cannot hold.
+    """
+    if "'" in pattern:
+        raise CrdGenerationError(f"{path}: a pattern with ' does not fit a CEL string")
+    try:
+        message = pattern_message(pattern)
+    except KeyError:
+        raise CrdGenerationError(f"{path}: no PATTERN_HINTS entry for {pattern!r}") from None
+    return {"rule": f"self.matches(r'{pattern}')", "message": message}
 
 
 def _one_line(text: str) -> str:

@@ -10,19 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .constants import MAX_NAME_LENGTH
 from .errors import FieldIssue, InvalidSpecError
+from .patterns import NAME, OPTIONAL_DNS_LABEL, pattern_message
 from .rules import CROSS_FIELD_ERROR, CelRule, SpecModel
-from .spec import PATTERN_HINTS, DeepSeekDeploymentSpec
+from .spec import DeepSeekDeploymentSpec
 from .status import DeepSeekDeploymentStatus
-
-NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
-NAMESPACE_PATTERN = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$"
-_HINTS = {
-    **PATTERN_HINTS,
-    NAME_PATTERN: "lowercase letters, digits and '-', starting with a letter and ending with "
-                  "a letter or digit",
-    NAMESPACE_PATTERN: "a DNS label: lowercase letters, digits and '-', starting and ending "
-                       "with a letter or digit",
-}
 
 
 class ObjectMeta(BaseModel):
@@ -39,7 +30,7 @@ class ObjectMeta(BaseModel):
         "",
         max_length=63,
         # A DNS-1123 label, as the apiserver requires; checked for files given to the CLI.
-        pattern=NAMESPACE_PATTERN,
+        pattern=OPTIONAL_DNS_LABEL,
         description="Namespace (empty outside a cluster).",
     )
     uid: str = Field("", description="Unique id, for owner references of the children.")
@@ -69,7 +60,7 @@ class DeepSeekDeployment(SpecModel):
         CelRule(
             rule=(
                 f"self.metadata.name.size() <= {MAX_NAME_LENGTH} && "
-                f"self.metadata.name.matches('{NAME_PATTERN}')"
+                f"self.metadata.name.matches('{NAME}')"
             ),
             message=(
                 f"metadata.name must be a DNS label (lower-case letters, digits, '-'; starting "
@@ -80,7 +71,7 @@ class DeepSeekDeployment(SpecModel):
             crd_field_path=False,
             check=lambda d: (
                 len(d.metadata.name) <= MAX_NAME_LENGTH
-                and re.fullmatch(NAME_PATTERN[1:-1], d.metadata.name) is not None
+                and re.fullmatch(NAME[1:-1], d.metadata.name) is not None
             ),
         ),
     )
@@ -140,9 +131,9 @@ def _issues(model: type[BaseModel], error: ValidationError, prefix: str) -> list
             issues.append(FieldIssue(path, str(detail["ctx"]["error"])))
         elif detail["type"] == "missing":
             issues.append(FieldIssue(path, "required field is missing"))
-        elif detail["type"] == "string_pattern_mismatch" and (
-                accepted := _HINTS.get(detail["ctx"]["pattern"])):
-            issues.append(FieldIssue(path, f"must be {accepted} (got {_short(detail['input'])})"))
+        elif detail["type"] == "string_pattern_mismatch":
+            message = pattern_message(detail["ctx"]["pattern"])
+            issues.append(FieldIssue(path, f"{message} (got {_short(detail['input'])})"))
         else:
             issues.append(FieldIssue(path, f"{detail['msg']} (got {_short(detail['input'])})"))
     return issues

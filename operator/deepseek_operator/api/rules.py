@@ -7,7 +7,7 @@ operator some other way). The unit tests evaluate both forms on the same objects
 cannot drift apart.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
@@ -72,15 +72,21 @@ class SpecModel(BaseModel):
     def _check_cel_rules(self) -> Self:
         broken = [rule for rule in type(self).cel_rules if not rule.check(self)]
         if broken:
-            raise PydanticCustomError(
-                CROSS_FIELD_ERROR,
-                "{summary}",
-                {
-                    "summary": "; ".join(f"{r.field_path or '.'}: {r.message}" for r in broken),
-                    "violations": tuple((r.field_path, r.message) for r in broken),
-                },
-            )
+            raise cross_field_error([(rule.field_path, rule.message) for rule in broken])
         return self
+
+
+def cross_field_error(violations: Sequence[tuple[str, str]]) -> PydanticCustomError:
+    """The error a model validator raises for `violations`, (field path relative to the
+    model as in `CelRule.field_path`, message) pairs; `parse_spec` reports one issue each."""
+    return PydanticCustomError(
+        CROSS_FIELD_ERROR,
+        "{summary}",
+        {
+            "summary": "; ".join(f"{path or '.'}: {message}" for path, message in violations),
+            "violations": tuple(violations),
+        },
+    )
 
 
 class StatusModel(BaseModel):

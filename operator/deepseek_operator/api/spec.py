@@ -1,16 +1,29 @@
 """The desired state of a DeepSeekDeployment: `spec` and everything under it.
 
-Field names follow ../shared/DESIGN.md ("API sketch"): they are the contract. Every field's
+Field names are the contract with users (docs/api.md): never rename one. Every field's
 description is the text `kubectl explain dsd.spec...` shows, so it says what the field
 does, its unit and what the default means. Cross-field rules are `CelRule`s (see
 `rules.py`): the apiserver and pydantic check the same rules.
 """
 
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from .rules import CelRule, SpecModel
+from .engine_args import EngineType, KVCacheFormat, kv_cache_dtype_issues, kv_cache_format
+from .patterns import (
+    ENV_VAR_NAME,
+    GPU_TYPE,
+    MODEL_NAME,
+    MODEL_URI,
+    NAME,
+    OPTIONAL_DNS_SUBDOMAIN,
+    PROMETHEUS_URL,
+    QUANTITY,
+    REVISION,
+    SERVED_NAME,
+)
+from .rules import CelRule, SpecModel, cross_field_error
 
 Quantization = Literal["none", "fp8", "int8", "awq", "gptq"]
 """Weight format to serve: `none` is the checkpoint's native dtype (fp8 for R1, bf16 for
@@ -20,7 +33,6 @@ and `gptq` need a checkpoint already quantized that way (`spec.model.uri`)."""
 PRE_QUANTIZED: Final[tuple[Quantization, ...]] = ("int8", "awq", "gptq")
 """Quantizations that need a pre-quantized checkpoint rather than an online conversion."""
 
-EngineType = Literal["vllm", "sglang"]
 NativeDtype = Literal["bf16", "fp16", "fp8"]
 AttentionKind = Literal["gqa", "mla"]
 AutoscalingMode = Literal["operator", "hpa", "keda", "none"]
@@ -36,35 +48,7 @@ DEFAULT_ROLES: Final[dict[str, list[Permission]]] = {
     "user": ["model:query"],
 }
 
-# Kubernetes name syntaxes (RE2 and Rust regex compatible: the apiserver and pydantic both
-# evaluate them).
-_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS_SUBDOMAIN = rf"{_DNS_LABEL}(\.{_DNS_LABEL})*"
-OPTIONAL_DNS_SUBDOMAIN: Final = rf"^$|^{_DNS_SUBDOMAIN}$"
-ROLE_NAME: Final = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 ROLE_NAME_MAX_LENGTH: Final = 20
-MODEL_NAME: Final = r"^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$"
-MODEL_URI: Final = (
-    r"^$|^hf://[A-Za-z0-9][-\w.]*/[-\w.]+$|^s3://[a-z0-9][-a-z0-9.]*(/\S*)?$"
-    rf"|^pvc://{_DNS_SUBDOMAIN}(/\S*)?$"
-)
-QUANTITY: Final = r"^$|^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
-ENV_VAR_NAME: Final = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
-PROMETHEUS_URL: Final = r"^https?://\S+$"
-
-PATTERN_HINTS: Final[dict[str, str]] = {
-    OPTIONAL_DNS_SUBDOMAIN: (
-        "a DNS subdomain: lowercase letters, digits, '-' and '.', each part starting and "
-        "ending with a letter or digit"
-    ),
-    ROLE_NAME: "lowercase letters, digits and '-', starting with a letter",
-    MODEL_NAME: "lowercase letters, digits, '-', '.' and '_'",
-    MODEL_URI: "hf://ORG/REPO, s3://BUCKET/PATH or pvc://CLAIM/PATH",
-    QUANTITY: "a Kubernetes quantity such as 900Gi or 1T",
-    ENV_VAR_NAME: "letters, digits, '_', '-' and '.', not starting with a digit",
-    PROMETHEUS_URL: "an http:// or https:// URL",
-}
-"""What each named pattern accepts, in words, for error messages (a regex is no help)."""
 
 
 class CustomModelFacts(SpecModel):
@@ -209,7 +193,7 @@ class ModelSpec(SpecModel):
         "main",
         min_length=1,
         max_length=128,
-        pattern=r"^[-\w./]+$",
+        pattern=REVISION,
         description="Branch, tag or commit of an hf:// repository.",
     )
     quantization: Quantization = Field(
@@ -218,7 +202,7 @@ class ModelSpec(SpecModel):
             "Weight format: none serves the checkpoint's native dtype (fp8 for DeepSeek-R1, "
             "bf16 for the distills); fp8 is converted online by the engine; int8, awq and "
             "gptq need a checkpoint already quantized that way in uri. The KV cache stays "
-            "16-bit."
+            "16-bit unless engine.args set an fp8 --kv-cache-dtype."
         ),
     )
     max_model_len: int = Field(
@@ -236,7 +220,7 @@ class ModelSpec(SpecModel):
         "",
         alias="servedName",
         max_length=128,
-        pattern=r"^[-\w./:]*$",
+        pattern=SERVED_NAME,
         description="Model name on the OpenAI-compatible API. Empty means the value of name.",
     )
     credentials_secret: str = Field(
@@ -326,7 +310,13 @@ class EngineSpec(SpecModel):
     args: list[Annotated[str, Field(max_length=4096)]] = Field(
         default=[],
         max_length=128,
-        description="Extra engine arguments, appended after the ones the operator sets.",
+        description=(
+            "Extra engine arguments, appended after the ones the operator sets. "
+            "--kv-cache-dtype with an fp8 value (vllm: fp8, fp8_e4m3, fp8_e5m2; sglang: "
+            "fp8_e4m3, fp8_e5m2) halves the KV cache that sizing counts; values other than "
+            "those and the 16-bit ones (auto; vllm bfloat16, float16; sglang bf16, bfloat16) "
+            "are refused."
+        ),
     )
     env: list[EnvVar] = Field(
         default=[],
@@ -355,6 +345,19 @@ class EngineSpec(SpecModel):
             raise ValueError(f"duplicate environment variable names: {', '.join(duplicates)}")
         return env
 
+    @model_validator(mode="after")
+    def _known_kv_cache_dtype(self) -> Self:
+        issues = kv_cache_dtype_issues(self.type, self.args)
+        if issues:
+            raise cross_field_error([(f".args[{index}]", message) for index, message in issues])
+        return self
+
+    @property
+    def kv_cache_format(self) -> KVCacheFormat:
+        """How the KV cache stores an element: fp8 when args ask for an fp8
+        --kv-cache-dtype, else 16-bit (see `engine_args`)."""
+        return kv_cache_format(self.type, self.args)
+
 
 class GPUSpec(SpecModel):
     """The GPUs of one replica."""
@@ -362,7 +365,7 @@ class GPUSpec(SpecModel):
     type: str = Field(
         "",
         max_length=64,
-        pattern=r"^$|^[A-Za-z0-9][-A-Za-z0-9.]*$",
+        pattern=GPU_TYPE,
         description=(
             "Catalog GPU (`deepseek-operator models` lists them, e.g. H100-80GB); pods get "
             "node affinity on its nvidia.com/gpu.product label. Empty means any node whose "
@@ -601,14 +604,20 @@ class StorageSpec(SpecModel):
         max_length=253,
         pattern=OPTIONAL_DNS_SUBDOMAIN,
         description=(
-            "Use this PersistentVolumeClaim instead of creating one (size, storageClassName "
-            "and accessMode are then not used)."
+            "Use this PersistentVolumeClaim instead of creating one. The operator never "
+            "deletes it, and it keeps its own size, StorageClass and access modes: size, "
+            "storageClassName and retainOnDelete false are refused with it, accessMode is "
+            "not used. Refused with a pvc:// model.uri, whose claim the pods mount instead."
         ),
     )
     retain_on_delete: bool = Field(
         True,
         alias="retainOnDelete",
-        description="Keep the model cache when the DeepSeekDeployment is deleted.",
+        description=(
+            "Keep the model cache the operator created when the DeepSeekDeployment is "
+            "deleted. false deletes it with the DeepSeekDeployment; refused when the "
+            "operator creates no claim (existingClaim, or a pvc:// model.uri)."
+        ),
     )
 
 
@@ -635,7 +644,7 @@ class AccessBinding(SpecModel):
     subjects: list[Subject] = Field(min_length=1, max_length=64, description="Who gets the role.")
 
 
-RoleName = Annotated[str, Field(pattern=ROLE_NAME, max_length=ROLE_NAME_MAX_LENGTH)]
+RoleName = Annotated[str, Field(pattern=NAME, max_length=ROLE_NAME_MAX_LENGTH)]
 PermissionSet = Annotated[
     list[Permission],
     Field(min_length=1, max_length=4, json_schema_extra={"x-kubernetes-list-type": "set"}),
@@ -714,6 +723,20 @@ class ServiceSpec(SpecModel):
     port: int = Field(8000, ge=1, le=65535, description="Service port of the OpenAI API.")
 
 
+_CREATES_CACHE: Final = (
+    "(self.storage.existingClaim == '' && !self.model.uri.startsWith('pvc://'))"
+)
+"""CEL: the operator creates (and may delete) the model-cache claim."""
+_OR_CREATE: Final = (
+    ", or drop existingClaim (and the pvc:// uri) to have the operator create the model cache"
+)
+
+
+def _creates_cache(spec: "DeepSeekDeploymentSpec") -> bool:
+    """`_CREATES_CACHE` in Python."""
+    return spec.storage.existing_claim == "" and not spec.model.uri.startswith("pvc://")
+
+
 class DeepSeekDeploymentSpec(SpecModel):
     """Desired state: a model served on GPUs, its cache, scaling, access and Service."""
 
@@ -741,6 +764,45 @@ class DeepSeekDeploymentSpec(SpecModel):
     service: ServiceSpec = Field(default_factory=ServiceSpec, description="The Service.")
 
     cel_rules = (
+        CelRule(
+            rule=f"{_CREATES_CACHE} || self.storage.size == ''",
+            message=(
+                "storage.size applies only to a model cache the operator creates; "
+                "existingClaim and the claim of a pvc:// model.uri keep their own size: "
+                f"remove size{_OR_CREATE}"
+            ),
+            field_path=".storage.size",
+            check=lambda s: _creates_cache(s) or s.storage.size == "",
+        ),
+        CelRule(
+            rule=f"{_CREATES_CACHE} || self.storage.storageClassName == ''",
+            message=(
+                "storage.storageClassName applies only to a model cache the operator "
+                "creates; existingClaim and the claim of a pvc:// model.uri keep their own "
+                f"StorageClass: remove storageClassName{_OR_CREATE}"
+            ),
+            field_path=".storage.storageClassName",
+            check=lambda s: _creates_cache(s) or s.storage.storage_class_name == "",
+        ),
+        CelRule(
+            rule=f"{_CREATES_CACHE} || self.storage.retainOnDelete",
+            message=(
+                "storage.retainOnDelete false applies only to a model cache the operator "
+                "creates: it never deletes existingClaim or the claim of a pvc:// "
+                f"model.uri: remove retainOnDelete{_OR_CREATE}"
+            ),
+            field_path=".storage.retainOnDelete",
+            check=lambda s: _creates_cache(s) or s.storage.retain_on_delete,
+        ),
+        CelRule(
+            rule="self.storage.existingClaim == '' || !self.model.uri.startsWith('pvc://')",
+            message=(
+                "storage.existingClaim is not used with a pvc:// model.uri: the pods mount "
+                "the claim the uri names; remove existingClaim"
+            ),
+            field_path=".storage.existingClaim",
+            check=lambda s: s.storage.existing_claim == "" or not s.model.uri.startswith("pvc://"),
+        ),
         CelRule(
             # What breaks: a ReadWriteOnce volume attaches to one node and a
             # ReadWriteOncePod volume to one pod, but replicas land on different GPU nodes.

@@ -10,6 +10,7 @@ from typing import Final, Literal
 
 from pydantic import Field
 
+from .patterns import CONDITION_REASON, CONDITION_TYPE
 from .rules import StatusModel
 
 Phase = Literal["Pending", "Downloading", "Starting", "Ready", "Degraded", "Failed"]
@@ -26,7 +27,7 @@ MAX_CONDITIONS: Final = 16
 
 
 class ConditionType(StrEnum):
-    """Condition types the operator sets (see ../shared/DESIGN.md)."""
+    """Condition types the operator sets (docs/api.md, "Status", says what each means)."""
 
     READY = "Ready"
     PROGRESSING = "Progressing"
@@ -43,15 +44,14 @@ class Condition(StatusModel):
     type: str = Field(
         min_length=1,
         max_length=316,
-        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-        r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
+        pattern=CONDITION_TYPE,
         description="Condition type in CamelCase, e.g. Ready, ModelCached.",
     )
     status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: str = Field(
         min_length=1,
         max_length=1024,
-        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        pattern=CONDITION_REASON,
         description="Machine-readable CamelCase reason for the last transition.",
     )
     message: str = Field(

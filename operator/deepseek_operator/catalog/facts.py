@@ -23,7 +23,7 @@ BYTES_PER_PARAM: Final[dict[WeightFormat, float]] = {
     # and GPTQ with the usual group size 128).
     "int4": 0.5 + (2 + 0.5) / 128,
 }
-"""Bytes per parameter of each stored weight format (../shared/models.yaml)."""
+"""Bytes per parameter of each stored weight format (docs/sizing.md, "Weights")."""
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid", strict=True)
 

@@ -18,7 +18,8 @@ from .quantity import quantity_bytes
 from .sizing import REFERENCE_GPU, SizingResult, size_replica, weights_bytes
 
 CACHE_HEADROOM: Final = 1.25
-"""Model cache size = checkpoint size x 1.25 (../shared/DESIGN.md, spec.storage.size)."""
+"""Model cache size = checkpoint size x 1.25 when spec.storage.size is empty (see its
+description and docs/sizing.md)."""
 
 
 def resolve_model(model: ModelSpec) -> ModelFacts:
@@ -86,13 +87,13 @@ def checkpoint_bytes(spec: DeepSeekDeploymentSpec) -> float:
 
 
 def _check_cache_size(spec: DeepSeekDeploymentSpec) -> None:
-    """Refuse a spec.storage.size the checkpoint cannot fit in, for a claim the operator
-    creates and fills (not existingClaim, not pvc:// weights, which are someone else's).
+    """Refuse a spec.storage.size the checkpoint cannot fit in (the API allows size only
+    for a claim the operator creates and fills: not with existingClaim or pvc:// weights).
 
     Raises SizingError naming spec.storage.size, with both sizes in GiB.
     """
     storage = spec.storage
-    if not storage.size or storage.existing_claim or spec.model.uri.startswith("pvc://"):
+    if not storage.size:
         return
     requested = float(quantity_bytes(storage.size))
     needed = checkpoint_bytes(spec)
@@ -126,6 +127,7 @@ def size_deployment(spec: DeepSeekDeploymentSpec) -> SizingResult:
         gpu_memory_utilization=spec.engine.gpu_memory_utilization,
         gpu_count=spec.gpu.count,
         engine=spec.engine.type,
+        kv_cache_format=spec.engine.kv_cache_format,
         any_gpu=any_gpu,
     )
     _check_cache_size(spec)

@@ -1,7 +1,7 @@
 """GPU sizing of one replica: pure functions from model facts and serving settings to the
 GPUs, the tensor/pipeline-parallel layout and the memory a replica needs.
 
-Formula (../shared/DESIGN.md "Sizing"), for the most loaded GPU of a layout TP x PP::
+Formula (docs/sizing.md explains it), for the most loaded GPU of a layout TP x PP::
 
     need   = weights x stage / TP  +  KV cache x stage / min(TP, kv_heads)  +  overhead
     usable = GPU memory (nvidia.com/gpu.memory, MiB) x gpuMemoryUtilization
@@ -9,13 +9,14 @@ Formula (../shared/DESIGN.md "Sizing"), for the most loaded GPU of a layout TP x
 - weights: for the checkpoint's own format (quantization none, or fp8 of an fp8
   checkpoint) its size on disk, disk_gb x 1e9 bytes (GB, not GiB). Otherwise parameters x
   bytes per parameter (fp8 1, int8 1, awq/gptq int4 0.5 + group-128 scales and zeros)
-  x 1.03 for what engines keep in 16 bits (embeddings, lm_head, norms, MoE router);
-  ../shared/models.yaml puts scales at 1-3%.
-- KV cache: kv_bytes_per_token x maxModelLen x maxConcurrentSequences: a 16-bit KV cache
-  holding every sequence at full length. Tensor parallelism shards KV heads but each rank
-  keeps at least one, so a rank holds 1/min(TP, kv_heads) of it: multi-head latent
-  attention (DeepSeek-R1) has a single latent "head", which every rank holds in full (vLLM
-  and SGLang without data-parallel attention).
+  x 1.03 for what quantized checkpoints keep in 16 bits (embeddings, lm_head, norms, MoE
+  router) and their quantization scales.
+- KV cache: kv_bytes_per_token x maxModelLen x maxConcurrentSequences: a KV cache
+  holding every sequence at full length, 16-bit, or fp8 at half the bytes when
+  spec.engine.args ask for an fp8 --kv-cache-dtype (api.engine_args). Tensor parallelism
+  shards KV heads but each rank keeps at least one, so a rank holds 1/min(TP, kv_heads)
+  of it: multi-head latent attention (DeepSeek-R1) has a single latent "head", which
+  every rank holds in full (vLLM and SGLang without data-parallel attention).
 - stage: pipeline parallelism splits the layers; the largest stage has ceil(layers / PP).
 - overhead per GPU: RUNTIME_FIXED_GIB for CUDA graphs, NCCL buffers and other non-PyTorch
   allocations, plus the activations of one engine step: ACTIVATION_TOKENS tokens (8192,
@@ -47,7 +48,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from ..api import EngineType, Quantization, SizingStatus
+from ..api import EngineType, KVCacheFormat, Quantization, SizingStatus
 from .errors import SizingError
 from .facts import BYTES_PER_PARAM, GIB, MIB, GPUFacts, ModelFacts, WeightFormat
 
@@ -62,6 +63,9 @@ REFERENCE_GPU: Final = "H100-80GB"
 """GPU sized against when spec.gpu.type is empty ("any node with enough memory"). The
 result's `min_gpu_memory_mib` is the nvidia.com/gpu.memory a node's GPUs must report for
 that layout; rendering requires it, so any GPU at least that large holds its share."""
+
+KV_BYTES_PER_ELEMENT: Final[dict[KVCacheFormat, int]] = {"16-bit": 2, "fp8": 1}
+"""Bytes of one KV cache element in each format (spec.engine.args --kv-cache-dtype)."""
 
 _QUANTIZED_FORMAT: Final[dict[Quantization, WeightFormat]] = {
     "fp8": "fp8",
@@ -148,9 +152,22 @@ def weights_bytes(model: ModelFacts, quantization: Quantization) -> float:
     return model.params_total_b * 1e9 * BYTES_PER_PARAM[fmt] * QUANTIZED_ALLOWANCE
 
 
-def kv_cache_bytes(model: ModelFacts, max_model_len: int, max_concurrent_sequences: int) -> float:
-    """Bytes of 16-bit KV cache for `max_concurrent_sequences` sequences of `max_model_len`."""
-    return float(model.kv_bytes_per_token * max_model_len * max_concurrent_sequences)
+def kv_bytes_per_token(model: ModelFacts, kv_cache_format: KVCacheFormat = "16-bit") -> int:
+    """Bytes of KV cache per token over all layers: the model's 16-bit figure, halved
+    (rounded up) for an fp8 KV cache."""
+    return math.ceil(model.kv_bytes_per_token * KV_BYTES_PER_ELEMENT[kv_cache_format] / 2)
+
+
+def kv_cache_bytes(
+    model: ModelFacts,
+    max_model_len: int,
+    max_concurrent_sequences: int,
+    kv_cache_format: KVCacheFormat = "16-bit",
+) -> float:
+    """Bytes of KV cache in `kv_cache_format` for `max_concurrent_sequences` sequences of
+    `max_model_len` tokens."""
+    per_token = kv_bytes_per_token(model, kv_cache_format)
+    return float(per_token * max_model_len * max_concurrent_sequences)
 
 
 def overhead_bytes_per_gpu(model: ModelFacts) -> float:
@@ -186,7 +203,9 @@ class SizingResult:
     none). `fp8_weight_only` is true when FP8 weights run on this GPU without FP8 tensor
     cores (vLLM's Marlin W8A16 path). `requires_fp8_gpu` is true when the engine cannot run
     these weights without FP8 tensor cores at all (SGLang with an FP8 mixture of experts):
-    with `any_gpu`, rendering must then also require such a GPU.
+    with `any_gpu`, rendering must then also require such a GPU. `kv_cache_format` is how
+    the KV cache stores an element and `kv_bytes_per_token` its bytes per token in that
+    format (half the model's 16-bit figure for fp8).
     """
 
     model: str
@@ -199,6 +218,7 @@ class SizingResult:
     requires_fp8_gpu: bool
     max_model_len: int
     max_concurrent_sequences: int
+    kv_cache_format: KVCacheFormat
     kv_bytes_per_token: int
     gpu_memory_utilization: float
     tensor_parallel_size: int
@@ -252,14 +272,16 @@ def size_replica(
     gpu_memory_utilization: float = 0.9,
     gpu_count: int = 0,
     engine: EngineType = "vllm",
+    kv_cache_format: KVCacheFormat = "16-bit",
     any_gpu: bool = False,
     max_nodes: int = MAX_NODES_PER_REPLICA,
 ) -> SizingResult:
     """Size one replica of `model` on `gpu` GPUs (formula and sources: module docstring).
 
     `gpu_count` 0 chooses the smallest layout that fits; otherwise that many GPUs must fit
-    and split into TP x PP. `any_gpu` records that the spec named no GPU type and `gpu` is
-    the reference GPU.
+    and split into TP x PP. `kv_cache_format` fp8 halves the KV cache (spec.engine.args
+    --kv-cache-dtype). `any_gpu` records that the spec named no GPU type and `gpu` is the
+    reference GPU.
 
     Raises SizingError naming the spec field to change, with the numbers:
     spec.model.maxModelLen (beyond the model's context, or the KV cache does not fit),
@@ -282,7 +304,7 @@ def size_replica(
         raise SizingError("spec.model.quantization", _sglang_fp8_message(model, gpu, quantization))
 
     weights = weights_bytes(model, quantization)
-    kv_cache = kv_cache_bytes(model, max_model_len, max_concurrent_sequences)
+    kv_cache = kv_cache_bytes(model, max_model_len, max_concurrent_sequences, kv_cache_format)
     usable = gpu.memory_mib * MIB * gpu_memory_utilization
 
     def layout_of(count: int) -> Layout:
@@ -346,7 +368,8 @@ def size_replica(
         requires_fp8_gpu=engine_needs_fp8_cores,
         max_model_len=max_model_len,
         max_concurrent_sequences=max_concurrent_sequences,
-        kv_bytes_per_token=model.kv_bytes_per_token,
+        kv_cache_format=kv_cache_format,
+        kv_bytes_per_token=kv_bytes_per_token(model, kv_cache_format),
         gpu_memory_utilization=gpu_memory_utilization,
         tensor_parallel_size=layout.tensor_parallel_size,
         pipeline_parallel_size=layout.pipeline_parallel_size,

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from ..api import DeepSeekDeployment, EnvVar, FieldIssue, InvalidSpecError
+from ..api.engine_args import flag_name, names_flag
 from ..catalog import SizingResult, resolve_model
 from .settings import RenderSettings
 
@@ -164,25 +165,8 @@ def owned_flags(dsd: DeepSeekDeployment) -> list[OwnedFlag]:
     return [flag for flag in table.values() if not (custom and flag.catalog_only)]
 
 
-def _flag_name(arg: str) -> str | None:
-    """The option an argument names (`--max_model_len=1` -> `--max-model-len`), or None
-    for a value. Both engines parse with argparse, which also takes `--flag=value`; vLLM
-    reads `_` in long flags as `-`."""
-    name = arg.partition("=")[0]
-    if not name.startswith("-") or name in ("-", "--"):
-        return None
-    return "--" + name[2:].replace("_", "-") if name.startswith("--") else name
-
-
 _FLAG_AND_VALUE = re.compile(r"--?[A-Za-z][-\w]*\s")
 """`--flag value` or `-f value` in one string."""
-
-
-def _names_flag(name: str, flag: OwnedFlag) -> bool:
-    # argparse also accepts an unambiguous prefix of a long flag (`--max-model` for
-    # `--max-model-len`); an ambiguous one fails, so refusing it loses nothing.
-    return any(name == known or (name.startswith("--") and known.startswith(name))
-               for known in flag.names)
 
 
 def check_engine_args(dsd: DeepSeekDeployment) -> None:
@@ -198,7 +182,7 @@ def check_engine_args(dsd: DeepSeekDeployment) -> None:
     owned = owned_flags(dsd)
     issues: list[FieldIssue] = []
     for index, arg in enumerate(dsd.spec.engine.args):
-        name = _flag_name(arg)
+        name = flag_name(arg)
         if name is None:
             continue
         if _FLAG_AND_VALUE.match(arg):  # argparse would take it for a positional argument
@@ -207,7 +191,7 @@ def check_engine_args(dsd: DeepSeekDeployment) -> None:
                                      "give them as two list elements"))
             continue
         for flag in owned:
-            if _names_flag(name, flag):
+            if names_flag(name, flag.names):
                 given = name if name in flag.names else f"{name} (taken as {flag.names[0]})"
                 issues.append(FieldIssue(f"spec.engine.args[{index}]",
                                          f"{given} is set by the operator {flag.source}"))

@@ -90,6 +90,8 @@ def test_errors_name_the_file_document_and_field(
     [
         ("kind: [", "line "),
         ("- just\n- a list\n", "document 1: must be a mapping"),
+        (SMALL.format(name="a", concurrency=1).replace("metadata:\n  name: a", "metadata: a"),
+         "document 1: metadata: must be a mapping"),
         (SMALL.format(name="a", concurrency=1).replace("name: a", "name: a\n  namespace: x"),
          "metadata.namespace: is 'x' but namespace 'y' was asked"),
     ],

@@ -295,7 +295,8 @@ def run_render(args: argparse.Namespace) -> int:
             failed = True
             continue
         for index, document in enumerate(documents, start=1):
-            name = (document.get("metadata") or {}).get("name")
+            metadata = document.get("metadata")
+            name = metadata.get("name") if isinstance(metadata, dict) else None
             where = f"{filename}: document {index}" + (f" ({name})" if name else "")
             kind = document.get("kind")
             if kind is not None and kind != DEPLOYMENT_KIND:

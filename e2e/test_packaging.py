@@ -1,11 +1,13 @@
-"""The Helm chart renders, lints and installs on the control plane; the kustomize base is its
-current `helm template` output."""
+"""The Helm chart renders (also without --kube-version), refuses bad values naming them,
+lints and installs on the control plane; the kustomize base is its current `helm template`
+output."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from e2e.cluster import build, paths
@@ -58,3 +60,24 @@ def test_chart_installs_on_the_control_plane(kubeconfig: Path) -> None:
         assert yaml.safe_load(status)["info"]["status"] == "deployed"
     finally:
         _helm("uninstall", "dso-e2e", "--namespace", "dso-chart-e2e", kubeconfig=kubeconfig)
+
+
+def test_helm_template_works_without_kube_version() -> None:
+    rendered = _helm("template", "deepseek-operator", str(CHART))
+    kinds = [d["kind"] for d in yaml.safe_load_all(rendered) if d]
+    assert "Deployment" in kinds and "ClusterRole" in kinds
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("logFormat=xml", "logFormat"),
+    ("metricsPort=abc", "metricsPort"),
+    ("healthPort=0", "healthPort"),
+    ("image.pullPolicy=Sometimes", "pullPolicy"),
+    ("metricPort=9090", "metricPort"),
+    ("healthPort=9090", "metricsPort and healthPort must differ (both are 9090)"),
+])
+def test_helm_refuses_a_bad_value_naming_it(value: str, message: str) -> None:
+    cmd = [str(build.build_all()["helm"]), "template", "x", str(CHART), "--set", value]
+    refused = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert refused.returncode != 0
+    assert message in refused.stderr and len(refused.stderr) < 1000, refused.stderr

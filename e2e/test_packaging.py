@@ -31,9 +31,13 @@ def _kube_version() -> str:
 
 def test_kustomize_base_is_the_current_helm_template() -> None:
     rendered = _helm("template", "deepseek-operator", str(CHART), "--namespace",
-                     "deepseek-operator-system", "--kube-version", _kube_version())
+                     "deepseek-operator-system", "--kube-version", _kube_version(),
+                     "--set", "managedBy=kustomize")
     committed = (REPO / "manifests/base/operator.yaml").read_text()
     assert committed.split("\n", 1)[1] == rendered, "run `make manifests`"
+    # Helm does not manage what `kubectl apply -k` (or Argo CD, Flux) applies.
+    labels = [d["metadata"]["labels"] for d in yaml.safe_load_all(committed) if d]
+    assert labels and all(la["app.kubernetes.io/managed-by"] == "kustomize" for la in labels)
 
 
 def test_chart_lints_and_refuses_replicas_without_peering() -> None:

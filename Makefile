@@ -58,7 +58,7 @@ cluster-up: tools ## Start the local control plane (reuses a running one); print
 	$(PY) -m e2e.cluster up
 
 .PHONY: cluster-down
-cluster-down: $(STAMP) ## Stop every control-plane process by PID and remove its state
+cluster-down: $(STAMP) ## Stop every control-plane process (and an operator kept by demo --keep) by PID and remove its state
 	$(PY) -m e2e.cluster down
 
 .PHONY: test-unit

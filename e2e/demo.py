@@ -7,13 +7,17 @@ one is Ready, Stalled, or waiting on a reason the cluster cannot fix (no matchin
 and prints ``kubectl get dsd`` with the children and each sample's conditions.
 
 It then waits for Ctrl-C when run in a terminal (explore with the printed KUBECONFIG), or
-tears down at once when not interactive or with ``--teardown``; ``--keep`` leaves the
-control plane running.
+tears down at once when not interactive or with ``--teardown``. ``--keep`` returns at once
+and leaves the control plane and the operator running: the operator's PID is recorded in
+the control plane's state directory beside the others, so ``make cluster-down``
+(``python -m e2e.cluster down``) stops it too.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -23,10 +27,11 @@ from typing import Any
 
 import yaml
 
-from e2e.cluster import build, controlplane, paths
+from e2e.cluster import build, controlplane, paths, processes
 from e2e.operator_process import REPO, OperatorProcess, install_manifests
 
 NAMESPACE = "demo"
+OPERATOR = "operator"  # the operator's name among the control plane's recorded processes
 SAMPLES = REPO / "manifests" / "samples"
 
 
@@ -69,10 +74,19 @@ def run(teardown: bool, keep: bool, timeout: float) -> int:
     kubectl = binaries["kubectl"]
     admin = controlplane.up()
     install_manifests(kubectl, admin)
+    kept = processes.recorded().get(OPERATOR)
+    if kept is not None:  # left running by an earlier `--keep`: one operator at a time
+        print(f"[demo] stopping the operator an earlier run kept (PID {kept})", flush=True)
+        processes.stop(OPERATOR, kept)
     operator = OperatorProcess(controlplane.kubeconfig_path("operator"),
-                               paths.state_dir() / "logs" / "operator.log")
+                               processes.log_path(OPERATOR))
     operator.start()
-    print(f"[demo] operator running (log: {operator.log_path})", flush=True)
+    assert operator.proc is not None  # start() returned, so the process runs
+    # Recorded like the control plane's own processes: `python -m e2e.cluster down` stops
+    # it even if this process dies before its `finally`.
+    processes.record(OPERATOR, operator.proc.pid)
+    print(f"[demo] operator running (PID {operator.proc.pid}, log: {operator.log_path}) "
+          f"with KUBECONFIG={operator.kubeconfig}", flush=True)
     try:
         _kubectl(kubectl, admin, "create", "namespace", NAMESPACE, check=False)
         for sample in _samples():
@@ -90,7 +104,12 @@ def run(teardown: bool, keep: bool, timeout: float) -> int:
         print(f"[demo] settled in {time.monotonic() - started:.0f}s: "
               + ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items())))
         unsettled = [k for k, v in outcomes.items() if v == "unsettled"]
-        if sys.stdin.isatty() and not teardown:
+        if keep:
+            print(f"[demo] kept running: the control plane and the operator (PID "
+                  f"{operator.proc.pid}, log: {operator.log_path})")
+            print(f"export KUBECONFIG={admin}")
+            print(f"[demo] stop both: {_down_command()}", flush=True)
+        elif sys.stdin.isatty() and not teardown:
             print(f"[demo] explore: export KUBECONFIG={admin}; kubectl get dsd -n {NAMESPACE}")
             print("[demo] Ctrl-C to stop the operator and the control plane", flush=True)
             try:
@@ -100,9 +119,17 @@ def run(teardown: bool, keep: bool, timeout: float) -> int:
                 print()
         return 1 if unsettled else 0
     finally:
-        operator.stop()
         if not keep:
+            operator.stop()
             controlplane.down()
+
+
+def _down_command() -> str:
+    """The shell command that stops the control plane this demo used (and its operator):
+    it names the state directory when the environment moved it."""
+    moved = any(os.environ.get(v) for v in ("DEEPSEEK_OPERATOR_STATE", "DEEPSEEK_OPERATOR_CACHE"))
+    state = f"DEEPSEEK_OPERATOR_STATE={shlex.quote(str(paths.state_dir()))} " if moved else ""
+    return f"{state}make cluster-down"
 
 
 def _wait(kubectl: Path, admin: Path, timeout: float) -> dict[str, str]:
@@ -131,10 +158,12 @@ def _report(kubectl: Path, admin: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Parse flags and run the demo."""
     parser = argparse.ArgumentParser(prog="python -m e2e.demo", description=__doc__)
-    parser.add_argument("--teardown", action="store_true",
-                        help="stop everything as soon as the samples settled")
-    parser.add_argument("--keep", action="store_true",
-                        help="leave the control plane running at the end")
+    end = parser.add_mutually_exclusive_group()
+    end.add_argument("--teardown", action="store_true",
+                     help="stop everything as soon as the samples settled")
+    end.add_argument("--keep", action="store_true",
+                     help="return at once, leaving the control plane and the operator "
+                          "running (`make cluster-down` stops both)")
     parser.add_argument("--timeout", type=float, default=180.0,
                         help="seconds to wait for the samples to settle")
     args = parser.parse_args(argv)

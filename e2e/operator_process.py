@@ -24,11 +24,23 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 BASE = REPO / "manifests" / "base"
 OPERATOR_NAMESPACE = "deepseek-operator-system"
+# Name of the ClusterRole and ClusterRoleBinding that install_manifests applies.
+LOCAL_NAME = "deepseek-operator-local"
+# Kinds of manifests/base that install_manifests leaves out (see there).
+LEFT_OUT = ("ServiceAccount", "Deployment", "Service")
 
 
 def install_manifests(kubectl: Path, kubeconfig: Path) -> None:
-    """Apply the namespace, CRDs and RBAC of manifests/base (not the operator Deployment:
-    the operator runs as a local process here) and wait for the CRDs to be Established.
+    """Apply the namespace, the CRDs and the chart's ClusterRole from manifests/base, bound
+    to the operator's identity, and wait for the CRDs to be Established.
+
+    The ClusterRole and its binding are applied as ``deepseek-operator-local`` (LOCAL_NAME),
+    and the operator's ServiceAccount, Deployment and Service are not applied: the
+    operator runs as a local process that authenticates with a client certificate whose
+    user name is the ServiceAccount's (RBAC matches the name; no object is needed). So
+    nothing here has the name of an object of the chart, and the README's
+    ``helm install deepseek-operator charts/deepseek-operator`` still works on this cluster
+    (Helm refuses to take over an object that another tool created).
 
     Raises subprocess.CalledProcessError with kubectl's output on failure.
     """
@@ -36,7 +48,7 @@ def install_manifests(kubectl: Path, kubeconfig: Path) -> None:
     for path in [BASE / "namespace.yaml", *sorted((BASE / "crds").glob("*.yaml")),
                  BASE / "operator.yaml"]:
         docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
-    wanted = [d for d in docs if d["kind"] not in ("Deployment", "Service")]
+    wanted = [_local(d) for d in docs if d["kind"] not in LEFT_OUT]
     subprocess.run([str(kubectl), "--kubeconfig", str(kubeconfig), "apply", "--server-side",
                     "--force-conflicts", "--field-manager=e2e", "-f", "-"],
                    input=yaml.safe_dump_all(wanted), text=True, check=True,
@@ -46,6 +58,18 @@ def install_manifests(kubectl: Path, kubeconfig: Path) -> None:
                     "--for=condition=Established", "--timeout=60s",
                     *(f"crd/{name}" for name in crds)],
                    check=True, capture_output=True, text=True)
+
+
+def _local(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` renamed to LOCAL_NAME when it is the chart's ClusterRole or its binding."""
+    if doc["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+        return doc
+    labels = {"app.kubernetes.io/name": "deepseek-operator",
+              "app.kubernetes.io/instance": LOCAL_NAME}
+    renamed = {**doc, "metadata": {"name": LOCAL_NAME, "labels": labels}}
+    if doc["kind"] == "ClusterRoleBinding":
+        renamed["roleRef"] = {**doc["roleRef"], "name": LOCAL_NAME}
+    return renamed
 
 
 def _free_port() -> int:

@@ -1,14 +1,18 @@
-"""The Helm chart renders, lints and installs on the control plane; the kustomize base is its
-current `helm template` output."""
+"""The Helm chart renders (also without --kube-version), refuses bad values naming them,
+lints and installs on the control plane, also as the README says after the demo; the
+kustomize base is its current `helm template` output."""
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
-from e2e.cluster import build, paths
+from e2e.cluster import build, controlplane, paths
+from e2e.operator_process import install_manifests
 
 REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "charts" / "deepseek-operator"
@@ -29,9 +33,13 @@ def _kube_version() -> str:
 
 def test_kustomize_base_is_the_current_helm_template() -> None:
     rendered = _helm("template", "deepseek-operator", str(CHART), "--namespace",
-                     "deepseek-operator-system", "--kube-version", _kube_version())
+                     "deepseek-operator-system", "--kube-version", _kube_version(),
+                     "--set", "managedBy=kustomize")
     committed = (REPO / "manifests/base/operator.yaml").read_text()
     assert committed.split("\n", 1)[1] == rendered, "run `make manifests`"
+    # Helm does not manage what `kubectl apply -k` (or Argo CD, Flux) applies.
+    labels = [d["metadata"]["labels"] for d in yaml.safe_load_all(committed) if d]
+    assert labels and all(la["app.kubernetes.io/managed-by"] == "kustomize" for la in labels)
 
 
 def test_chart_lints_and_refuses_replicas_without_peering() -> None:
@@ -58,3 +66,53 @@ def test_chart_installs_on_the_control_plane(kubeconfig: Path) -> None:
         assert yaml.safe_load(status)["info"]["status"] == "deployed"
     finally:
         _helm("uninstall", "dso-e2e", "--namespace", "dso-chart-e2e", kubeconfig=kubeconfig)
+
+
+def test_helm_template_works_without_kube_version() -> None:
+    rendered = _helm("template", "deepseek-operator", str(CHART))
+    kinds = [d["kind"] for d in yaml.safe_load_all(rendered) if d]
+    assert "Deployment" in kinds and "ClusterRole" in kinds
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("logFormat=xml", "logFormat"),
+    ("metricsPort=abc", "metricsPort"),
+    ("healthPort=0", "healthPort"),
+    ("image.pullPolicy=Sometimes", "pullPolicy"),
+    ("metricPort=9090", "metricPort"),
+    ("healthPort=9090", "metricsPort and healthPort must differ (both are 9090)"),
+])
+def test_helm_refuses_a_bad_value_naming_it(value: str, message: str) -> None:
+    cmd = [str(build.build_all()["helm"]), "template", "x", str(CHART), "--set", value]
+    refused = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert refused.returncode != 0
+    assert message in refused.stderr and len(refused.stderr) < 1000, refused.stderr
+
+
+def _readme_helm_install() -> list[str]:
+    """The README's `helm install` command line, split as a shell would."""
+    (line,) = [ln for ln in (REPO / "README.md").read_text().splitlines()
+               if ln.startswith("helm install ")]
+    return shlex.split(line)
+
+
+def test_the_readme_helm_install_works_after_the_demo(kubeconfig: Path, kubectl: Path) -> None:
+    """What `make demo` installs for its operator process does not collide with the
+    chart's objects, and uninstalling the chart leaves the demo's operator its rights."""
+    install_manifests(kubectl, kubeconfig)  # as `make demo` does
+    helm, *args = _readme_helm_install()
+    assert helm == "helm"
+    release, namespace = args[1], args[args.index("-n") + 1]
+    try:
+        _helm(*args, "--wait=false", kubeconfig=kubeconfig)
+        status = _helm("status", release, "--namespace", namespace, "-o", "yaml",
+                       kubeconfig=kubeconfig)
+        assert yaml.safe_load(status)["info"]["status"] == "deployed"
+    finally:
+        _helm("uninstall", release, "--namespace", namespace, "--ignore-not-found",
+              kubeconfig=kubeconfig)
+    can_i = subprocess.run([str(kubectl), "--kubeconfig", str(kubeconfig), "auth", "can-i",
+                            "patch", "deepseekdeployments.deepseek-operator.io", "-A",
+                            "--as", controlplane.OPERATOR_USER],
+                           capture_output=True, text=True, check=False)
+    assert can_i.stdout.strip() == "yes", can_i.stderr

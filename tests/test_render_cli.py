@@ -90,6 +90,8 @@ def test_errors_name_the_file_document_and_field(
     [
         ("kind: [", "line "),
         ("- just\n- a list\n", "document 1: must be a mapping"),
+        (SMALL.format(name="a", concurrency=1).replace("metadata:\n  name: a", "metadata: a"),
+         "document 1: metadata: must be a mapping"),
         (SMALL.format(name="a", concurrency=1).replace("name: a", "name: a\n  namespace: x"),
          "metadata.namespace: is 'x' but namespace 'y' was asked"),
     ],
@@ -119,3 +121,44 @@ def test_a_file_without_documents_exits_2(tmp_path: Path,
 def test_an_invalid_namespace_names_the_field(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["render", "-f", str(SAMPLES[0]), "-n", "Bad_NS!"]) == EXIT_INVALID
     assert "metadata.namespace" in capsys.readouterr().err
+
+
+NAMESPACE_DOC = "apiVersion: v1\nkind: Namespace\nmetadata: {name: ai}\n"
+SECRET_DOC = "apiVersion: v1\nkind: Secret\nmetadata: {name: hf-token}\n"
+
+
+def test_documents_of_other_kinds_are_skipped_and_counted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    crs = tmp_path / "crs.yaml"
+    crs.write_text(NAMESPACE_DOC + "---\n" + SMALL.format(name="a", concurrency=1) + "---\n"
+                   + SECRET_DOC)
+    assert main(["render", "-f", str(crs), "-n", "ai"]) == 0
+    captured = capsys.readouterr()
+    kinds = [d["kind"] for d in yaml.safe_load_all(captured.out)]
+    assert "Deployment" in kinds and "Namespace" not in kinds and "Secret" not in kinds
+    assert captured.err == (f"skipped 2 document(s) of other kinds: {crs}: document 1 "
+                            f"(Namespace ai); {crs}: document 3 (Secret hf-token)\n")
+
+
+def test_a_file_without_a_deepseekdeployment_exits_2_naming_what_was_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "ns.yaml"
+    path.write_text(NAMESPACE_DOC)
+    assert main(["render", "-f", str(path)]) == EXIT_INVALID
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        f"skipped 1 document(s) of other kinds: {path}: document 1 (Namespace ai)",
+        f"error: {path}: no DeepSeekDeployment to render",
+    ]
+
+
+def test_a_document_without_kind_is_an_error_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "cr.yaml"
+    path.write_text(SMALL.format(name="a", concurrency=1).replace("kind: DeepSeekDeployment\n", ""))
+    assert main(["render", "-f", str(path)]) == EXIT_INVALID
+    assert capsys.readouterr().err.startswith(f"error: {path}: document 1 (a): kind: ")

@@ -9,7 +9,8 @@ fetched. Each component is built from its Go module:
   replaces each staging module (read from that very go.mod) with its published
   ``v0.<minor>.<patch>`` version.
 * etcd: the server's go.mod also has replace lines, so it gets a wrapper module too.
-* kwok and helm: plain ``go install module/cmd@version``.
+* kwok and helm: plain ``go install module/cmd@version``; helm with the ``-X`` flags its
+  release build sets (its version, and the Kubernetes version ``helm template`` assumes).
 
 Binaries land in ``<cache>/bin/<component>-<version>/``; a ``.complete`` marker makes the
 next run skip the build. A rebuild happens only when versions.yaml changes.
@@ -24,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from e2e.cluster import paths
@@ -158,19 +160,57 @@ def build_etcd(version: str) -> Path:
     return out
 
 
-def _go_install(component: str, package: str, version: str) -> Path:
+def _go_install(component: str, package: str, version: str,
+                ldflags: Callable[[], list[str]] | None = None) -> Path:
+    """``go install package@version`` into the component's bin directory, once.
+
+    ``ldflags`` gives ``-X`` flags beyond ``-s -w``; the marker records that they were used,
+    so a binary built without them is rebuilt once.
+    """
     out = paths.bin_dir(component, version)
-    if (out / _MARKER).exists():
+    recipe = version if ldflags is None else f"{version} with release -ldflags"
+    marker = out / _MARKER
+    if marker.is_file() and marker.read_text() == recipe:
         return out
     out.mkdir(parents=True, exist_ok=True)
     log(f"building {component} {version}")
     env_bin = {"GOBIN": str(out)}
     started = time.monotonic()
-    subprocess.run(["go", "install", "-trimpath", "-ldflags", "-s -w", f"{package}@{version}"],
+    flags = " ".join(["-s -w", *(ldflags() if ldflags is not None else [])])
+    subprocess.run(["go", "install", "-trimpath", "-ldflags", flags, f"{package}@{version}"],
                    env={**_go_env(), **env_bin}, check=True, cwd=paths.cache_root())
     log(f"  done in {time.monotonic() - started:.0f}s")
-    (out / _MARKER).write_text(version)
+    marker.write_text(recipe)
     return out
+
+
+HELM_MODULE = "helm.sh/helm/v3"
+
+
+def helm_ldflags(version: str, helm_gomod: str) -> list[str]:
+    """The ``-X`` flags helm's release Makefile sets and a plain ``go install`` does not:
+    the version ``helm version`` prints, and the Kubernetes version that ``helm template``
+    and ``helm lint`` assume without ``--kube-version``: 1.N for the k8s.io/client-go
+    v0.N.x that helm's go.mod requires (without them helm assumes 1.20, below our chart's
+    ``kubeVersion``).
+
+    Raises RuntimeError when ``helm_gomod`` requires no k8s.io/client-go.
+    """
+    found = re.search(r"^\s*k8s\.io/client-go v(\d+)\.(\d+)\.", helm_gomod, re.M)
+    if found is None:
+        raise RuntimeError(f"{HELM_MODULE}@{version}: go.mod requires no k8s.io/client-go")
+    major, minor = int(found[1]) + 1, int(found[2])
+    flags = [f"-X {HELM_MODULE}/internal/version.version={version}"]
+    for package in ("pkg/chartutil", "pkg/lint/rules"):
+        flags += [f"-X {HELM_MODULE}/{package}.k8sVersionMajor={major}",
+                  f"-X {HELM_MODULE}/{package}.k8sVersionMinor={minor}"]
+    return flags
+
+
+def build_helm(version: str) -> Path:
+    """Build helm as its release is built (see helm_ldflags); returns its directory."""
+    return _go_install("helm", f"{HELM_MODULE}/cmd/helm", version, lambda: helm_ldflags(
+        version, _module_gomod(f"{HELM_MODULE}@{version}", paths.cache_root())))
 
 
 # kwok ships no built-in stages: it is told by Stage objects how simulated nodes and pods
@@ -226,7 +266,7 @@ def build_all() -> dict[str, Path]:
     kube = build_kubernetes(v["kubernetes"])
     etcd = build_etcd(v["etcd"])
     kwok = _go_install("kwok", "sigs.k8s.io/kwok/cmd/kwok", v["kwok"])
-    helm = _go_install("helm", "helm.sh/helm/v3/cmd/helm", v["helm"])
+    helm = build_helm(v["helm"])
     elapsed = time.monotonic() - started
     if elapsed > 5:
         log(f"all binaries ready in {elapsed:.0f}s")

@@ -38,9 +38,16 @@ def start(name: str, argv: list[str], env: dict[str, str] | None = None) -> int:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
                                 env={**os.environ, **(env or {})})
-    # The start order is the file's mtime order; stop_all reverses it.
-    (_pid_dir() / f"{name}.pid").write_text(str(proc.pid))
+    record(name, proc.pid)
     return proc.pid
+
+
+def record(name: str, pid: int) -> None:
+    """Record process ``name`` (a session leader, as ``start`` makes it) so that
+    ``stop_all`` stops it too; for a process started elsewhere."""
+    _pid_dir().mkdir(parents=True, exist_ok=True)
+    # The start order is the file's mtime order; stop_all reverses it.
+    (_pid_dir() / f"{name}.pid").write_text(str(pid))
 
 
 def alive(pid: int) -> bool:

@@ -25,6 +25,7 @@ Subcommands = argparse._SubParsersAction  # argparse has no public name for it
 Handler = Callable[[argparse.Namespace], int]
 
 EXIT_INVALID: Final = 2
+DEPLOYMENT_KIND: Final = "DeepSeekDeployment"
 
 # Spec fields the `size` options set, so errors can name the option too.
 SIZE_OPTIONS: Final = {
@@ -231,7 +232,8 @@ def add_render_command(commands: "Subcommands[argparse.ArgumentParser]") -> None
         "--filename",
         action="append",
         required=True,
-        help="YAML file with one or more DeepSeekDeployments ('-': stdin); repeatable",
+        help="YAML file with one or more DeepSeekDeployments ('-': stdin); repeatable; "
+        "documents of other kinds (a Namespace, a Secret) are skipped",
     )
     parser.add_argument(
         "-n", "--namespace", help="namespace of objects that give none (default: default)"
@@ -263,12 +265,17 @@ def _http_url(text: str) -> str:
 
 
 def run_render(args: argparse.Namespace) -> int:
-    """Render every document of every file; print the stream only if all of them render.
+    """Render every DeepSeekDeployment of every file; print the stream only if all of them
+    render.
 
-    Errors go to stderr as `error: FILE: document N (NAME): FIELD: message`; exit code 2.
+    Documents of other kinds (a Namespace or Secret kept beside the CR) are skipped and
+    counted on stderr; a document without `kind` is an error. Errors go to stderr as
+    `error: FILE: document N (NAME): FIELD: message`; exit code 2, also when no file holds
+    a DeepSeekDeployment.
     """
     settings = RenderSettings(pod_monitor=args.pod_monitor, cluster_domain=args.cluster_domain)
     objects: list[dict[str, Any]] = []
+    skipped: list[str] = []
     failed = False
     for filename in args.filename:
         try:
@@ -288,8 +295,14 @@ def run_render(args: argparse.Namespace) -> int:
             failed = True
             continue
         for index, document in enumerate(documents, start=1):
-            name = (document.get("metadata") or {}).get("name")
+            metadata = document.get("metadata")
+            name = metadata.get("name") if isinstance(metadata, dict) else None
             where = f"{filename}: document {index}" + (f" ({name})" if name else "")
+            kind = document.get("kind")
+            if kind is not None and kind != DEPLOYMENT_KIND:
+                skipped.append(f"{filename}: document {index} ({kind}"
+                               + (f" {name})" if name else ")"))
+                continue
             try:
                 objects += render(parse_deployment(with_namespace(document, args.namespace)),
                                   settings)
@@ -297,10 +310,13 @@ def run_render(args: argparse.Namespace) -> int:
                 for issue in error.issues:
                     print(f"error: {where}: {issue}", file=sys.stderr)
                 failed = True
+    if skipped:
+        print(f"skipped {len(skipped)} document(s) of other kinds: {'; '.join(skipped)}",
+              file=sys.stderr)
     if failed:
         return EXIT_INVALID
     if not objects:
-        print(f"error: {', '.join(args.filename)}: no DeepSeekDeployment to render",
+        print(f"error: {', '.join(args.filename)}: no {DEPLOYMENT_KIND} to render",
               file=sys.stderr)
         return EXIT_INVALID
     sys.stdout.write(dump_yaml_stream(objects))

@@ -11,6 +11,7 @@ from typing import Any
 from kubernetes import client
 
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
+from deepseek_operator.controller.cache import ChildCache
 from deepseek_operator.controller.cluster import Cluster
 from deepseek_operator.controller.plan import ObjectKey, calculate_plan
 from e2e.kube import wait_for
@@ -124,7 +125,7 @@ def test_normal_start_up_posts_one_event_per_transition_and_no_warning(
 
 def test_a_job_whose_template_changed_is_recreated(kube: client.ApiClient,
                                                    namespace: str) -> None:
-    cluster = Cluster(kube)
+    cluster = Cluster(kube, ChildCache())
     job: dict[str, Any] = {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": "recreated", "namespace": namespace},

@@ -10,6 +10,7 @@ import pytest
 from kubernetes.client import ApiClient
 
 from deepseek_operator.autoscaler.loop import Autoscaler
+from deepseek_operator.controller.cache import ChildCache
 from deepseek_operator.controller.cluster import Cluster
 from deepseek_operator.controller.reconcile import Outcome
 from deepseek_operator.controller.reconciler import Reconciler
@@ -58,7 +59,7 @@ class _BlockingAutoscaler:
 def reconciler(monkeypatch: pytest.MonkeyPatch) -> Iterator[Reconciler]:
     """A Reconciler whose reads return BODY and whose reconciles are counted, not run."""
     api = ApiClient()
-    worker = Reconciler(cluster=Cluster(api), autoscaler=Autoscaler(api),
+    worker = Reconciler(cluster=Cluster(api, ChildCache()), autoscaler=Autoscaler(api),
                         post_event=lambda *args: None, settings=RenderSettings())
     monkeypatch.setattr(worker, "read", lambda namespace, name: BODY)
     yield worker

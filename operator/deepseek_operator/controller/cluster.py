@@ -1,11 +1,12 @@
 """The one place the controller talks to the Kubernetes API.
 
-Reads: the DeepSeekDeployment itself; the children of one DeepSeekDeployment by the
-operator's labels, across every kind in ``render.CHILD_KINDS`` (kinds whose API is not
-served, such as LeaderWorkerSet or KEDA on a cluster without them, are skipped); pods,
-StorageClasses and single objects. Writes: server-side apply with field manager
-``deepseek-operator`` and force on conflicts (we own what we render), deletes, and the
-custom resource's status (same field manager).
+Reads: the children of a DeepSeekDeployment (every kind in ``render.CHILD_KINDS``), their
+pods and the StorageClasses come from the watch-fed ``ChildCache`` (controller/cache.py),
+so they cost no API call; the DeepSeekDeployment itself and single objects that are not
+children (an existing claim, an object in the way of a child) are read from the API.
+Writes: server-side apply with field manager ``deepseek-operator`` and force on conflicts
+(we own what we render), deletes, and the custom resource's status (same field manager);
+what the API returns for a write goes into the cache at once.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from kubernetes.client import ApiException
 from kubernetes.dynamic.exceptions import NotFoundError
 
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
+from deepseek_operator.controller.cache import ChildCache, Owner
 from deepseek_operator.controller.plan import Change, ObjectKey, Plan
 from deepseek_operator.kubeapi import Resources
 from deepseek_operator.render import APPLY_ORDER, CHILD_KINDS
+
+_CHILD_KIND_NAMES = frozenset(c.kind for c in CHILD_KINDS)
 
 FIELD_MANAGER = "deepseek-operator"
 log = logging.getLogger(__name__)
@@ -57,9 +61,11 @@ def _api_message(exc: ApiException) -> str:
 
 @dataclass
 class Cluster:
-    """Reads and writes children through the DynamicClient (thread-safe resource lookup)."""
+    """Reads children from ``cache``; writes them through the DynamicClient (thread-safe
+    resource lookup)."""
 
     api: client.ApiClient
+    cache: ChildCache
 
     def __post_init__(self) -> None:
         self.resources = Resources(self.api)
@@ -79,19 +85,14 @@ class Cluster:
         """True when the API server serves this kind (e.g. its CRD is installed)."""
         return self.resources.get(api_version, kind) is not None
 
-    def observe(self, namespace: str, selector: str) -> dict[ObjectKey, dict[str, Any]]:
-        """Children in ``namespace`` matching the label ``selector``, by key, as dicts."""
-        found: dict[ObjectKey, dict[str, Any]] = {}
-        for child_kind in CHILD_KINDS:
-            resource = self.resources.get(child_kind.api_version, child_kind.kind)
-            if resource is None:
-                continue
-            for item in resource.get(namespace=namespace, label_selector=selector).items:
-                obj = item.to_dict()
-                obj.setdefault("apiVersion", child_kind.api_version)
-                obj.setdefault("kind", child_kind.kind)
-                found[ObjectKey.of(obj)] = obj
-        return found
+    def observe(self, owner: Owner) -> dict[ObjectKey, dict[str, Any]]:
+        """The children of ``owner`` (namespace, DeepSeekDeployment name), by key, as dicts
+        (from the cache; kinds the cluster does not serve have none)."""
+        return self.cache.children(owner, kinds=_CHILD_KIND_NAMES)
+
+    def pods(self, owner: Owner, labels: dict[str, str]) -> list[dict[str, Any]]:
+        """The pods of ``owner`` whose labels include ``labels`` (from the cache)."""
+        return list(self.cache.children(owner, kinds=frozenset({"Pod"}), labels=labels).values())
 
     def read(self, key: ObjectKey) -> dict[str, Any] | None:
         """One object as a dict, or None when it does not exist."""
@@ -102,9 +103,14 @@ class Cluster:
             return None
         return dict(found.to_dict())
 
+    def owner_uids(self, key: ObjectKey) -> frozenset[str] | None:
+        """The owner-reference uids of the object ``key``, None when it does not exist
+        (from the cache, which sees every object of a child kind)."""
+        return self.cache.owner_uids(key)
+
     def storage_class_exists(self, name: str) -> bool:
-        """True when the cluster has a StorageClass of this name."""
-        return self.read(ObjectKey("storage.k8s.io/v1", "StorageClass", "", name)) is not None
+        """True when the cluster has a StorageClass of this name (from the cache)."""
+        return self.cache.storage_class_exists(name)
 
     def read_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The DeepSeekDeployment as stored, or None when it is gone."""
@@ -124,13 +130,6 @@ class Cluster:
             GROUP, VERSION, namespace, PLURAL, name, {"status": status},
             field_manager=FIELD_MANAGER)
 
-    def list_objects(self, api_version: str, kind: str, namespace: str,
-                     selector: str) -> list[dict[str, Any]]:
-        """Objects of one kind in a namespace matching a label selector, as dicts."""
-        resource = self.resources.require(api_version, kind)
-        return [i.to_dict() for i in resource.get(namespace=namespace,
-                                                  label_selector=selector).items]
-
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply one object; returns the object as stored. Raises ApplyError."""
         key = ObjectKey.of(obj)
@@ -141,7 +140,9 @@ class Cluster:
                 field_manager=FIELD_MANAGER, force_conflicts=True)
         except ApiException as exc:
             raise ApplyError(key, "applying", exc) from exc
-        return dict(result.to_dict())
+        stored = dict(result.to_dict())
+        self.cache.store(stored)
+        return stored
 
     def delete(self, key: ObjectKey) -> None:
         """Delete one object (background propagation); a missing object is fine."""
@@ -150,9 +151,10 @@ class Cluster:
             resource.delete(name=key.name, namespace=key.namespace or None,
                             body={"propagationPolicy": "Background"})
         except NotFoundError:
-            return
+            pass
         except ApiException as exc:
             raise ApplyError(key, "deleting", exc) from exc
+        self.cache.forget_key(key)
 
     def execute(self, plan: Plan) -> list[str]:
         """Make the plan's writes, in dependency order; returns one line per write.

@@ -3,7 +3,10 @@
 The reconcile logic lives in ``controller.reconcile`` (plain functions, testable) and
 ``controller.reconciler`` (locking, status, events); these handlers only translate kopf's
 triggers into ``Reconciler`` calls and its outcomes into kopf's error types. Child
-watches derive from ``render.CHILD_KINDS``: every kind the operator can own is watched.
+watches derive from ``render.CHILD_KINDS``: every kind the operator can own is watched,
+and its index handler keeps the ChildCache (controller/cache.py) current, which reconciles
+read instead of listing. kopf runs index handlers for the initial listings before any
+other handler, so no reconcile sees a half-filled cache.
 """
 
 from __future__ import annotations
@@ -14,18 +17,16 @@ import kopf
 
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
 from deepseek_operator.controller import metrics
+from deepseek_operator.controller.cache import owner_of
 from deepseek_operator.controller.cluster import ApplyError
 from deepseek_operator.controller.debounce import Debouncer
 from deepseek_operator.controller.reconciler import Reconciler
 from deepseek_operator.controller.setup import configure_kopf, make_reconciler
-from deepseek_operator.render import (
-    CHILD_KINDS,
-    DEPLOYMENT_LABEL,
-    MANAGED_BY_LABEL,
-    MANAGED_BY_VALUE,
-)
+from deepseek_operator.render import CHILD_KINDS, MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
-SAFETY_RESYNC_SECONDS = 60.0
+# With children read from watches, the resync only covers events a watch never delivered;
+# it uses kopf's copy of the object, so an idle deployment costs no API call.
+SAFETY_RESYNC_SECONDS = 600.0
 # Child events within this many seconds make one reconcile (controller/debounce.py).
 CHILD_EVENT_DELAY = 0.5
 # The autoscaler timer ticks this often and evaluates when intervalSeconds (>= 5) passed.
@@ -46,6 +47,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Configure kopf (storage, events, watching) and build the shared Reconciler."""
     configure_kopf(settings)
     memo.reconciler = make_reconciler()
+    memo.cache = memo.reconciler.cluster.cache
     memo.child_events = Debouncer(memo.reconciler.trigger, delay_seconds=CHILD_EVENT_DELAY)
 
 
@@ -68,9 +70,9 @@ def reconcile_deployment(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 @kopf.timer(GROUP, VERSION, PLURAL, interval=SAFETY_RESYNC_SECONDS,
             initial_delay=SAFETY_RESYNC_SECONDS, idle=None, backoff=5)
 def safety_resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Reconcile every minute even without events (missed watch events, external changes)."""
+    """Reconcile every 10 minutes even without events (what a watch may have missed)."""
     meta = body["metadata"]
-    _reconciler(memo).trigger(meta["namespace"], meta["name"])
+    _reconciler(memo).trigger(meta["namespace"], meta["name"], dict(body))
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=AUTOSCALER_TICK_SECONDS, idle=None, backoff=5,
@@ -82,6 +84,12 @@ def autoscale(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     _reconciler(memo).autoscale(meta["namespace"], meta["name"])
 
 
+@kopf.index(GROUP, VERSION, PLURAL, id="latest-deepseekdeployments")
+def remember_deployment(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Keep the latest watched copy of each DeepSeekDeployment (kopf's index stays empty)."""
+    _reconciler(memo).remember(dict(body))
+
+
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
 def forget_deployment(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Drop per-object bookkeeping; children go by owner-reference garbage collection."""
@@ -89,12 +97,39 @@ def forget_deployment(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     _reconciler(memo).forget(meta["namespace"], meta["name"])
 
 
-def _on_child_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+async def _cache_object(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Index handler: keep the object's latest state in the ChildCache. Returns None, so
+    kopf's own index stays empty (the cache is the store). Runs in the event loop: it only
+    copies a dict under a lock."""
+    memo.cache.store(dict(body))
+
+
+async def _on_object_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """Drop deleted objects from the cache; a change of one of ours reconciles its owner
+    (debounced)."""
     obj = event["object"]
-    owner = (obj.get("metadata", {}).get("labels") or {}).get(DEPLOYMENT_LABEL)
-    if owner:
-        memo.child_events.request(obj["metadata"]["namespace"], owner)
+    if event["type"] == "DELETED":
+        memo.cache.forget(obj)
+    owner = owner_of(obj)
+    if owner is not None:
+        memo.child_events.request(*owner)
+
+
+async def _cache_storage_class(name: str, memo: kopf.Memo, **_: Any) -> None:
+    memo.cache.store_storage_class(name)
+
+
+async def _on_storage_class_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    if event["type"] == "DELETED":
+        memo.cache.forget_storage_class(event["object"]["metadata"]["name"])
 
 
 for _api_version, _plural in WATCHED_RESOURCES:
-    kopf.on.event(_api_version, _plural, labels=_CHILDREN, id=f"child-{_plural}")(_on_child_event)
+    # Pods: only the operator's (other pods are no child and have no name it could take).
+    _filters: dict[str, Any] = {"labels": _CHILDREN} if _plural == "pods" else {}
+    kopf.index(_api_version, _plural, id=f"cache-{_plural}", **_filters)(_cache_object)
+    kopf.on.event(_api_version, _plural, id=f"event-{_plural}", **_filters)(_on_object_event)
+kopf.index("storage.k8s.io/v1", "storageclasses", id="cache-storageclasses")(
+    _cache_storage_class)
+kopf.on.event("storage.k8s.io/v1", "storageclasses", id="event-storageclasses")(
+    _on_storage_class_event)

@@ -48,12 +48,12 @@ from deepseek_operator.controller.status import (
 from deepseek_operator.render import (
     WORKLOAD_API_VERSIONS,
     RenderSettings,
-    children_selector,
     creates_model_cache,
     endpoint,
     names,
     needs_download,
     pod_selector,
+    pod_selector_labels,
     render,
     workload_replicas,
 )
@@ -199,7 +199,8 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
     except InvalidSpecError as exc:
         return _stall(ctx, REASON_INVALID_SPEC, str(exc), WAITING_FOR_SPEC)
 
-    observed = cluster.observe(ctx.namespace, children_selector(ctx.name))
+    owner = (ctx.namespace, ctx.name)
+    observed = cluster.observe(owner)
     # existingClaim or a pvc:// uri: not ours, so not among the children; the operator
     # never writes it, so one read serves the whole reconcile.
     given_claim = None if creates_model_cache(dsd) else cluster.read(
@@ -230,7 +231,7 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
                       WAITING_FOR_OBJECT)
     if writes:
         log.info("%s/%s: %s", ctx.namespace, ctx.name, "; ".join(writes))
-        observed = cluster.observe(ctx.namespace, children_selector(ctx.name))
+        observed = cluster.observe(owner)  # the executor stored what the API returned
 
     snapshot = _observe(cluster, dsd, observed, state, given_claim)
     base = ctx.base.model_copy(update={"sizing": size_deployment(dsd.spec).to_status()})
@@ -267,15 +268,15 @@ def _observe(cluster: Cluster, dsd: DeepSeekDeployment,
     job = child(observed, "Job", job_name) if job_name else None
     if job is not None and ObjectKey.of(job) == state.outdated_job:
         job = None  # it filled an earlier claim; the next reconcile replaces it
-    job_pods = [] if job is None or job_finished(job) else cluster.list_objects(
-        "v1", "Pod", namespace, f"batch.kubernetes.io/job-name={job['metadata']['name']}")
-    storage_class = dsd.spec.storage.storage_class_name
-    missing_class = storage_class if storage_class and not dsd.spec.storage.existing_claim \
+    job_pods = [] if job is None or job_finished(job) else cluster.pods(
+        (namespace, name), {"batch.kubernetes.io/job-name": job["metadata"]["name"]})
+    storage_class = dsd.spec.storage.storage_class_name  # only for a claim the operator makes
+    missing_class = storage_class if storage_class and creates_model_cache(dsd) \
         and not cluster.storage_class_exists(storage_class) else None
     return Observed(
         claim=child(observed, "PersistentVolumeClaim", claim_name) or given_claim, job=job,
         job_pods=job_pods, workload=workload,
-        pods=cluster.list_objects("v1", "Pod", namespace, pod_selector(name)),
+        pods=cluster.pods((namespace, name), pod_selector_labels(name)),
         claim_name=claim_name, spec_replicas=dsd.spec.replicas,
         download_bytes=checkpoint_bytes(dsd.spec) if needs_download(dsd) else None,
         desired_replicas=desired_replicas, needs_download=needs_download(dsd),
@@ -284,19 +285,15 @@ def _observe(cluster: Cluster, dsd: DeepSeekDeployment,
 
 def _foreign_objects(cluster: Cluster, plan: Plan, uid: str) -> list[str]:
     """Objects the plan would create that already exist and are not this custom
-    resource's: same name, created by someone else. Children are listed by the operator's
-    labels, so an existing object missing from that list is either foreign or one of ours
-    whose labels were removed by hand; the owner reference tells them apart. One read per
-    object to create, which happens once in a child's life."""
+    resource's: same name, created by someone else (or one of ours whose labels were
+    removed by hand: the owner reference tells them apart). From the cache, which knows
+    every object of a child kind."""
     found = []
     for change in plan.apply:
         if not change.created:
             continue
-        live = cluster.read(change.key)
-        if live is None:
-            continue
-        owners = (live.get("metadata") or {}).get("ownerReferences") or []
-        if not any(owner.get("uid") == uid for owner in owners):
+        owners = cluster.owner_uids(change.key)
+        if owners is not None and uid not in owners:
             found.append(f"{change.key} exists and is not owned by this DeepSeekDeployment")
     return found
 

@@ -34,10 +34,17 @@ Key = tuple[str, str]
 EventSink = Callable[[Mapping[str, Any], str, str, str], None]
 
 
+# How long after the operator wrote an object's status its watch copy (kopf's body, or
+# the latest one remembered) may still be older than that write: within it the object is
+# read from the API. A stale copy would render the autoscaler's previous replica count.
+FRESH_READ_SECONDS = 5.0
+
+
 @dataclass
 class _Slot:
     lock: threading.Lock = field(default_factory=threading.Lock)
     dirty: bool = False
+    written_at: float = float("-inf")  # time.monotonic() of our last status write
 
 
 @dataclass
@@ -55,6 +62,7 @@ class Reconciler:
     post_event: EventSink
     settings: RenderSettings
     _slots: dict[Key, _Slot] = field(default_factory=dict)
+    _latest: dict[Key, dict[str, Any]] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
     def _slot(self, key: Key) -> _Slot:
@@ -70,7 +78,34 @@ class Reconciler:
         """Drop the bookkeeping of a deleted object."""
         with self._guard:
             self._slots.pop((namespace, name), None)
+            self._latest.pop((namespace, name), None)
         self.autoscaler.forget(namespace, name)
+
+    def remember(self, body: Mapping[str, Any]) -> None:
+        """Keep the latest copy of a DeepSeekDeployment delivered by its watch; reconciles
+        triggered without a body (child events) start from it instead of an API read."""
+        meta = body["metadata"]
+        with self._guard:
+            self._latest[(meta["namespace"], meta["name"])] = dict(body)
+
+    def _current(self, namespace: str, name: str,
+                 given: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+        """The object to work from: ``given`` (kopf's copy) or the latest watched copy,
+        unless this operator wrote its status so recently that the copy may predate the
+        write; then (or with no copy at all) it is read from the API. None when gone."""
+        key = (namespace, name)
+        recent = time.monotonic() - self._slot(key).written_at < FRESH_READ_SECONDS
+        with self._guard:
+            copy = dict(given) if given is not None else self._latest.get(key)
+        if copy is not None and not recent:
+            return copy
+        return self.read(namespace, name)
+
+    def _write_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """The operator's one writer of ``.status`` (merge patch, field manager
+        deepseek-operator)."""
+        self._slot((namespace, name)).written_at = time.monotonic()
+        self.cluster.write_status(namespace, name, patch)
 
     def autoscale(self, namespace: str, name: str, lock_timeout: float = 30.0) -> Tick | None:
         """One evaluation of the operator's autoscaler when ``intervalSeconds`` have passed.
@@ -86,7 +121,7 @@ class Reconciler:
         if not slot.lock.acquire(timeout=lock_timeout):
             return None
         try:
-            body = self.read(namespace, name)
+            body = self._current(namespace, name)
             if body is None or body["metadata"].get("deletionTimestamp"):
                 return None
             try:
@@ -97,7 +132,7 @@ class Reconciler:
                     dsd, time.time()):
                 return None
             tick = self.autoscaler.evaluate(
-                dsd, body, lambda patch: self.cluster.write_status(namespace, name, patch))
+                dsd, body, lambda patch: self._write_status(namespace, name, patch))
         finally:
             slot.lock.release()
             if slot.dirty:
@@ -149,8 +184,8 @@ class Reconciler:
             try:
                 while slot.dirty:
                     slot.dirty = False
-                    current = body if body is not None else self.read(namespace, name)
-                    body = None  # every further round reads the object afresh
+                    current = self._current(namespace, name, body)
+                    body = None  # every further round starts from the latest copy
                     if current is None or current["metadata"].get("deletionTimestamp"):
                         return outcome
                     outcome = self._once(current)
@@ -180,7 +215,7 @@ class Reconciler:
             "changed" if outcome.writes or outcome.status else "noop")).inc()
         metrics.WRITES.inc(len(outcome.writes))
         if outcome.status is not None:
-            self.cluster.write_status(meta["namespace"], meta["name"], outcome.status)
+            self._write_status(meta["namespace"], meta["name"], outcome.status)
         for event in outcome.events:
             self.post_event(body, event.type, event.reason, event.message)
         return outcome

@@ -18,6 +18,7 @@ from kubernetes import client, config
 
 from deepseek_operator.api.constants import GROUP
 from deepseek_operator.autoscaler.loop import Autoscaler
+from deepseek_operator.controller.cache import ChildCache
 from deepseek_operator.controller.cluster import Cluster
 from deepseek_operator.controller.reconciler import Reconciler
 from deepseek_operator.render import RenderSettings
@@ -38,7 +39,11 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.watching.server_timeout = 120
     settings.watching.client_timeout = 150
     settings.watching.connect_timeout = 10
-    settings.batching.worker_limit = 16
+    # No limit on kopf's per-object workers (kopf's default): with index handlers, each
+    # object's worker waits until every watched kind is indexed, so a limit below the
+    # number of objects of one kind (configmaps cluster-wide) would deadlock the start.
+    # Sync handlers still share a bounded thread pool.
+    settings.batching.worker_limit = None
     settings.execution.max_workers = 16
     settings.peering.mandatory = False
 
@@ -62,5 +67,5 @@ def post_kopf_event(body: Mapping[str, Any], type_: str, reason: str, message: s
 def make_reconciler() -> Reconciler:
     """The Reconciler the handlers share (API client, render settings, event sink)."""
     api = api_client()
-    return Reconciler(cluster=Cluster(api), autoscaler=Autoscaler(api),
+    return Reconciler(cluster=Cluster(api, ChildCache()), autoscaler=Autoscaler(api),
                       post_event=post_kopf_event, settings=RenderSettings())

@@ -1,0 +1,140 @@
+"""What the operator has seen of its children, kept current from watch streams.
+
+controller-runtime serves every read from informer caches fed by watches; this is the same
+shape for kopf. kopf index handlers (controller/handlers.py) put every object of a child
+kind (and the pods, and the StorageClasses) here as its watch delivers it, and the
+deletion events take it out again. kopf runs index handlers for the initial listing of
+every watched kind before any other handler, so a reconcile never sees a half-filled
+cache. Objects are grouped by their owner, the ``deepseek-operator.io/deployment`` label,
+so a reconcile's reads cost the same however many other objects its namespace holds.
+
+The executor also stores what the API returned for each write: a reconcile that wrote
+sees its own writes without waiting for the watch event (which may come later and
+carries the same or a newer state).
+
+Thread-safe: kopf runs the index handlers, and the Reconciler reads, in worker threads.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from deepseek_operator.controller.plan import ObjectKey
+from deepseek_operator.render import DEPLOYMENT_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE
+
+Owner = tuple[str, str]  # (namespace, DeepSeekDeployment name)
+
+
+def owner_of(obj: Mapping[str, Any]) -> Owner | None:
+    """The (namespace, name) of the DeepSeekDeployment an object belongs to, by the labels
+    the operator stamps (``children_selector``); None for an object without them."""
+    meta = obj.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    name = labels.get(DEPLOYMENT_LABEL)
+    if not name or labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE:
+        return None
+    return meta.get("namespace") or "", name
+
+
+@dataclass
+class ChildCache:
+    """Children (every kind the operator owns, and pods) by owner; the owner references of
+    every object of a child kind; StorageClass names."""
+
+    _by_owner: dict[Owner, dict[ObjectKey, dict[str, Any]]] = field(default_factory=dict)
+    _owners: dict[ObjectKey, Owner] = field(default_factory=dict)
+    # Every object of a child kind, ours or not, with the uids of its owner references: a
+    # name the operator is about to create may be taken by an object it does not own.
+    _owner_uids: dict[ObjectKey, frozenset[str]] = field(default_factory=dict)
+    _storage_classes: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def store(self, obj: Mapping[str, Any]) -> None:
+        """Keep ``obj`` (a dict with apiVersion, kind and metadata) as the latest state of
+        its object. An object without the operator's labels (or whose labels were removed
+        since) is not a child: it is dropped."""
+        key = ObjectKey.of(obj)
+        uids = frozenset(str(ref.get("uid", "")) for ref in
+                         (obj.get("metadata") or {}).get("ownerReferences") or [])
+        if key.kind != "Pod":
+            with self._lock:
+                self._owner_uids[key] = uids
+        owner = owner_of(obj)
+        if owner is None:
+            with self._lock:
+                previous = self._owners.pop(key, None)
+                if previous is not None:
+                    self._drop(previous, key)
+            return
+        kept = copy.deepcopy(dict(obj))
+        with self._lock:
+            previous = self._owners.get(key)
+            if previous is not None and previous != owner:  # its label was changed
+                self._drop(previous, key)
+            self._by_owner.setdefault(owner, {})[key] = kept
+            self._owners[key] = owner
+
+    def forget(self, obj: Mapping[str, Any]) -> None:
+        """Drop a deleted object (by its key; a missing one is fine)."""
+        self.forget_key(ObjectKey.of(obj))
+
+    def forget_key(self, key: ObjectKey) -> None:
+        """Drop one object by key (deleted; a missing one is fine)."""
+        with self._lock:
+            self._owner_uids.pop(key, None)
+            owner = self._owners.pop(key, None)
+            if owner is not None:
+                self._drop(owner, key)
+
+    def _drop(self, owner: Owner, key: ObjectKey) -> None:
+        children = self._by_owner.get(owner)
+        if children is not None:
+            children.pop(key, None)
+            if not children:
+                del self._by_owner[owner]
+
+    def children(self, owner: Owner, kinds: frozenset[str] | None = None,
+                 labels: Mapping[str, str] | None = None) -> dict[ObjectKey, dict[str, Any]]:
+        """Copies of the objects of ``owner``, by key: all of them, or those of ``kinds``
+        whose labels include ``labels``."""
+        with self._lock:
+            found = list((self._by_owner.get(owner) or {}).items())
+        out = {}
+        for key, obj in found:
+            if kinds is not None and key.kind not in kinds:
+                continue
+            have = (obj.get("metadata") or {}).get("labels") or {}
+            if labels and any(have.get(k) != v for k, v in labels.items()):
+                continue
+            out[key] = copy.deepcopy(obj)
+        return out
+
+    def owner_uids(self, key: ObjectKey) -> frozenset[str] | None:
+        """The owner-reference uids of the object ``key`` (any object of a child kind, not
+        only the operator's), or None when no such object exists."""
+        with self._lock:
+            return self._owner_uids.get(key)
+
+    def owners(self) -> int:
+        """How many owners have objects here (for the operator's metrics)."""
+        with self._lock:
+            return len(self._by_owner)
+
+    def store_storage_class(self, name: str) -> None:
+        """Note a StorageClass that exists."""
+        with self._lock:
+            self._storage_classes.add(name)
+
+    def forget_storage_class(self, name: str) -> None:
+        """Note a StorageClass that was deleted."""
+        with self._lock:
+            self._storage_classes.discard(name)
+
+    def storage_class_exists(self, name: str) -> bool:
+        """True when a StorageClass of this name was seen and not deleted since."""
+        with self._lock:
+            return name in self._storage_classes

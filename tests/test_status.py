@@ -379,3 +379,14 @@ def _with(**statuses: str) -> list[Condition]:
 def test_phase_table(conditions: list[Condition], ready: int, want: int, replicas: int,
                      expect: str) -> None:
     assert phase(conditions, ready, want, replicas) == expect
+
+
+def test_a_workload_without_status_says_its_controller_may_be_missing() -> None:
+    lws = {"kind": "LeaderWorkerSet", "metadata": {"name": "r1", "generation": 1},
+           "spec": {"replicas": 1}}
+    status = _compute(Observed(_claim(), _job(), lws, [], 1))
+    ready = next(c for c in status.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("False", "WorkloadNotReported")
+    assert ready.message == ("LeaderWorkerSet r1 has no status yet: if this lasts, no "
+                             "LeaderWorkerSet controller is running (is it installed and "
+                             "healthy?)")

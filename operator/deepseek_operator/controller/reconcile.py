@@ -64,7 +64,7 @@ log = logging.getLogger(__name__)
 # Events are Normal. Any other reason of a False condition is a Warning.
 PROGRESS_REASONS = frozenset({
     "ClaimPending", "Downloading", "WaitingForStorage", "NoPods", "RollingOut",
-    "ReplicasNotReady", "AwaitingFirstDecision", "ClaimResizing",
+    "ReplicasNotReady", "AwaitingFirstDecision", "ClaimResizing", "WorkloadNotReported",
 })
 
 

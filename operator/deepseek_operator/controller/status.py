@@ -49,6 +49,7 @@ from deepseek_operator.api.conditions import (
     REASON_STORAGE_CLASS_NOT_FOUND,
     REASON_UNSCHEDULABLE,
     REASON_WAITING_FOR_STORAGE,
+    REASON_WORKLOAD_NOT_REPORTED,
     set_condition,
 )
 from deepseek_operator.api.spec import SINGLE_WRITER_ACCESS_MODES
@@ -353,6 +354,11 @@ def _verdict(obs: Observed, storage: Cond, cached: Cond, scheduled: Cond,
             return False, detail.reason, detail.message
     if scheduled.status is False:
         return False, scheduled.reason, scheduled.message
+    if obs.workload is not None and not obs.workload.get("status"):
+        kind, name = obs.workload.get("kind", "workload"), obs.workload["metadata"]["name"]
+        return False, REASON_WORKLOAD_NOT_REPORTED, (
+            f"{kind} {name} has no status yet: if this lasts, no {kind} controller is "
+            "running (is it installed and healthy?)")
     reason, message = (REASON_ROLLING_OUT, f"rolling out: {ready}/{want} replicas ready") \
         if not rolled_out else (REASON_REPLICAS_NOT_READY, f"{ready}/{want} replicas ready")
     stuck = stuck_container(obs.pods)

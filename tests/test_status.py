@@ -364,6 +364,7 @@ def _with(**statuses: str) -> list[Condition]:
     (_with(Ready="True", Stalled="False"), 2, 2, 2, "Ready"),
     (_with(Ready="False", Stalled="True"), 1, 1, 1, "Degraded"),
     (_with(Ready="False", Stalled="True"), 0, 1, 0, "Failed"),
+    (_with(Ready="False", Stalled="True", ModelCached="False"), 1, 1, 1, "Failed"),
     (_with(Ready="False", Stalled="False", StorageReady="False"), 0, 1, 0, "Pending"),
     (_with(Ready="False", Stalled="False", StorageReady="True", Scheduled="False"),
      0, 1, 1, "Pending"),

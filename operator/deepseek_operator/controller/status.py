@@ -405,9 +405,9 @@ def phase(conditions: list[Condition], ready_replicas: int, desired_replicas: in
 
     ======================================================  ===========
     Ready=True                                              Ready
-    Stalled=True and replicas still serve (the last good    Degraded
-    version, or fewer than desired)
-    Stalled=True and nothing serves                         Failed
+    Stalled=True, replicas ready and the weights cached     Degraded
+    (the last good version still serves)
+    Stalled=True otherwise                                  Failed
     StorageReady=False or Scheduled=False                   Pending
     ModelCached=False                                       Downloading
     some replicas ready but fewer than desired, or more     Degraded
@@ -419,7 +419,8 @@ def phase(conditions: list[Condition], ready_replicas: int, desired_replicas: in
     if status.get(ConditionType.READY) == "True":
         return "Ready"
     if status.get(ConditionType.STALLED) == "True":
-        return "Degraded" if ready_replicas > 0 else "Failed"
+        serving = ready_replicas > 0 and status.get(ConditionType.MODEL_CACHED) != "False"
+        return "Degraded" if serving else "Failed"
     if "False" in (status.get(ConditionType.STORAGE_READY), status.get(ConditionType.SCHEDULED)):
         return "Pending"
     if status.get(ConditionType.MODEL_CACHED) == "False":

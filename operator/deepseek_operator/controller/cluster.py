@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,7 @@ from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
 from deepseek_operator.controller.cache import ChildCache, Owner
 from deepseek_operator.controller.plan import Change, ObjectKey, Plan
 from deepseek_operator.kubeapi import Resources
-from deepseek_operator.render import APPLY_ORDER, CHILD_KINDS
+from deepseek_operator.render import APPLY_ORDER, CHILD_KINDS, MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
 _CHILD_KIND_NAMES = frozenset(c.kind for c in CHILD_KINDS)
 
@@ -95,13 +96,34 @@ class Cluster:
         return list(self.cache.children(owner, kinds=frozenset({"Pod"}), labels=labels).values())
 
     def read(self, key: ObjectKey) -> dict[str, Any] | None:
-        """One object as a dict, or None when it does not exist."""
+        """One object as a dict from the API, or None when it does not exist (then any
+        cached copy is dropped too)."""
         resource = self.resources.require(key.api_version, key.kind)
         try:
             found = resource.get(name=key.name, namespace=key.namespace or None)
         except NotFoundError:
+            self.cache.forget_key(key)
             return None
         return dict(found.to_dict())
+
+    def relist(self) -> set[Owner]:
+        """List every served child kind (and the operator's pods) cluster-wide by the
+        operator's label and purge the cache of children a watch never reported gone
+        (``ChildCache.purge``). Returns the owners that lost a child, to reconcile them.
+        Raises ApiException when a list fails."""
+        lost: set[Owner] = set()
+        selector = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
+        for api_version, kind in [*((c.api_version, c.kind) for c in CHILD_KINDS),
+                                  ("v1", "Pod")]:
+            resource = self.resources.get(api_version, kind)
+            if resource is None:
+                continue
+            listed_at = time.monotonic()
+            items = resource.get(label_selector=selector).items
+            present = {ObjectKey(api_version, kind, item.metadata.namespace or "",
+                                 item.metadata.name) for item in items}
+            lost |= self.cache.purge(kind, present, listed_at)
+        return lost
 
     def owner_uids(self, key: ObjectKey) -> frozenset[str] | None:
         """The owner-reference uids of the object ``key``, None when it does not exist

@@ -287,13 +287,19 @@ def _foreign_objects(cluster: Cluster, plan: Plan, uid: str) -> list[str]:
     """Objects the plan would create that already exist and are not this custom
     resource's: same name, created by someone else (or one of ours whose labels were
     removed by hand: the owner reference tells them apart). From the cache, which knows
-    every object of a child kind."""
+    every object of a child kind; a conflict it reports is confirmed with one read."""
     found = []
     for change in plan.apply:
         if not change.created:
             continue
         owners = cluster.owner_uids(change.key)
-        if owners is not None and uid not in owners:
+        if owners is None or uid in owners:
+            continue
+        # Rare, and stalls the deployment: confirm with the API (the cache may hold an
+        # object deleted while a watch was down).
+        live = cluster.read(change.key)
+        live_owners = ((live or {}).get("metadata") or {}).get("ownerReferences") or []
+        if live is not None and not any(o.get("uid") == uid for o in live_owners):
             found.append(f"{change.key} exists and is not owned by this DeepSeekDeployment")
     return found
 

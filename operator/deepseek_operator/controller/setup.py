@@ -24,7 +24,6 @@ from deepseek_operator.controller.reconciler import Reconciler
 from deepseek_operator.render import RenderSettings
 
 ANNOTATION_PREFIX = GROUP
-PEERING_ENV = "DEEPSEEK_OPERATOR_PEERING"
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:

@@ -128,6 +128,23 @@ async def _on_object_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> N
         memo.child_events.request(*owner)
 
 
+_CHILD_APIS = {(c.api_version.rpartition("/")[0], c.plural) for c in CHILD_KINDS}
+
+
+@kopf.on.event("apiextensions.k8s.io", "v1", "customresourcedefinitions",
+               id="event-customresourcedefinitions")
+def _on_crd_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """A CRD of a child kind (LeaderWorkerSet, ScaledObject, PodMonitor) was installed or
+    changed: look the kinds up again and reconcile every DeepSeekDeployment, so one that
+    waits for that API (or would get a PodMonitor) does not wait for the resync."""
+    spec = (event["object"].get("spec") or {})
+    if (spec.get("group"), (spec.get("names") or {}).get("plural")) not in _CHILD_APIS:
+        return
+    memo.reconciler.cluster.resources.recheck()
+    for namespace, name in memo.reconciler.known():
+        memo.child_events.request(namespace, name)
+
+
 async def _cache_storage_class(name: str, memo: kopf.Memo, **_: Any) -> None:
     memo.cache.store_storage_class(name)
 

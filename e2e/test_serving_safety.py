@@ -149,3 +149,15 @@ def test_a_job_whose_template_changed_is_recreated(kube: client.ApiClient,
 
     live = wait_for("the new Job", replaced, 30)
     assert live["spec"]["template"]["spec"]["containers"][0]["command"] == ["false"]
+
+
+def test_any_unicode_in_a_value_reaches_the_children(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    """A character outside the Basic Multilingual Plane (the client would send it as a
+    JSON surrogate pair, which the apiserver's apply decoder refuses)."""
+    create(dsd_api, namespace, small_model("emoji", engine={"env": [
+        {"name": "GREETING", "value": "hello \U0001f600 \u4f60\u597d"}]}))
+    wait_condition(dsd_api, namespace, "emoji", "Ready", "True", timeout=90)
+    env = client.AppsV1Api(kube).read_namespaced_deployment(
+        "emoji", namespace).spec.template.spec.containers[0].env
+    assert "hello \U0001f600 \u4f60\u597d" in [e.value for e in env]

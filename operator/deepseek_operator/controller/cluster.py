@@ -147,18 +147,27 @@ class Cluster:
 
     def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Merge-patch the DeepSeekDeployment's ``.status`` (keys set to None are removed)
-        with field manager ``deepseek-operator``. Raises ApiException."""
-        self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, {"status": status},
-            field_manager=FIELD_MANAGER)
+        with field manager ``deepseek-operator``. A DeepSeekDeployment deleted meanwhile
+        is no error (there is nothing left to report on). Raises ApiException."""
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, {"status": status},
+                field_manager=FIELD_MANAGER)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply one object; returns the object as stored. Raises ApplyError."""
         key = ObjectKey.of(obj)
         resource = self.resources.require(key.api_version, key.kind)
+        # The body goes as UTF-8 JSON text (JSON is YAML): the client would json.dumps a dict
+        # with ASCII escapes, and the apiserver's YAML decoder refuses the surrogate pairs
+        # that a character outside the Basic Multilingual Plane (an emoji) becomes.
+        text = json.dumps(obj, ensure_ascii=False).encode()
         try:
             result = resource.server_side_apply(
-                body=obj, name=key.name, namespace=key.namespace or None,
+                body=text, name=key.name, namespace=key.namespace or None,
                 field_manager=FIELD_MANAGER, force_conflicts=True)
         except ApiException as exc:
             raise ApplyError(key, "applying", exc) from exc

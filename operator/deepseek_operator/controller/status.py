@@ -461,7 +461,7 @@ _API_HINTS = {
                        "spans nodes), or lower spec.model.maxModelLen x "
                        "spec.gpu.maxConcurrentSequences (or the quantization) until one "
                        "replica fits one node",
-    "ScaledObject": "install KEDA, or choose autoscaling.mode operator or hpa",
+    "ScaledObject": "install KEDA, or set spec.autoscaling.mode to operator or hpa",
     "PodMonitor": "install the Prometheus Operator",
 }
 

@@ -43,11 +43,18 @@ def supports_hpa_tolerance(major: str, minor: str) -> bool:
 
 
 class ApplyError(Exception):
-    """An API call for one child failed; the message names the object and the API's reason."""
+    """An API call for one child failed; the message names the object and the API's reason.
+    ``status``: the HTTP status; ``refused``: retrying the same body cannot succeed (a
+    conflict, throttling or an overloaded apiserver can)."""
 
     def __init__(self, key: ObjectKey, verb: str, exc: ApiException) -> None:
         self.key, self.status = key, int(exc.status or 0)
-        super().__init__(f"{verb} {key}: {exc.status} {exc.reason}: {_api_message(exc)}")
+        message = _api_message(exc)
+        # Server-side apply answers 500 for a field the schema does not know (a typo in a
+        # free-form part of the spec): the same body fails every time, so it is a refusal.
+        self.refused = (400 <= self.status < 500 and self.status not in (409, 429)) or (
+            "field not declared in schema" in message)
+        super().__init__(f"{verb} {key}: {exc.status} {exc.reason}: {message}")
 
 
 def _api_message(exc: ApiException) -> str:

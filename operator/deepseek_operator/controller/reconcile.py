@@ -223,7 +223,7 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
     try:
         writes = cluster.execute(plan)
     except ApplyError as exc:
-        if exc.status in (409, 429) or exc.status >= 500:
+        if not exc.refused:
             raise  # a conflict or an overloaded apiserver: retried with backoff
         # The API refuses the write (e.g. a hand edit made the desired object invalid):
         # retrying cannot help, say so instead of reporting the last good state.
@@ -304,8 +304,23 @@ def _foreign_objects(cluster: Cluster, plan: Plan, uid: str) -> list[str]:
     return found
 
 
+# Where fields of the rendered pod template come from in the spec, for messages that name
+# a child's field (the apiserver's) rather than the spec's.
+_SPEC_SOURCES = (
+    ("affinity", "spec.scheduling.affinity"),
+    ("tolerations", "spec.scheduling.tolerations"),
+    ("nodeSelector", "spec.scheduling.nodeSelector"),
+    (".env", "spec.engine.env"),
+    ("env[", "spec.engine.env"),
+)
+
+
 def _apply_hint(exc: ApplyError) -> str:
-    """What to do about a write the API refused, by the object's kind."""
+    """What to do about a write the API refused: the spec field the refused value comes
+    from when the message names a pod-template field it feeds, else by the object's kind."""
+    source = next((spec for part, spec in _SPEC_SOURCES if part in str(exc)), None)
+    if source is not None:
+        return f"the refused value comes from {source}: correct it there"
     if exc.key.kind == "PersistentVolumeClaim":
         return ("the model cache claim cannot take this change (a claim grows only when its "
                 "StorageClass allows volume expansion): set spec.storage.size or spec.model "

@@ -626,7 +626,11 @@ def test_pod_shape_gpus_shm_probes_and_security() -> None:
     sizing = size_deployment(dsd.spec)
     deployment = one(render(dsd, SETTINGS), "Deployment")
     assert deployment["spec"]["strategy"] == {
-        "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+        "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    single_writer = one(render(cr(small(gpu={"type": "H100-80GB", "count": 2}, storage={
+        "accessMode": "ReadWriteOnce"}, autoscaling={"mode": "none"})), SETTINGS), "Deployment")
+    assert single_writer["spec"]["strategy"]["rollingUpdate"] == {
+        "maxSurge": 0, "maxUnavailable": 1}, "a surge pod could not mount the cache"
     pod = deployment["spec"]["template"]["spec"]
     container = engine_container(deployment["spec"]["template"])
     assert container["resources"] == {

@@ -57,6 +57,10 @@ def api_client() -> client.ApiClient:
         config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     else:
         config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    # One pooled connection per thread that may call the API (kopf's sync handler pool,
+    # the child-event timers, the relister): the client's default of 10 drops connections
+    # under load and pays a TLS handshake for each new one.
+    cfg.connection_pool_maxsize = 32
     return client.ApiClient(cfg)
 
 

@@ -3,7 +3,7 @@
 
 from typing import Any, Final, Literal
 
-from ..api import DeepSeekDeployment
+from ..api import SINGLE_WRITER_ACCESS_MODES, DeepSeekDeployment
 from ..catalog import SizingResult, size_deployment
 from .labels import pod_selector_labels
 from .names import workload
@@ -17,6 +17,20 @@ WorkloadKind = Literal["Deployment", "LeaderWorkerSet"]
 ROLLOUT_MARGIN_SECONDS: Final = 300
 """Added to the startup budget for the Deployment's progressDeadlineSeconds (scheduling,
 image pull), so a slow model load is not reported as a failed rollout."""
+
+
+def rolling_update(dsd: DeepSeekDeployment) -> dict[str, int]:
+    """``maxSurge`` / ``maxUnavailable`` of the workload's rolling update.
+
+    Make before break (1 / 0): a new pod must be Ready before an old one goes, so a change
+    the cluster cannot place (a GPU type it lacks, no GPU free) leaves the old pods serving
+    and the rollout waiting, instead of taking a replica down. A single-writer model cache
+    (ReadWriteOnce, ReadWriteOncePod) attaches to one node or pod, where a surge pod could
+    never mount it: then break before make (0 / 1), as the only way to roll.
+    """
+    if dsd.spec.storage.access_mode in SINGLE_WRITER_ACCESS_MODES:
+        return {"maxSurge": 0, "maxUnavailable": 1}
+    return {"maxSurge": 1, "maxUnavailable": 0}
 
 
 def workload_kind(dsd: DeepSeekDeployment, sizing: SizingResult | None = None) -> WorkloadKind:
@@ -67,6 +81,7 @@ def workload_manifest(
             selector=pod_selector_labels(name),
             progress_deadline_seconds=startup_budget_seconds(sizing, settings)
             + ROLLOUT_MARGIN_SECONDS,
+            rolling_update=rolling_update(dsd),
             pod_template=pod_template(dsd, sizing, settings, source, "single", runtime),
         )
     return render_manifest(
@@ -74,6 +89,7 @@ def workload_manifest(
         name=name,
         replicas=replicas,
         size=sizing.nodes_per_replica,
+        rolling_update=rolling_update(dsd),
         leader_template=pod_template(dsd, sizing, settings, source, "leader", runtime),
         worker_template=pod_template(dsd, sizing, settings, source, "worker", runtime),
     )

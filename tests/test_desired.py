@@ -184,3 +184,42 @@ def test_a_bound_claim_with_another_class_is_kept_and_the_way_out_named() -> Non
         "storageClassName (fast-ssd -> standard) after creation: set spec.storage back, or "
         "delete the claim (the operator creates it as the spec asks and downloads the "
         "weights again)")
+
+
+def _owned_class(claim: dict[str, Any]) -> dict[str, Any]:
+    claim["metadata"]["managedFields"] = [{"manager": "deepseek-operator", "operation": "Apply",
+                                           "fieldsV1": {"f:spec": {"f:storageClassName": {}}}}]
+    return claim
+
+
+def test_back_to_the_default_class_replaces_a_claim_that_never_bound() -> None:
+    observed = {ObjectKey.of(o): o for o in [
+        _owned_class(_claim(_with_class(SMALL, "nope"), phase="Pending"))]}
+    state = desired_state(_dsd(SMALL), _rendered(SMALL), observed,
+                          served=lambda api_version, kind: True, field_manager="deepseek-operator")
+    assert "PersistentVolumeClaim" not in [o["kind"] for o in state.objects]
+    assert next(iter(observed)) not in state.keep
+
+
+def test_a_default_class_filled_in_by_the_cluster_is_no_change() -> None:
+    pending = _claim(_with_class(SMALL, "standard"), phase="Pending")  # set by admission
+    observed = {ObjectKey.of(pending): pending}
+    state = desired_state(_dsd(SMALL), _rendered(SMALL), observed,
+                          served=lambda api_version, kind: True, field_manager="deepseek-operator")
+    assert "PersistentVolumeClaim" in [o["kind"] for o in state.objects]
+    bound = _owned_class(_claim(_with_class(SMALL, "nope")))
+    observed = {ObjectKey.of(bound): bound}
+    state = desired_state(_dsd(SMALL), _rendered(SMALL), observed,
+                          served=lambda api_version, kind: True, field_manager="deepseek-operator")
+    claim = next(o for o in state.objects if o["kind"] == "PersistentVolumeClaim")
+    assert claim["spec"]["storageClassName"] == "nope", "a bound claim keeps its class"
+    assert state.claim_conflict is None
+
+
+def test_a_claim_being_deleted_takes_its_download_job_along() -> None:
+    claim = _claim(SMALL)
+    claim["metadata"]["deletionTimestamp"] = "2026-01-01T00:01:00Z"
+    observed = {ObjectKey.of(o): o for o in [claim, _job(SMALL, done=True)]}
+    state = desired_state(_dsd(SMALL), _rendered(SMALL), observed,
+                          served=lambda api_version, kind: True)
+    assert "Job" not in [o["kind"] for o in state.objects]

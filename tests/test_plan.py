@@ -118,3 +118,15 @@ def test_removed_fields_follows_maps_only() -> None:
         "f:containers": containers}}}, ".": {}}
     desired = {"spec": {"template": {"spec": {"containers": [{"name": "engine"}]}}}}
     assert removed_fields(desired, owned) == ["spec.replicas"]
+
+
+def test_named_lists_are_keyed_by_name_as_server_side_apply_merges_them() -> None:
+    desired = {"env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]}
+    # Another manager's variable stays (an apply would not remove it): not drift.
+    assert is_subset(desired, {"env": [{"name": "B", "value": "2"}, {"name": "X", "value": "x"},
+                                       {"name": "A", "value": "1"}]})
+    assert differences(desired, {"env": [{"name": "A", "value": "1"},
+                                         {"name": "X", "value": "x"}]}) == ["env[1]"]
+    assert differences(desired, {"env": [{"name": "A", "value": "9"},
+                                         {"name": "B", "value": "2"}]}) == ["env[0].value"]
+    assert not is_subset(desired, {"env": "not a list"})

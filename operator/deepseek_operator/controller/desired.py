@@ -23,9 +23,13 @@ observed children, and the executor makes the writes. The rules:
    the new one has all its replicas ready (make before break); when the new kind is not
    served at all, the old workload is kept untouched.
 8. **Replace an empty claim, never a filled one**: a claim's storage class and access
-   modes cannot change after creation. When the spec asks for others, a claim that never
-   bound (it holds no data) is deleted, and the next reconcile creates it as asked; a
-   Bound claim is left as it is, and ``claim_conflict`` says what to do.
+   modes cannot change after creation. When the spec asks for others (or for the cluster
+   default class after a named one), a claim that never bound (it holds no data) is
+   deleted, and the next reconcile creates it as asked; a Bound claim is left as it is,
+   and ``claim_conflict`` says what to do (a Bound claim keeps its class when the spec
+   leaves the class to the default).
+9. **A claim being deleted takes its download Job along**: the Job's finished pod would
+   hold the claim forever (PVC protection); the Job comes back with the new claim.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from typing import Any
 from deepseek_operator.api.resource import DeepSeekDeployment
 from deepseek_operator.api.spec import SINGLE_WRITER_ACCESS_MODES
 from deepseek_operator.catalog import checkpoint_bytes
+from deepseek_operator.controller.diff import owned_fields
 from deepseek_operator.controller.plan import ObjectKey
 from deepseek_operator.controller.predicates import (
     claim_bound,
@@ -80,12 +85,14 @@ def child(observed: Children, kind: str, name: str) -> dict[str, Any] | None:
 
 def desired_state(dsd: DeepSeekDeployment, rendered: list[dict[str, Any]],
                   observed: Children, *, served: Callable[[str, str], bool],
-                  given_claim: Mapping[str, Any] | None = None) -> DesiredState:
+                  given_claim: Mapping[str, Any] | None = None,
+                  field_manager: str = "") -> DesiredState:
     """Apply the rules of this module to ``rendered`` (``render(dsd, settings)``).
 
     ``observed``: the live children by key. ``served(apiVersion, kind)``: whether the
     cluster serves a kind. ``given_claim``: the claim named by storage.existingClaim or a
     pvc:// uri (not a child: the operator never writes it), None otherwise or when absent.
+    ``field_manager``: the operator's, to tell a claim's class it set from a default.
     """
     missing = sorted({f"{o['kind']} ({o['apiVersion']})" for o in rendered
                       if not served(o["apiVersion"], o["kind"])})
@@ -102,10 +109,18 @@ def desired_state(dsd: DeepSeekDeployment, rendered: list[dict[str, Any]],
     objects = _hold_download_until_the_claim_fits(dsd, objects, observed, job_name,
                                                   claim or given_claim)
     keep = [k for k in observed if k.kind == "PersistentVolumeClaim"]
+    if claim is not None and claim["metadata"].get("deletionTimestamp"):
+        # Rule 9: the claim is being deleted (by hand, to start over): its download Job's
+        # finished pod would hold it forever (PVC protection), so the Job goes too and
+        # comes back with the new claim.
+        objects = [o for o in objects if o["kind"] != "Job"]
     conflict = None
     rendered_claim = next((o for o in objects if o["kind"] == "PersistentVolumeClaim"), None)
     if rendered_claim is not None and claim is not None:
-        changes = immutable_claim_changes(rendered_claim, claim)
+        rendered_claim = _keep_bound_default_class(rendered_claim, claim)
+        objects = [rendered_claim if o["kind"] == "PersistentVolumeClaim" else o
+                   for o in objects]
+        changes = immutable_claim_changes(rendered_claim, claim, field_manager)
         if changes and not claim_bound(claim):
             # Rule 8: it never bound, so it holds nothing: the plan deletes it, the deletion's
             # event brings the next reconcile, which creates it as the spec asks.
@@ -124,17 +139,37 @@ def desired_state(dsd: DeepSeekDeployment, rendered: list[dict[str, Any]],
                         claim_conflict=conflict)
 
 
-def immutable_claim_changes(desired: Mapping[str, Any], live: Mapping[str, Any]) -> list[str]:
+def immutable_claim_changes(desired: Mapping[str, Any], live: Mapping[str, Any],
+                            field_manager: str) -> list[str]:
     """The immutable fields of a claim that ``desired`` sets to other values than ``live``
-    has, each as ``"storageClassName (fast-ssd -> standard)"``. A field the desired claim
-    leaves out (the cluster's default class) is no change."""
+    has, each as ``"storageClassName (fast-ssd -> standard)"``; a class the desired claim
+    leaves out is ``the cluster default``."""
     changes = []
     for field_name in ("storageClassName", "accessModes"):
         wanted = (desired.get("spec") or {}).get(field_name)
         have = (live.get("spec") or {}).get(field_name)
-        if wanted is not None and have is not None and wanted != have:
+        if wanted is None and field_name == "storageClassName" and have is not None:
+            # A class the admission plugin filled in is the default already; one the
+            # operator set (its field manager owns it) was the spec's, now dropped.
+            if "f:storageClassName" in owned_fields(dict(live), field_manager).get(
+                    "f:spec", {}):
+                changes.append(f"storageClassName ({have} -> the cluster default)")
+        elif wanted is not None and have is not None and wanted != have:
             changes.append(f"{field_name} ({_words(have)} -> {_words(wanted)})")
     return changes
+
+
+def _keep_bound_default_class(desired: dict[str, Any],
+                              live: Mapping[str, Any]) -> dict[str, Any]:
+    """A desired claim that leaves the class to the cluster default, for a Bound claim
+    that has a class: a copy that keeps the live class (the default was filled in when it
+    bound, or the spec asked for it before; a claim cannot change class either way)."""
+    have = (live.get("spec") or {}).get("storageClassName")
+    if "storageClassName" in desired["spec"] or have is None or not claim_bound(live):
+        return desired
+    kept = copy.deepcopy(desired)
+    kept["spec"]["storageClassName"] = have
+    return kept
 
 
 def _words(value: Any) -> str:

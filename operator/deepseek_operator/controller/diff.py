@@ -3,8 +3,11 @@
 Server-side apply of an unchanged object is still a write request, so the reconciler asks
 first: does every field we want appear, with the same value, in the live object? Fields the
 API server or another controller added (defaults, status, other managers' fields) are
-ignored. Lists must match element for element, because we own whole lists (containers,
-args, env) and an extra element added by hand is drift.
+ignored. Lists of named objects (containers, env, volumes, ports) are keyed by name, as
+server-side apply merges them: each wanted element must be there as wanted, and an element
+another field manager added stays its own (an apply would not remove it, so counting it as
+drift would apply again and again). Other lists (args, command) must match element for
+element.
 
 The other direction matters too: a field the operator applied before and no longer wants
 (the owner reference of a cache that is now retained, `replicas` once an HPA owns them)
@@ -19,16 +22,32 @@ from typing import Any
 from deepseek_operator.controller.quantity import same_quantity
 
 
+def _named(items: list[Any]) -> bool:
+    """True for a non-empty list of objects that all have a ``name`` (an associative list
+    keyed by name for server-side apply)."""
+    return bool(items) and all(isinstance(i, dict) and "name" in i for i in items)
+
+
+def _by_name(live: list[Any]) -> dict[Any, Any]:
+    return {i.get("name"): i for i in live if isinstance(i, dict)}
+
+
 def is_subset(desired: Any, live: Any) -> bool:
     """True when ``desired`` is contained in ``live``.
 
-    Dicts: every desired key is in live with a contained value. Lists: same length and each
-    element contained in the element at the same index. Scalars: equal, where a quantity
-    string (``"100Gi"``, ``"1000m"``) equals its canonical form as the API server writes it.
+    Dicts: every desired key is in live with a contained value. Lists of named objects:
+    every desired element contained in the live element of the same name. Other lists:
+    same length and each element contained in the element at the same index. Scalars:
+    equal, where a quantity string (``"100Gi"``, ``"1000m"``) equals its canonical form as
+    the API server writes it.
     """
     if isinstance(desired, dict):
         return isinstance(live, dict) and all(
             key in live and is_subset(value, live[key]) for key, value in desired.items())
+    if isinstance(desired, list) and _named(desired):
+        named = _by_name(live) if isinstance(live, list) else {}
+        return isinstance(live, list) and all(
+            d["name"] in named and is_subset(d, named[d["name"]]) for d in desired)
     if isinstance(desired, list):
         return (isinstance(live, list) and len(desired) == len(live)
                 and all(is_subset(d, v) for d, v in zip(desired, live, strict=True)))
@@ -52,6 +71,17 @@ def differences(desired: Any, live: Any, path: str = "") -> list[str]:
                 out.append(sub)
             else:
                 out.extend(differences(value, live[key], sub))
+        return out
+    if isinstance(desired, list) and _named(desired):
+        if not isinstance(live, list):
+            return [path]
+        named = _by_name(live)
+        out = []
+        for i, d in enumerate(desired):
+            if d["name"] not in named:
+                out.append(f"{path}[{i}]")
+            else:
+                out.extend(differences(d, named[d["name"]], f"{path}[{i}]"))
         return out
     if isinstance(desired, list):
         if not isinstance(live, list) or len(desired) != len(live):

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deepseek_operator.api.conditions import (
+    REASON_API_NOT_INSTALLED,
     REASON_APPLY_FAILED,
     REASON_CLAIM_IMMUTABLE,
     REASON_INVALID_SPEC,
@@ -38,12 +39,13 @@ from deepseek_operator.controller.desired import DesiredState, child, desired_st
 from deepseek_operator.controller.plan import ObjectKey, Plan, calculate_plan
 from deepseek_operator.controller.predicates import job_finished
 from deepseek_operator.controller.status import (
+    WAITING_FOR_API,
     WAITING_FOR_OBJECT,
     WAITING_FOR_SPEC,
     Observed,
     compute_status,
+    missing_apis_message,
     stalled_status,
-    with_missing_apis,
 )
 from deepseek_operator.render import (
     WORKLOAD_API_VERSIONS,
@@ -206,9 +208,14 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
     given_claim = None if creates_model_cache(dsd) else cluster.read(
         ObjectKey("v1", "PersistentVolumeClaim", ctx.namespace, names.model_cache_claim(dsd)))
     state = desired_state(dsd, rendered, observed, served=cluster.served,
-                          given_claim=given_claim)
+                          given_claim=given_claim, field_manager=FIELD_MANAGER)
     if state.claim_conflict is not None:
         return _stall(ctx, REASON_CLAIM_IMMUTABLE, state.claim_conflict, WAITING_FOR_OBJECT)
+    if state.missing_apis:
+        # Nothing of a spec the cluster cannot serve is applied: not a larger claim for a
+        # model that will not run, not the removal of the autoscaler it would replace.
+        return _stall(ctx, REASON_API_NOT_INSTALLED, missing_apis_message(state.missing_apis),
+                      WAITING_FOR_API)
     if state.outdated_job is not None:
         log.info("%s/%s: the model cache claim is newer than %s, downloading again",
                  ctx.namespace, ctx.name, state.outdated_job)
@@ -241,9 +248,6 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
                             observed=snapshot, previous=ctx.previous, now=ctx.now,
                             selector=pod_selector(ctx.name), endpoint=endpoint(dsd, settings),
                             base=base)
-    if state.missing_apis:
-        status = with_missing_apis(status, state.missing_apis, previous=ctx.previous,
-                                   now=ctx.now)
     return _finish(ctx.previous, status, writes)
 
 

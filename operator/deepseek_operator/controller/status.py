@@ -21,7 +21,6 @@ from typing import Any, NamedTuple
 from deepseek_operator.api.conditions import (
     REASON_ACCESS_MODE_CONFLICT,
     REASON_ALL_SCHEDULED,
-    REASON_API_NOT_INSTALLED,
     REASON_AUTOSCALER_DISABLED,
     REASON_AUTOSCALER_PENDING,
     REASON_BOUND,
@@ -291,10 +290,12 @@ def _scheduled(obs: Observed, storage: Cond) -> Cond:
         if not cond or cond.get("status") != "False":
             continue
         message = f"pod {pod['metadata']['name']}: {cond.get('message', '')}".strip()
-        if not storage.status and "PersistentVolumeClaim" in message:
-            # The scheduler waits for the claim to bind: normal start-up, not a GPU shortage.
+        if "PersistentVolumeClaim" in message:
+            # The scheduler waits for the claim to bind (its message may outlive the
+            # binding until it tries again): normal start-up, not a GPU shortage.
             return Cond(ConditionType.SCHEDULED, None, REASON_WAITING_FOR_STORAGE,
-                        f"the pods wait for the model cache claim: {storage.message}")
+                        "the pods wait for the model cache claim: "
+                        f"{storage.message if not storage.status else 'it is bound now'}")
         asked = _asked_gpu_labels(pod)
         if asked and "node affinity" in message:
             message += f" (the pods ask for nodes labelled {asked})"
@@ -359,8 +360,15 @@ def _verdict(obs: Observed, storage: Cond, cached: Cond, scheduled: Cond,
         return False, REASON_WORKLOAD_NOT_REPORTED, (
             f"{kind} {name} has no status yet: if this lasts, no {kind} controller is "
             "running (is it installed and healthy?)")
-    reason, message = (REASON_ROLLING_OUT, f"rolling out: {ready}/{want} replicas ready") \
-        if not rolled_out else (REASON_REPLICAS_NOT_READY, f"{ready}/{want} replicas ready")
+    replicas = workload_counts(obs.workload)[0]
+    if rolled_out:
+        reason, message = REASON_REPLICAS_NOT_READY, f"{ready}/{want} replicas ready"
+    elif replicas > want:
+        reason, message = REASON_ROLLING_OUT, (f"scaling down to {want} replicas "
+                                               f"({replicas} exist, {ready} ready)")
+    else:
+        reason, message = REASON_ROLLING_OUT, (f"rolling out: {ready} replicas ready, {want} "
+                                               "wanted on the new spec")
     stuck = stuck_container(obs.pods)
     if stuck is not None:  # say why the replicas do not come up, not only that they don't
         reason, message = stuck[0], f"{message}; {stuck[1]}"
@@ -389,7 +397,7 @@ def compute_status(*, generation: int, mode: str, observed: Observed,
     merged = _merged(conds, prev_conds, generation, now)
     return base.model_copy(update={
         "observed_generation": generation,
-        "phase": phase(merged, ready, observed.desired_replicas, replicas),
+        "phase": phase(merged, ready),
         "conditions": merged,
         "replicas": replicas,
         "ready_replicas": ready,
@@ -399,8 +407,7 @@ def compute_status(*, generation: int, mode: str, observed: Observed,
     })
 
 
-def phase(conditions: list[Condition], ready_replicas: int, desired_replicas: int,
-          replicas: int) -> Phase:
+def phase(conditions: list[Condition], ready_replicas: int) -> Phase:
     """The printer column's one word, from the conditions (first matching row wins):
 
     ======================================================  ===========
@@ -408,11 +415,11 @@ def phase(conditions: list[Condition], ready_replicas: int, desired_replicas: in
     Stalled=True, replicas ready and the weights cached     Degraded
     (the last good version still serves)
     Stalled=True otherwise                                  Failed
+    replicas ready, but not Ready (fewer than desired, a    Degraded
+    rollout or resize under way): serving, not as asked
     StorageReady=False or Scheduled=False                   Pending
     ModelCached=False                                       Downloading
-    some replicas ready but fewer than desired, or more     Degraded
-    replicas than desired (a scale-down in progress)
-    otherwise (pods loading the model, rolling out)         Starting
+    otherwise (pods loading the model)                      Starting
     ======================================================  ===========
     """
     status = {c.type: c.status for c in conditions}
@@ -421,12 +428,12 @@ def phase(conditions: list[Condition], ready_replicas: int, desired_replicas: in
     if status.get(ConditionType.STALLED) == "True":
         serving = ready_replicas > 0 and status.get(ConditionType.MODEL_CACHED) != "False"
         return "Degraded" if serving else "Failed"
+    if ready_replicas > 0:
+        return "Degraded"
     if "False" in (status.get(ConditionType.STORAGE_READY), status.get(ConditionType.SCHEDULED)):
         return "Pending"
     if status.get(ConditionType.MODEL_CACHED) == "False":
         return "Downloading"
-    if 0 < ready_replicas < desired_replicas or (ready_replicas and replicas > desired_replicas):
-        return "Degraded"
     return "Starting"
 
 
@@ -450,8 +457,7 @@ def stalled_status(*, generation: int, reason: str, message: str,
                      generation, now)
     return base.model_copy(update={
         "observed_generation": generation,
-        "phase": phase(merged, base.ready_replicas or 0, base.desired_replicas or 0,
-                       base.replicas or 0),
+        "phase": phase(merged, base.ready_replicas or 0),
         "conditions": merged,
     })
 
@@ -475,17 +481,3 @@ def missing_apis_message(missing: list[str]) -> str:
                   "install its CRD and controller") for m in missing]
     return "; ".join(f"the cluster does not serve {m}: {h}"
                      for m, h in zip(missing, hints, strict=True))
-
-
-def with_missing_apis(status: DeepSeekDeploymentStatus, missing: list[str], *,
-                      previous: DeepSeekDeploymentStatus | None,
-                      now: str) -> DeepSeekDeploymentStatus:
-    """Mark a status Stalled because the cluster does not serve kinds the spec needs.
-
-    Installing the CRD (and its controller) unblocks it; the operator checks again every
-    minute.
-    """
-    return stalled_status(generation=status.observed_generation or 0,
-                          reason=REASON_API_NOT_INSTALLED,
-                          message=missing_apis_message(missing), previous=previous, now=now,
-                          base=status, waiting=WAITING_FOR_API)

@@ -78,6 +78,9 @@ demo: $(STAMP) tools ## The main job: control plane, operator, the sample DeepSe
 bench-autoscaler: $(STAMP) ## Replay a 24 h QPS trace through our policy and the HPA; table, JSON and PNG in e2e/bench/out/
 	$(PY) -m e2e.bench.autoscaler --out e2e/bench/out
 
-.PHONY: bench-reconcile
-bench-reconcile: $(STAMP) tools ## Create BENCH_N (50) DeepSeekDeployments at once on the local control plane; time to all Ready
-	$(PY) -m e2e.bench.reconcile -n $(or $(BENCH_N),50)
+BENCH_SCALE_NS ?= 1,50,200,1000
+BENCH_IDLE_SECONDS ?= 600
+
+.PHONY: bench-scale
+bench-scale: $(STAMP) tools ## N (BENCH_SCALE_NS=1,50,200,1000) DeepSeekDeployments at once vs a kubectl-apply floor; requests, RSS, idle (BENCH_IDLE_SECONDS=600), change latency; JSON and PNG in e2e/bench/out/
+	$(PY) -m e2e.bench.scale --ns $(BENCH_SCALE_NS) --idle-seconds $(BENCH_IDLE_SECONDS) --out e2e/bench/out

@@ -1,1 +1,2 @@
-"""Benchmarks that run without a cluster (``make bench-autoscaler``); outputs go to out/."""
+"""Benchmarks: ``make bench-autoscaler`` (no cluster) and ``make bench-scale`` (the local
+control plane); outputs go to out/."""

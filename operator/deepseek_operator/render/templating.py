@@ -1,6 +1,6 @@
 """The jinja2 environment of the manifest templates, and the one way values enter them.
 
-Templates (package data in `templates/`) produce YAML text that `yaml.safe_load` turns
+Templates (package data in `templates/`) produce YAML text that a safe loader turns
 into a dict. A value reaches YAML only through the `tojson` filter, which writes it as a
 JSON scalar or collection (JSON is YAML), so no user string can add keys, documents or
 anchors. The environment enforces it: an expression without `| tojson` is an error.
@@ -16,6 +16,9 @@ import yaml
 # Characters a YAML parser refuses or reads as line breaks inside a double-quoted scalar
 # (YAML 1.1 "printable" set, which PyYAML enforces): they are written as escapes.
 _YAML_LINE_BREAKS = frozenset("\x85\u2028\u2029")
+# libyaml's parser (in PyYAML's wheels) when present: the same safe constructor and
+# resolver, and the pure-Python parser took most of a reconcile's CPU (make bench-scale).
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class YamlValue(str):
@@ -78,6 +81,7 @@ def environment() -> jinja2.Environment:
     """The shared, immutable environment: StrictUndefined, templates from the package."""
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("deepseek_operator.render", "templates"),
+        auto_reload=False,  # package data never changes under a running process
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
@@ -99,7 +103,7 @@ def render_text(template: str, **context: Any) -> str:
 
 def render_manifest(template: str, **context: Any) -> dict[str, Any]:
     """Render `template` and parse it as one YAML mapping (a Kubernetes manifest)."""
-    obj = yaml.safe_load(render_text(template, **context))
+    obj = yaml.load(render_text(template, **context), Loader=_SAFE_LOADER)
     if not isinstance(obj, dict):
         raise TypeError(f"template {template} did not produce a mapping")
     return obj

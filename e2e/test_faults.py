@@ -32,10 +32,9 @@ from deepseek_operator.render import DEPLOYMENT_LABEL, MANAGED_BY_LABEL, MANAGED
 from e2e.cluster import controlplane, paths, pki
 from e2e.kube import wait_for
 from e2e.operator_process import OperatorProcess
-from e2e.test_controller import (  # noqa: F401  (extra_gpu_nodes is a fixture)
+from e2e.test_controller import (
     create,
-    extra_gpu_nodes,
-    get,
+    extra_gpu_nodes,  # noqa: F401  (a fixture)
     small_model,
     utc_now,
 )

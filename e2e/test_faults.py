@@ -290,7 +290,7 @@ def test_expired_watches_relist_and_repair_the_gap(
     restarted (its watch cache starts anew); a child deleted and another changed by hand;
     etcd compacted to its current revision. So every watch resumed from an old
     resourceVersion gets 410 Gone and kopf re-lists. Continued, the operator must recreate
-    the deleted Service and revert the changed ConfigMap (timeout 30 s)."""
+    the deleted Service and revert the changed ConfigMap (timeout 20 s)."""
     create(dsd_api, namespace, _ready_small("gap"))
     wait_converged(kube, dsd_api, namespace, {"gap": NONE_CHILDREN}, {"gap": MAX_MODEL_LEN},
                    timeout=90)
@@ -320,7 +320,7 @@ def test_expired_watches_relist_and_repair_the_gap(
             data.get("runtime.yaml") != "changed in the gap"
 
     try:
-        wait_for("the Service recreated and the ConfigMap reverted", repaired, 30)
+        wait_for("the Service recreated and the ConfigMap reverted", repaired, 20)
     finally:
         log = frozen.log_path.read_bytes()[log_before:].decode(errors="replace")
         restarts = log.count("Restarting the watch-stream")

@@ -322,9 +322,10 @@ def down() -> None:
 
 
 def restart(component: str, timeout: float = 90.0) -> float:
-    """Restart ``etcd`` or ``kube-apiserver`` of the running control plane with the same
-    command line (ports, certificates, data directory), as a crash and restart would, and
-    wait until the apiserver is ready again; returns the seconds it was unavailable.
+    """Kill ``etcd`` or ``kube-apiserver`` of the running control plane as a crash would
+    (no graceful shutdown), start it again with the same command line (ports,
+    certificates, data directory) and wait until the apiserver is ready again; returns the
+    seconds it was unavailable.
 
     Raises RuntimeError or TimeoutError (with the component's log tail) when it does not
     come back.
@@ -335,7 +336,7 @@ def restart(component: str, timeout: float = 90.0) -> float:
     assert ep is not None, "no control plane is running"
     binaries = build.build_all()
     started = time.monotonic()
-    processes.restart(component)
+    processes.restart(component, grace_seconds=0.0)
     if component == "etcd":
         _wait("etcd health", lambda: _http_ok(f"http://127.0.0.1:{ep.etcd_client}/health"),
               timeout, "etcd")

@@ -466,7 +466,7 @@ def test_pod_monitor_once_the_prometheus_operator_is_installed(
         assert isinstance(found, dict)
         return found
 
-    # The operator rechecks which APIs the cluster serves every 20 s and resyncs every 60 s.
+    # The operator looks the kinds up again when a CRD of a child kind is installed.
     monitor = wait_for("the PodMonitor", pod_monitor, 120)
     obj = wait_condition(dsd_api, namespace, "scraped", "Ready", "True", 90)
     assert [o["uid"] for o in monitor["metadata"]["ownerReferences"]] == [obj["metadata"]["uid"]]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client
+from kubernetes.client import ApiException
 
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
 from deepseek_operator.controller.cache import ChildCache
@@ -149,3 +150,54 @@ def test_a_job_whose_template_changed_is_recreated(kube: client.ApiClient,
 
     live = wait_for("the new Job", replaced, 30)
     assert live["spec"]["template"]["spec"]["containers"][0]["command"] == ["false"]
+
+
+def test_any_unicode_in_a_value_reaches_the_children(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    """A character outside the Basic Multilingual Plane (the client would send it as a
+    JSON surrogate pair, which the apiserver's apply decoder refuses)."""
+    create(dsd_api, namespace, small_model("emoji", engine={"env": [
+        {"name": "GREETING", "value": "hello \U0001f600 \u4f60\u597d"}]}))
+    wait_condition(dsd_api, namespace, "emoji", "Ready", "True", timeout=90)
+    env = client.AppsV1Api(kube).read_namespaced_deployment(
+        "emoji", namespace).spec.template.spec.containers[0].env
+    assert "hello \U0001f600 \u4f60\u597d" in [e.value for e in env]
+
+
+def test_free_form_values_kubernetes_refuses_stall_naming_the_spec_field(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    """An unknown key in spec.scheduling.affinity (server-side apply answers 500 for it)
+    and a fraction where Kubernetes wants an integer: Stalled, naming the spec's field,
+    instead of retries forever."""
+    create(dsd_api, namespace, small_model("typo", scheduling={"affinity": {
+        "nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecutionn": []}}}))
+    typo = condition(wait_condition(dsd_api, namespace, "typo", "Stalled", "True"), "Stalled")
+    assert typo["reason"] == "ApplyFailed"
+    assert "comes from spec.scheduling.affinity" in typo["message"]
+    create(dsd_api, namespace, small_model("fraction", scheduling={"affinity": {
+        "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 1.5, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname"}}]}}}))
+    fraction = condition(wait_condition(dsd_api, namespace, "fraction", "Stalled", "True"),
+                         "Stalled")
+    assert fraction["reason"] == "InvalidSpec"
+    assert ("spec.scheduling.affinity.podAntiAffinity."
+            "preferredDuringSchedulingIgnoredDuringExecution[0].weight") in fraction["message"]
+
+
+def test_typed_env_sources_and_tolerations_are_checked_by_the_apiserver(
+        dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    for spec, field in (
+            ({"engine": {"env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s",
+                                                                              "key": "k"},
+                                                             "A": {}}}]}},
+             "spec.engine.env[0].valueFrom"),
+            ({"scheduling": {"tolerations": [{"key": "k", "value": 1.5}]}},
+             "spec.scheduling.tolerations[0].value")):
+        try:  # strict field validation, as kubectl apply does by default
+            dsd_api.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, small_model("refused", **spec),
+                field_validation="Strict")
+        except ApiException as exc:
+            assert exc.status in (400, 422) and field in (exc.body or ""), exc.body
+        else:
+            raise AssertionError(f"{spec} was accepted")

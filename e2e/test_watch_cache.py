@@ -9,6 +9,8 @@ from collections import Counter
 
 from kubernetes import client
 
+from deepseek_operator.controller.cache import ChildCache
+from deepseek_operator.controller.cluster import Cluster
 from e2e.cluster import controlplane, paths
 from e2e.test_controller import create, small_model, utc_now, wait_condition
 
@@ -79,3 +81,21 @@ def test_a_hand_edit_is_repaired_without_reading(
     counts = operator_requests(namespace, since)
     assert counts[("patch", "configmaps")] == 1, counts
     assert not [k for k in counts if k[0] == "list"], counts
+
+
+def test_a_relist_purges_what_no_watch_reported_gone(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    create(dsd_api, namespace, small_model("w3"))
+    wait_condition(dsd_api, namespace, "w3", "Ready", "True", timeout=90)
+    cache = ChildCache()
+    cluster = Cluster(kube, cache)
+    service = kube.sanitize_for_serialization(  # type: ignore[no-untyped-call]
+        client.CoreV1Api(kube).read_namespaced_service("w3", namespace))
+    cache.store({"apiVersion": "v1", "kind": "Service", **service})
+    ghost = {"apiVersion": "v1", "kind": "Service",  # deleted while no watch looked
+             "metadata": {"name": "w3-gone", "namespace": namespace,
+                          "labels": service["metadata"]["labels"]}}
+    cache.store(ghost)
+    lost = cluster.relist()
+    assert (namespace, "w3") in lost
+    assert [k.name for k in cluster.observe((namespace, "w3"))] == ["w3"]

@@ -145,7 +145,9 @@ def test_design_sample_parses_and_round_trips() -> None:
         "service": {"type": "LoadBalancer", "port": 8080},
     }
     dsd = parse_deployment(cr(spec, status={"phase": "Ready", "replicas": 2}))
-    assert dsd.spec.engine.env[1].value_from == {"secretKeyRef": {"name": "s", "key": "k"}}
+    value_from = dsd.spec.engine.env[1].value_from
+    assert value_from is not None
+    assert value_from.model_dump(exclude_none=True) == {"secretKeyRef": {"name": "s", "key": "k"}}
     assert dsd.status.phase == "Ready"
     again = parse_deployment(dsd.model_dump(exclude_none=True))
     assert again == dsd
@@ -274,9 +276,15 @@ def test_wrong_api_version_and_kind() -> None:
             "multiple of perNode",
         ),
         (
-            {**MINIMAL, "engine": {"env": [{"name": "A", "value": "1", "valueFrom": {}}]}},
+            {**MINIMAL, "engine": {"env": [{"name": "A", "value": "1", "valueFrom": {
+                "fieldRef": {"fieldPath": "metadata.name"}}}]}},
             "spec.engine.env[0].valueFrom",
             "not both",
+        ),
+        (
+            {**MINIMAL, "engine": {"env": [{"name": "A", "valueFrom": {}}]}},
+            "spec.engine.env[0].valueFrom",
+            "give exactly one of secretKeyRef",
         ),
     ],
 )

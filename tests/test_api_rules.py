@@ -24,7 +24,10 @@ from deepseek_operator.api import (
     DeepSeekDeployment,
     DeepSeekDeploymentSpec,
     EnvVar,
+    EnvVarSource,
+    FieldRef,
     GPUSpec,
+    KeyRef,
     ModelSpec,
     ObjectMeta,
     PrometheusSpec,
@@ -34,6 +37,9 @@ from deepseek_operator.api import (
 from deepseek_operator.api.rules import SpecModel
 
 ENVIRONMENT = celpy.Environment()
+
+SOURCE = EnvVarSource.model_construct(field_ref=FieldRef.model_construct(
+    field_path="metadata.name"))
 
 
 def cel(rule: str, obj: dict[str, Any]) -> bool:
@@ -187,8 +193,8 @@ def test_storage_rules(
 
 
 @settings(max_examples=20, deadline=None)
-@given(value=st.sampled_from([None, "", "1"]), value_from=st.sampled_from([None, {"x": {}}]))
-def test_env_var_rules(value: str | None, value_from: dict[str, Any] | None) -> None:
+@given(value=st.sampled_from([None, "", "1"]), value_from=st.sampled_from([None, SOURCE]))
+def test_env_var_rules(value: str | None, value_from: EnvVarSource | None) -> None:
     assert_rules_agree(EnvVar.model_construct(name="A", value=value, value_from=value_from))
 
 
@@ -286,7 +292,13 @@ EXAMPLES: dict[type[SpecModel], list[SpecModel]] = {
     ],
     EnvVar: [
         EnvVar.model_construct(name="A", value="1", value_from=None),
-        EnvVar.model_construct(name="A", value="1", value_from={"fieldRef": {}}),
+        EnvVar.model_construct(name="A", value="1", value_from=SOURCE),
+    ],
+    EnvVarSource: [
+        SOURCE,
+        EnvVarSource.model_construct(),
+        EnvVarSource.model_construct(field_ref=SOURCE.field_ref,
+                                     secret_key_ref=KeyRef.model_construct(name="s", key="k")),
     ],
     CustomModelFacts: [
         FACTS,

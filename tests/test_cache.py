@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from deepseek_operator.controller.cache import ChildCache, owner_of
@@ -96,3 +97,17 @@ def test_storage_classes() -> None:
     assert cache.storage_class_exists("standard")
     cache.forget_storage_class("standard")
     assert not cache.storage_class_exists("standard")
+
+
+def test_purge_drops_what_a_fresh_list_missed_but_keeps_newer_arrivals() -> None:
+    cache = ChildCache()
+    cache.store(_obj("Service", "r1"))
+    cache.store(_obj("Service", "r2", owner="r2"))
+    cache.store(_obj("ConfigMap", "r1-rbac"))
+    listed_at = time.monotonic()
+    cache.store(_obj("Service", "r3", owner="r3"))  # arrived while the list ran
+    lost = cache.purge("Service", {ObjectKey("v1", "Service", "ai", "r2")}, listed_at)
+    assert lost == {("ai", "r1")}
+    assert [k.name for k in cache.children(("ai", "r1"))] == ["r1-rbac"], "other kinds stay"
+    assert cache.children(("ai", "r3")), "stored after the list was asked for: kept"
+    assert cache.owner_uids(ObjectKey("v1", "Service", "ai", "r1")) is None

@@ -162,6 +162,10 @@ def test_size_explains_memory_reserved_above_the_sum(capsys: pytest.CaptureFixtu
 @pytest.mark.parametrize(("argv", "message"), [
     (["run", "--metrics-port", "99999"], "argument --metrics-port: 99999 is not a port"),
     (["run", "--metrics-port", "-1"], "argument --metrics-port: -1 is not a port"),
+    (["run", "--relist-seconds", "0"],
+     "argument --relist-seconds: must be a number of seconds > 0, got '0'"),
+    (["run", "--relist-seconds", "soon"],
+     "argument --relist-seconds: not a number of seconds: 'soon'"),
     (["run", "--liveness", "notaurl"], "argument --liveness: 'notaurl' is not an http://"),
 ])
 def test_run_refuses_bad_ports_and_urls_before_starting(

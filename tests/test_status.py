@@ -391,3 +391,30 @@ def test_a_workload_without_status_says_its_controller_may_be_missing() -> None:
     assert ready.message == ("LeaderWorkerSet r1 has no status yet: if this lasts, no "
                              "LeaderWorkerSet controller is running (is it installed and "
                              "healthy?)")
+
+
+def _affinity_pod(message: str) -> dict[str, Any]:
+    pod = _pod("r1-a", None, message)
+    pod["spec"]["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "nvidia.com/gpu.product", "operator": "In", "values": ["NVIDIA-L40S"]},
+            {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}]}}}
+    return pod
+
+
+def test_unschedulable_for_affinity_names_the_gpu_label_asked_for() -> None:
+    message = "0/5 nodes are available: 5 node(s) didn't match Pod's node affinity/selector."
+    status = _compute(Observed(_claim(), _job(), _workload(1, 0), [_affinity_pod(message)], 1))
+    scheduled = next(c for c in status.conditions if c.type == "Scheduled")
+    assert scheduled.reason == "Unschedulable"
+    assert scheduled.message == (f"pod r1-a: {message} (the pods ask for nodes labelled "
+                                 "nvidia.com/gpu.product=NVIDIA-L40S)")
+
+
+def test_waiting_for_the_claim_to_bind_is_not_unschedulable() -> None:
+    message = "0/5 nodes are available: pod has unbound immediate PersistentVolumeClaims."
+    status = _compute(Observed(_claim("Pending"), None, _workload(1, 0),
+                               [_pod("r1-a", None, message)], 1))
+    scheduled = next(c for c in status.conditions if c.type == "Scheduled")
+    assert (scheduled.status, scheduled.reason) == ("Unknown", "WaitingForStorage")
+    assert status.phase == "Pending"

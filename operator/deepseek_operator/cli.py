@@ -342,8 +342,22 @@ def add_run_command(commands: "Subcommands[argparse.ArgumentParser]") -> None:
     parser.add_argument("--metrics-port", type=_port, default=0,
                         help="serve Prometheus metrics on this port (0: off)")
     parser.add_argument("--log-format", choices=["plain", "full", "json"], default="plain")
+    parser.add_argument("--relist-seconds", type=_positive_seconds, default=600.0,
+                        help="list every child kind this often to find objects deleted while "
+                             "a watch was down (default: 600)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.set_defaults(handler=run_run)
+
+
+def _positive_seconds(text: str) -> float:
+    """argparse type: a number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
+    return value
 
 
 def run_run(args: argparse.Namespace) -> int:
@@ -353,7 +367,7 @@ def run_run(args: argparse.Namespace) -> int:
     run_operator(RunOptions(
         namespaces=tuple(args.namespace), peering=args.peering, liveness=args.liveness,
         metrics_port=args.metrics_port, log_format=args.log_format, verbose=args.verbose,
-        priority=args.priority))
+        priority=args.priority, relist_seconds=args.relist_seconds))
     return 0
 
 

@@ -52,6 +52,12 @@ class Resources:
             self._missing_since.pop(key, None)
             return resource
 
+    def recheck(self) -> None:
+        """Forget which kinds were missing, so the next lookup asks discovery again (a CRD
+        was just installed or became Established)."""
+        with self._lock:
+            self._missing_since.clear()
+
     def require(self, api_version: str, kind: str) -> Any:
         """Like ``get``, but raises ResourceNotFoundError naming the kind when not served."""
         resource = self.get(api_version, kind)

@@ -275,6 +275,74 @@ class ModelSpec(SpecModel):
     )
 
 
+class KeyRef(SpecModel):
+    """A key of a Secret or ConfigMap in the deployment's namespace (Kubernetes
+    SecretKeySelector / ConfigMapKeySelector)."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=OPTIONAL_DNS_SUBDOMAIN,
+                      description="Name of the Secret or ConfigMap.")
+    key: str = Field(min_length=1, max_length=253, description="Key in its data.")
+    optional: bool | None = Field(None, description="Start even when it is missing.")
+
+
+class FieldRef(SpecModel):
+    """A field of the pod (Kubernetes ObjectFieldSelector), e.g. metadata.name."""
+
+    field_path: str = Field(alias="fieldPath", min_length=1, max_length=256,
+                            description="Path of the field, e.g. status.podIP.")
+    api_version: str | None = Field(None, alias="apiVersion", max_length=64,
+                                    description="Version of fieldPath's schema (v1).")
+
+
+class ResourceFieldRef(SpecModel):
+    """A resource limit or request of a container (Kubernetes ResourceFieldSelector)."""
+
+    resource: str = Field(min_length=1, max_length=64, description="e.g. limits.memory.")
+    container_name: str | None = Field(None, alias="containerName", max_length=63,
+                                       description="Container; default: the engine.")
+    divisor: str | None = Field(None, max_length=64, pattern=QUANTITY,
+                                description="Unit of the value, a quantity such as 1Mi.")
+
+
+class EnvVarSource(SpecModel):
+    """Where a variable's value comes from (Kubernetes EnvVarSource): exactly one source."""
+
+    secret_key_ref: KeyRef | None = Field(None, alias="secretKeyRef",
+                                          description="A key of a Secret.")
+    config_map_key_ref: KeyRef | None = Field(None, alias="configMapKeyRef",
+                                              description="A key of a ConfigMap.")
+    field_ref: FieldRef | None = Field(None, alias="fieldRef", description="A pod field.")
+    resource_field_ref: ResourceFieldRef | None = Field(
+        None, alias="resourceFieldRef", description="A container resource.")
+
+    cel_rules = (
+        CelRule(
+            rule="[has(self.secretKeyRef), has(self.configMapKeyRef), has(self.fieldRef), "
+                 "has(self.resourceFieldRef)].filter(x, x).size() == 1",
+            message="give exactly one of secretKeyRef, configMapKeyRef, fieldRef, "
+                    "resourceFieldRef",
+            field_path="",
+            check=lambda v: sum(x is not None for x in (
+                v.secret_key_ref, v.config_map_key_ref, v.field_ref,
+                v.resource_field_ref)) == 1,
+        ),
+    )
+
+
+class Toleration(SpecModel):
+    """A taint the serving pods tolerate (Kubernetes Toleration)."""
+
+    key: str | None = Field(None, max_length=316, description="Taint key; empty: any key.")
+    operator: Literal["Exists", "Equal"] | None = Field(
+        None, description="Equal (default) or Exists.")
+    value: str | None = Field(None, max_length=63, description="Taint value (a string).")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        None, description="Taint effect; empty: all effects.")
+    toleration_seconds: int | None = Field(
+        None, alias="tolerationSeconds", ge=0,
+        description="NoExecute only: how long a pod stays after the taint appears, seconds.")
+
+
 class EnvVar(SpecModel):
     """An environment variable of the engine container (Kubernetes EnvVar)."""
 
@@ -282,7 +350,7 @@ class EnvVar(SpecModel):
         min_length=1, max_length=256, pattern=ENV_VAR_NAME, description="Variable name."
     )
     value: str | None = Field(None, max_length=32768, description="Literal value.")
-    value_from: dict[str, Any] | None = Field(
+    value_from: EnvVarSource | None = Field(
         None,
         alias="valueFrom",
         description="Source of the value (Kubernetes EnvVarSource: secretKeyRef, ...).",
@@ -691,7 +759,7 @@ class SchedulingSpec(SpecModel):
     node_selector: dict[str, Annotated[str, Field(max_length=63)]] = Field(
         default={}, alias="nodeSelector", max_length=32, description="Node labels pods require."
     )
-    tolerations: list[dict[str, Any]] = Field(
+    tolerations: list[Toleration] = Field(
         default=[],
         max_length=32,
         description="Kubernetes tolerations, added to the nvidia.com/gpu toleration.",

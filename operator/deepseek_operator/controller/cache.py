@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +52,7 @@ class ChildCache:
     # name the operator is about to create may be taken by an object it does not own.
     _owner_uids: dict[ObjectKey, frozenset[str]] = field(default_factory=dict)
     _storage_classes: set[str] = field(default_factory=set)
+    _stored_at: dict[ObjectKey, float] = field(default_factory=dict)  # time.monotonic()
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def store(self, obj: Mapping[str, Any]) -> None:
@@ -72,6 +74,7 @@ class ChildCache:
             return
         kept = copy.deepcopy(dict(obj))
         with self._lock:
+            self._stored_at[key] = time.monotonic()
             previous = self._owners.get(key)
             if previous is not None and previous != owner:  # its label was changed
                 self._drop(previous, key)
@@ -86,6 +89,7 @@ class ChildCache:
         """Drop one object by key (deleted; a missing one is fine)."""
         with self._lock:
             self._owner_uids.pop(key, None)
+            self._stored_at.pop(key, None)
             owner = self._owners.pop(key, None)
             if owner is not None:
                 self._drop(owner, key)
@@ -112,6 +116,25 @@ class ChildCache:
                 continue
             out[key] = copy.deepcopy(obj)
         return out
+
+    def purge(self, kind: str, present: set[ObjectKey], listed_at: float) -> set[Owner]:
+        """Drop the children of ``kind`` that a fresh list (``present``: every key it
+        returned; ``listed_at``: time.monotonic() when the list was requested) did not
+        return and that were stored before it: objects deleted while a watch was down
+        (after a 410 Gone, kopf lists again but sends no DELETED events). Children stored
+        since arrived through the watch and are kept. Returns the owners that lost one."""
+        lost: set[Owner] = set()
+        with self._lock:
+            stale = [key for key, owner in self._owners.items()
+                     if key.kind == kind and key not in present
+                     and self._stored_at.get(key, 0.0) < listed_at]
+            for key in stale:
+                owner = self._owners.pop(key)
+                self._owner_uids.pop(key, None)
+                self._stored_at.pop(key, None)
+                self._drop(owner, key)
+                lost.add(owner)
+        return lost
 
     def owner_uids(self, key: ObjectKey) -> frozenset[str] | None:
         """The owner-reference uids of the object ``key`` (any object of a child kind, not

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,7 @@ from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
 from deepseek_operator.controller.cache import ChildCache, Owner
 from deepseek_operator.controller.plan import Change, ObjectKey, Plan
 from deepseek_operator.kubeapi import Resources
-from deepseek_operator.render import APPLY_ORDER, CHILD_KINDS
+from deepseek_operator.render import APPLY_ORDER, CHILD_KINDS, MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
 _CHILD_KIND_NAMES = frozenset(c.kind for c in CHILD_KINDS)
 
@@ -42,11 +43,18 @@ def supports_hpa_tolerance(major: str, minor: str) -> bool:
 
 
 class ApplyError(Exception):
-    """An API call for one child failed; the message names the object and the API's reason."""
+    """An API call for one child failed; the message names the object and the API's reason.
+    ``status``: the HTTP status; ``refused``: retrying the same body cannot succeed (a
+    conflict, throttling or an overloaded apiserver can)."""
 
     def __init__(self, key: ObjectKey, verb: str, exc: ApiException) -> None:
         self.key, self.status = key, int(exc.status or 0)
-        super().__init__(f"{verb} {key}: {exc.status} {exc.reason}: {_api_message(exc)}")
+        message = _api_message(exc)
+        # Server-side apply answers 500 for a field the schema does not know (a typo in a
+        # free-form part of the spec): the same body fails every time, so it is a refusal.
+        self.refused = (400 <= self.status < 500 and self.status not in (409, 429)) or (
+            "field not declared in schema" in message)
+        super().__init__(f"{verb} {key}: {exc.status} {exc.reason}: {message}")
 
 
 def _api_message(exc: ApiException) -> str:
@@ -95,13 +103,34 @@ class Cluster:
         return list(self.cache.children(owner, kinds=frozenset({"Pod"}), labels=labels).values())
 
     def read(self, key: ObjectKey) -> dict[str, Any] | None:
-        """One object as a dict, or None when it does not exist."""
+        """One object as a dict from the API, or None when it does not exist (then any
+        cached copy is dropped too)."""
         resource = self.resources.require(key.api_version, key.kind)
         try:
             found = resource.get(name=key.name, namespace=key.namespace or None)
         except NotFoundError:
+            self.cache.forget_key(key)
             return None
         return dict(found.to_dict())
+
+    def relist(self) -> set[Owner]:
+        """List every served child kind (and the operator's pods) cluster-wide by the
+        operator's label and purge the cache of children a watch never reported gone
+        (``ChildCache.purge``). Returns the owners that lost a child, to reconcile them.
+        Raises ApiException when a list fails."""
+        lost: set[Owner] = set()
+        selector = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
+        for api_version, kind in [*((c.api_version, c.kind) for c in CHILD_KINDS),
+                                  ("v1", "Pod")]:
+            resource = self.resources.get(api_version, kind)
+            if resource is None:
+                continue
+            listed_at = time.monotonic()
+            items = resource.get(label_selector=selector).items
+            present = {ObjectKey(api_version, kind, item.metadata.namespace or "",
+                                 item.metadata.name) for item in items}
+            lost |= self.cache.purge(kind, present, listed_at)
+        return lost
 
     def owner_uids(self, key: ObjectKey) -> frozenset[str] | None:
         """The owner-reference uids of the object ``key``, None when it does not exist
@@ -125,18 +154,27 @@ class Cluster:
 
     def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Merge-patch the DeepSeekDeployment's ``.status`` (keys set to None are removed)
-        with field manager ``deepseek-operator``. Raises ApiException."""
-        self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, {"status": status},
-            field_manager=FIELD_MANAGER)
+        with field manager ``deepseek-operator``. A DeepSeekDeployment deleted meanwhile
+        is no error (there is nothing left to report on). Raises ApiException."""
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, {"status": status},
+                field_manager=FIELD_MANAGER)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply one object; returns the object as stored. Raises ApplyError."""
         key = ObjectKey.of(obj)
         resource = self.resources.require(key.api_version, key.kind)
+        # The body goes as UTF-8 JSON text (JSON is YAML): the client would json.dumps a dict
+        # with ASCII escapes, and the apiserver's YAML decoder refuses the surrogate pairs
+        # that a character outside the Basic Multilingual Plane (an emoji) becomes.
+        text = json.dumps(obj, ensure_ascii=False).encode()
         try:
             result = resource.server_side_apply(
-                body=obj, name=key.name, namespace=key.namespace or None,
+                body=text, name=key.name, namespace=key.namespace or None,
                 field_manager=FIELD_MANAGER, force_conflicts=True)
         except ApiException as exc:
             raise ApplyError(key, "applying", exc) from exc

@@ -21,12 +21,16 @@ from deepseek_operator.controller.cache import owner_of
 from deepseek_operator.controller.cluster import ApplyError
 from deepseek_operator.controller.debounce import Debouncer
 from deepseek_operator.controller.reconciler import Reconciler
+from deepseek_operator.controller.resync import Relister
 from deepseek_operator.controller.setup import configure_kopf, make_reconciler
 from deepseek_operator.render import CHILD_KINDS, MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
 # With children read from watches, the resync only covers events a watch never delivered;
 # it uses kopf's copy of the object, so an idle deployment costs no API call.
 SAFETY_RESYNC_SECONDS = 600.0
+# Every child kind is listed once, cluster-wide, this often, to purge what a watch missed
+# (the default; `run --relist-seconds` sets it).
+RELIST_SECONDS = 600.0
 # Child events within this many seconds make one reconcile (controller/debounce.py).
 CHILD_EVENT_DELAY = 0.5
 # The autoscaler timer ticks this often and evaluates when intervalSeconds (>= 5) passed.
@@ -49,6 +53,15 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     memo.reconciler = make_reconciler()
     memo.cache = memo.reconciler.cluster.cache
     memo.child_events = Debouncer(memo.reconciler.trigger, delay_seconds=CHILD_EVENT_DELAY)
+    memo.relister = Relister(memo.reconciler.cluster, memo.child_events.request,
+                             interval_seconds=float(memo.get("relist_seconds", RELIST_SECONDS)))
+    memo.relister.start()
+
+
+@kopf.on.cleanup()
+def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    """Stop the relister's thread."""
+    memo.relister.stop()
 
 
 # backoff: an unexpected error (API hiccup, conflict) is retried after 5 s, not kopf's 60 s.
@@ -113,6 +126,23 @@ async def _on_object_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> N
     owner = owner_of(obj)
     if owner is not None:
         memo.child_events.request(*owner)
+
+
+_CHILD_APIS = {(c.api_version.rpartition("/")[0], c.plural) for c in CHILD_KINDS}
+
+
+@kopf.on.event("apiextensions.k8s.io", "v1", "customresourcedefinitions",
+               id="event-customresourcedefinitions")
+def _on_crd_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """A CRD of a child kind (LeaderWorkerSet, ScaledObject, PodMonitor) was installed or
+    changed: look the kinds up again and reconcile every DeepSeekDeployment, so one that
+    waits for that API (or would get a PodMonitor) does not wait for the resync."""
+    spec = (event["object"].get("spec") or {})
+    if (spec.get("group"), (spec.get("names") or {}).get("plural")) not in _CHILD_APIS:
+        return
+    memo.reconciler.cluster.resources.recheck()
+    for namespace, name in memo.reconciler.known():
+        memo.child_events.request(namespace, name)
 
 
 async def _cache_storage_class(name: str, memo: kopf.Memo, **_: Any) -> None:

@@ -223,7 +223,7 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
     try:
         writes = cluster.execute(plan)
     except ApplyError as exc:
-        if exc.status in (409, 429) or exc.status >= 500:
+        if not exc.refused:
             raise  # a conflict or an overloaded apiserver: retried with backoff
         # The API refuses the write (e.g. a hand edit made the desired object invalid):
         # retrying cannot help, say so instead of reporting the last good state.
@@ -287,19 +287,40 @@ def _foreign_objects(cluster: Cluster, plan: Plan, uid: str) -> list[str]:
     """Objects the plan would create that already exist and are not this custom
     resource's: same name, created by someone else (or one of ours whose labels were
     removed by hand: the owner reference tells them apart). From the cache, which knows
-    every object of a child kind."""
+    every object of a child kind; a conflict it reports is confirmed with one read."""
     found = []
     for change in plan.apply:
         if not change.created:
             continue
         owners = cluster.owner_uids(change.key)
-        if owners is not None and uid not in owners:
+        if owners is None or uid in owners:
+            continue
+        # Rare, and stalls the deployment: confirm with the API (the cache may hold an
+        # object deleted while a watch was down).
+        live = cluster.read(change.key)
+        live_owners = ((live or {}).get("metadata") or {}).get("ownerReferences") or []
+        if live is not None and not any(o.get("uid") == uid for o in live_owners):
             found.append(f"{change.key} exists and is not owned by this DeepSeekDeployment")
     return found
 
 
+# Where fields of the rendered pod template come from in the spec, for messages that name
+# a child's field (the apiserver's) rather than the spec's.
+_SPEC_SOURCES = (
+    ("affinity", "spec.scheduling.affinity"),
+    ("tolerations", "spec.scheduling.tolerations"),
+    ("nodeSelector", "spec.scheduling.nodeSelector"),
+    (".env", "spec.engine.env"),
+    ("env[", "spec.engine.env"),
+)
+
+
 def _apply_hint(exc: ApplyError) -> str:
-    """What to do about a write the API refused, by the object's kind."""
+    """What to do about a write the API refused: the spec field the refused value comes
+    from when the message names a pod-template field it feeds, else by the object's kind."""
+    source = next((spec for part, spec in _SPEC_SOURCES if part in str(exc)), None)
+    if source is not None:
+        return f"the refused value comes from {source}: correct it there"
     if exc.key.kind == "PersistentVolumeClaim":
         return ("the model cache claim cannot take this change (a claim grows only when its "
                 "StorageClass allows volume expansion): set spec.storage.size or spec.model "

@@ -81,6 +81,11 @@ class Reconciler:
             self._latest.pop((namespace, name), None)
         self.autoscaler.forget(namespace, name)
 
+    def known(self) -> list[Key]:
+        """(namespace, name) of every DeepSeekDeployment seen and not forgotten."""
+        with self._guard:
+            return sorted(set(self._slots) | set(self._latest))
+
     def remember(self, body: Mapping[str, Any]) -> None:
         """Keep the latest copy of a DeepSeekDeployment delivered by its watch; reconciles
         triggered without a body (child events) start from it instead of an API read."""

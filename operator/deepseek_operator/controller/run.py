@@ -21,6 +21,8 @@ class RunOptions:
     ``log_format``: plain, full or json. ``verbose``: debug logging. ``priority``: kopf
     peering priority; None = the start time in milliseconds, so of several replicas the
     newest is active (kopf pauses every replica when two share a priority).
+    ``relist_seconds``: how often every child kind is listed to purge what a watch missed
+    (controller/resync.py).
     """
 
     namespaces: tuple[str, ...] = ()
@@ -30,6 +32,7 @@ class RunOptions:
     log_format: str = "plain"
     verbose: bool = False
     priority: int | None = None
+    relist_seconds: float = 600.0
 
 
 def default_priority(now: float | None = None) -> int:
@@ -53,4 +56,5 @@ def run_operator(options: RunOptions) -> None:
         peering_name=options.peering or "default",
         priority=default_priority() if options.priority is None else options.priority,
         liveness_endpoint=options.liveness,
+        memo=kopf.Memo(relist_seconds=options.relist_seconds),
     )

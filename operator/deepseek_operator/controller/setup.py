@@ -24,7 +24,6 @@ from deepseek_operator.controller.reconciler import Reconciler
 from deepseek_operator.render import RenderSettings
 
 ANNOTATION_PREFIX = GROUP
-PEERING_ENV = "DEEPSEEK_OPERATOR_PEERING"
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
@@ -45,6 +44,9 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     # Sync handlers still share a bounded thread pool.
     settings.batching.worker_limit = None
     settings.execution.max_workers = 16
+    # A deleted DeepSeekDeployment waits for its timers (autoscaler, resync) to stop; kopf
+    # checks every 60 s by default, which holds the finalizer (and a namespace deletion).
+    settings.background.cancellation_polling = 2
     settings.peering.mandatory = False
 
 

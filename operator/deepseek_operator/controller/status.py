@@ -118,25 +118,25 @@ class Observed:
 def _storage(obs: Observed) -> Cond:
     if obs.storage_class_missing:
         return Cond(ConditionType.STORAGE_READY, False, REASON_STORAGE_CLASS_NOT_FOUND,
-                     f'StorageClass "{obs.storage_class_missing}" does not exist; create it '
-                     "or set spec.storage.storageClassName to an existing class")
+                    f'StorageClass "{obs.storage_class_missing}" does not exist; create it '
+                    "or set spec.storage.storageClassName to an existing class")
     if obs.claim is None:
         return Cond(ConditionType.STORAGE_READY, False, REASON_CLAIM_NOT_FOUND,
-                     f'PersistentVolumeClaim "{obs.claim_name}" does not exist: create it, or '
-                     "fix spec.storage.existingClaim or the pvc:// claim of spec.model.uri"
-                     if obs.claim_name else "the model cache PersistentVolumeClaim does not "
-                     "exist yet")
+                    f'PersistentVolumeClaim "{obs.claim_name}" does not exist: create it, or '
+                    "fix spec.storage.existingClaim or the pvc:// claim of spec.model.uri"
+                    if obs.claim_name else "the model cache PersistentVolumeClaim does not "
+                    "exist yet")
     name = obs.claim["metadata"]["name"]
     if obs.claim["metadata"].get("deletionTimestamp"):
         return Cond(ConditionType.STORAGE_READY, False, REASON_CLAIM_TERMINATING,
-                     f"PersistentVolumeClaim {name} is being deleted: the pods that mount "
-                     "it keep it until they stop; then the operator creates it again and "
-                     "downloads the weights again")
+                    f"PersistentVolumeClaim {name} is being deleted: the pods that mount "
+                    "it keep it until they stop; then the operator creates it again and "
+                    "downloads the weights again")
     phase = (obs.claim.get("status") or {}).get("phase", "Pending")
     if phase == "Bound":
         return _bound_claim(obs, obs.claim)
     return Cond(ConditionType.STORAGE_READY, False, REASON_CLAIM_PENDING,
-                 f"PersistentVolumeClaim {name} is {phase}")
+                f"PersistentVolumeClaim {name} is {phase}")
 
 
 def _bound_claim(obs: Observed, claim: dict[str, Any]) -> Cond:
@@ -147,57 +147,57 @@ def _bound_claim(obs: Observed, claim: dict[str, Any]) -> Cond:
     shortfall = claim_shortfall(claim, obs.download_bytes)
     if shortfall == REASON_CLAIM_RESIZING:
         return Cond(ConditionType.STORAGE_READY, False, REASON_CLAIM_RESIZING,
-                     f"PersistentVolumeClaim {name} is Bound with {capacity} but {requested} "
-                     "is requested: waiting for the volume to be expanded. If it never is "
-                     "(the StorageClass or its CSI driver cannot expand volumes), or the size "
-                     "was a mistake (a claim's request cannot be lowered), delete the claim: "
-                     "the operator creates it at the size the spec asks and downloads again")
+                    f"PersistentVolumeClaim {name} is Bound with {capacity} but {requested} "
+                    "is requested: waiting for the volume to be expanded. If it never is "
+                    "(the StorageClass or its CSI driver cannot expand volumes), or the size "
+                    "was a mistake (a claim's request cannot be lowered), delete the claim: "
+                    "the operator creates it at the size the spec asks and downloads again")
     if shortfall == REASON_CLAIM_TOO_SMALL:
         return Cond(ConditionType.STORAGE_READY, False, REASON_CLAIM_TOO_SMALL,
-                     f"PersistentVolumeClaim {name} holds {capacity}, less than the "
-                     f"{(obs.download_bytes or 0) / 2**30:.1f} GiB the download writes: give "
-                     "a larger claim in spec.storage.existingClaim")
+                    f"PersistentVolumeClaim {name} holds {capacity}, less than the "
+                    f"{(obs.download_bytes or 0) / 2**30:.1f} GiB the download writes: give "
+                    "a larger claim in spec.storage.existingClaim")
     modes = set((claim.get("spec") or {}).get("accessModes") or [])
     if modes and modes <= set(SINGLE_WRITER_ACCESS_MODES) and obs.desired_replicas > 1:
         return Cond(ConditionType.STORAGE_READY, False, REASON_ACCESS_MODE_CONFLICT,
-                     f"PersistentVolumeClaim {name} is {', '.join(sorted(modes))}: pods on "
-                     f"other nodes cannot mount it, and {obs.desired_replicas} replicas are "
-                     "wanted; give a ReadWriteMany claim or use one replica")
+                    f"PersistentVolumeClaim {name} is {', '.join(sorted(modes))}: pods on "
+                    f"other nodes cannot mount it, and {obs.desired_replicas} replicas are "
+                    "wanted; give a ReadWriteMany claim or use one replica")
     return Cond(ConditionType.STORAGE_READY, True, REASON_BOUND,
-                 f"PersistentVolumeClaim {name} is Bound")
+                f"PersistentVolumeClaim {name} is Bound")
 
 
 def _cached(obs: Observed, storage: Cond) -> Cond:
     storage_ok = bool(storage.status)
     if not obs.needs_download:
         return Cond(ConditionType.MODEL_CACHED, storage_ok,
-                     REASON_DOWNLOADED if storage_ok else REASON_WAITING_FOR_STORAGE,
-                     "weights are read from the given claim" if storage_ok else
-                     "waiting for the model cache claim")
+                    REASON_DOWNLOADED if storage_ok else REASON_WAITING_FOR_STORAGE,
+                    "weights are read from the given claim" if storage_ok else
+                    "waiting for the model cache claim")
     if obs.claim is None:
         return Cond(ConditionType.MODEL_CACHED, False, REASON_WAITING_FOR_STORAGE,
-                     "the model cache claim does not exist, so neither do the weights")
+                    "the model cache claim does not exist, so neither do the weights")
     if obs.job is None:
         return Cond(ConditionType.MODEL_CACHED, False, REASON_WAITING_FOR_STORAGE,
-                     "the download Job does not exist yet" if storage_ok else
-                     f"the download waits for the model cache claim: {storage.message}")
+                    "the download Job does not exist yet" if storage_ok else
+                    f"the download waits for the model cache claim: {storage.message}")
     name = obs.job["metadata"]["name"]
     if job_succeeded(obs.job):
         return Cond(ConditionType.MODEL_CACHED, True, REASON_DOWNLOADED,
-                     f"Job {name} filled the model cache")
+                    f"Job {name} filled the model cache")
     failed = job_condition(obs.job, "Failed")
     if failed:
         return Cond(ConditionType.MODEL_CACHED, False, REASON_DOWNLOAD_FAILED,
-                     f"Job {name} failed: {failed.get('reason', '')}: "
-                     f"{failed.get('message', '')}".strip())
+                    f"Job {name} failed: {failed.get('reason', '')}: "
+                    f"{failed.get('message', '')}".strip())
     if not storage_ok:
         return Cond(ConditionType.MODEL_CACHED, False, REASON_WAITING_FOR_STORAGE,
-                     f"Job {name} waits for the model cache claim: {storage.message}")
+                    f"Job {name} waits for the model cache claim: {storage.message}")
     stuck = stuck_container(obs.job_pods)
     if stuck is not None:
         return Cond(ConditionType.MODEL_CACHED, False, stuck[0], f"Job {name}: {stuck[1]}")
     return Cond(ConditionType.MODEL_CACHED, False, REASON_DOWNLOADING,
-                 f"Job {name} is downloading the weights")
+                f"Job {name} is downloading the weights")
 
 
 def autoscaler_condition(mode: str, obs: Observed,
@@ -205,27 +205,27 @@ def autoscaler_condition(mode: str, obs: Observed,
     """AutoscalerReady for modes hpa, keda and none; mode operator keeps the loop's value."""
     if mode == "none":
         return Cond(ConditionType.AUTOSCALER_READY, True, REASON_AUTOSCALER_DISABLED,
-                     "autoscaling.mode is none: replicas follow spec.replicas")
+                    "autoscaling.mode is none: replicas follow spec.replicas")
     if mode == "operator":
         if previous is not None:
             return Cond(ConditionType.AUTOSCALER_READY,
-                         {"True": True, "False": False}.get(previous.status),
-                         previous.reason, previous.message)
+                        {"True": True, "False": False}.get(previous.status),
+                        previous.reason, previous.message)
         return Cond(ConditionType.AUTOSCALER_READY, None, REASON_AUTOSCALER_PENDING,
-                     "the operator's autoscaler has not decided yet")
+                    "the operator's autoscaler has not decided yet")
     if mode == "hpa":
         if obs.autoscaler is None:
             return Cond(ConditionType.AUTOSCALER_READY, False, REASON_HPA_MISSING,
-                         "the HorizontalPodAutoscaler does not exist yet")
+                        "the HorizontalPodAutoscaler does not exist yet")
         for cond in (obs.autoscaler.get("status") or {}).get("conditions") or []:
             if cond.get("status") == "False" and cond.get("type") in (
                     "AbleToScale", "ScalingActive"):
                 return Cond(ConditionType.AUTOSCALER_READY, False,
-                             str(cond.get("reason") or "HorizontalPodAutoscalerInactive"),
-                             f"HorizontalPodAutoscaler: {cond.get('message', '')}"
-                             + _unused(obs))
+                            str(cond.get("reason") or "HorizontalPodAutoscalerInactive"),
+                            f"HorizontalPodAutoscaler: {cond.get('message', '')}"
+                            + _unused(obs))
         return Cond(ConditionType.AUTOSCALER_READY, True, REASON_HPA_OK,
-                     "replicas are owned by the HorizontalPodAutoscaler" + _unused(obs))
+                    "replicas are owned by the HorizontalPodAutoscaler" + _unused(obs))
     if obs.autoscaler is None:
         return Cond(ConditionType.AUTOSCALER_READY, False, REASON_SCALEDOBJECT_MISSING,
                     "the KEDA ScaledObject does not exist (is KEDA installed?)")
@@ -461,7 +461,7 @@ _API_HINTS = {
                        "spans nodes), or lower spec.model.maxModelLen x "
                        "spec.gpu.maxConcurrentSequences (or the quantization) until one "
                        "replica fits one node",
-    "ScaledObject": "install KEDA, or choose autoscaling.mode operator or hpa",
+    "ScaledObject": "install KEDA, or set spec.autoscaling.mode to operator or hpa",
     "PodMonitor": "install the Prometheus Operator",
 }
 

@@ -327,5 +327,5 @@ def _env_var(var: EnvVar) -> dict[str, object]:
     if var.value is not None:
         entry["value"] = var.value
     if var.value_from is not None:
-        entry["valueFrom"] = var.value_from
+        entry["valueFrom"] = var.value_from.model_dump(exclude_none=True)
     return entry

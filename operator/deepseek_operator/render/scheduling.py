@@ -53,6 +53,7 @@ def pod_affinity(dsd: DeepSeekDeployment, sizing: SizingResult) -> dict[str, Any
     else is passed through for the apiserver to validate.
     """
     user = dsd.spec.scheduling.affinity
+    _no_fractions(user, _AFFINITY)
     node = _mapping(user.get("nodeAffinity", {}), f"{_AFFINITY}.nodeAffinity")
     required_path = f"{_AFFINITY}.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
     required = _mapping(node.get("requiredDuringSchedulingIgnoredDuringExecution", {}),
@@ -85,8 +86,24 @@ def pod_affinity(dsd: DeepSeekDeployment, sizing: SizingResult) -> dict[str, Any
 
 def pod_tolerations(dsd: DeepSeekDeployment) -> list[dict[str, Any]]:
     """The nvidia.com/gpu toleration, then spec.scheduling.tolerations (minus a copy of it)."""
-    user = [t for t in dsd.spec.scheduling.tolerations if t != GPU_TOLERATION]
+    user = [t.model_dump(exclude_none=True) for t in dsd.spec.scheduling.tolerations]
+    user = [t for t in user if t != GPU_TOLERATION]
     return [dict(GPU_TOLERATION), *user]
+
+
+def _no_fractions(value: Any, path: str) -> None:
+    """Raise InvalidSpecError naming the first number with a fraction under ``path``: no
+    field of a Kubernetes Affinity takes one (weights are integers, values strings), and
+    the renderer writes only exact values."""
+    if isinstance(value, float):
+        raise InvalidSpecError([FieldIssue(path, f"{value!r} is not a valid value here: "
+                                                 "Kubernetes wants an integer or a string")])
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _no_fractions(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _no_fractions(item, f"{path}[{index}]")
 
 
 def _mapping(value: Any, path: str) -> dict[str, Any]:

@@ -267,30 +267,38 @@ def test_control_plane_restart_mid_reconcile_converges(
 # --- 3. watch streams expired (410 Gone) -------------------------------------------------
 
 
+# The relisting operator's interval (`run --relist-seconds`; 600 s by default).
+RELIST_SECONDS = 5
+
+
 @pytest.fixture
-def frozen(operator: OperatorProcess) -> Iterator[OperatorProcess]:
-    """The session's operator, to be frozen (SIGSTOP) by the test; always continued."""
-    yield operator
-    assert operator.proc is not None
-    os.kill(operator.proc.pid, signal.SIGCONT)
+def frozen(operator: OperatorProcess, tmp_path: Path) -> Iterator[OperatorProcess]:
+    """An operator that relists every RELIST_SECONDS, instead of the session's (restarted
+    afterwards), to be frozen (SIGSTOP) by the test; always continued and stopped."""
+    operator.stop()
+    relisting = OperatorProcess(controlplane.kubeconfig_path("operator"),
+                                tmp_path / "relisting.log",
+                                ["--relist-seconds", str(RELIST_SECONDS)])
+    try:
+        relisting.start()
+        yield relisting
+    finally:
+        if relisting.proc is not None:
+            os.kill(relisting.proc.pid, signal.SIGCONT)
+        relisting.stop()
+        operator.start()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "finding: a child deleted during a watch gap stays in the ChildCache as a ghost. kopf "
-    "gets 410 Gone, re-lists ('Restarting the watch-stream for services.v1') and sends no "
-    "DELETED for objects gone in between, so controller/cache.py keeps the Service; the "
-    "reconcile triggered by the re-listed ConfigMap repairs the ConfigMap only ('updated "
-    "ConfigMap .../gap-runtime (data.runtime.yaml)', no 'created Service') and the Service "
-    "stays missing (the 10-min safety resync reads the same cache). Needs a periodic "
-    "re-list that purges ghosts."))
 def test_expired_watches_relist_and_repair_the_gap(
         kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str,
         frozen: OperatorProcess) -> None:
     """The operator frozen (SIGSTOP: it keeps its watches' resourceVersions); the apiserver
     restarted (its watch cache starts anew); a child deleted and another changed by hand;
     etcd compacted to its current revision. So every watch resumed from an old
-    resourceVersion gets 410 Gone and kopf re-lists. Continued, the operator must recreate
-    the deleted Service and revert the changed ConfigMap (timeout 20 s)."""
+    resourceVersion gets 410 Gone and kopf re-lists, with no DELETED event for the
+    Service. Continued, the operator must recreate the deleted Service (found by its
+    periodic relist, every RELIST_SECONDS here) and revert the changed ConfigMap (from
+    the re-listed object); timeout 30 s."""
     create(dsd_api, namespace, _ready_small("gap"))
     wait_converged(kube, dsd_api, namespace, {"gap": NONE_CHILDREN}, {"gap": MAX_MODEL_LEN},
                    timeout=90)
@@ -307,6 +315,7 @@ def test_expired_watches_relist_and_repair_the_gap(
                                      {"data": {"runtime.yaml": "changed in the gap"}})
     controlplane.compact_etcd()
     os.kill(frozen.proc.pid, signal.SIGCONT)
+    continued = time.monotonic()
 
     def repaired() -> bool:
         data = core.read_namespaced_config_map("gap-runtime", namespace).data or {}
@@ -320,11 +329,12 @@ def test_expired_watches_relist_and_repair_the_gap(
             data.get("runtime.yaml") != "changed in the gap"
 
     try:
-        wait_for("the Service recreated and the ConfigMap reverted", repaired, 20)
+        wait_for("the Service recreated and the ConfigMap reverted", repaired, 30)
     finally:
         log = frozen.log_path.read_bytes()[log_before:].decode(errors="replace")
         restarts = log.count("Restarting the watch-stream")
-        print(f"\nwatch streams restarted after 410 Gone: {restarts}")
+        print(f"\nwatch streams restarted after 410 Gone: {restarts}; repaired "
+              f"{time.monotonic() - continued:.1f}s after the operator was continued")
     assert restarts, "no watch got 410 Gone: the test did not make the gap it is about"
     wait_converged(kube, dsd_api, namespace, {"gap": NONE_CHILDREN}, {"gap": MAX_MODEL_LEN})
 

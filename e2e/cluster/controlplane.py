@@ -321,6 +321,61 @@ def down() -> None:
     shutil.rmtree(paths.state_dir(), ignore_errors=True)
 
 
+def restart(component: str, timeout: float = 90.0) -> float:
+    """Kill ``etcd`` or ``kube-apiserver`` of the running control plane as a crash would
+    (no graceful shutdown), start it again with the same command line (ports,
+    certificates, data directory) and wait until the apiserver is ready again; returns the
+    seconds it was unavailable.
+
+    Raises RuntimeError or TimeoutError (with the component's log tail) when it does not
+    come back.
+    """
+    if component not in ("etcd", "kube-apiserver"):
+        raise ValueError(f"restart supports etcd and kube-apiserver, not {component}")
+    ep = load_endpoints()
+    assert ep is not None, "no control plane is running"
+    binaries = build.build_all()
+    started = time.monotonic()
+    processes.restart(component, grace_seconds=0.0)
+    if component == "etcd":
+        _wait("etcd health", lambda: _http_ok(f"http://127.0.0.1:{ep.etcd_client}/health"),
+              timeout, "etcd")
+    _wait("kube-apiserver /readyz", lambda: apiserver_ready(binaries), timeout,
+          "kube-apiserver")
+    return time.monotonic() - started
+
+
+def _etcd_call(method: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST to etcd's v3 JSON gateway on loopback (e.g. ``kv/range``)."""
+    ep = load_endpoints()
+    assert ep is not None, "no control plane is running"
+    request = urllib.request.Request(f"http://127.0.0.1:{ep.etcd_client}/v3/{method}",
+                                     data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        result: dict[str, Any] = json.loads(resp.read())
+    return result
+
+
+def compact_etcd() -> int:
+    """Compact etcd's history up to its current revision (physically), so that every
+    older resourceVersion is gone from storage; returns that revision."""
+    # A range over the key 0x00 (base64 "AA==") finds nothing but reports the revision.
+    revision = int(_etcd_call("kv/range", {"key": "AA=="})["header"]["revision"])
+    _etcd_call("kv/compaction", {"revision": revision, "physical": True})
+    return revision
+
+
+def client_kubeconfig(identity: pki.ClientIdentity) -> Path:
+    """Issue a client certificate for ``identity`` (signed by the control plane's CA) and
+    write its kubeconfig; returns the kubeconfig's path."""
+    ep = load_endpoints()
+    assert ep is not None, "no control plane is running"
+    pki.issue_client(paths.state_dir() / "pki", identity)
+    _write_kubeconfig(identity.file_stem, ep.server)
+    return kubeconfig_path(identity.file_stem)
+
+
 def status() -> dict[str, Any]:
     """Per-process liveness and apiserver readiness, as a JSON-able dict."""
     procs = {name: {"pid": pid, "alive": processes.alive(pid)}

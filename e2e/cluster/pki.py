@@ -108,3 +108,20 @@ def write_pki(directory: Path) -> None:
     (directory / "sa.key").write_bytes(_pem_key(sa_key))
     (directory / "sa.pub").write_bytes(sa_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+def issue_client(directory: Path, identity: ClientIdentity) -> None:
+    """Write ``<file_stem>.{crt,key}`` for another client identity, signed by the CA that
+    ``write_pki`` made in ``directory`` (e.g. a second operator replica with the operator's
+    user name and one more group, so the audit log tells the replicas apart)."""
+    ca_key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    ca_name = x509.load_pem_x509_certificate((directory / "ca.crt").read_bytes()).subject
+    key = ec.generate_private_key(ec.SECP256R1())
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in identity.groups]
+    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, identity.user))
+    cert = _cert(x509.Name(attrs), ca_name, key.public_key(), ca_key, ca=False,
+                 extensions=[x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH])])
+    (directory / f"{identity.file_stem}.key").write_bytes(_pem_key(key))
+    (directory / f"{identity.file_stem}.crt").write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM))

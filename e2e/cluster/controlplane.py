@@ -29,7 +29,7 @@ from e2e.cluster import build, paths, pki, processes
 from e2e.cluster.build import log
 from e2e.cluster.provisioner import PROVISIONER_NAME
 
-SERVICE_CIDR = "10.0.0.0/24"
+SERVICE_CIDR = "10.0.0.0/16"
 STORAGE_CLASS = "standard"
 OPERATOR_USER = "system:serviceaccount:deepseek-operator-system:deepseek-operator"
 _AUDIT_POLICY = {

@@ -19,7 +19,9 @@ spells the name it gives, and five variants of it are hostile.
 The schema language handled is the structural subset the CRD uses (object, array, string,
 integer, number, boolean; enum, bounds, lengths, pattern, required, maps,
 ``x-kubernetes-preserve-unknown-fields``); `crd.py` refuses anything else when it
-generates the CRD.
+generates the CRD. hypothesis-jsonschema would cover the valid part, but its latest
+release (0.23.1) fails with the hypothesis this project pins (``AttributeError: 'many'
+object has no attribute 'more'``), and it has no notion of hostile values anyway.
 """
 
 from __future__ import annotations
@@ -186,9 +188,11 @@ def schema_at(path: FieldPath, root: dict[str, Any] = SPEC_SCHEMA) -> dict[str, 
 
 def rules_on_the_way(path: FieldPath, root: dict[str, Any] = SPEC_SCHEMA,
                      prefix: FieldPath = ("spec",)) -> list[str]:
-    """Paths a cross-field rule may name instead of ``path``: for each object above the
-    field whose `x-kubernetes-validations` rule reads the part of it that holds the field
-    (``self.<first step towards the field>``), the rule's fieldPath."""
+    """What a refusal by a cross-field rule may name instead of ``path``: for each object
+    above the field whose `x-kubernetes-validations` rule reads the part of it that holds
+    the field (``self.<first step towards the field>``), the rule's fieldPath, and the
+    object itself followed by ``: `` (the apiserver names the object when the rule cannot
+    be evaluated, e.g. on ``-0.0`` where it expects an integer)."""
     found: list[str] = []
     for depth in range(len(path)):
         node = schema_at(path[:depth], root)
@@ -197,7 +201,8 @@ def rules_on_the_way(path: FieldPath, root: dict[str, Any] = SPEC_SCHEMA,
             continue
         for rule in node.get("x-kubernetes-validations") or []:
             if re.search(rf"\bself\.{re.escape(step)}\b", rule["rule"]):
-                found.append(format_path((*prefix, *path[:depth])) + rule.get("fieldPath", ""))
+                owner = format_path((*prefix, *path[:depth]))
+                found += [owner + rule.get("fieldPath", ""), f"{owner}: "]
     return found
 
 

@@ -422,6 +422,9 @@ def report(results: list[Result], seconds: float, timings: dict[str, float],
     }
 
 
+# About 5 minutes on an idle 2-core machine; pyproject's 600 s per test is too tight when
+# the machine is shared.
+@pytest.mark.timeout(900)
 def test_hostile_input_at_scale(kube: client.ApiClient, operator: OperatorProcess,
                                 catalog_gpu_nodes: int) -> None:
     crs = draw_crs(TOTAL)

@@ -445,33 +445,3 @@ def hostile_cr(bases: dict[str, dict[str, Any]]) -> st.SearchStrategy[HostileCR]
         return cr
 
     return st.builds(named, kinds, names)
-
-
-def strings_in(value: Any) -> list[str]:
-    """Every string in a JSON value, map keys included."""
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for key, item in value.items() for s in [key, *strings_in(item)]]
-    if isinstance(value, list):
-        return [s for item in value for s in strings_in(item)]
-    return []
-
-
-def free_form_values(value: Any, node: dict[str, Any] = SPEC_SCHEMA) -> list[Any]:
-    """The non-empty values of ``value`` at the schema's free-form objects
-    (``x-kubernetes-preserve-unknown-fields``): what the apiserver does not check."""
-    if node.get("x-kubernetes-preserve-unknown-fields"):
-        return [value] if value else []
-    if isinstance(value, dict):
-        found = []
-        for key, item in value.items():
-            child = (node.get("properties") or {}).get(key) or (
-                node.get("additionalProperties") if isinstance(
-                    node.get("additionalProperties"), dict) else None)
-            if child is not None:
-                found += free_form_values(item, child)
-        return found
-    if isinstance(value, list) and node.get("type") == "array":
-        return [v for item in value for v in free_form_values(item, node["items"])]
-    return []

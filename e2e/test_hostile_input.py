@@ -17,19 +17,16 @@ Each one must end in one of these ways:
 An accepted CR that is Stalled with InvalidSpec has no children (none was ever valid).
 The operator stays alive (same process) and logs no traceback.
 
-Known operator bugs (``FINDINGS``, each but F3 reproduced by an xfail(strict=True) test
-at the end of this module; F3 only slows the deletion of a batch, see below): a CR that
-runs into one is counted under ``KnownFinding/<id>`` instead of failing the test, and
-the operator's tracebacks they cause are told apart from new ones. When a bug is fixed,
-its xfail test passes, which fails the suite: remove the finding then, and this test
-checks those CRs again.
+Seven operator bugs this test found (F1-F7: a traceback when a deployment is deleted
+mid-reconcile, free-form values that were retried forever or named a child's field, an
+emoji that broke the apply, a hint without its ``spec.`` prefix, a one-minute deletion
+delay) are fixed; each has a regression test at the end of this module.
 
 The CRs go in batches of ``BATCH_SIZE``, one namespace per batch. After its checks a
 batch's namespace is deleted, and its pods and the operator's children must be gone
 before the batch after the next one starts (so at most two batches' objects exist at
-once, and a deletion overlaps the next batch instead of adding to the run time). Its
-DeepSeekDeployments may take up to a minute longer (finding F3), so the test waits for
-every namespace to be gone at the end. Counts per
+once, and a deletion overlaps the next batch instead of adding to the run time); the
+test waits for every namespace to be gone at the end. Counts per
 outcome are printed and written to e2e/bench/out/hostile-input.json.
 """
 
@@ -40,7 +37,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
@@ -58,12 +55,10 @@ from e2e.hostile import (
     REPO,
     HostileCR,
     format_path,
-    free_form_values,
     hostile_cr,
     load_bases,
     rules_on_the_way,
     schema_at,
-    strings_in,
 )
 from e2e.kube import wait_for
 from e2e.operator_process import OperatorProcess
@@ -91,90 +86,13 @@ SPEC_FIELD: Final = re.compile(r"\bspec(?:\.[A-Za-z0-9_]+|\[\d+\])+")
 @dataclass
 class Result:
     """What became of one CR: ``outcome`` (refused, Ready, Stalled/<reason>,
-    Waiting/<reason>, Unsettled/<reason>, KnownFinding/<id>) and ``problem`` ('' when the
-    outcome is fine)."""
+    Waiting/<reason>, Unsettled/<reason>) and ``problem`` ('' when the outcome is fine)."""
 
     name: str
     how: str
     outcome: str
     problem: str = ""
     message: str = ""
-
-
-@dataclass(frozen=True)
-class Finding:
-    """A bug this test found in the operator, not fixed yet (see the module docstring).
-
-    ``matches``: whether a CR's bad outcome is this bug (from the CR and its Result).
-    ``traceback``: text found in the tracebacks it makes the operator log ('' for none).
-    """
-
-    id: str
-    summary: str
-    matches: Callable[[HostileCR, Result], bool]
-    traceback: str = ""
-
-
-def leaves(value: Any) -> list[Any]:
-    """The scalars of a JSON value."""
-    if isinstance(value, dict):
-        return [leaf for item in value.values() for leaf in leaves(item)]
-    if isinstance(value, list):
-        return [leaf for item in value for leaf in leaves(item)]
-    return [value]
-
-
-def _floats_in_free_form(cr: HostileCR) -> bool:
-    return any(isinstance(v, float) for f in free_form_values(cr.spec) for v in leaves(f))
-
-
-def _stalled(result: Result, reason: str, text: str) -> bool:
-    return result.outcome == f"Stalled/{reason}" and text in result.message
-
-
-FINDINGS: Final[tuple[Finding, ...]] = (
-    Finding("F1", "a status write for a DeepSeekDeployment deleted while it was reconciled "
-            "after child events logs a NotFoundException traceback",
-            lambda cr, result: False, traceback="NotFoundException"),
-    Finding("F2", "an unknown key in a free-form field (engine.env[].valueFrom, "
-            "scheduling.tolerations[], scheduling.affinity) makes every apply of the "
-            "Deployment fail with HTTP 500, retried forever: no status, no Stalled, "
-            "tracebacks", lambda cr, result: result.outcome.startswith("Unsettled/") and bool(
-                free_form_values(cr.spec)) and not _floats_in_free_form(cr),
-            traceback="field not declared in schema"),
-    Finding("F3", "deleting a DeepSeekDeployment while its autoscaler or resync timer runs "
-            "waits for kopf's next check of the timer, 60 s later (kopf's default "
-            "settings.background.cancellation_polling): its namespace stays Terminating",
-            lambda cr, result: False),
-    Finding("F4", "a character outside the Basic Multilingual Plane (an emoji) in a string "
-            "copied into a child makes its server-side apply fail (400, invalid Unicode "
-            "escape): Stalled ApplyFailed, naming the child, not the spec field",
-            lambda cr, result: _stalled(result, "ApplyFailed",
-                                        "invalid Unicode character escape") and any(
-                ord(c) > 0xFFFF for s in strings_in(cr.spec) for c in s)),
-    Finding("F5", "Stalled APINotInstalled for mode keda names autoscaling.mode without "
-            "the spec. prefix",
-            lambda cr, result: _stalled(result, "APINotInstalled", "ScaledObject")),
-    Finding("F6", "a float in a free-form field (e.g. a toleration's value: 1.5) makes "
-            "rendering raise TypeError, not InvalidSpecError: the handler fails every 5 s "
-            "forever with a traceback, no status",
-            lambda cr, result: result.outcome.startswith("Unsettled/")
-            and _floats_in_free_form(cr),
-            traceback="format floats as strings before templating"),
-    Finding("F7", "a free-form value the CRD and pydantic accept but Kubernetes refuses "
-            "(env valueFrom {}, a toleration {}) ends Stalled ApplyFailed naming the "
-            "Deployment's field (spec.template.spec.containers[0].env[3].valueFrom), not "
-            "the DeepSeekDeployment's (spec.engine.env[0].valueFrom)",
-            lambda cr, result: _stalled(result, "ApplyFailed", "is invalid: spec.template.")),
-)
-
-
-BY_ID: Final = {finding.id: finding for finding in FINDINGS}
-
-
-def finding_of(cr: HostileCR, result: Result) -> Finding | None:
-    """The known finding that explains a CR's bad outcome, if any."""
-    return next((f for f in FINDINGS if f.matches(cr, result)), None)
 
 
 def draw_crs(n: int) -> list[HostileCR]:
@@ -352,15 +270,12 @@ def wait_emptied(kube: client.ApiClient, namespace: str) -> None:
 def settle(api: client.CustomObjectsApi, namespace: str,
            accepted: dict[str, HostileCR]) -> list[Result]:
     """Poll the namespace's CRs until each accepted one has an outcome, or the batch's
-    time is up (then the rest are Unsettled, a problem). CRs with content in a free-form
-    field are not waited for once the others are done (F2, F6: they never settle). A bad
-    outcome that a known finding explains counts under it."""
+    time is up (then the rest are Unsettled, a problem)."""
     done: dict[str, Result] = {}
     waiting_since: dict[str, float] = {}
     deadline = time.monotonic() + SETTLE_TIMEOUT
     items: dict[str, dict[str, Any]] = {}
-    clean = {name for name, cr in accepted.items() if not free_form_values(cr.spec)}
-    while not clean <= set(done) and time.monotonic() < deadline:
+    while not set(accepted) <= set(done) and time.monotonic() < deadline:
         time.sleep(2)
         listed = api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
         items = {o["metadata"]["name"]: o for o in listed}
@@ -377,34 +292,23 @@ def settle(api: client.CustomObjectsApi, namespace: str,
                 name, cr.describe(), f"Unsettled/{ready.get('reason', 'NoStatus')}",
                 f"neither Ready nor Stalled after {SETTLE_TIMEOUT:.0f}s",
                 ready.get("message", ""))
-        finding = finding_of(cr, done[name])
-        if done[name].problem and finding is not None:
-            done[name].outcome = f"KnownFinding/{finding.id}"
-            done[name].problem = ""
     return list(done.values())
 
 
-def tracebacks(log: str) -> tuple[collections.Counter[str], list[str]]:
-    """The operator's tracebacks in ``log``: how many each finding explains, and the text
-    of the others (each from the line before it, the handler's own message)."""
-    known: collections.Counter[str] = collections.Counter()
-    new: list[str] = []
+def tracebacks(log: str) -> list[str]:
+    """The operator's tracebacks in ``log``, each from the line before it (the handler's
+    own message)."""
+    found = []
     starts = [m.start() for m in re.finditer(r"^Traceback \(most recent call last\):", log,
                                              re.MULTILINE)]
     for start, end in zip(starts, [*starts[1:], len(log)], strict=True):
-        text = log[log.rfind("\n", 0, max(start - 1, 0)) + 1:min(end, start + 6000)]
-        finding = next((f for f in FINDINGS if f.traceback and f.traceback in text), None)
-        if finding is None:
-            new.append(text)
-        else:
-            known[finding.id] += 1
-    return known, new
+        found.append(log[log.rfind("\n", 0, max(start - 1, 0)) + 1:min(end, start + 6000)])
+    return found
 
 
-def report(results: list[Result], seconds: float, timings: dict[str, float],
-           known_tracebacks: collections.Counter[str]) -> dict[str, Any]:
+def report(results: list[Result], seconds: float, timings: dict[str, float]) -> dict[str, Any]:
     """Counts per outcome (and per kind of CR), the run time (and its parts), one example
-    per outcome, the known findings and every problem."""
+    per outcome and every problem."""
     by_outcome = collections.Counter(r.outcome for r in results)
     by_kind = collections.Counter(
         r.how.split()[0].rstrip(",") + (" refused" if r.outcome == "refused" else " accepted")
@@ -414,8 +318,6 @@ def report(results: list[Result], seconds: float, timings: dict[str, float],
         "seconds_by_step": {step: round(t, 1) for step, t in timings.items()},
         "refused": by_outcome["refused"], "accepted": len(results) - by_outcome["refused"],
         "outcomes": dict(sorted(by_outcome.items())), "by_kind": dict(sorted(by_kind.items())),
-        "known_findings": {f.id: f.summary for f in FINDINGS},
-        "operator_tracebacks_by_finding": dict(sorted(known_tracebacks.items())),
         "examples": {outcome: asdict(next(r for r in results if r.outcome == outcome))
                      for outcome in sorted(by_outcome)},
         "problems": [asdict(r) for r in results if r.problem],
@@ -453,8 +355,8 @@ def test_hostile_input_at_scale(kube: client.ApiClient, operator: OperatorProces
     timings["delete"] += time.monotonic() - step
     with operator.log_path.open("rb") as log:
         log.seek(log_offset)
-        known_tracebacks, new_tracebacks = tracebacks(log.read().decode(errors="replace"))
-    summary = report(results, time.monotonic() - started, timings, known_tracebacks)
+        new_tracebacks = tracebacks(log.read().decode(errors="replace"))
+    summary = report(results, time.monotonic() - started, timings)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k not in ("problems", "examples")},
@@ -468,7 +370,7 @@ def test_hostile_input_at_scale(kube: client.ApiClient, operator: OperatorProces
     assert summary["accepted"] >= MIN_ACCEPTED_SHARE * TOTAL, summary["outcomes"]
 
 
-# --- the findings, one CR each ----------------------------------------------------------
+# --- the findings, fixed: one regression test each ----------------------------------------
 
 
 def wait_settled(api: client.CustomObjectsApi, namespace: str, name: str,
@@ -484,7 +386,6 @@ def wait_settled(api: client.CustomObjectsApi, namespace: str, name: str,
     return wait_for(f"{namespace}/{name} Ready or Stalled", check, timeout)
 
 
-@pytest.mark.xfail(strict=True, reason=f"finding F1: {BY_ID['F1'].summary}")
 def test_finding_f1_deleting_deployments_logs_no_traceback(
         kube: client.ApiClient, dsd_api: client.CustomObjectsApi,
         operator: OperatorProcess) -> None:
@@ -507,16 +408,23 @@ def test_finding_f1_deleting_deployments_logs_no_traceback(
     assert "Traceback" not in text, text[text.index("Traceback") - 300:][:3000]
 
 
-@pytest.mark.xfail(strict=True, reason=f"finding F2: {BY_ID['F2'].summary}")
-def test_finding_f2_an_unknown_key_in_value_from_is_named(
+def refusal(api: client.CustomObjectsApi, namespace: str, body: dict[str, Any]) -> str:
+    """The apiserver's message refusing ``body`` (fails the test when it is accepted)."""
+    try:
+        create(api, namespace, body)
+    except ApiException as exc:
+        assert exc.status in (400, 422), exc.body
+        return str(exc.body)
+    raise AssertionError(f"accepted: {body['spec']}")
+
+
+def test_finding_f2_an_unknown_key_in_value_from_is_refused_naming_it(
         dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    """(pruned as unknown, it leaves no source, which the typed EnvVarSource refuses)"""
     body = small_model("f2", engine={"env": [{"name": "A", "valueFrom": {"A": {}}}]})
-    create(dsd_api, namespace, body)
-    stalled = condition(wait_settled(dsd_api, namespace, "f2", 20), "Stalled")
-    assert stalled["status"] == "True" and "spec.engine.env[0].valueFrom" in stalled["message"]
+    assert "spec.engine.env[0].valueFrom" in refusal(dsd_api, namespace, body)
 
 
-@pytest.mark.xfail(strict=True, reason=f"finding F4: {BY_ID['F4'].summary}")
 def test_finding_f4_an_emoji_in_an_env_value_is_served(
         dsd_api: client.CustomObjectsApi, namespace: str) -> None:
     create(dsd_api, namespace, small_model("f4", engine={"env": [
@@ -525,7 +433,6 @@ def test_finding_f4_an_emoji_in_an_env_value_is_served(
     assert condition(obj, "Ready")["status"] == "True", condition(obj, "Ready")
 
 
-@pytest.mark.xfail(strict=True, reason=f"finding F5: {BY_ID['F5'].summary}")
 def test_finding_f5_keda_not_installed_names_the_spec_field(
         dsd_api: client.CustomObjectsApi, namespace: str) -> None:
     create(dsd_api, namespace, small_model("f5", autoscaling={
@@ -535,22 +442,19 @@ def test_finding_f5_keda_not_installed_names_the_spec_field(
     assert names_a_spec_field(stalled["message"]), stalled["message"]
 
 
-@pytest.mark.xfail(strict=True, reason=f"finding F6: {BY_ID['F6'].summary}")
-def test_finding_f6_a_float_in_a_toleration_is_named(
+def test_finding_f6_a_float_in_a_toleration_is_refused_naming_it(
         dsd_api: client.CustomObjectsApi, namespace: str) -> None:
-    create(dsd_api, namespace, small_model("f6", scheduling={"tolerations": [
+    body = small_model("f6", scheduling={"tolerations": [
         {"key": "example.com/pool", "operator": "Equal", "value": 1.5,
-         "effect": "NoSchedule"}]}))
-    stalled = condition(wait_settled(dsd_api, namespace, "f6", 20), "Stalled")
-    assert stalled["status"] == "True" and "spec.scheduling.tolerations[0]" in stalled[
-        "message"], stalled
+         "effect": "NoSchedule"}]})
+    assert "spec.scheduling.tolerations[0].value" in refusal(dsd_api, namespace, body)
 
 
-@pytest.mark.xfail(strict=True, reason=f"finding F7: {BY_ID['F7'].summary}")
-def test_finding_f7_an_empty_value_from_is_named(
+def test_finding_f7_free_form_values_kubernetes_refuses_are_named_in_the_spec(
         dsd_api: client.CustomObjectsApi, namespace: str) -> None:
-    create(dsd_api, namespace, small_model("f7", engine={"env": [
-        {"name": "A", "valueFrom": {}}]}))
-    stalled = condition(wait_settled(dsd_api, namespace, "f7", 60), "Stalled")
-    assert stalled["status"] == "True" and "spec.engine.env[0].valueFrom" in stalled[
-        "message"], stalled
+    body = small_model("f7", engine={"env": [{"name": "A", "valueFrom": {}}]})
+    assert "spec.engine.env[0].valueFrom" in refusal(dsd_api, namespace, body)
+    create(dsd_api, namespace, small_model("f7b", scheduling={"tolerations": [{}]}))
+    stalled = condition(wait_settled(dsd_api, namespace, "f7b", 60), "Stalled")
+    assert stalled["status"] == "True", stalled
+    assert "comes from spec.scheduling.tolerations" in stalled["message"], stalled

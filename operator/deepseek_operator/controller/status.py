@@ -441,7 +441,7 @@ WAITING_FOR_SPEC = ("waiting for a spec change; what the last valid spec created
                     "as it is")
 WAITING_FOR_OBJECT = ("waiting for the object to be fixed or deleted (the operator then "
                       "creates it again) or for a spec change")
-WAITING_FOR_API = ("waiting for the API to be installed (checked every minute) or for a "
+WAITING_FOR_API = ("waiting for the API to be installed (noticed when its CRD appears) or for a "
                    "spec change; what the last servable spec created keeps serving")
 
 

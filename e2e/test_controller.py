@@ -16,7 +16,7 @@ from kubernetes import client
 from kubernetes.client import ApiException
 
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
-from e2e.cluster import build, controlplane, paths
+from e2e.cluster import audit, build, controlplane, paths
 from e2e.kube import wait_for
 from e2e.operator_process import OperatorProcess
 
@@ -82,18 +82,9 @@ def deployment(kube: client.ApiClient, namespace: str, name: str) -> client.V1De
 
 def operator_writes(since: str) -> list[tuple[str, str, str]]:
     """(verb, resource, name) of every write by the operator since an RFC 3339 time."""
-    writes = []
-    audit = paths.state_dir() / "audit.log"
-    for line in audit.read_text().splitlines():
-        entry = json.loads(line)
-        if (entry["user"]["username"] == OPERATOR_USER and entry["stage"] == "ResponseComplete"
-                and entry["verb"] in ("create", "update", "patch", "delete", "deletecollection")
-                and entry["requestReceivedTimestamp"] >= since):
-            ref = entry.get("objectRef") or {}
-            resource = ref.get("resource", "") + (
-                "/" + ref["subresource"] if ref.get("subresource") else "")
-            writes.append((entry["verb"], resource, ref.get("name", "")))
-    return writes
+    return [(e["verb"], audit.resource_of(e), (e.get("objectRef") or {}).get("name", ""))
+            for e in audit.operator_entries(since)
+            if e["verb"] in ("create", "update", "patch", "delete", "deletecollection")]
 
 
 def utc_now() -> str:
@@ -107,14 +98,10 @@ def wait_quiet(namespace: str, quiet_seconds: float = 3, timeout: float = 60) ->
     def quiet() -> str | None:
         since = utc_now()
         time.sleep(quiet_seconds)
-        for line in (paths.state_dir() / "audit.log").read_text().splitlines():
-            entry = json.loads(line)
-            if (entry["user"]["username"] == OPERATOR_USER
-                    and entry["stage"] == "ResponseComplete"
-                    and entry["verb"] in ("create", "update", "patch", "delete")
-                    and (entry.get("objectRef") or {}).get("namespace") == namespace
-                    and entry["requestReceivedTimestamp"] >= since):
-                return None
+        if any(e["verb"] in ("create", "update", "patch", "delete")
+               and (e.get("objectRef") or {}).get("namespace") == namespace
+               for e in audit.operator_entries(since)):
+            return None
         return since
 
     return wait_for(f"the operator quiet in {namespace}", quiet, timeout, interval=0)

@@ -29,7 +29,7 @@ from kubernetes.client import ApiException
 
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
 from deepseek_operator.render import DEPLOYMENT_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE
-from e2e.cluster import controlplane, paths, pki
+from e2e.cluster import audit, controlplane, pki
 from e2e.kube import wait_for
 from e2e.operator_process import OperatorProcess
 from e2e.test_controller import (
@@ -157,19 +157,12 @@ def audit_writes(namespace: str | None, since: str,
     """(verb, resource, name) of the operator's writes (``group``: only by the client
     certificates with this group) since an RFC 3339 time, in ``namespace`` (None: all)."""
     writes = []
-    for line in (paths.state_dir() / "audit.log").read_text().splitlines():
-        entry = json.loads(line)
+    for entry in audit.operator_entries(since):
         ref = entry.get("objectRef") or {}
-        user = entry["user"]
-        if (user["username"] != controlplane.OPERATOR_USER
-                or (group is not None and group not in user.get("groups", []))
-                or entry["stage"] != "ResponseComplete" or entry["verb"] not in WRITE_VERBS
-                or (namespace is not None and ref.get("namespace") != namespace)
-                or entry["requestReceivedTimestamp"] < since):
-            continue
-        resource = ref.get("resource", "") + (
-            "/" + ref["subresource"] if ref.get("subresource") else "")
-        writes.append((entry["verb"], resource, ref.get("name", "")))
+        if (entry["verb"] in WRITE_VERBS
+                and (group is None or group in entry["user"].get("groups", []))
+                and (namespace is None or ref.get("namespace") == namespace)):
+            writes.append((entry["verb"], audit.resource_of(entry), ref.get("name", "")))
     return writes
 
 

@@ -301,7 +301,7 @@ def tracebacks(log: str) -> list[str]:
     found = []
     starts = [m.start() for m in re.finditer(r"^Traceback \(most recent call last\):", log,
                                              re.MULTILINE)]
-    for start, end in zip(starts, [*starts[1:], len(log)], strict=True):
+    for start, end in zip(starts, [*starts[1:], len(log)][:len(starts)], strict=True):
         found.append(log[log.rfind("\n", 0, max(start - 1, 0)) + 1:min(end, start + 6000)])
     return found
 

@@ -3,7 +3,6 @@ a hand edit to a child is repaired from its watch event."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 
@@ -11,7 +10,7 @@ from kubernetes import client
 
 from deepseek_operator.controller.cache import ChildCache
 from deepseek_operator.controller.cluster import Cluster
-from e2e.cluster import controlplane, paths
+from e2e.cluster import audit
 from e2e.test_controller import create, small_model, utc_now, wait_condition
 
 READ_VERBS = ("get", "list")
@@ -22,17 +21,10 @@ def operator_requests(namespace: str, since: str) -> Counter[tuple[str, str]]:
     """(verb, resource) -> count of the operator's requests in ``namespace`` since an RFC
     3339 time, from the apiserver's audit log (watches excluded)."""
     counts: Counter[tuple[str, str]] = Counter()
-    for line in (paths.state_dir() / "audit.log").read_text().splitlines():
-        entry = json.loads(line)
-        ref = entry.get("objectRef") or {}
-        if (entry["user"]["username"] != controlplane.OPERATOR_USER
-                or entry["stage"] != "ResponseComplete" or entry["verb"] == "watch"
-                or ref.get("namespace") != namespace
-                or entry["requestReceivedTimestamp"] < since):
-            continue
-        resource = ref.get("resource", "") + (
-            "/" + ref["subresource"] if ref.get("subresource") else "")
-        counts[(entry["verb"], resource)] += 1
+    for entry in audit.operator_entries(since):
+        if entry["verb"] != "watch" and (entry.get("objectRef") or {}).get(
+                "namespace") == namespace:
+            counts[(entry["verb"], audit.resource_of(entry))] += 1
     return counts
 
 

@@ -37,7 +37,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -45,7 +45,7 @@ import yaml
 from kubernetes import client
 
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
-from e2e.cluster import build, controlplane, paths
+from e2e.cluster import audit, build, controlplane, paths
 from e2e.kube import api_client, wait_for
 from e2e.operator_process import OperatorProcess, install_manifests
 
@@ -87,27 +87,12 @@ def utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
 
 
-def _audit_entries() -> Iterator[dict[str, Any]]:
-    """The operator's audit entries (ResponseComplete), the rotated file first."""
-    state = paths.state_dir()
-    files = [*sorted(state.glob("audit-*.log")), state / "audit.log"]
-    for path in files:
-        with path.open() as f:
-            for line in f:
-                if controlplane.OPERATOR_USER not in line:
-                    continue
-                entry = json.loads(line)
-                if (entry["user"]["username"] == controlplane.OPERATOR_USER
-                        and entry["stage"] == "ResponseComplete"):
-                    yield entry
-
-
 def operator_requests(since: str, until: str) -> collections.Counter[tuple[str, str]]:
     """(verb, resource[/subresource]) -> count of the operator's API requests received in
     [since, until); requests without an object (discovery: /apis, /version) count under
     the resource "(discovery)"."""
     counts: collections.Counter[tuple[str, str]] = collections.Counter()
-    for entry in _audit_entries():
+    for entry in audit.operator_entries():
         if since <= entry["requestReceivedTimestamp"] < until:
             ref = entry.get("objectRef")
             resource = (ref.get("resource", "") + ("/" + ref["subresource"]

@@ -144,7 +144,13 @@ def names_a_spec_field(message: str) -> bool:
 
 def _wanted_paths(cr: HostileCR) -> list[str]:
     assert cr.path is not None
-    return [format_path(("spec", *cr.path)), *rules_on_the_way(cr.path)]
+    # A mutation inside a list element (an env entry) may come with a minimal parent the
+    # generator made, whose other fields can be what the apiserver names: any field of
+    # that element counts.
+    element = next((cr.path[:i + 1] for i in range(len(cr.path) - 1, -1, -1)
+                    if isinstance(cr.path[i], int)), None)
+    within = [format_path(("spec", *element)) + "."] if element is not None else []
+    return [format_path(("spec", *cr.path)), *rules_on_the_way(cr.path), *within]
 
 
 def refusal_problem(cr: HostileCR, message: str) -> str:

@@ -433,7 +433,9 @@ def _what(model: ModelFacts, fmt: WeightFormat) -> str:
 
 
 def _usable(gpu: GPUFacts, usable: float, utilization: float) -> str:
-    return f"{_gib(usable)} usable ({gpu.memory_gib:.1f} GiB x {utilization:.2f})"
+    # A utilization other than the default is named: it may be what does not fit.
+    field = "" if utilization == 0.9 else ", spec.engine.gpuMemoryUtilization"
+    return f"{_gib(usable)} usable ({gpu.memory_gib:.1f} GiB x {utilization:.2f}{field})"
 
 
 def _shortfall(

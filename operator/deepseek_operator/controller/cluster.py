@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ from deepseek_operator.render import APPLY_ORDER, CHILD_KINDS, MANAGED_BY_LABEL,
 _CHILD_KIND_NAMES = frozenset(c.kind for c in CHILD_KINDS)
 
 FIELD_MANAGER = "deepseek-operator"
+_YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff]")
 log = logging.getLogger(__name__)
 
 def supports_hpa_tolerance(major: str, minor: str) -> bool:
@@ -171,7 +173,10 @@ class Cluster:
         # The body goes as UTF-8 JSON text (JSON is YAML): the client would json.dumps a dict
         # with ASCII escapes, and the apiserver's YAML decoder refuses the surrogate pairs
         # that a character outside the Basic Multilingual Plane (an emoji) becomes.
-        text = json.dumps(obj, ensure_ascii=False).encode()
+        # The YAML decoder also refuses C1 control characters and the Unicode line
+        # separators, which JSON leaves raw: escape those (they only occur inside strings).
+        text = _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}",
+                                json.dumps(obj, ensure_ascii=False)).encode()
         try:
             result = resource.server_side_apply(
                 body=text, name=key.name, namespace=key.namespace or None,

@@ -285,6 +285,13 @@ EXAMPLES: dict[type[SpecModel], list[SpecModel]] = {
             bindings=[AccessBinding(role="admin", subjects=[GROUP])],
         ),
     ],
+    Subject: [
+        GROUP,
+        Subject.model_construct(kind="User", name="Jane Doe <jane@example.com>", namespace=""),
+        Subject.model_construct(kind="ServiceAccount", name="ci.bot-1", namespace=""),
+        Subject.model_construct(kind="ServiceAccount", name="CI Bot", namespace=""),
+        Subject.model_construct(kind="ServiceAccount", name="bot-", namespace="team"),
+    ],
     GPUSpec: [
         GPUSpec.model_construct(count=16, per_node=8),
         GPUSpec.model_construct(count=4, per_node=8),

@@ -6,6 +6,7 @@ does, its unit and what the default means. Cross-field rules are `CelRule`s (see
 `rules.py`): the apiserver and pydantic check the same rules.
 """
 
+import re
 from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
@@ -17,6 +18,7 @@ from .patterns import (
     MODEL_NAME,
     MODEL_URI,
     NAME,
+    OPTIONAL_DNS_LABEL,
     OPTIONAL_DNS_SUBDOMAIN,
     PROMETHEUS_URL,
     QUANTITY,
@@ -699,7 +701,26 @@ class Subject(SpecModel):
     namespace: str = Field(
         "",
         max_length=63,
+        pattern=OPTIONAL_DNS_LABEL,
         description="Namespace of a ServiceAccount. Empty means the DeepSeekDeployment's.",
+    )
+
+    # RBAC checks a ServiceAccount subject's name as an object name (DNS subdomain) and
+    # refuses the RoleBinding otherwise; users and groups are free-form strings there.
+    cel_rules = (
+        CelRule(
+            rule=(
+                "self.kind != 'ServiceAccount' || "
+                f"self.name.matches(r'{OPTIONAL_DNS_SUBDOMAIN}')"
+            ),
+            message=(
+                "a ServiceAccount's name is a lower-case DNS subdomain: lower-case letters, "
+                "digits, '-' and '.', starting and ending with a letter or digit"
+            ),
+            field_path=".name",
+            check=lambda s: s.kind != "ServiceAccount"
+            or re.fullmatch(OPTIONAL_DNS_SUBDOMAIN, s.name) is not None,
+        ),
     )
 
 

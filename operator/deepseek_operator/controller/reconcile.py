@@ -308,14 +308,15 @@ def _foreign_objects(cluster: Cluster, plan: Plan, uid: str) -> list[str]:
     return found
 
 
-# Where fields of the rendered pod template come from in the spec, for messages that name
-# a child's field (the apiserver's) rather than the spec's.
+# Where fields of the rendered children (pod template, RoleBinding) come from in the
+# spec, for messages that name a child's field (the apiserver's) rather than the spec's.
 _SPEC_SOURCES = (
     ("affinity", "spec.scheduling.affinity"),
     ("tolerations", "spec.scheduling.tolerations"),
     ("nodeSelector", "spec.scheduling.nodeSelector"),
     (".env", "spec.engine.env"),
     ("env[", "spec.engine.env"),
+    ("subjects[", "spec.access.bindings[].subjects"),
 )
 
 

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from deepseek_operator.controller.cache import ChildCache, owner_of
-from deepseek_operator.controller.plan import ObjectKey
+from deepseek_operator.controller.plan import FIELD_MANAGER, ObjectKey
 from deepseek_operator.render import DEPLOYMENT_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
 
@@ -111,3 +111,21 @@ def test_purge_drops_what_a_fresh_list_missed_but_keeps_newer_arrivals() -> None
     assert [k.name for k in cache.children(("ai", "r1"))] == ["r1-rbac"], "other kinds stay"
     assert cache.children(("ai", "r3")), "stored after the list was asked for: kept"
     assert cache.owner_uids(ObjectKey("v1", "Service", "ai", "r1")) is None
+
+
+def test_only_what_a_reconcile_reads_is_kept() -> None:
+    cache = ChildCache()
+    obj = _obj("Deployment", "r1", api_version="apps/v1")
+    obj["metadata"]["annotations"] = {
+        "kubectl.kubernetes.io/last-applied-configuration": "{...}", "team": "ml"}
+    obj["metadata"]["managedFields"] = [
+        {"manager": FIELD_MANAGER, "operation": "Apply", "fieldsV1": {"f:spec": {}}},
+        {"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": {}},
+        {"manager": "kubectl-edit", "operation": "Update", "fieldsV1": {}},
+    ]
+    cache.store(obj)
+    (kept,) = cache.children(("ai", "r1")).values()
+    assert kept["metadata"]["annotations"] == {"team": "ml"}
+    assert [e["manager"] for e in kept["metadata"]["managedFields"]] == [FIELD_MANAGER]
+    # the caller's object is left as it was
+    assert len(obj["metadata"]["managedFields"]) == 3

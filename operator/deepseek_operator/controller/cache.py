@@ -12,6 +12,10 @@ The executor also stores what the API returned for each write: a reconcile that 
 sees its own writes without waiting for the watch event (which may come later and
 carries the same or a newer state).
 
+Only what a reconcile reads is kept: the managedFields entries of other field managers
+and kubectl's last-applied annotation are dropped (together about half of a typical
+object), which keeps the cache small with thousands of children.
+
 Thread-safe: kopf runs the index handlers, and the Reconciler reads, in worker threads.
 """
 
@@ -24,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from deepseek_operator.controller.plan import ObjectKey
+from deepseek_operator.controller.plan import FIELD_MANAGER, ObjectKey
 from deepseek_operator.render import DEPLOYMENT_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
 Owner = tuple[str, str]  # (namespace, DeepSeekDeployment name)
@@ -39,6 +43,26 @@ def owner_of(obj: Mapping[str, Any]) -> Owner | None:
     if not name or labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE:
         return None
     return meta.get("namespace") or "", name
+
+
+_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def _trimmed(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of ``obj`` without what no reconcile reads: other field managers'
+    managedFields entries (the plan reads only the operator's, controller/diff.py) and
+    kubectl's last-applied-configuration annotation."""
+    kept = copy.deepcopy(dict(obj))
+    meta = kept.get("metadata")
+    if not isinstance(meta, dict):
+        return kept
+    if meta.get("managedFields"):
+        meta["managedFields"] = [entry for entry in meta["managedFields"]
+                                 if entry.get("manager") == FIELD_MANAGER]
+    annotations = meta.get("annotations")
+    if isinstance(annotations, dict) and _LAST_APPLIED in annotations:
+        del annotations[_LAST_APPLIED]
+    return kept
 
 
 @dataclass
@@ -72,7 +96,7 @@ class ChildCache:
                 if previous is not None:
                     self._drop(previous, key)
             return
-        kept = copy.deepcopy(dict(obj))
+        kept = _trimmed(obj)
         with self._lock:
             self._stored_at[key] = time.monotonic()
             previous = self._owners.get(key)

@@ -16,7 +16,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client
 from kubernetes.client import ApiException
@@ -24,13 +24,12 @@ from kubernetes.dynamic.exceptions import NotFoundError
 
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
 from deepseek_operator.controller.cache import ChildCache, Owner
-from deepseek_operator.controller.plan import Change, ObjectKey, Plan
+from deepseek_operator.controller.plan import FIELD_MANAGER, Change, ObjectKey, Plan
 from deepseek_operator.kubeapi import Resources
 from deepseek_operator.render import APPLY_ORDER, CHILD_KINDS, MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
 _CHILD_KIND_NAMES = frozenset(c.kind for c in CHILD_KINDS)
 
-FIELD_MANAGER = "deepseek-operator"
 _YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff]")
 log = logging.getLogger(__name__)
 
@@ -154,17 +153,21 @@ class Cluster:
             raise
         return obj if isinstance(obj, dict) else None
 
-    def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+    def write_status(self, namespace: str, name: str,
+                     status: dict[str, Any]) -> dict[str, Any] | None:
         """Merge-patch the DeepSeekDeployment's ``.status`` (keys set to None are removed)
-        with field manager ``deepseek-operator``. A DeepSeekDeployment deleted meanwhile
-        is no error (there is nothing left to report on). Raises ApiException."""
+        with field manager ``deepseek-operator``; returns the object as stored after the
+        write. A DeepSeekDeployment deleted meanwhile is no error (there is nothing left to
+        report on): None. Raises ApiException."""
         try:
-            self.custom.patch_namespaced_custom_object_status(
+            stored = self.custom.patch_namespaced_custom_object_status(
                 GROUP, VERSION, namespace, PLURAL, name, {"status": status},
                 field_manager=FIELD_MANAGER)
         except ApiException as exc:
             if exc.status != 404:
                 raise
+            return None
+        return cast(dict[str, Any], stored)
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply one object; returns the object as stored. Raises ApplyError."""

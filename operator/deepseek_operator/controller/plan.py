@@ -13,6 +13,9 @@ from typing import Any
 
 from deepseek_operator.controller.diff import differences, owned_fields, removed_fields
 
+FIELD_MANAGER = "deepseek-operator"
+"""The operator's field manager: server-side apply of children and status writes."""
+
 
 @dataclass(frozen=True, order=True)
 class ObjectKey:

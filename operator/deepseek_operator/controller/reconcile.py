@@ -34,9 +34,9 @@ from deepseek_operator.api.errors import InvalidSpecError
 from deepseek_operator.api.resource import DeepSeekDeployment, parse_deployment
 from deepseek_operator.api.status import DeepSeekDeploymentStatus
 from deepseek_operator.catalog import checkpoint_bytes, size_deployment
-from deepseek_operator.controller.cluster import FIELD_MANAGER, ApplyError, Cluster
+from deepseek_operator.controller.cluster import ApplyError, Cluster
 from deepseek_operator.controller.desired import DesiredState, child, desired_state
-from deepseek_operator.controller.plan import ObjectKey, Plan, calculate_plan
+from deepseek_operator.controller.plan import FIELD_MANAGER, ObjectKey, Plan, calculate_plan
 from deepseek_operator.controller.predicates import job_finished
 from deepseek_operator.controller.status import (
     WAITING_FOR_API,

@@ -25,6 +25,7 @@ from deepseek_operator.api.resource import parse_deployment
 from deepseek_operator.autoscaler.loop import Autoscaler, Tick
 from deepseek_operator.controller import metrics
 from deepseek_operator.controller.cluster import Cluster
+from deepseek_operator.controller.diff import is_subset
 from deepseek_operator.controller.reconcile import Outcome, reconcile
 from deepseek_operator.render import RenderSettings
 
@@ -35,8 +36,9 @@ EventSink = Callable[[Mapping[str, Any], str, str, str], None]
 
 
 # How long after the operator wrote an object's status its watch copy (kopf's body, or
-# the latest one remembered) may still be older than that write: within it the object is
-# read from the API. A stale copy would render the autoscaler's previous replica count.
+# the latest one remembered) may still be older than that write: within it a copy that
+# does not show the write is replaced by what the write returned (or read from the API).
+# A stale copy would render the autoscaler's previous replica count.
 FRESH_READ_SECONDS = 5.0
 
 
@@ -45,6 +47,26 @@ class _Slot:
     lock: threading.Lock = field(default_factory=threading.Lock)
     dirty: bool = False
     written_at: float = float("-inf")  # time.monotonic() of our last status write
+    written_patch: dict[str, Any] = field(default_factory=dict)  # what it wrote
+    written_object: dict[str, Any] | None = None  # the object the API returned for it
+
+
+def shows_status_patch(status: Mapping[str, Any] | None, patch: Mapping[str, Any]) -> bool:
+    """True when ``status`` (an object's ``.status``) already holds what the JSON merge
+    patch ``patch`` wrote: every key set to None is absent, dicts hold the patch's keys,
+    other values (lists are merge-patched whole) are contained (``diff.is_subset``)."""
+    status = status or {}
+    for key, value in patch.items():
+        have = status.get(key)
+        if value is None:
+            if have is not None:
+                return False
+        elif isinstance(value, Mapping):
+            if not shows_status_patch(have if isinstance(have, Mapping) else None, value):
+                return False
+        elif not is_subset(value, have):
+            return False
+    return True
 
 
 @dataclass
@@ -95,22 +117,35 @@ class Reconciler:
 
     def _current(self, namespace: str, name: str,
                  given: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
-        """The object to work from: ``given`` (kopf's copy) or the latest watched copy,
-        unless this operator wrote its status so recently that the copy may predate the
-        write; then (or with no copy at all) it is read from the API. None when gone."""
+        """The object to work from: ``given`` (kopf's copy) or the latest watched copy.
+
+        Within FRESH_READ_SECONDS of this operator's last status write, a copy that does
+        not show that write predates it: then the object the write returned is newer (only
+        the operator writes status) and is used instead. With no copy at all, or no
+        returned object, it is read from the API. None when gone.
+        """
         key = (namespace, name)
-        recent = time.monotonic() - self._slot(key).written_at < FRESH_READ_SECONDS
+        slot = self._slot(key)
+        recent = time.monotonic() - slot.written_at < FRESH_READ_SECONDS
         with self._guard:
             copy = dict(given) if given is not None else self._latest.get(key)
-        if copy is not None and not recent:
+            written = slot.written_object
+        if copy is not None and (not recent or shows_status_patch(
+                copy.get("status"), slot.written_patch)):
             return copy
+        if copy is not None and written is not None:
+            return dict(written)
         return self.read(namespace, name)
 
     def _write_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         """The operator's one writer of ``.status`` (merge patch, field manager
-        deepseek-operator)."""
-        self._slot((namespace, name)).written_at = time.monotonic()
-        self.cluster.write_status(namespace, name, patch)
+        deepseek-operator); remembers what it wrote and what the API returned."""
+        slot = self._slot((namespace, name))
+        slot.written_at = time.monotonic()
+        stored = self.cluster.write_status(namespace, name, patch)
+        with self._guard:
+            slot.written_at = time.monotonic()
+            slot.written_patch, slot.written_object = patch, stored
 
     def autoscale(self, namespace: str, name: str, lock_timeout: float = 30.0) -> Tick | None:
         """One evaluation of the operator's autoscaler when ``intervalSeconds`` have passed.

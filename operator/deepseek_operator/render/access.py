@@ -21,7 +21,7 @@ import yaml
 
 from ..api import GROUP, PLURAL, DeepSeekDeployment, Permission, Subject
 from .names import rbac_config_map, role, runtime_config_map, service, service_account
-from .templating import render_manifest
+from .templating import SAFE_DUMPER, render_manifest
 
 RBAC_API_GROUP: Final = "rbac.authorization.k8s.io"
 PERMISSIONS_KEY: Final = "permissions.yaml"
@@ -126,7 +126,7 @@ def permissions_yaml(dsd: DeepSeekDeployment) -> str:
         f"# Access to DeepSeekDeployment {dsd.metadata.namespace}/{dsd.metadata.name}, "
         "rendered by deepseek-operator from spec.access.\n"
     )
-    return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    return header + yaml.dump(document, Dumper=SAFE_DUMPER, sort_keys=False, allow_unicode=True)
 
 
 def rbac_config_map_manifest(dsd: DeepSeekDeployment) -> dict[str, Any]:

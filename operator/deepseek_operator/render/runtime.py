@@ -17,7 +17,7 @@ from .names import runtime_config_map
 from .pod import engine_image
 from .settings import RenderSettings
 from .source import ModelSource
-from .templating import render_manifest
+from .templating import SAFE_DUMPER, render_manifest
 from .workload import workload_kind
 
 RUNTIME_KEY: Final = "runtime.yaml"
@@ -85,7 +85,7 @@ def runtime_config_map_manifest(dsd: DeepSeekDeployment, runtime: dict[str, Any]
     text = (
         f"# Effective configuration of DeepSeekDeployment {dsd.metadata.namespace}/"
         f"{dsd.metadata.name}, rendered by deepseek-operator.\n"
-        + yaml.safe_dump(runtime, sort_keys=False, allow_unicode=True)
+        + yaml.dump(runtime, Dumper=SAFE_DUMPER, sort_keys=False, allow_unicode=True)
     )
     return render_manifest(
         "configmap.yaml.j2", name=runtime_config_map(dsd), data={RUNTIME_KEY: text}

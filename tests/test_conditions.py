@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from deepseek_operator.api.conditions import rfc3339, set_condition
 from deepseek_operator.api.status import Condition, DeepSeekDeploymentStatus
-from deepseek_operator.controller.reconcile import condition_events
+from deepseek_operator.controller.reconcile import condition_events, status_urgent
 
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
 
@@ -65,3 +65,29 @@ def test_progress_is_normal_and_problems_are_warnings() -> None:
     rolling = _status(Ready=("False", "RollingOut"), Stalled=("False", "Reconciled"))
     assert [(e.type, e.reason) for e in condition_events(ready, rolling)] == [
         ("Normal", "RollingOut")]
+
+
+def test_only_what_a_reader_waits_for_is_written_at_once() -> None:
+    pending = _status(Ready=("False", "ClaimPending"), Stalled=("False", "Reconciled"),
+                      StorageReady=("False", "ClaimPending"))
+    pending.observed_generation = 1
+    bound = _status(Ready=("False", "Downloading"), Stalled=("False", "Reconciled"),
+                    StorageReady=("True", "ClaimBound"))
+    bound.observed_generation = 1
+    ready = _status(Ready=("True", "ReplicasReady"), Stalled=("False", "Reconciled"),
+                    StorageReady=("True", "ClaimBound"))
+    ready.observed_generation = 1
+    assert status_urgent(None, pending, condition_events(None, pending)), "the first status"
+    assert not status_urgent(pending, bound, condition_events(pending, bound)), "progress"
+    assert status_urgent(bound, ready, condition_events(bound, ready)), "Ready turns"
+    newer = ready.model_copy(update={"observed_generation": 2})
+    assert status_urgent(ready, newer, []), "a new generation is observed"
+    failed = _status(Ready=("False", "DownloadFailed"), Stalled=("False", "Reconciled"),
+                     StorageReady=("True", "ClaimBound"), ModelCached=("False", "DownloadFailed"))
+    failed.observed_generation = 1
+    before_failure = _status(Ready=("False", "Downloading"), Stalled=("False", "Reconciled"),
+                             StorageReady=("True", "ClaimBound"),
+                             ModelCached=("False", "Downloading"))
+    before_failure.observed_generation = 1
+    assert status_urgent(before_failure, failed, condition_events(before_failure, failed)), (
+        "a failure (a Warning transition) is written at once")

@@ -32,8 +32,9 @@ class Debouncer:
     _pending: set[Key] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def request(self, namespace: str, name: str) -> bool:
-        """Schedule the action for this key unless it is already scheduled; True if new."""
+    def request(self, namespace: str, name: str, delay_seconds: float | None = None) -> bool:
+        """Schedule the action for this key, ``delay_seconds`` (default: the Debouncer's)
+        from now, unless it is already scheduled; True if new."""
         key = (namespace, name)
         with self._lock:
             if key in self._pending:
@@ -42,7 +43,8 @@ class Debouncer:
         # The action runs in the caller's context: kopf keeps its event queue and settings
         # in context variables, which a bare timer thread would not see.
         context = contextvars.copy_context()
-        timer = threading.Timer(self.delay_seconds, context.run, args=(self._fire, key))
+        delay = self.delay_seconds if delay_seconds is None else delay_seconds
+        timer = threading.Timer(delay, context.run, args=(self._fire, key))
         timer.daemon = True
         timer.start()
         return True

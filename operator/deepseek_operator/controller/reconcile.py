@@ -85,15 +85,48 @@ class Outcome:
 
     ``status``: the status to store (a JSON merge patch of ``.status``), or None when it
     equals the stored one (no write). ``writes``: one line per child write. ``events``:
-    Events to post. ``stalled``: the spec can never work as written (kopf.PermanentError
-    territory).
+    Events to post. ``status_events``: Events of the status change's condition transitions,
+    to post when ``status`` is written (a coalesced change reports them when it is).
+    ``stalled``: the spec can never work as written (kopf.PermanentError
+    territory). ``urgent``: the status change is one a reader waits for (`status_urgent`);
+    other changes (progress on the way, counts, messages) may be coalesced with the next.
     """
 
     status: dict[str, Any] | None
     writes: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    status_events: list[Event] = field(default_factory=list)
     stalled: bool = False
     message: str = ""
+    urgent: bool = True
+
+
+def _headline(status: DeepSeekDeploymentStatus) -> tuple[object, ...]:
+    """What a reader of the status waits for: the generation it describes, and whether the
+    object is Ready or Stalled."""
+    return (status.observed_generation, *(
+        (c.type, c.status) for c in status.conditions
+        if c.type in (ConditionType.READY, ConditionType.STALLED)))
+
+
+def status_urgent(before: DeepSeekDeploymentStatus | None, after: DeepSeekDeploymentStatus,
+                  events: list[Event]) -> bool:
+    """Whether a status change must be written at once: the first status, a new
+    observedGeneration, Ready or Stalled turning, or a new problem (a transition reported as
+    a Warning, or a detail condition newly False for a reason that is no progress). Progress on the way (phase Downloading then Starting, claim bound, model
+    cached, pods scheduled, replica counts, messages) is not: the Reconciler coalesces
+    those writes (at most one per ``reconciler.PROGRESS_WRITE_SECONDS``)."""
+    return (before is None or _headline(before) != _headline(after)
+            or any(event.type == "Warning" for event in events)
+            or bool(_problems(after) - _problems(before)))
+
+
+def _problems(status: DeepSeekDeploymentStatus) -> set[tuple[str, str]]:
+    """(type, reason) of the detail conditions that are False for a reason other than
+    normal progress (e.g. ModelCached DownloadFailed, Scheduled Unschedulable)."""
+    return {(c.type, c.reason) for c in status.conditions
+            if c.status == "False" and c.reason not in PROGRESS_REASONS
+            and c.type not in (ConditionType.PROGRESSING, ConditionType.STALLED)}
 
 
 def previous_status(body: Mapping[str, Any]) -> DeepSeekDeploymentStatus | None:
@@ -147,10 +180,11 @@ def _finish(previous: DeepSeekDeploymentStatus | None, status: DeepSeekDeploymen
         # A JSON merge patch keeps keys it does not mention: null removes the ones that
         # no longer apply (e.g. the operator autoscaler's block after a switch to hpa).
         new = {**{key: None for key in old if key not in new}, **new}
+    transitions = condition_events(previous, status)
     events = [Event("Normal", "Applied", "; ".join(writes))] if writes else []
-    events += condition_events(previous, status)
     return Outcome(status=None if new == old else new, writes=writes, events=events,
-                   stalled=stalled, message=message)
+                   status_events=transitions, stalled=stalled, message=message,
+                   urgent=status_urgent(previous, status, transitions))
 
 
 @dataclass(frozen=True)

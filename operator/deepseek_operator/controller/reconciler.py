@@ -25,6 +25,7 @@ from deepseek_operator.api.resource import parse_deployment
 from deepseek_operator.autoscaler.loop import Autoscaler, Tick
 from deepseek_operator.controller import metrics
 from deepseek_operator.controller.cluster import Cluster
+from deepseek_operator.controller.debounce import Debouncer
 from deepseek_operator.controller.diff import is_subset
 from deepseek_operator.controller.reconcile import Outcome, reconcile
 from deepseek_operator.render import RenderSettings
@@ -40,6 +41,11 @@ EventSink = Callable[[Mapping[str, Any], str, str, str], None]
 # does not show the write is replaced by what the write returned (or read from the API).
 # A stale copy would render the autoscaler's previous replica count.
 FRESH_READ_SECONDS = 5.0
+# Status changes that are progress on the way (not a new generation, phase, Ready, Stalled
+# or failure: reconcile.status_urgent) are written at most this often per object; one
+# change waiting is written by a reconcile at the end of the interval. Creating a
+# deployment then costs about three status writes instead of one per step.
+PROGRESS_WRITE_SECONDS = 10.0
 
 
 @dataclass
@@ -84,8 +90,12 @@ class Reconciler:
     post_event: EventSink
     settings: RenderSettings
     _slots: dict[Key, _Slot] = field(default_factory=dict)
+    _deferred: Debouncer = field(init=False)
     _latest: dict[Key, dict[str, Any]] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._deferred = Debouncer(self._reconcile_deferred, delay_seconds=PROGRESS_WRITE_SECONDS)
 
     def _slot(self, key: Key) -> _Slot:
         with self._guard:
@@ -254,8 +264,15 @@ class Reconciler:
         metrics.RECONCILES.labels(result="stalled" if outcome.stalled else (
             "changed" if outcome.writes or outcome.status else "noop")).inc()
         metrics.WRITES.inc(len(outcome.writes))
+        events = outcome.events
         if outcome.status is not None:
-            self._write_status(meta["namespace"], meta["name"], outcome.status)
-        for event in outcome.events:
+            since = time.monotonic() - self._slot((meta["namespace"], meta["name"])).written_at
+            if outcome.urgent or since >= PROGRESS_WRITE_SECONDS:
+                self._write_status(meta["namespace"], meta["name"], outcome.status)
+                events = events + outcome.status_events
+            else:  # coalesced: a reconcile at the end of the interval writes it
+                self._deferred.request(meta["namespace"], meta["name"],
+                                       PROGRESS_WRITE_SECONDS - since)
+        for event in events:
             self.post_event(body, event.type, event.reason, event.message)
         return outcome

@@ -18,7 +18,6 @@ import kopf
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
 from deepseek_operator.controller import metrics
 from deepseek_operator.controller.cache import owner_of
-from deepseek_operator.controller.cluster import ApplyError
 from deepseek_operator.controller.debounce import Debouncer
 from deepseek_operator.controller.reconciler import Reconciler
 from deepseek_operator.controller.resync import Relister
@@ -31,6 +30,9 @@ SAFETY_RESYNC_SECONDS = 600.0
 # Every child kind is listed once, cluster-wide, this often, to purge what a watch missed
 # (the default; `run --relist-seconds` sets it).
 RELIST_SECONDS = 600.0
+# A reconcile that failed (an API hiccup, a conflict, an overloaded apiserver) runs again
+# after this long, and again until it succeeds.
+RETRY_SECONDS = 10.0
 # Child events within this many seconds make one reconcile (controller/debounce.py).
 CHILD_EVENT_DELAY = 0.5
 # The autoscaler timer ticks this often and evaluates when intervalSeconds (>= 5) passed.
@@ -52,7 +54,10 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     configure_kopf(settings)
     memo.reconciler = make_reconciler()
     memo.cache = memo.reconciler.cluster.cache
-    memo.child_events = Debouncer(memo.reconciler.trigger, delay_seconds=CHILD_EVENT_DELAY)
+    memo.retries = Debouncer(memo.reconciler.trigger, delay_seconds=RETRY_SECONDS,
+                             retry_seconds=RETRY_SECONDS)
+    memo.child_events = Debouncer(memo.reconciler.trigger, delay_seconds=CHILD_EVENT_DELAY,
+                                  retry_seconds=RETRY_SECONDS)
     memo.relister = Relister(memo.reconciler.cluster, memo.child_events.request,
                              interval_seconds=float(memo.get("relist_seconds", RELIST_SECONDS)))
     memo.relister.start()
@@ -64,20 +69,31 @@ def cleanup(memo: kopf.Memo, **_: Any) -> None:
     memo.relister.stop()
 
 
-# backoff: an unexpected error (API hiccup, conflict) is retried after 5 s, not kopf's 60 s.
-@kopf.on.create(GROUP, VERSION, PLURAL, backoff=5)
-@kopf.on.update(GROUP, VERSION, PLURAL, backoff=5)
-@kopf.on.resume(GROUP, VERSION, PLURAL, backoff=5)
-def reconcile_deployment(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Reconcile on create, spec change and operator start; errors become kopf retries."""
-    meta = body["metadata"]
-    try:
-        outcome = _reconciler(memo).trigger(meta["namespace"], meta["name"], dict(body))
-    except ApplyError as exc:
-        raise kopf.TemporaryError(str(exc), delay=10) from exc
-    metrics.MANAGED.set(_reconciler(memo).managed_count())
-    if outcome is not None and outcome.stalled:
-        raise kopf.PermanentError(outcome.message)
+@kopf.on.event(GROUP, VERSION, PLURAL, id="event-deepseekdeployments")
+def on_deployment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """Every watch event of a DeepSeekDeployment, kopf's initial listing included: keep the
+    latest copy, reconcile when more than the status changed (the first sight of it, its
+    spec, labels, annotations or deletion), forget it when deleted.
+
+    A low-level handler, not kopf's on.create/on.update: those store a copy of the spec
+    and their progress in annotations, a write per change and a larger object, while the
+    reconcile is level-based (it reads status.observedGeneration, not a diff). A failed
+    reconcile is retried in memory (``memo.retries``), without writing anything.
+    """
+    obj = event["object"]
+    meta = obj["metadata"]
+    reconciler = _reconciler(memo)
+    if event["type"] == "DELETED":
+        reconciler.forget(meta["namespace"], meta["name"])
+        metrics.MANAGED.set(reconciler.managed_count())
+        return
+    reconciler.remember(obj)
+    if reconciler.changed_beyond_status(obj):
+        try:
+            reconciler.trigger(meta["namespace"], meta["name"], dict(obj))
+        except Exception as exc:  # every failure is retried, as kopf would
+            memo.retries.failed(meta["namespace"], meta["name"], exc)
+    metrics.MANAGED.set(reconciler.managed_count())
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=SAFETY_RESYNC_SECONDS,
@@ -95,19 +111,6 @@ def autoscale(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Drive the operator's autoscaler; it acts every spec.autoscaling.intervalSeconds."""
     meta = body["metadata"]
     _reconciler(memo).autoscale(meta["namespace"], meta["name"])
-
-
-@kopf.index(GROUP, VERSION, PLURAL, id="latest-deepseekdeployments")
-def remember_deployment(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Keep the latest watched copy of each DeepSeekDeployment (kopf's index stays empty)."""
-    _reconciler(memo).remember(dict(body))
-
-
-@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
-def forget_deployment(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Drop per-object bookkeeping; children go by owner-reference garbage collection."""
-    meta = body["metadata"]
-    _reconciler(memo).forget(meta["namespace"], meta["name"])
 
 
 async def _cache_object(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:

@@ -87,8 +87,7 @@ class Outcome:
     equals the stored one (no write). ``writes``: one line per child write. ``events``:
     Events to post. ``status_events``: Events of the status change's condition transitions,
     to post when ``status`` is written (a coalesced change reports them when it is).
-    ``stalled``: the spec can never work as written (kopf.PermanentError
-    territory). ``urgent``: the status change is one a reader waits for (`status_urgent`);
+    ``stalled``: the spec can never work as written (no retry helps). ``urgent``: the status change is one a reader waits for (`status_urgent`);
     other changes (progress on the way, counts, messages) may be coalesced with the next.
     """
 
@@ -113,9 +112,10 @@ def status_urgent(before: DeepSeekDeploymentStatus | None, after: DeepSeekDeploy
                   events: list[Event]) -> bool:
     """Whether a status change must be written at once: the first status, a new
     observedGeneration, Ready or Stalled turning, or a new problem (a transition reported as
-    a Warning, or a detail condition newly False for a reason that is no progress). Progress on the way (phase Downloading then Starting, claim bound, model
-    cached, pods scheduled, replica counts, messages) is not: the Reconciler coalesces
-    those writes (at most one per ``reconciler.PROGRESS_WRITE_SECONDS``)."""
+    a Warning, or a detail condition newly False for a reason that is no progress).
+    Progress on the way (phase Downloading then Starting, claim bound, model cached, pods
+    scheduled, replica counts, messages) is not: the Reconciler coalesces those writes (at
+    most one per ``reconciler.PROGRESS_WRITE_SECONDS``)."""
     return (before is None or _headline(before) != _headline(after)
             or any(event.type == "Warning" for event in events)
             or bool(_problems(after) - _problems(before)))

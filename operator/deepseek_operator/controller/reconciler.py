@@ -12,7 +12,7 @@ reconciles instead of a queue.
 
 from __future__ import annotations
 
-import logging
+import json
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -29,8 +29,6 @@ from deepseek_operator.controller.debounce import Debouncer
 from deepseek_operator.controller.diff import is_subset
 from deepseek_operator.controller.reconcile import Outcome, reconcile
 from deepseek_operator.render import RenderSettings
-
-log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
 EventSink = Callable[[Mapping[str, Any], str, str, str], None]
@@ -92,10 +90,12 @@ class Reconciler:
     _slots: dict[Key, _Slot] = field(default_factory=dict)
     _deferred: Debouncer = field(init=False)
     _latest: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    _seen: dict[Key, str] = field(default_factory=dict)  # changed_beyond_status
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self._deferred = Debouncer(self._reconcile_deferred, delay_seconds=PROGRESS_WRITE_SECONDS)
+        self._deferred = Debouncer(self.trigger, delay_seconds=PROGRESS_WRITE_SECONDS,
+                                   retry_seconds=PROGRESS_WRITE_SECONDS)
 
     def _slot(self, key: Key) -> _Slot:
         with self._guard:
@@ -111,7 +111,23 @@ class Reconciler:
         with self._guard:
             self._slots.pop((namespace, name), None)
             self._latest.pop((namespace, name), None)
+            self._seen.pop((namespace, name), None)
         self.autoscaler.forget(namespace, name)
+
+    def changed_beyond_status(self, body: Mapping[str, Any]) -> bool:
+        """True when ``body`` (a watched DeepSeekDeployment) differs from the last one seen
+        here in more than its status: the first sight of it, a new generation (spec),
+        labels, annotations, or its deletion. A status write (ours) changes none of them,
+        so it triggers no reconcile of its own."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        fingerprint = json.dumps([meta.get("uid"), meta.get("generation"),
+                                  meta.get("labels"), meta.get("annotations"),
+                                  meta.get("deletionTimestamp")], sort_keys=True)
+        with self._guard:
+            changed = self._seen.get(key) != fingerprint
+            self._seen[key] = fingerprint
+        return changed
 
     def known(self) -> list[Key]:
         """(namespace, name) of every DeepSeekDeployment seen and not forgotten."""
@@ -247,9 +263,8 @@ class Reconciler:
         """Run the reconcile triggered while an autoscaler evaluation held the lock."""
         try:
             self.trigger(namespace, name)
-        except Exception:  # as after a child event: the safety resync and next event retry
-            log.exception("reconcile of %s/%s deferred by the autoscaler failed",
-                          namespace, name)
+        except Exception as exc:  # reported and retried, never lost
+            self._deferred.failed(namespace, name, exc)
 
     def _once(self, body: Mapping[str, Any]) -> Outcome:
         meta = body["metadata"]

@@ -2,8 +2,10 @@
 
 kopf's defaults write to every object it handles (progress in ``status.kopf``, an Event for
 each handler run). The operator's promise is that a reconcile with nothing to change makes
-zero writes, so: progress and the diff base go to annotations (written only when a spec
-change is handled), and kopf's own INFO chatter is not posted as Events; ours are.
+zero writes, so: DeepSeekDeployments are handled by a low-level event handler, which
+stores nothing on the object (controller/handlers.py); progress and the diff base of any
+other handler would go to annotations; kopf's own INFO chatter is not posted as Events;
+ours are. kopf's timers add one finalizer per DeepSeekDeployment (README).
 """
 
 from __future__ import annotations

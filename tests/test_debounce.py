@@ -52,3 +52,20 @@ def test_the_action_sees_the_callers_context_variables() -> None:
     debouncer.request("ai", "r1")
     time.sleep(0.3)
     assert seen == ["kopf settings"]
+
+
+def test_a_failed_action_is_retried_until_it_succeeds() -> None:
+    attempts: list[float] = []
+    succeeded = threading.Event()
+
+    def action(namespace: str, name: str) -> None:
+        attempts.append(time.monotonic())
+        if len(attempts) < 3:
+            raise RuntimeError("apiserver hiccup")
+        succeeded.set()
+
+    debouncer = Debouncer(action, delay_seconds=0.01, retry_seconds=0.05)
+    debouncer.request("ai", "r1")
+    assert succeeded.wait(5.0), f"only {len(attempts)} attempts"
+    time.sleep(0.2)
+    assert len(attempts) == 3, "no retry after the success"

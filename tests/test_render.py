@@ -801,10 +801,10 @@ def test_workload_replicas(autoscaling: dict[str, Any], replicas: int, desired: 
 
 
 def test_service_and_endpoint() -> None:
-    dsd = cr(small(service={"type": "LoadBalancer", "port": 443}))
+    dsd = cr(small(service={"port": 443}))
     service = one(render(dsd, SETTINGS), "Service")
     assert service["spec"] == {
-        "type": "LoadBalancer",
+        "type": "ClusterIP",
         "selector": {"deepseek-operator.io/deployment": "r1",
                      "app.kubernetes.io/component": "server"},
         "ports": [{"name": "http", "port": 443, "targetPort": "http", "protocol": "TCP"}],
@@ -958,8 +958,10 @@ def test_roles_and_bindings_grant_the_matching_verbs() -> None:
     assert {"apiGroups": [""], "resources": ["configmaps"],
             "resourceNames": ["r1-rbac", "r1-runtime"], "verbs": ["get", "update", "patch"]
             } in owner
-    assert {"apiGroups": [""], "resources": ["services/proxy"],
-            "resourceNames": ["r1", "r1:http"], "verbs": ["get", "create"]} in owner
+    query = {"apiGroups": ["deepseek-operator.io"], "resources": ["deepseekdeployments/query"],
+             "resourceNames": ["r1"], "verbs": ["create"]}
+    assert query in owner
+    assert not any(r["resources"] in (["services"], ["services/proxy"]) for r in owner)
     assert any("delete" in rule["verbs"] for rule in owner)
     bindings = {b["metadata"]["name"]: b for b in by_kind(objects, "RoleBinding")}
     assert bindings["r1-owner"]["roleRef"] == {

@@ -805,11 +805,37 @@ class SchedulingSpec(SpecModel):
     )
 
 
-class ServiceSpec(SpecModel):
-    """The Service in front of the replicas (OpenAI-compatible HTTP API)."""
+SERVICE_TYPE_MESSAGE: Final = (
+    "the engine Service stays ClusterIP: NodePort or LoadBalancer would expose the raw "
+    "engine, which checks no token and writes no audit line. Expose the gateway instead "
+    "(Helm value gateway.service.type=LoadBalancer, or a NodePort/Ingress in front of the "
+    "deepseek-gateway Service) and set spec.service.type to ClusterIP"
+)
+"""Why spec.service.type is refused for NodePort and LoadBalancer, and the way out."""
 
-    type: ServiceType = Field("ClusterIP", description="ClusterIP, NodePort or LoadBalancer.")
+
+class ServiceSpec(SpecModel):
+    """The Service in front of the replicas (OpenAI-compatible HTTP API, reached through
+    the gateway)."""
+
+    type: ServiceType = Field(
+        "ClusterIP",
+        description=(
+            "ClusterIP only: NodePort and LoadBalancer are refused, because they would "
+            "expose the engine without authentication; expose the gateway's Service "
+            "instead (Helm value gateway.service.type)."
+        ),
+    )
     port: int = Field(8000, ge=1, le=65535, description="Service port of the OpenAI API.")
+
+    cel_rules = (
+        CelRule(
+            rule="self.type == 'ClusterIP'",
+            message=SERVICE_TYPE_MESSAGE,
+            field_path=".type",
+            check=lambda s: s.type == "ClusterIP",
+        ),
+    )
 
 
 _CREATES_CACHE: Final = (

@@ -522,7 +522,9 @@ class AutoscalingSpec(SpecModel):
         le=1024,
         description=(
             "Fewest replicas. 0 lets the operator and KEDA scale to zero after "
-            "scaleToZeroIdleSeconds without traffic (not hpa)."
+            "scaleToZeroIdleSeconds without traffic (not hpa); with the default query "
+            "this needs the operator run with the gateway, whose queue shows the first "
+            "request while no replica runs."
         ),
     )
     max_replicas: int = Field(4, alias="maxReplicas", ge=1, le=1024, description="Most replicas.")
@@ -613,21 +615,6 @@ class AutoscalingSpec(SpecModel):
             ),
             field_path=".minReplicas",
             check=lambda a: a.mode != "hpa" or a.min_replicas >= 1,
-        ),
-        CelRule(
-            rule=(
-                "self.minReplicas > 0 || self.mode in ['none', 'hpa'] || "
-                "self.prometheus.query != ''"
-            ),
-            message=(
-                "minReplicas 0 needs prometheus.query: the default query counts requests the "
-                "serving pods finished, which shows no traffic while there are no pods, so "
-                "the deployment would never come back from zero. Query a request metric in "
-                "front of the pods (gateway, ingress), or set minReplicas to 1"
-            ),
-            field_path=".minReplicas",
-            check=lambda a: a.min_replicas > 0 or a.mode in ("none", "hpa")
-            or a.prometheus.query != "",
         ),
         CelRule(
             rule="self.targetQPSPerReplica > 0.0",

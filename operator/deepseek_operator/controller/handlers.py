@@ -50,7 +50,7 @@ def _reconciler(memo: Any) -> Reconciler:
 def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Configure kopf (storage, events, watching) and build the shared Reconciler."""
     configure_kopf(settings)
-    memo.reconciler = make_reconciler()
+    memo.reconciler = make_reconciler(memo.get("render_settings"))
     memo.cache = memo.reconciler.cluster.cache
     memo.child_events = Debouncer(memo.reconciler.trigger, delay_seconds=CHILD_EVENT_DELAY)
     memo.relister = Relister(memo.reconciler.cluster, memo.child_events.request,

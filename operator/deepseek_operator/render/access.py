@@ -4,7 +4,11 @@ Kubernetes verbs behind its permissions:
 
 - model:read        get, list, watch this DeepSeekDeployment;
 - model:write       update, patch, delete it, and get/update/patch its scale subresource;
-- system:configure  get, update, patch its `<name>-rbac` and `<name>-runtime` ConfigMaps;
+- system:configure  update and patch its `<name>-gateway-policy` ConfigMap (the gateway's
+                    queue and concurrency limits, whose data the operator writes only
+                    when it creates the ConfigMap), and get on it and on the read-only
+                    `<name>-rbac` and `<name>-runtime` ConfigMaps (the operator rewrites
+                    those two from the spec, so they are not editable);
 - model:query       create on the `deepseekdeployments/query` subresource of it: the
                     gateway asks a SubjectAccessReview for exactly this (verb create, group
                     deepseek-operator.io, resource deepseekdeployments, subresource query,
@@ -25,7 +29,13 @@ from typing import Any, Final
 import yaml
 
 from ..api import GROUP, PLURAL, DeepSeekDeployment, Permission, Subject
-from .names import rbac_config_map, role, runtime_config_map, service_account
+from .names import (
+    gateway_policy_config_map,
+    rbac_config_map,
+    role,
+    runtime_config_map,
+    service_account,
+)
 from .templating import render_manifest
 
 RBAC_API_GROUP: Final = "rbac.authorization.k8s.io"
@@ -66,13 +76,20 @@ def _write(dsd: DeepSeekDeployment) -> list[dict[str, Any]]:
 
 
 def _configure(dsd: DeepSeekDeployment) -> list[dict[str, Any]]:
+    policy = gateway_policy_config_map(dsd)
     return [
         {
             "apiGroups": [""],
             "resources": ["configmaps"],
-            "resourceNames": [rbac_config_map(dsd), runtime_config_map(dsd)],
-            "verbs": ["get", "update", "patch"],
-        }
+            "resourceNames": [rbac_config_map(dsd), runtime_config_map(dsd), policy],
+            "verbs": ["get"],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": [policy],
+            "verbs": ["update", "patch"],
+        },
     ]
 
 

@@ -114,7 +114,7 @@ def test_gateway_values_reach_its_objects() -> None:
 
 
 @pytest.mark.parametrize(("value", "message"), [
-    ("gateway.replicaCount=1", "gateway.replicaCount"),
+    ("gateway.replicaCount=1", "/gateway/replicaCount"),
     ("gateway.audit.volume=persistentVolumeClaim", "needs gateway.audit.claimName"),
     ("logFormat=xml", "logFormat"),
     ("metricsPort=abc", "metricsPort"),

@@ -13,8 +13,8 @@ Kubernetes verbs behind its permissions:
                     gateway asks a SubjectAccessReview for exactly this (verb create, group
                     deepseek-operator.io, resource deepseekdeployments, subresource query,
                     name <name>) before it forwards a request, so `kubectl auth can-i create
-                    deepseekdeployments --subresource=query --name=<name>` and the gateway
-                    agree. The subresource is not served by the apiserver: the rule is only
+                    deepseekdeployments.deepseek-operator.io/<name> --subresource=query`
+                    and the gateway agree. The subresource is not served by the apiserver: the rule is only
                     a permission to check. It grants no read of the object (no `get`): a
                     role that should also see the DeepSeekDeployment adds model:read.
 

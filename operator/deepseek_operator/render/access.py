@@ -14,9 +14,10 @@ Kubernetes verbs behind its permissions:
                     deepseek-operator.io, resource deepseekdeployments, subresource query,
                     name <name>) before it forwards a request, so `kubectl auth can-i create
                     deepseekdeployments.deepseek-operator.io/<name> --subresource=query`
-                    and the gateway agree. The subresource is not served by the apiserver: the rule is only
-                    a permission to check. It grants no read of the object (no `get`): a
-                    role that should also see the DeepSeekDeployment adds model:read.
+                    and the gateway agree. The apiserver serves no such subresource: the
+                    rule is only a permission to check. It grants no read of the object
+                    (no `get`): a role that should also see the DeepSeekDeployment adds
+                    model:read.
 
 All rules are limited by resourceNames to this DeepSeekDeployment's objects (list and watch
 then need a metadata.name field selector, as Kubernetes RBAC works). ServiceAccount

@@ -490,10 +490,11 @@ def test_every_child_deleted_by_hand_is_recreated(
 
         def recreated(kind: str = kind, owner: str = owner, old: Any = old,
                       replicas: set[int] = replicas) -> bool:
+            new = _find(kube, namespace, owner, kind, old.metadata.name, missing_ok=True)
+            # After the child: a Deployment recreated between the two reads is seen.
             serving = _find(kube, namespace, "del", "Deployment", "del", missing_ok=True)
             if serving is not None:
                 replicas.add(serving.spec.replicas)
-            new = _find(kube, namespace, owner, kind, old.metadata.name, missing_ok=True)
             return new is not None and new.metadata.uid != old.metadata.uid
 
         started = time.monotonic()

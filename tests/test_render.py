@@ -930,7 +930,7 @@ def test_the_engine_network_policy_admits_the_gateway_scraper_and_own_pods() -> 
             {"from": [{"namespaceSelector": {}, "podSelector": {
                 "matchLabels": {"app.kubernetes.io/name": "deepseek-gateway"}}}],
              "ports": http},
-            {"from": [{"namespaceSelector": {"matchLabels": {}}, "podSelector": {
+            {"from": [{"namespaceSelector": {}, "podSelector": {
                 "matchLabels": {"app.kubernetes.io/name": "prometheus"}}}],
              "ports": http},
             {"from": [{"podSelector": {"matchLabels": own}}]},
@@ -940,6 +940,21 @@ def test_the_engine_network_policy_admits_the_gateway_scraper_and_own_pods() -> 
     pod_labels = one(render(dsd, SETTINGS), "Deployment")["spec"]["template"]["metadata"][
         "labels"]
     assert own.items() <= pod_labels.items()
+
+
+def _empty_match_labels(value: Any) -> bool:
+    if isinstance(value, dict):
+        return value.get("matchLabels") == {} or any(
+            _empty_match_labels(v) for v in value.values())
+    return isinstance(value, list) and any(_empty_match_labels(v) for v in value)
+
+
+@pytest.mark.parametrize(("case", "dsd"), ALL_CASES, ids=[c for c, _ in ALL_CASES])
+def test_no_selector_renders_an_empty_match_labels(case: str, dsd: Any) -> None:
+    """The apiserver drops an empty matchLabels from what it stores, so a rendered one
+    would be drift on every reconcile."""
+    for obj in render(dsd, ALL_SETTINGS) + render(dsd, RenderSettings(scraper_pod_labels=())):
+        assert not _empty_match_labels(obj), (obj["kind"], obj["metadata"]["name"])
 
 
 def test_the_scraper_rule_follows_the_settings() -> None:

@@ -38,6 +38,13 @@ def network_policy_manifest(dsd: DeepSeekDeployment, settings: RenderSettings) -
         name=network_policy(dsd),
         pods={DEPLOYMENT_LABEL: dsd.metadata.name, MANAGED_BY_LABEL: MANAGED_BY_VALUE},
         gateway={NAME_LABEL: GATEWAY_APP},
-        scraper_namespaces=dict(settings.scraper_namespace_labels),
-        scraper_pods=dict(settings.scraper_pod_labels),
+        scraper_namespaces=label_selector(settings.scraper_namespace_labels),
+        scraper_pods=label_selector(settings.scraper_pod_labels),
     )
+
+
+def label_selector(labels: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """A LabelSelector matching `labels`; `{}` (everything) for none. An empty matchLabels
+    is left out, as the apiserver leaves it out of what it stores: a rendered one would
+    read as drift on every reconcile."""
+    return {"matchLabels": dict(labels)} if labels else {}

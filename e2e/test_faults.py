@@ -42,8 +42,8 @@ from e2e.test_controller import (
 SEED = 20261130
 MAX_MODEL_LEN, EDITED_MAX_MODEL_LEN = 8192, 4096
 # The children of small_model() in autoscaling mode none; a deleted one keeps its claim.
-NONE_CHILDREN = Counter({"ServiceAccount": 1, "ConfigMap": 2, "PersistentVolumeClaim": 1,
-                         "Job": 1, "Deployment": 1, "Service": 1})
+NONE_CHILDREN = Counter({"ServiceAccount": 1, "ConfigMap": 3, "NetworkPolicy": 1,
+                         "PersistentVolumeClaim": 1, "Job": 1, "Deployment": 1, "Service": 1})
 RETAINED = Counter({"PersistentVolumeClaim": 1})
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 
@@ -59,6 +59,7 @@ def _listers(kube: client.ApiClient) -> dict[str, Any]:
         "ConfigMap": core.list_namespaced_config_map,
         "Role": rbac.list_namespaced_role,
         "RoleBinding": rbac.list_namespaced_role_binding,
+        "NetworkPolicy": client.NetworkingV1Api(kube).list_namespaced_network_policy,
         "PersistentVolumeClaim": core.list_namespaced_persistent_volume_claim,
         "Job": batch.list_namespaced_job,
         "Deployment": apps.list_namespaced_deployment,
@@ -457,11 +458,12 @@ def test_every_child_deleted_by_hand_is_recreated(
         kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str,
         kubectl: Path, kubeconfig: Path) -> None:
     """Each child of a mode-none DeepSeekDeployment with access bindings (ServiceAccount,
-    both ConfigMaps, Role, RoleBinding, Job, Deployment, Service, and last the claim, whose
-    pods are deleted too so that it can go) and the HorizontalPodAutoscaler of a mode-hpa
-    one, deleted by hand, is recreated (a new uid; timeout 60 s each) and both converge
-    again; the claim's download Job runs again; the Deployment never leaves the spec's one
-    replica. (The mode-hpa one need not be Ready: no metrics adapter serves its HPA.)"""
+    the three ConfigMaps, NetworkPolicy, Role, RoleBinding, Job, Deployment, Service, and
+    last the claim, whose pods are deleted too so that it can go) and the
+    HorizontalPodAutoscaler of a mode-hpa one, deleted by hand, is recreated (a new uid;
+    timeout 60 s each) and both converge again; the claim's download Job runs again; the
+    Deployment never leaves the spec's one replica. (The mode-hpa one need not be Ready: no
+    metrics adapter serves its HPA.)"""
     create(dsd_api, namespace, _ready_small("del", access=ACCESS))
     create(dsd_api, namespace, _ready_small("hpa", autoscaling={"mode": "hpa"}))
     expected = {"del": ACCESS_CHILDREN, "hpa": HPA_CHILDREN}
@@ -469,7 +471,8 @@ def test_every_child_deleted_by_hand_is_recreated(
     wait_converged(kube, dsd_api, namespace, expected, lengths, unready_ok={"hpa"},
                    timeout=90)
     targets = [("del", "ServiceAccount", "del"), ("del", "ConfigMap", "del-rbac"),
-               ("del", "ConfigMap", "del-runtime"), ("del", "Role", "del-user"),
+               ("del", "ConfigMap", "del-runtime"), ("del", "ConfigMap", "del-gateway-policy"),
+               ("del", "NetworkPolicy", "del-engine"), ("del", "Role", "del-user"),
                ("del", "RoleBinding", "del-user"), ("del", "Job", None),
                ("del", "Deployment", "del"), ("del", "Service", "del"),
                ("hpa", "HorizontalPodAutoscaler", "hpa"),
@@ -487,10 +490,11 @@ def test_every_child_deleted_by_hand_is_recreated(
 
         def recreated(kind: str = kind, owner: str = owner, old: Any = old,
                       replicas: set[int] = replicas) -> bool:
+            new = _find(kube, namespace, owner, kind, old.metadata.name, missing_ok=True)
+            # After the child: a Deployment recreated between the two reads is seen.
             serving = _find(kube, namespace, "del", "Deployment", "del", missing_ok=True)
             if serving is not None:
                 replicas.add(serving.spec.replicas)
-            new = _find(kube, namespace, owner, kind, old.metadata.name, missing_ok=True)
             return new is not None and new.metadata.uid != old.metadata.uid
 
         started = time.monotonic()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -74,7 +75,47 @@ def test_helm_template_works_without_kube_version() -> None:
     assert "Deployment" in kinds and "ClusterRole" in kinds
 
 
+def _kinds(*sets: str) -> dict[tuple[str, str], dict[str, Any]]:
+    args = [a for value in sets for a in ("--set", value)]
+    rendered = _helm("template", "x", str(CHART), "--kube-version", _kube_version(), *args)
+    return {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(rendered) if d}
+
+
+def test_the_gateway_is_on_by_default_and_switches_off_with_its_value() -> None:
+    default = _kinds()
+    for key in [("Deployment", "deepseek-gateway"), ("Service", "deepseek-gateway"),
+                ("PodDisruptionBudget", "deepseek-gateway"), ("ClusterRole", "x-gateway"),
+                ("ServiceAccount", "deepseek-gateway")]:
+        assert key in default, key
+    assert ("ServiceMonitor", "deepseek-gateway") not in default
+    operator_args = default[("Deployment", "x")]["spec"]["template"]["spec"][
+        "containers"][0]["args"]
+    assert "--gateway" in operator_args
+    off = _kinds("gateway.enabled=false")
+    assert not any("gateway" in name for _, name in off)
+    assert "--gateway" not in off[("Deployment", "x")]["spec"]["template"]["spec"][
+        "containers"][0]["args"]
+
+
+def test_gateway_values_reach_its_objects() -> None:
+    objects = _kinds("gateway.serviceMonitor.enabled=true", "gateway.service.type=LoadBalancer",
+                     "gateway.maxQueued=7", "gateway.audit.volume=persistentVolumeClaim",
+                     "gateway.audit.claimName=audit", "gateway.replicaCount=3")
+    monitor = objects[("ServiceMonitor", "deepseek-gateway")]["spec"]
+    assert monitor["endpoints"][0]["path"] == "/metrics"
+    assert objects[("Service", "deepseek-gateway")]["spec"]["type"] == "LoadBalancer"
+    pod = objects[("Deployment", "deepseek-gateway")]["spec"]["template"]["spec"]
+    assert objects[("Deployment", "deepseek-gateway")]["spec"]["replicas"] == 3
+    assert "--max-queued=7" in pod["containers"][0]["args"]
+    audit = next(v for v in pod["volumes"] if v["name"] == "audit")
+    assert audit == {"name": "audit", "persistentVolumeClaim": {"claimName": "audit"}}
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "audit")
+    assert mount["subPathExpr"] == "$(POD_NAME)"
+
+
 @pytest.mark.parametrize(("value", "message"), [
+    ("gateway.replicaCount=1", "/gateway/replicaCount"),
+    ("gateway.audit.volume=persistentVolumeClaim", "needs gateway.audit.claimName"),
     ("logFormat=xml", "logFormat"),
     ("metricsPort=abc", "metricsPort"),
     ("healthPort=0", "healthPort"),

@@ -142,7 +142,7 @@ def test_design_sample_parses_and_round_trips() -> None:
             "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
             "affinity": {"podAntiAffinity": {}},
         },
-        "service": {"type": "LoadBalancer", "port": 8080},
+        "service": {"type": "ClusterIP", "port": 8080},
     }
     dsd = parse_deployment(cr(spec, status={"phase": "Ready", "replicas": 2}))
     value_from = dsd.spec.engine.env[1].value_from
@@ -345,6 +345,13 @@ def test_role_names_and_permissions_are_checked() -> None:
     twice = {"user": ["model:query", "model:query"]}
     issues = issues_of(cr({**MINIMAL, "access": {"roles": twice}}))
     assert issues == {"spec.access.roles": "role 'user' lists a permission twice"}
+
+
+@pytest.mark.parametrize("service_type", ["NodePort", "LoadBalancer"])
+def test_an_exposed_engine_service_is_refused_naming_the_gateway(service_type: str) -> None:
+    issues = issues_of(cr({**MINIMAL, "service": {"type": service_type}}))
+    message = issues["spec.service.type"]
+    assert "gateway.service.type" in message and "ClusterIP" in message
 
 
 def test_duplicate_env_names_are_refused() -> None:

@@ -31,6 +31,7 @@ from deepseek_operator.api import (
     ModelSpec,
     ObjectMeta,
     PrometheusSpec,
+    ServiceSpec,
     StorageSpec,
     Subject,
 )
@@ -306,6 +307,10 @@ EXAMPLES: dict[type[SpecModel], list[SpecModel]] = {
         EnvVarSource.model_construct(),
         EnvVarSource.model_construct(field_ref=SOURCE.field_ref,
                                      secret_key_ref=KeyRef.model_construct(name="s", key="k")),
+    ],
+    ServiceSpec: [
+        ServiceSpec.model_construct(type=kind, port=8000)
+        for kind in ("ClusterIP", "NodePort", "LoadBalancer")
     ],
     CustomModelFacts: [
         FACTS,

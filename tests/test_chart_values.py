@@ -72,6 +72,12 @@ def test_every_value_has_a_type(path: tuple[str, ...]) -> None:
         ("peering.enabled", "yes", "peering.enabled: 'yes' is not of type 'boolean'"),
         ("resources.limits.memory", "lots", "resources.limits.memory: 'lots' is not valid"),
         ("tolerations", [{"effect": "Never"}], "tolerations.0.effect: 'Never' is not one of"),
+        ("gateway.replicaCount", 1, "gateway.replicaCount: 1 is less than the minimum of 2"),
+        ("gateway.service.type", "Ingress", "gateway.service.type: 'Ingress' is not one of"),
+        ("gateway.audit.volume", "hostPath", "gateway.audit.volume: 'hostPath' is not one of"),
+        ("gateway.enabled", "yes", "gateway.enabled: 'yes' is not of type 'boolean'"),
+        ("networkPolicy.scraperPodLabels", {"app": 1},
+         "networkPolicy.scraperPodLabels.app: 1 is not of type 'string'"),
     ],
 )
 def test_a_bad_value_is_refused_naming_it(dotted: str, value: Any, message: str) -> None:

@@ -9,7 +9,7 @@ import pytest
 from deepseek_operator.api import parse_spec
 from deepseek_operator.api.crd import crd_yaml
 from deepseek_operator.catalog import get_model, gpu_catalog, model_catalog, size_deployment
-from deepseek_operator.cli import main, sizing_rows
+from deepseek_operator.cli import build_parser, main, sizing_rows
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -167,6 +167,9 @@ def test_size_explains_memory_reserved_above_the_sum(capsys: pytest.CaptureFixtu
     (["run", "--relist-seconds", "soon"],
      "argument --relist-seconds: not a number of seconds: 'soon'"),
     (["run", "--liveness", "notaurl"], "argument --liveness: 'notaurl' is not an http://"),
+    (["run", "--scraper-pod-selector", "app"], "argument --scraper-pod-selector: 'app' is not"),
+    (["run", "--scraper-namespace-selector", "a b=c"],
+     "argument --scraper-namespace-selector: 'a b=c' is not a label KEY=VALUE"),
 ])
 def test_run_refuses_bad_ports_and_urls_before_starting(
         argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -190,3 +193,23 @@ def test_size_table_shows_the_kv_cache_the_engine_args_ask_for() -> None:
     table = dict(sizing_rows(size_deployment(spec)))
     per_token = get_model("deepseek-r1").kv_bytes_per_token // 2
     assert table["kv cache"].endswith(f"(16 sequences x 32768 tokens x {per_token} B/token)")
+
+
+def test_run_passes_gateway_and_scraper_options_to_rendering() -> None:
+    from deepseek_operator.controller.run import RunOptions
+
+    args = build_parser().parse_args([
+        "run", "--gateway", "--scraper-namespace-selector",
+        "kubernetes.io/metadata.name=monitoring",
+        "--scraper-pod-selector", "app.kubernetes.io/name=prometheus,team=obs"])
+    options = RunOptions(gateway=args.gateway,
+                         scraper_namespace_labels=args.scraper_namespace_selector,
+                         scraper_pod_labels=args.scraper_pod_selector)
+    settings = options.render_settings()
+    assert settings.gateway
+    assert settings.scraper_namespace_labels == (("kubernetes.io/metadata.name", "monitoring"),)
+    assert settings.scraper_pod_labels == (("app.kubernetes.io/name", "prometheus"),
+                                           ("team", "obs"))
+    defaults = build_parser().parse_args(["run"])
+    assert not defaults.gateway and defaults.scraper_namespace_selector == ()
+    assert defaults.scraper_pod_selector == (("app.kubernetes.io/name", "prometheus"),)

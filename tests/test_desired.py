@@ -11,7 +11,7 @@ import pytest
 
 from deepseek_operator.api.resource import DeepSeekDeployment, parse_deployment
 from deepseek_operator.controller.desired import DesiredState, desired_state
-from deepseek_operator.controller.plan import ObjectKey
+from deepseek_operator.controller.plan import ObjectKey, calculate_plan
 from deepseek_operator.render import RenderSettings, render
 
 T_CLAIM, T_JOB_BEFORE = "2026-01-01T00:00:10Z", "2026-01-01T00:00:05Z"
@@ -223,3 +223,44 @@ def test_a_claim_being_deleted_takes_its_download_job_along() -> None:
     state = desired_state(_dsd(SMALL), _rendered(SMALL), observed,
                           served=lambda api_version, kind: True)
     assert "Job" not in [o["kind"] for o in state.objects]
+
+
+def _policy_map(spec: dict[str, Any]) -> dict[str, Any]:
+    return next(o for o in _rendered(spec)
+                if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "l70-gateway-policy")
+
+
+def test_the_gateway_policy_data_is_written_only_when_created() -> None:
+    served = lambda api_version, kind: True  # noqa: E731
+    fresh = desired_state(_dsd(SMALL), _rendered(SMALL), {}, served=served)
+    wanted = next(o for o in fresh.objects if o["metadata"]["name"] == "l70-gateway-policy")
+    assert "policy.yaml" in wanted["data"], "created with the defaults"
+
+    edited = _live(_policy_map(SMALL))
+    edited["data"] = {"policy.yaml": "maxQueuedRequests: 1\n"}
+    edited["metadata"]["managedFields"] = [
+        {"manager": "deepseek-operator", "operation": "Update",
+         "fieldsV1": {"f:data": {"f:policy.yaml": {}}}},
+        {"manager": "kubectl-edit", "operation": "Update",
+         "fieldsV1": {"f:data": {"f:policy.yaml": {}}}}]
+    observed = {ObjectKey.of(edited): edited}
+    state = desired_state(_dsd(SMALL), _rendered(SMALL), observed, served=served,
+                          field_manager="deepseek-operator")
+    kept = next(o for o in state.objects if o["metadata"]["name"] == "l70-gateway-policy")
+    assert "data" not in kept
+    assert kept["metadata"]["labels"] == edited["metadata"]["labels"]
+    plan = calculate_plan([kept], observed, field_manager="deepseek-operator")
+    assert plan.empty, "the edit stands: nothing to apply"
+    # A label removed by hand is still repaired (metadata stays the operator's).
+    del edited["metadata"]["labels"]["app.kubernetes.io/component"]
+    plan = calculate_plan([kept], observed, field_manager="deepseek-operator")
+    assert [c.drifted for c in plan.apply] == [("metadata.labels.app.kubernetes.io/component",)]
+    assert "data" not in plan.apply[0].desired
+
+
+def test_other_config_maps_are_still_applied_in_full() -> None:
+    rbac = next(o for o in _rendered(SMALL) if o["metadata"]["name"] == "l70-rbac")
+    observed = {ObjectKey.of(rbac): _live(rbac)}
+    state = desired_state(_dsd(SMALL), _rendered(SMALL), observed,
+                          served=lambda api_version, kind: True)
+    assert next(o for o in state.objects if o["metadata"]["name"] == "l70-rbac")["data"]

@@ -42,6 +42,7 @@ from deepseek_operator.render import (
     workload_replicas,
 )
 from deepseek_operator.render.engine import SGLANG_FLAGS, VLLM_FLAGS
+from deepseek_operator.render.pod import startup_budget_seconds
 from deepseek_operator.render.templating import environment, tojson
 
 KUBERNETES_VERSION = "1.37.0"
@@ -269,8 +270,10 @@ def test_components_and_apply_order() -> None:
         ("ServiceAccount", "rbac"),
         ("ConfigMap", "rbac"),
         ("ConfigMap", "runtime"),
+        ("ConfigMap", "gateway-policy"),
         ("Role", "rbac"),
         ("RoleBinding", "rbac"),
+        ("NetworkPolicy", "network-policy"),
         ("PersistentVolumeClaim", "model-cache"),
         ("Job", "download"),
         ("Deployment", "server"),
@@ -801,10 +804,10 @@ def test_workload_replicas(autoscaling: dict[str, Any], replicas: int, desired: 
 
 
 def test_service_and_endpoint() -> None:
-    dsd = cr(small(service={"type": "LoadBalancer", "port": 443}))
+    dsd = cr(small(service={"port": 443}))
     service = one(render(dsd, SETTINGS), "Service")
     assert service["spec"] == {
-        "type": "LoadBalancer",
+        "type": "ClusterIP",
         "selector": {"deepseek-operator.io/deployment": "r1",
                      "app.kubernetes.io/component": "server"},
         "ports": [{"name": "http", "port": 443, "targetPort": "http", "protocol": "TCP"}],
@@ -878,6 +881,104 @@ def test_query_placeholders() -> None:
         'sum(rate(my_requests_total{namespace="ai",app="r1",'
         'pod=~"r1-([0-9]+|[a-z0-9]{1,10}-[a-z0-9]{5})"}[5m]))')
     assert qps_query(cr(small())) == default_qps_query(cr(small()))
+
+
+GATEWAY_RATE = ('sum(rate(deepseek_gateway_requests_total{namespace="ai",deployment="r1"}'
+                '[1m]))')
+GATEWAY_QUEUE = 'sum(deepseek_gateway_queued_requests{namespace="ai",deployment="r1"})'
+
+
+def test_with_the_gateway_the_default_query_reads_its_requests_and_queue() -> None:
+    dsd = cr(small(autoscaling={"minReplicas": 0}))
+    expected = f"({GATEWAY_RATE} + {GATEWAY_QUEUE}) or {GATEWAY_RATE} or {GATEWAY_QUEUE}"
+    assert default_qps_query(dsd, gateway=True) == expected
+    assert qps_query(dsd, gateway=True) == expected
+    # An override still wins over the gateway's query.
+    override = cr(small(autoscaling={"prometheus": {"query": "sum(up)"}}))
+    assert qps_query(override, gateway=True) == "sum(up)"
+
+
+def test_keda_reads_the_same_gateway_query_as_the_operator() -> None:
+    dsd = cr(small(autoscaling={"mode": "keda", "minReplicas": 0,
+                                "prometheus": {"url": "http://prom:9090"}}))
+    scaled = one(render(dsd, RenderSettings(gateway=True)), "ScaledObject")
+    assert scaled["spec"]["triggers"][0]["metadata"]["query"] == qps_query(dsd, gateway=True)
+    assert "deepseek_gateway_queued_requests" in qps_query(dsd, gateway=True)
+
+
+@pytest.mark.parametrize("mode", ["operator", "keda"])
+def test_scale_to_zero_on_the_engine_query_is_refused_without_the_gateway(mode: str) -> None:
+    dsd = cr(small(autoscaling={"mode": mode, "minReplicas": 0}))
+    with pytest.raises(InvalidSpecError) as error:
+        render(dsd, SETTINGS)
+    assert error.value.paths == ("spec.autoscaling.minReplicas",)
+    assert "--gateway" in str(error.value)
+    assert render(dsd, RenderSettings(gateway=True))  # the gateway's queue sees the request
+
+
+def test_the_engine_network_policy_admits_the_gateway_scraper_and_own_pods() -> None:
+    dsd = cr(small())
+    policy = one(render(dsd, SETTINGS), "NetworkPolicy")
+    assert policy["metadata"]["name"] == names.network_policy(dsd) == "r1-engine"
+    own = {"deepseek-operator.io/deployment": "r1",
+           "app.kubernetes.io/managed-by": "deepseek-operator"}
+    http = [{"port": "http", "protocol": "TCP"}]
+    assert policy["spec"] == {
+        "podSelector": {"matchLabels": own},
+        "policyTypes": ["Ingress"],
+        "ingress": [
+            {"from": [{"namespaceSelector": {}, "podSelector": {
+                "matchLabels": {"app.kubernetes.io/name": "deepseek-gateway"}}}],
+             "ports": http},
+            {"from": [{"namespaceSelector": {}, "podSelector": {
+                "matchLabels": {"app.kubernetes.io/name": "prometheus"}}}],
+             "ports": http},
+            {"from": [{"podSelector": {"matchLabels": own}}]},
+        ],
+    }
+    # Every pod of the deployment carries the labels the policy selects.
+    pod_labels = one(render(dsd, SETTINGS), "Deployment")["spec"]["template"]["metadata"][
+        "labels"]
+    assert own.items() <= pod_labels.items()
+
+
+def _empty_match_labels(value: Any) -> bool:
+    if isinstance(value, dict):
+        return value.get("matchLabels") == {} or any(
+            _empty_match_labels(v) for v in value.values())
+    return isinstance(value, list) and any(_empty_match_labels(v) for v in value)
+
+
+@pytest.mark.parametrize(("case", "dsd"), ALL_CASES, ids=[c for c, _ in ALL_CASES])
+def test_no_selector_renders_an_empty_match_labels(case: str, dsd: Any) -> None:
+    """The apiserver drops an empty matchLabels from what it stores, so a rendered one
+    would be drift on every reconcile."""
+    for obj in render(dsd, ALL_SETTINGS) + render(dsd, RenderSettings(scraper_pod_labels=())):
+        assert not _empty_match_labels(obj), (obj["kind"], obj["metadata"]["name"])
+
+
+def test_the_scraper_rule_follows_the_settings() -> None:
+    settings = RenderSettings(scraper_namespace_labels=(("team", "monitoring"),),
+                              scraper_pod_labels=(("app", "vmagent"), ("tier", "metrics")))
+    policy = one(render(cr(small()), settings), "NetworkPolicy")
+    assert policy["spec"]["ingress"][1]["from"] == [
+        {"namespaceSelector": {"matchLabels": {"team": "monitoring"}},
+         "podSelector": {"matchLabels": {"app": "vmagent", "tier": "metrics"}}}]
+
+
+def test_the_gateway_policy_config_map_starts_from_the_sizing() -> None:
+    dsd = cr(small(gpu={"maxConcurrentSequences": 12}, autoscaling={"intervalSeconds": 30}))
+    objects = render(dsd, SETTINGS)
+    policy_map = next(o for o in by_kind(objects, "ConfigMap")
+                      if o["metadata"]["name"] == names.gateway_policy_config_map(dsd))
+    assert policy_map["metadata"]["name"] == "r1-gateway-policy"
+    assert policy_map["metadata"]["annotations"] == {"deepseek-operator.io/create-only": "data"}
+    policy = yaml.safe_load(policy_map["data"]["policy.yaml"])
+    # Model load (the startup probe's budget) plus one autoscaler interval.
+    budget = startup_budget_seconds(size_deployment(dsd.spec), SETTINGS)
+    assert budget > 600
+    assert policy == {"queueTimeoutSeconds": budget + 30, "maxQueuedRequests": 24,
+                      "maxConcurrentPerReplica": 12}
 
 
 @pytest.mark.parametrize("query", ['sum(rate(x{ns="{namespce}"}[1m]))', "   "])
@@ -955,11 +1056,16 @@ def test_roles_and_bindings_grant_the_matching_verbs() -> None:
                                    "resources": ["deepseekdeployments"],
                                    "resourceNames": ["r1"], "verbs": ["get", "list", "watch"]}]
     owner = roles["r1-owner"]
-    assert {"apiGroups": [""], "resources": ["configmaps"],
-            "resourceNames": ["r1-rbac", "r1-runtime"], "verbs": ["get", "update", "patch"]
-            } in owner
-    assert {"apiGroups": [""], "resources": ["services/proxy"],
-            "resourceNames": ["r1", "r1:http"], "verbs": ["get", "create"]} in owner
+    assert [r for r in owner if r["resources"] == ["configmaps"]] == [
+        {"apiGroups": [""], "resources": ["configmaps"],
+         "resourceNames": ["r1-rbac", "r1-runtime", "r1-gateway-policy"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["configmaps"],
+         "resourceNames": ["r1-gateway-policy"], "verbs": ["update", "patch"]},
+    ]
+    query = {"apiGroups": ["deepseek-operator.io"], "resources": ["deepseekdeployments/query"],
+             "resourceNames": ["r1"], "verbs": ["create"]}
+    assert query in owner
+    assert not any(r["resources"] in (["services"], ["services/proxy"]) for r in owner)
     assert any("delete" in rule["verbs"] for rule in owner)
     bindings = {b["metadata"]["name"]: b for b in by_kind(objects, "RoleBinding")}
     assert bindings["r1-owner"]["roleRef"] == {

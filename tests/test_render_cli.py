@@ -162,3 +162,19 @@ def test_a_document_without_kind_is_an_error_naming_the_field(
     path.write_text(SMALL.format(name="a", concurrency=1).replace("kind: DeepSeekDeployment\n", ""))
     assert main(["render", "-f", str(path)]) == EXIT_INVALID
     assert capsys.readouterr().err.startswith(f"error: {path}: document 1 (a): kind: ")
+
+
+def test_scale_to_zero_renders_with_the_gateway_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cr = yaml.safe_load(SMALL.format(name="z", concurrency=1))
+    cr["spec"]["autoscaling"] = {"mode": "keda", "minReplicas": 0}
+    path = tmp_path / "zero.yaml"
+    path.write_text(yaml.safe_dump(cr))
+    assert main(["render", "-f", str(path)]) == EXIT_INVALID
+    assert "spec.autoscaling.minReplicas" in capsys.readouterr().err
+    assert main(["render", "-f", str(path), "--gateway"]) == 0
+    (scaled,) = [d for d in yaml.safe_load_all(capsys.readouterr().out)
+                 if d["kind"] == "ScaledObject"]
+    query = scaled["spec"]["triggers"][0]["metadata"]["query"]
+    assert 'deepseek_gateway_queued_requests{namespace="default",deployment="z"}' in query

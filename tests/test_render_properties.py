@@ -176,8 +176,8 @@ specs = st.fixed_dictionaries(
         "storage": storage,
         "access": access(),
         "scheduling": scheduling,
-        "service": st.fixed_dictionaries({"type": st.sampled_from(
-            ["ClusterIP", "NodePort", "LoadBalancer"]), "port": st.integers(1, 65535)}),
+        "service": st.fixed_dictionaries({"type": st.just(
+            "ClusterIP"), "port": st.integers(1, 65535)}),
     },
 )
 

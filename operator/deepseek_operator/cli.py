@@ -9,6 +9,7 @@ InvalidSpecError, printed to stderr one line per offending field).
 """
 
 import argparse
+import re
 import sys
 import urllib.parse
 from collections.abc import Callable, Sequence
@@ -19,7 +20,14 @@ from . import __version__
 from .api import EngineType, InvalidSpecError, Quantization, parse_deployment, parse_spec
 from .api.crd import crd_yaml
 from .catalog import SizingResult, gpu_catalog, model_catalog, size_deployment
-from .render import RenderSettings, dump_yaml_stream, load_documents, render, with_namespace
+from .render import (
+    DEFAULT_SCRAPER_POD_LABELS,
+    RenderSettings,
+    dump_yaml_stream,
+    load_documents,
+    render,
+    with_namespace,
+)
 
 Subcommands = argparse._SubParsersAction  # argparse has no public name for it
 Handler = Callable[[argparse.Namespace], int]
@@ -244,6 +252,10 @@ def add_render_command(commands: "Subcommands[argparse.ArgumentParser]") -> None
     parser.add_argument(
         "--cluster-domain", default="cluster.local", help="cluster DNS domain of the endpoint"
     )
+    parser.add_argument(
+        "--gateway", action="store_true",
+        help="render as an operator run with --gateway (autoscaling queries read the gateway)"
+    )
     parser.set_defaults(handler=run_render)
 
 
@@ -273,7 +285,8 @@ def run_render(args: argparse.Namespace) -> int:
     `error: FILE: document N (NAME): FIELD: message`; exit code 2, also when no file holds
     a DeepSeekDeployment.
     """
-    settings = RenderSettings(pod_monitor=args.pod_monitor, cluster_domain=args.cluster_domain)
+    settings = RenderSettings(pod_monitor=args.pod_monitor, cluster_domain=args.cluster_domain,
+                              gateway=args.gateway)
     objects: list[dict[str, Any]] = []
     skipped: list[str] = []
     failed = False
@@ -345,8 +358,39 @@ def add_run_command(commands: "Subcommands[argparse.ArgumentParser]") -> None:
     parser.add_argument("--relist-seconds", type=_positive_seconds, default=600.0,
                         help="list every child kind this often to find objects deleted while "
                              "a watch was down (default: 600)")
+    parser.add_argument("--gateway", action="store_true",
+                        help="the gateway (deepseek-gateway) fronts every DeepSeekDeployment: "
+                             "the default autoscaling query reads its request counter and "
+                             "queue, so minReplicas 0 works without a query of one's own")
+    parser.add_argument("--scraper-namespace-selector", metavar="K=V,...", type=_label_pairs,
+                        default=(),
+                        help="labels of the namespaces whose metrics scraper the engine "
+                             "NetworkPolicy admits (default: any namespace)")
+    parser.add_argument("--scraper-pod-selector", metavar="K=V,...", type=_label_pairs,
+                        default=DEFAULT_SCRAPER_POD_LABELS,
+                        help="labels of the metrics scraper's pods the engine NetworkPolicy "
+                             "admits (default: app.kubernetes.io/name=prometheus)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.set_defaults(handler=run_run)
+
+
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+def _label_pairs(text: str) -> tuple[tuple[str, str], ...]:
+    """argparse type: `key=value,key=value` (equality only, as matchLabels) as pairs, in
+    order; empty text gives none."""
+    pairs: list[tuple[str, str]] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, equals, value = item.partition("=")
+        if not equals or not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(value):
+            raise argparse.ArgumentTypeError(
+                f"{item!r} is not a label KEY=VALUE (e.g. app.kubernetes.io/name=prometheus)")
+        pairs.append((key, value))
+    return tuple(pairs)
 
 
 def _positive_seconds(text: str) -> float:
@@ -367,7 +411,9 @@ def run_run(args: argparse.Namespace) -> int:
     run_operator(RunOptions(
         namespaces=tuple(args.namespace), peering=args.peering, liveness=args.liveness,
         metrics_port=args.metrics_port, log_format=args.log_format, verbose=args.verbose,
-        priority=args.priority, relist_seconds=args.relist_seconds))
+        priority=args.priority, relist_seconds=args.relist_seconds, gateway=args.gateway,
+        scraper_namespace_labels=args.scraper_namespace_selector,
+        scraper_pod_labels=args.scraper_pod_selector))
     return 0
 
 

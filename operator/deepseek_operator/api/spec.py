@@ -522,7 +522,9 @@ class AutoscalingSpec(SpecModel):
         le=1024,
         description=(
             "Fewest replicas. 0 lets the operator and KEDA scale to zero after "
-            "scaleToZeroIdleSeconds without traffic (not hpa)."
+            "scaleToZeroIdleSeconds without traffic (not hpa); with the default query "
+            "this needs the operator run with the gateway, whose queue shows the first "
+            "request while no replica runs."
         ),
     )
     max_replicas: int = Field(4, alias="maxReplicas", ge=1, le=1024, description="Most replicas.")
@@ -613,21 +615,6 @@ class AutoscalingSpec(SpecModel):
             ),
             field_path=".minReplicas",
             check=lambda a: a.mode != "hpa" or a.min_replicas >= 1,
-        ),
-        CelRule(
-            rule=(
-                "self.minReplicas > 0 || self.mode in ['none', 'hpa'] || "
-                "self.prometheus.query != ''"
-            ),
-            message=(
-                "minReplicas 0 needs prometheus.query: the default query counts requests the "
-                "serving pods finished, which shows no traffic while there are no pods, so "
-                "the deployment would never come back from zero. Query a request metric in "
-                "front of the pods (gateway, ingress), or set minReplicas to 1"
-            ),
-            field_path=".minReplicas",
-            check=lambda a: a.min_replicas > 0 or a.mode in ("none", "hpa")
-            or a.prometheus.query != "",
         ),
         CelRule(
             rule="self.targetQPSPerReplica > 0.0",
@@ -805,11 +792,37 @@ class SchedulingSpec(SpecModel):
     )
 
 
-class ServiceSpec(SpecModel):
-    """The Service in front of the replicas (OpenAI-compatible HTTP API)."""
+SERVICE_TYPE_MESSAGE: Final = (
+    "the engine Service stays ClusterIP: NodePort or LoadBalancer would expose the raw "
+    "engine, which checks no token and writes no audit line. Expose the gateway instead "
+    "(Helm value gateway.service.type=LoadBalancer, or a NodePort/Ingress in front of the "
+    "deepseek-gateway Service) and set spec.service.type to ClusterIP"
+)
+"""Why spec.service.type is refused for NodePort and LoadBalancer, and the way out."""
 
-    type: ServiceType = Field("ClusterIP", description="ClusterIP, NodePort or LoadBalancer.")
+
+class ServiceSpec(SpecModel):
+    """The Service in front of the replicas (OpenAI-compatible HTTP API, reached through
+    the gateway)."""
+
+    type: ServiceType = Field(
+        "ClusterIP",
+        description=(
+            "ClusterIP only: NodePort and LoadBalancer are refused, because they would "
+            "expose the engine without authentication; expose the gateway's Service "
+            "instead (Helm value gateway.service.type)."
+        ),
+    )
     port: int = Field(8000, ge=1, le=65535, description="Service port of the OpenAI API.")
+
+    cel_rules = (
+        CelRule(
+            rule="self.type == 'ClusterIP'",
+            message=SERVICE_TYPE_MESSAGE,
+            field_path=".type",
+            check=lambda s: s.type == "ClusterIP",
+        ),
+    )
 
 
 _CREATES_CACHE: Final = (

@@ -86,9 +86,14 @@ class Tick:
 
 @dataclass
 class Autoscaler:
-    """Per-DeepSeekDeployment policy state and the API calls of the autoscaler."""
+    """Per-DeepSeekDeployment policy state and the API calls of the autoscaler.
+
+    ``gateway``: the gateway fronts every deployment, so the default query is the
+    gateway's (``render.qps_query``, as ``RenderSettings.gateway``).
+    """
 
     api: ApiClient
+    gateway: bool = False
     _states: dict[tuple[str, str], PolicyState] = field(default_factory=dict)
     _last: dict[tuple[str, str], float] = field(default_factory=dict)
 
@@ -143,7 +148,7 @@ class Autoscaler:
         unavailable: str | None = None
         unavailable_reason = REASON_METRICS_UNAVAILABLE
         try:
-            qps = query_qps(spec.prometheus.url, qps_query(dsd))
+            qps = query_qps(spec.prometheus.url, qps_query(dsd, self.gateway))
         except InvalidSpecError as exc:
             # In mode operator nothing else renders the query, so this is where a bad
             # override (an unknown placeholder) gets reported, naming the field.

@@ -5,8 +5,10 @@ pods and the StorageClasses come from the watch-fed ``ChildCache`` (controller/c
 so they cost no API call; the DeepSeekDeployment itself and single objects that are not
 children (an existing claim, an object in the way of a child) are read from the API.
 Writes: server-side apply with field manager ``deepseek-operator`` and force on conflicts
-(we own what we render), deletes, and the custom resource's status (same field manager);
-what the API returns for a write goes into the cache at once.
+(we own what we render), except the first write of a child with create-only fields
+(controller/desired.py rule 10), which is a plain create; deletes; and the custom
+resource's status (same field manager). What the API returns for a write goes into the
+cache at once.
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
 from deepseek_operator.controller.cache import ChildCache, Owner
 from deepseek_operator.controller.plan import FIELD_MANAGER, Change, ObjectKey, Plan
 from deepseek_operator.kubeapi import Resources
-from deepseek_operator.render import APPLY_ORDER, CHILD_KINDS, MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from deepseek_operator.render import (
+    APPLY_ORDER,
+    CHILD_KINDS,
+    CREATE_ONLY_ANNOTATION,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+)
 
 _CHILD_KIND_NAMES = frozenset(c.kind for c in CHILD_KINDS)
 
@@ -190,6 +198,22 @@ class Cluster:
         self.cache.store(stored)
         return stored
 
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Create one object (POST, field manager ``deepseek-operator``, operation Update):
+        the fields it sets are not owned by the operator's applies, so later applies that
+        leave them out do not remove them. Returns the object as stored. Raises ApplyError
+        (409 when it exists already: retried, the next reconcile sees it)."""
+        key = ObjectKey.of(obj)
+        resource = self.resources.require(key.api_version, key.kind)
+        try:
+            result = resource.create(body=obj, namespace=key.namespace or None,
+                                     field_manager=FIELD_MANAGER)
+        except ApiException as exc:
+            raise ApplyError(key, "creating", exc) from exc
+        stored = dict(result.to_dict())
+        self.cache.store(stored)
+        return stored
+
     def delete(self, key: ObjectKey) -> None:
         """Delete one object (background propagation); a missing object is fine."""
         resource = self.resources.require(key.api_version, key.kind)
@@ -217,6 +241,10 @@ class Cluster:
         return done
 
     def _apply_change(self, change: Change) -> str:
+        if change.created and CREATE_ONLY_ANNOTATION in (
+                change.desired["metadata"].get("annotations") or {}):
+            self.create(change.desired)
+            return f"created {change.key}"
         try:
             self.apply(change.desired)
         except ApplyError as exc:

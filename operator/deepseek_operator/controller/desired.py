@@ -30,6 +30,13 @@ observed children, and the executor makes the writes. The rules:
    leaves the class to the default).
 9. **A claim being deleted takes its download Job along**: the Job's finished pod would
    hold the claim forever (PVC protection); the Job comes back with the new claim.
+10. **Create-only fields belong to people once created**: a child annotated
+   ``render.CREATE_ONLY_ANNOTATION`` (the gateway policy ConfigMap, whose ``data`` the
+   holders of system:configure edit) is wanted in full only while it does not exist; once
+   observed, the fields the annotation lists are left out of the desired object, so the
+   plan never finds them drifted and no apply touches them. The executor creates such an
+   object with a plain create, not an apply, so the operator's apply never owns those
+   fields (an apply that left out fields it owned would delete them).
 """
 
 from __future__ import annotations
@@ -52,7 +59,12 @@ from deepseek_operator.controller.predicates import (
     workload_counts,
 )
 from deepseek_operator.controller.quantity import quantity_less
-from deepseek_operator.render import WORKLOAD_API_VERSIONS, creates_model_cache, names
+from deepseek_operator.render import (
+    CREATE_ONLY_ANNOTATION,
+    WORKLOAD_API_VERSIONS,
+    creates_model_cache,
+    names,
+)
 
 Children = Mapping[ObjectKey, dict[str, Any]]
 
@@ -131,6 +143,7 @@ def desired_state(dsd: DeepSeekDeployment, rendered: list[dict[str, Any]],
                         f"claim cannot change {' or '.join(changes)} after creation: set "
                         "spec.storage back, or delete the claim (the operator creates it as "
                         "the spec asks and downloads the weights again)")
+    objects = [_leave_created_fields(o, observed) for o in objects]
     kept_workload = _serving_workload_to_keep(dsd, rendered, objects, observed)
     if kept_workload is not None:
         keep.append(kept_workload)
@@ -215,6 +228,23 @@ def _hold_workload_until_cached(dsd: DeepSeekDeployment, objects: list[dict[str,
     if job is not None and job_succeeded(job):
         return objects
     return [o for o in objects if o["kind"] not in WORKLOAD_API_VERSIONS]
+
+
+def create_only_fields(obj: Mapping[str, Any]) -> list[str]:
+    """The top-level fields ``obj`` wants written only when it is created (its
+    CREATE_ONLY_ANNOTATION, comma-separated), in order; empty for other objects."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    listed = str(annotations.get(CREATE_ONLY_ANNOTATION, ""))
+    return [name.strip() for name in listed.split(",") if name.strip()]
+
+
+def _leave_created_fields(desired: dict[str, Any], observed: Children) -> dict[str, Any]:
+    """Rule 10: ``desired`` itself while it does not exist; once observed, a copy without
+    its create-only fields."""
+    fields = create_only_fields(desired)
+    if not fields or ObjectKey.of(desired) not in observed:
+        return desired
+    return {key: value for key, value in desired.items() if key not in fields}
 
 
 def _never_shrink_claim(desired: dict[str, Any], observed: Children) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import kopf
 from prometheus_client import start_http_server
 
+from deepseek_operator.render import DEFAULT_SCRAPER_POD_LABELS, RenderSettings
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -22,7 +24,10 @@ class RunOptions:
     peering priority; None = the start time in milliseconds, so of several replicas the
     newest is active (kopf pauses every replica when two share a priority).
     ``relist_seconds``: how often every child kind is listed to purge what a watch missed
-    (controller/resync.py).
+    (controller/resync.py). ``gateway``: the gateway fronts every DeepSeekDeployment (the
+    default autoscaling query reads its counters). ``scraper_namespace_labels`` and
+    ``scraper_pod_labels``: the metrics scraper the engine NetworkPolicy admits, as label
+    pairs (``render.RenderSettings``).
     """
 
     namespaces: tuple[str, ...] = ()
@@ -33,6 +38,15 @@ class RunOptions:
     verbose: bool = False
     priority: int | None = None
     relist_seconds: float = 600.0
+    gateway: bool = False
+    scraper_namespace_labels: tuple[tuple[str, str], ...] = ()
+    scraper_pod_labels: tuple[tuple[str, str], ...] = DEFAULT_SCRAPER_POD_LABELS
+
+    def render_settings(self) -> RenderSettings:
+        """The RenderSettings these options ask for (the rest at their defaults)."""
+        return RenderSettings(gateway=self.gateway,
+                              scraper_namespace_labels=self.scraper_namespace_labels,
+                              scraper_pod_labels=self.scraper_pod_labels)
 
 
 def default_priority(now: float | None = None) -> int:
@@ -56,5 +70,6 @@ def run_operator(options: RunOptions) -> None:
         peering_name=options.peering or "default",
         priority=default_priority() if options.priority is None else options.priority,
         liveness_endpoint=options.liveness,
-        memo=kopf.Memo(relist_seconds=options.relist_seconds),
+        memo=kopf.Memo(relist_seconds=options.relist_seconds,
+                       render_settings=options.render_settings()),
     )

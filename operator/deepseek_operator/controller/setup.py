@@ -72,8 +72,11 @@ def post_kopf_event(body: Mapping[str, Any], type_: str, reason: str, message: s
                type=type_, reason=reason, message=message[:1024])
 
 
-def make_reconciler() -> Reconciler:
-    """The Reconciler the handlers share (API client, render settings, event sink)."""
+def make_reconciler(settings: RenderSettings | None = None) -> Reconciler:
+    """The Reconciler the handlers share (API client, render settings, event sink).
+    ``settings``: from the run options (None: the defaults)."""
     api = api_client()
-    return Reconciler(cluster=Cluster(api, ChildCache()), autoscaler=Autoscaler(api),
-                      post_event=post_kopf_event, settings=RenderSettings())
+    settings = settings or RenderSettings()
+    return Reconciler(cluster=Cluster(api, ChildCache()),
+                      autoscaler=Autoscaler(api, gateway=settings.gateway),
+                      post_event=post_kopf_event, settings=settings)

@@ -4,10 +4,20 @@ Kubernetes verbs behind its permissions:
 
 - model:read        get, list, watch this DeepSeekDeployment;
 - model:write       update, patch, delete it, and get/update/patch its scale subresource;
-- system:configure  get, update, patch its `<name>-rbac` and `<name>-runtime` ConfigMaps;
-- model:query       get its Service, and get/create on services/proxy of it (the OpenAI API
-                    through the apiserver proxy; the proxy authorizes the name as written in
-                    the URL, `<svc>` or `<svc>:http`).
+- system:configure  update and patch its `<name>-gateway-policy` ConfigMap (the gateway's
+                    queue and concurrency limits, whose data the operator writes only
+                    when it creates the ConfigMap), and get on it and on the read-only
+                    `<name>-rbac` and `<name>-runtime` ConfigMaps (the operator rewrites
+                    those two from the spec, so they are not editable);
+- model:query       create on the `deepseekdeployments/query` subresource of it: the
+                    gateway asks a SubjectAccessReview for exactly this (verb create, group
+                    deepseek-operator.io, resource deepseekdeployments, subresource query,
+                    name <name>) before it forwards a request, so `kubectl auth can-i create
+                    deepseekdeployments.deepseek-operator.io/<name> --subresource=query`
+                    and the gateway agree. The apiserver serves no such subresource: the
+                    rule is only a permission to check. It grants no read of the object
+                    (no `get`): a role that should also see the DeepSeekDeployment adds
+                    model:read.
 
 All rules are limited by resourceNames to this DeepSeekDeployment's objects (list and watch
 then need a metadata.name field selector, as Kubernetes RBAC works). ServiceAccount
@@ -20,11 +30,22 @@ from typing import Any, Final
 import yaml
 
 from ..api import GROUP, PLURAL, DeepSeekDeployment, Permission, Subject
-from .names import rbac_config_map, role, runtime_config_map, service, service_account
+from .names import (
+    gateway_policy_config_map,
+    rbac_config_map,
+    role,
+    runtime_config_map,
+    service_account,
+)
 from .templating import SAFE_DUMPER, render_manifest
 
 RBAC_API_GROUP: Final = "rbac.authorization.k8s.io"
 PERMISSIONS_KEY: Final = "permissions.yaml"
+QUERY_SUBRESOURCE: Final = "query"
+QUERY_RESOURCE: Final = f"{PLURAL}/{QUERY_SUBRESOURCE}"
+"""The resource model:query grants, as an RBAC rule writes it (`deepseekdeployments/query`)."""
+QUERY_VERB: Final = "create"
+"""The verb model:query grants on QUERY_RESOURCE (a request to the model creates a completion)."""
 
 
 def _read(dsd: DeepSeekDeployment) -> list[dict[str, Any]]:
@@ -56,26 +77,31 @@ def _write(dsd: DeepSeekDeployment) -> list[dict[str, Any]]:
 
 
 def _configure(dsd: DeepSeekDeployment) -> list[dict[str, Any]]:
+    policy = gateway_policy_config_map(dsd)
     return [
         {
             "apiGroups": [""],
             "resources": ["configmaps"],
-            "resourceNames": [rbac_config_map(dsd), runtime_config_map(dsd)],
-            "verbs": ["get", "update", "patch"],
-        }
+            "resourceNames": [rbac_config_map(dsd), runtime_config_map(dsd), policy],
+            "verbs": ["get"],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": [policy],
+            "verbs": ["update", "patch"],
+        },
     ]
 
 
 def _query(dsd: DeepSeekDeployment) -> list[dict[str, Any]]:
-    svc = service(dsd)
     return [
-        {"apiGroups": [""], "resources": ["services"], "resourceNames": [svc], "verbs": ["get"]},
         {
-            "apiGroups": [""],
-            "resources": ["services/proxy"],
-            "resourceNames": [svc, f"{svc}:http"],
-            "verbs": ["get", "create"],
-        },
+            "apiGroups": [GROUP],
+            "resources": [QUERY_RESOURCE],
+            "resourceNames": [dsd.metadata.name],
+            "verbs": [QUERY_VERB],
+        }
     ]
 
 

@@ -21,6 +21,16 @@ prometheus-adapter rule must expose, for example::
       name: {as: "deepseek_operator_requests_per_second"}
       metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)'
 
+With the gateway in front of every deployment (`RenderSettings.gateway`, `run --gateway`)
+the default query reads the gateway instead: its counter of requests
+(`GATEWAY_REQUESTS`, labels namespace and deployment, one increment per request it
+received) as a rate, plus its gauge of requests held in the queue (`GATEWAY_QUEUED`), which
+are waiting for a replica and counted nowhere else. So a request held for a deployment at
+zero replicas reads as at least 1 and the policy brings one replica up. A series that is
+missing reads as 0 while the other is present; with neither (no gateway scraped, or no
+request ever seen) the query has no result and the autoscaler reports metrics as missing
+and holds, as for the engine counters.
+
 spec.autoscaling.prometheus.query replaces the default query. It may use the
 placeholders `{namespace}` (the custom resource's namespace), `{name}` (its name) and
 `{pod_regex}` (the serving-pod name pattern above); other `{identifier}` placeholders are
@@ -46,6 +56,11 @@ REQUEST_COUNTERS: Final[dict[str, str]] = {
 }
 """Per-engine counter of finished requests."""
 
+GATEWAY_REQUESTS: Final = "deepseek_gateway_requests_total"
+"""The gateway's counter of requests received, per namespace and deployment."""
+GATEWAY_QUEUED: Final = "deepseek_gateway_queued_requests"
+"""The gateway's gauge of requests held waiting for a replica, per namespace and deployment."""
+
 RATE_WINDOW: Final = "1m"
 PLACEHOLDERS: Final = ("namespace", "name", "pod_regex")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -58,9 +73,23 @@ def pod_name_regex(name: str) -> str:
     return f"{name}-([0-9]+|[a-z0-9]{{1,10}}-[a-z0-9]{{5}})"
 
 
-def default_qps_query(dsd: DeepSeekDeployment) -> str:
-    """PromQL for the requests per second over all serving pods of `dsd`, e.g.
+def gateway_qps_query(namespace: str, name: str) -> str:
+    """PromQL for the demand on the DeepSeekDeployment `namespace`/`name` as the gateway
+    sees it: requests/s received plus requests queued (module docstring), e.g.
+    `(A + B) or A or B` with A = `sum(rate(deepseek_gateway_requests_total{namespace="ai",
+    deployment="r1"}[1m]))` and B = `sum(deepseek_gateway_queued_requests{...})`."""
+    matchers = f'{{namespace="{namespace}",deployment="{name}"}}'
+    rate = f"sum(rate({GATEWAY_REQUESTS}{matchers}[{RATE_WINDOW}]))"
+    queued = f"sum({GATEWAY_QUEUED}{matchers})"
+    return f"({rate} + {queued}) or {rate} or {queued}"
+
+
+def default_qps_query(dsd: DeepSeekDeployment, gateway: bool = False) -> str:
+    """PromQL for the requests per second of `dsd`: with `gateway`, `gateway_qps_query`;
+    otherwise over all its serving pods, e.g.
     `sum(rate(vllm:request_success_total{namespace="ai",pod=~"r1-(...)"}[1m]))`."""
+    if gateway:
+        return gateway_qps_query(dsd.metadata.namespace, dsd.metadata.name)
     counter = REQUEST_COUNTERS[dsd.spec.engine.type]
     namespace, name = dsd.metadata.namespace, dsd.metadata.name
     return (
@@ -69,16 +98,26 @@ def default_qps_query(dsd: DeepSeekDeployment) -> str:
     )
 
 
-def qps_query(dsd: DeepSeekDeployment) -> str:
+def qps_query(dsd: DeepSeekDeployment, gateway: bool = False) -> str:
     """The query autoscaling reads: spec.autoscaling.prometheus.query with its placeholders
-    filled in (module docstring), or `default_qps_query(dsd)` when it is empty.
+    filled in (module docstring), or `default_qps_query(dsd, gateway)` when it is empty.
 
     Raises InvalidSpecError naming spec.autoscaling.prometheus.query for an unknown
-    placeholder or a query of only whitespace.
+    placeholder or a query of only whitespace, and naming spec.autoscaling.minReplicas
+    for minReplicas 0 with the engine's default query (without the gateway), which sees
+    no request while no pod runs.
     """
     override = dsd.spec.autoscaling.prometheus.query
     if not override:
-        return default_qps_query(dsd)
+        if dsd.spec.autoscaling.min_replicas == 0 and not gateway and (
+                dsd.spec.autoscaling.mode in ("operator", "keda")):
+            raise InvalidSpecError([FieldIssue("spec.autoscaling.minReplicas", (
+                "minReplicas 0 needs a query that sees requests while no replica runs: the "
+                "default query without the gateway counts requests the serving pods "
+                "finished. Run the operator with --gateway (the Helm chart's default), set "
+                "prometheus.query to a request metric in front of the pods, or set "
+                "minReplicas to 1"))])
+        return default_qps_query(dsd, gateway)
     if not override.strip():
         raise InvalidSpecError(
             [FieldIssue(_QUERY_FIELD, "must be a PromQL expression, or empty for the default")]
@@ -175,8 +214,10 @@ def _tolerance_quantity(value: float, field: str) -> str:
     return milli_quantity(value)
 
 
-def scaled_object_manifest(dsd: DeepSeekDeployment, sizing: SizingResult) -> dict[str, Any]:
-    """The KEDA ScaledObject of mode keda (without labels and owner reference). With
+def scaled_object_manifest(dsd: DeepSeekDeployment, sizing: SizingResult,
+                           gateway: bool = False) -> dict[str, Any]:
+    """The KEDA ScaledObject of mode keda (without labels and owner reference), its query
+    `qps_query(dsd, gateway)`. With
     minReplicas 0 KEDA scales to zero after scaleToZeroIdleSeconds without requests
     (cooldownPeriod) and back to one on the first request the query sees."""
     spec = dsd.spec.autoscaling
@@ -191,7 +232,7 @@ def scaled_object_manifest(dsd: DeepSeekDeployment, sizing: SizingResult) -> dic
         scale_up_seconds=spec.scale_up_stabilization_seconds,
         scale_down_seconds=spec.scale_down_stabilization_seconds,
         server_address=spec.prometheus.url,
-        query=qps_query(dsd),
+        query=qps_query(dsd, gateway),
         # KEDA parses the threshold as a float; repr is exact and round-trips.
         threshold=repr(spec.target_qps_per_replica),
     )

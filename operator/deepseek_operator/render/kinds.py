@@ -4,7 +4,8 @@ Everything that needs the list derives it from ``CHILD_KINDS``: the kinds ``rend
 emit, the controller's apply order and child watches (one kopf watch per kind, so a hand
 edit to any child is repaired at once), and the workload kinds with their API versions.
 The order is the apply order: identity and storage first, the workload after what it
-mounts and runs as, then what points at the workload.
+mounts and runs as (and the NetworkPolicy that guards its pods), then what points at the
+workload.
 """
 
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ CHILD_KINDS: Final[tuple[ChildKind, ...]] = (
     ChildKind("v1", "ConfigMap", "configmaps"),
     ChildKind("rbac.authorization.k8s.io/v1", "Role", "roles"),
     ChildKind("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings"),
+    ChildKind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
     ChildKind("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
     ChildKind("batch/v1", "Job", "jobs"),
     ChildKind("apps/v1", "Deployment", "deployments", workload=True),

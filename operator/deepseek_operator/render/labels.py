@@ -31,6 +31,8 @@ Component = Literal[
     "rbac",
     "runtime",
     "monitoring",
+    "network-policy",
+    "gateway-policy",
 ]
 """`app.kubernetes.io/component` values. `server` marks the pods that serve the API (every
 pod of a Deployment, the leader pods of a LeaderWorkerSet) and the workload itself;

@@ -11,7 +11,9 @@ from .source import model_cache_claim
 __all__ = [
     "autoscaler",
     "download_job",
+    "gateway_policy_config_map",
     "model_cache_claim",
+    "network_policy",
     "pod_monitor",
     "rbac_config_map",
     "role",
@@ -61,3 +63,15 @@ def role(dsd: DeepSeekDeployment, role_name: str) -> str:
     """The Role and RoleBinding of access role `role_name` (a key of spec.access.roles):
     `<name>-<role>`."""
     return f"{dsd.metadata.name}-{role_name}"
+
+
+def gateway_policy_config_map(dsd: DeepSeekDeployment) -> str:
+    """The ConfigMap holding the gateway policy (policy.yaml), whose data belongs to the
+    holders of system:configure: `<name>-gateway-policy`."""
+    return f"{dsd.metadata.name}-gateway-policy"
+
+
+def network_policy(dsd: DeepSeekDeployment) -> str:
+    """The NetworkPolicy that admits only the gateway, the metrics scraper and the
+    deployment's own pods to its engine pods: `<name>-engine`."""
+    return f"{dsd.metadata.name}-engine"

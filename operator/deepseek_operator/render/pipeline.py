@@ -7,8 +7,10 @@ from ..catalog import size_deployment
 from .access import rbac_config_map_manifest, role_manifests, service_account_manifest
 from .autoscaling import hpa_manifest, qps_query, scaled_object_manifest
 from .download import download_job_manifest
+from .gateway_policy import gateway_policy_manifest
 from .labels import adopt
 from .monitoring import pod_monitor_manifest
+from .network import network_policy_manifest
 from .runtime import runtime_config, runtime_config_map_manifest
 from .service import service_manifest
 from .settings import RenderSettings
@@ -19,8 +21,9 @@ from .workload import workload_manifest
 
 def render(dsd: DeepSeekDeployment, settings: RenderSettings) -> list[dict[str, Any]]:
     """The desired children of `dsd` as manifests (see the package docstring for the
-    contract). Order: ServiceAccount, ConfigMaps `<name>-rbac` and `<name>-runtime`, Roles,
-    RoleBindings, model-cache PVC, download Job, Deployment or LeaderWorkerSet, Service,
+    contract). Order: ServiceAccount, ConfigMaps `<name>-rbac`, `<name>-runtime` and
+    `<name>-gateway-policy`, Roles, RoleBindings, NetworkPolicy `<name>-engine`, model-cache
+    PVC, download Job, Deployment or LeaderWorkerSet, Service,
     HorizontalPodAutoscaler or ScaledObject, PodMonitor; each only when it applies.
 
     Raises InvalidSpecError (the catalog's UnknownNameError and SizingError included) naming
@@ -32,14 +35,17 @@ def render(dsd: DeepSeekDeployment, settings: RenderSettings) -> list[dict[str, 
         )
     sizing = size_deployment(dsd.spec)
     if dsd.spec.autoscaling.mode in ("operator", "keda"):
-        qps_query(dsd)  # refuse a bad query override now, not when the autoscaler reads it
+        # Refuse a bad query override now, not when the autoscaler reads it.
+        qps_query(dsd, settings.gateway)
     source = model_source(dsd)
     runtime = runtime_config(dsd, sizing, settings, source)
     objects = [
         adopt(service_account_manifest(dsd), dsd, "rbac"),
         adopt(rbac_config_map_manifest(dsd), dsd, "rbac"),
         adopt(runtime_config_map_manifest(dsd, runtime), dsd, "runtime"),
+        adopt(gateway_policy_manifest(dsd, sizing, settings), dsd, "gateway-policy"),
         *(adopt(obj, dsd, "rbac") for obj in role_manifests(dsd)),
+        adopt(network_policy_manifest(dsd, settings), dsd, "network-policy"),
     ]
     if creates_model_cache(dsd):
         objects.append(
@@ -55,7 +61,8 @@ def render(dsd: DeepSeekDeployment, settings: RenderSettings) -> list[dict[str, 
         objects.append(adopt(hpa_manifest(dsd, sizing, settings.hpa_tolerance), dsd,
                              "autoscaler"))
     elif mode == "keda":
-        objects.append(adopt(scaled_object_manifest(dsd, sizing), dsd, "autoscaler"))
+        objects.append(adopt(scaled_object_manifest(dsd, sizing, settings.gateway), dsd,
+                             "autoscaler"))
     if settings.pod_monitor:
         objects.append(adopt(pod_monitor_manifest(dsd), dsd, "monitoring"))
     return objects

@@ -20,6 +20,11 @@ DEFAULT_ENGINE_IMAGES: Final[dict[EngineType, str]] = {
 DEFAULT_S3_DOWNLOAD_IMAGE: Final = "amazon/aws-cli:2.31.0"
 """AWS CLI v2 image for s3:// downloads (it honours AWS_ENDPOINT_URL for S3-compatible stores)."""
 
+DEFAULT_SCRAPER_POD_LABELS: Final[tuple[tuple[str, str], ...]] = (
+    ("app.kubernetes.io/name", "prometheus"),)
+"""Pods of the metrics scraper the engine NetworkPolicy admits by default (the label the
+Prometheus Operator and the prometheus Helm chart put on Prometheus pods)."""
+
 
 @dataclass(frozen=True)
 class RenderSettings:
@@ -40,6 +45,12 @@ class RenderSettings:
       `behavior.*.tolerance`; only on Kubernetes >= 1.35, where that field is on by default
       (HPAConfigurableTolerance: alpha 1.33, beta 1.35, GA 1.37). Older apiservers reject
       or drop it; their HPAs keep the 10 % default in both directions.
+    - `gateway`: the gateway (`deepseek-operator gateway`) fronts every DeepSeekDeployment:
+      the default autoscaling query reads its request counter and queued gauge
+      (`render.autoscaling`), so minReplicas 0 works without a query of one's own.
+    - `scraper_namespace_labels`, `scraper_pod_labels`: label pairs (matchLabels) of the
+      namespaces and pods of the metrics scraper the engine NetworkPolicy admits
+      (`render.network`); empty namespace labels: any namespace.
     - `engine_port`: container port of the engine's HTTP server (OpenAI API, /health,
       /metrics).
     - `run_as_user`: UID (and GID) the engine and download containers run as; non-root so
@@ -68,6 +79,9 @@ class RenderSettings:
     cluster_domain: str = "cluster.local"
     pod_monitor: bool = False
     hpa_tolerance: bool = True
+    gateway: bool = False
+    scraper_namespace_labels: tuple[tuple[str, str], ...] = ()
+    scraper_pod_labels: tuple[tuple[str, str], ...] = DEFAULT_SCRAPER_POD_LABELS
     engine_port: int = 8000
     run_as_user: int = 1000
     startup_base_seconds: int = 600

@@ -87,8 +87,9 @@ class Outcome:
     equals the stored one (no write). ``writes``: one line per child write. ``events``:
     Events to post. ``status_events``: Events of the status change's condition transitions,
     to post when ``status`` is written (a coalesced change reports them when it is).
-    ``stalled``: the spec can never work as written (no retry helps). ``urgent``: the status change is one a reader waits for (`status_urgent`);
-    other changes (progress on the way, counts, messages) may be coalesced with the next.
+    ``stalled``: the spec can never work as written (no retry helps). ``urgent``: the
+    status change is one a reader waits for (`status_urgent`); other changes (progress on
+    the way, counts, messages) may be coalesced with the next.
     """
 
     status: dict[str, Any] | None

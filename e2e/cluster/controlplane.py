@@ -13,6 +13,7 @@ be downloaded on our machines.
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import socket
 import subprocess
@@ -57,15 +58,35 @@ class Endpoints:
         return f"https://127.0.0.1:{self.apiserver}"
 
 
+# Ports are taken below the kernel's ephemeral range: a restarted kube-apiserver or etcd
+# binds its port again, and a port from that range may meanwhile be the local end of any
+# outgoing connection on the machine ("bind: address already in use"; seen in the fault
+# suite under load).
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_PORT = 10000
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def _free_ports(n: int) -> list[int]:
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
+    """``n`` distinct loopback ports that are free now, outside the ephemeral range."""
+    high = max(_ephemeral_low(), _LOWEST_PORT + 1000)
+    ports: list[int] = []
+    while len(ports) < n:
+        port = random.randrange(_LOWEST_PORT, high)
+        if port in ports:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
     return ports
 
 

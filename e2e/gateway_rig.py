@@ -124,16 +124,16 @@ def allow(api: client.ApiClient, namespace: str, deployment: str, name: str,
 
 
 def _read_ready_line(proc: subprocess.Popen[bytes], prefix: str, log: Path | None,
-                     timeout: float) -> str:
-    """The rest of the first line of `proc`'s stdout (or of `log`) starting with
-    `prefix`."""
+                     timeout: float, offset: int = 0) -> str:
+    """The rest of the first line of `proc`'s stdout (or of `log` after byte `offset`)
+    starting with `prefix`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             text = log.read_text(errors="replace") if log else ""
             raise RuntimeError(f"process exited with {proc.returncode}: {text[-3000:]}")
         if log is not None:
-            for line in log.read_text(errors="replace").splitlines():
+            for line in log.read_bytes()[offset:].decode(errors="replace").splitlines():
                 if line.startswith(prefix):
                     return line[len(prefix):].strip()
             time.sleep(0.1)
@@ -226,13 +226,15 @@ class GatewayProcess:
         """Start it and wait for /readyz (DeepSeekDeployments listed)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log, self.audit_stdout.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "deepseek_operator.cli", "gateway",
                  "--listen-address", "127.0.0.1:0",
                  "--upstream-template", "http://127.0.0.1:{port}", *self.args],
                 stdout=out, stderr=log, env=env, start_new_session=True)
-        address = _read_ready_line(self.proc, LISTENING_PREFIX, self.log_path, timeout)
+        address = _read_ready_line(self.proc, LISTENING_PREFIX, self.log_path, timeout,
+                                   offset)
         self.port = int(address.rsplit(":", 1)[1])
         deadline = time.monotonic() + timeout
         while not self.ready():

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import socket
 import sys
 import threading
 import time
@@ -262,11 +263,14 @@ class StandInApp:
     """The stand-in's behaviour, free of HTTP plumbing: JSON bodies in, JSON documents out."""
 
     def __init__(self, *, model: str, pod: str, engine: Engine, max_num_seqs: int,
-                 latency_s: float, token_interval_s: float = 0.0) -> None:
+                 latency_s: float, token_interval_s: float = 0.0,
+                 stamp_chunks: bool = False) -> None:
         """Serve ``model`` as pod ``pod`` with ``engine``-style metrics.
 
         ``latency_s`` (seconds, >= 0) is how long each request holds its running slot;
-        ``token_interval_s`` (seconds, >= 0) the pause before each streamed token.
+        ``token_interval_s`` (seconds, >= 0) the pause before each streamed token;
+        ``stamp_chunks`` adds ``sent_at`` (epoch seconds) to each streamed chunk, for
+        benchmarks that measure a chunk's way to the client.
 
         Raises:
             ValueError: ``engine`` is unknown, ``latency_s`` is negative or
@@ -278,6 +282,7 @@ class StandInApp:
         self.pod = pod
         self.latency_s = latency_s
         self.token_interval_s = token_interval_s
+        self.stamp_chunks = stamp_chunks
         self.slots = RequestSlots(max_num_seqs)
         self.metrics: EngineMetrics
         if engine == "vllm":
@@ -365,8 +370,11 @@ class StandInApp:
                                           {"content": text}, "finish_reason": finish}
             else:
                 choice = {"index": 0, "text": text or "", "finish_reason": finish}
-            return _event({"id": ident, "object": kind, "created": 0, "model": self.model,
-                           "choices": [choice]})
+            document: dict[str, Any] = {"id": ident, "object": kind, "created": 0,
+                                        "model": self.model, "choices": [choice]}
+            if self.stamp_chunks:
+                document["sent_at"] = time.time()
+            return _event(document)
 
         def events() -> Iterator[bytes]:
             with self.slots.slot():
@@ -443,6 +451,9 @@ class StandInServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True
+    # The listen backlog: the standard library's 5 drops connections of a burst (a
+    # benchmark's 256 streams opening at once) into SYN retransmits of a second or more.
+    request_queue_size = 1024
 
     def __init__(self, port: int, app: StandInApp) -> None:
         """Bind ``LISTEN_HOST``:``port`` (0 = a free port chosen by the kernel)."""
@@ -459,6 +470,13 @@ class _Handler(BaseHTTPRequestHandler):
     # HTTP/1.1 keeps connections alive, so a load generator reuses them.
     protocol_version = "HTTP/1.1"
     server: StandInServer
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in separate writes; without TCP_NODELAY the second
+        # waits for the client's delayed ACK (~40 ms), which would swamp any latency
+        # measured through the stand-in.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_GET(self) -> None:
         app = self.server.app
@@ -546,6 +564,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="time each request holds its slot (default %(default)s)")
     parser.add_argument("--token-interval-seconds", type=float, default=0.0,
                         help="pause before each streamed token (default %(default)s)")
+    parser.add_argument("--stamp-chunks", action="store_true",
+                        help="add sent_at (epoch seconds) to each streamed chunk")
     return parser.parse_args(argv)
 
 
@@ -554,7 +574,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _arguments(argv)
     app = StandInApp(model=args.model, pod=args.pod, engine=args.engine,
                      max_num_seqs=args.max_num_seqs, latency_s=args.latency_seconds,
-                     token_interval_s=args.token_interval_seconds)
+                     token_interval_s=args.token_interval_seconds,
+                     stamp_chunks=args.stamp_chunks)
     server = StandInServer(args.port, app)
     stop = threading.Event()
 

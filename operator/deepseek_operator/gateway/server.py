@@ -506,7 +506,7 @@ class Gateway:
                             record.completion_tokens = usage.completion_tokens
                         if injected and is_usage_only(document):
                             continue
-                    if done_event is None and event_data(event) == DONE:
+                    if done_event is None and DONE in event and event_data(event) == DONE:
                         done_event = event  # held until the audit line is written
                         continue
                     out.append(event)

@@ -345,6 +345,7 @@ def test_gateway_flags_and_defaults() -> None:
     assert (args.queue_timeout_seconds, args.max_queued, args.max_body_bytes) == (
         900.0, 64, 1 << 20)
     assert (args.auth_cache_seconds, args.auth_cache_size) == (10.0, 10000)
+    assert args.per_replica_concurrency == 0
     assert (args.audit_file, args.audit_fail_open, args.namespace, args.audiences) == (
         None, False, "", "")
     args = build_parser().parse_args(["gateway", "--listen-address", "[::1]:0",
@@ -352,3 +353,20 @@ def test_gateway_flags_and_defaults() -> None:
     assert args.listen_address == ("::1", 0) and args.auth_cache_seconds == 0.0
     with pytest.raises(SystemExit):
         build_parser().parse_args(["gateway", "--listen-address", "8080"])
+
+
+def test_capacity_is_ready_replicas_times_the_per_replica_cap() -> None:
+    from deepseek_operator.gateway.server import Gateway, GatewayOptions
+
+    target = Target.from_object({**dsd("m", gpu={"maxConcurrentSequences": 8}),
+                                 "status": {"readyReplicas": 3}})
+    sink = AuditSink(None, max_bytes=1, backups=0, stream=io.StringIO())
+    default = Gateway(GatewayOptions(), CountingReviewer(), sink)
+    capped = Gateway(GatewayOptions(per_replica_concurrency=2), CountingReviewer(), sink)
+    try:
+        assert default.capacity(target) == 24
+        assert capped.capacity(target) == 6
+        assert default.capacity(Target.from_object(dsd("z"))) == 0, "no ready replica"
+    finally:
+        default.executor.shutdown()
+        capped.executor.shutdown()

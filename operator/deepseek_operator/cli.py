@@ -407,6 +407,10 @@ def add_gateway_command(commands: "Subcommands[argparse.ArgumentParser]") -> Non
     parser.add_argument("--max-queued", type=_non_negative_int, default=64,
                         help="requests waiting per deployment; more get 503 "
                              "(default: %(default)s)")
+    parser.add_argument("--per-replica-concurrency", type=_non_negative_int, default=0,
+                        help="requests one ready replica takes at once; more wait at the "
+                             "gateway (default 0: the deployment's "
+                             "spec.gpu.maxConcurrentSequences)")
     parser.add_argument("--max-body-bytes", type=_positive_int, default=1 << 20,
                         help="largest request body; larger gets 413 (default: %(default)s)")
     parser.add_argument("--body-timeout-seconds", type=_positive_seconds, default=30.0,
@@ -467,6 +471,7 @@ def run_gateway_command(args: argparse.Namespace) -> int:
         audit_file=args.audit_file, audit_max_bytes=args.audit_max_bytes,
         audit_backups=args.audit_backups, audit_fail_open=args.audit_fail_open,
         queue_timeout_seconds=args.queue_timeout_seconds, max_queued=args.max_queued,
+        per_replica_concurrency=args.per_replica_concurrency,
         max_body_bytes=args.max_body_bytes, body_timeout_seconds=args.body_timeout_seconds,
         auth_cache_seconds=args.auth_cache_seconds, auth_cache_size=args.auth_cache_size))
 

@@ -80,6 +80,7 @@ class GatewayOptions:
     auth_cache_size: int = 10000
     audiences: tuple[str, ...] = ()
     review_timeout_seconds: float = 5.0
+    per_replica_concurrency: int = 0  # 0: each deployment's spec.gpu.maxConcurrentSequences
 
 
 class HttpError(Exception):
@@ -145,7 +146,7 @@ class Gateway:
         for key in gone:
             self.admission.remove(key)
         for target in targets:
-            self.admission.set_capacity(target.key, target.capacity)
+            self.admission.set_capacity(target.key, self.capacity(target))
         self.synced = True
 
     def apply_event(self, kind: str, obj: dict[str, Any]) -> None:
@@ -162,7 +163,14 @@ class Gateway:
             self.admission.remove(key)
             return
         self.routes.upsert(target)
-        self.admission.set_capacity(target.key, target.capacity)
+        self.admission.set_capacity(target.key, self.capacity(target))
+
+    def capacity(self, target: Target) -> int:
+        """Requests `target` takes at once: ready replicas x the per-replica cap
+        (`per_replica_concurrency`, or the deployment's maxConcurrentSequences)."""
+        per_replica = (self.options.per_replica_concurrency
+                       or target.max_concurrent_sequences)
+        return target.ready_replicas * per_replica
 
     @staticmethod
     def _target(obj: dict[str, Any]) -> Target | None:
@@ -408,7 +416,7 @@ class Gateway:
                         stream: bool, injected: bool) -> web.StreamResponse:
         self.metrics.requests.labels(*target.key).inc()
         current = self.routes.get(*target.key) or target
-        self.admission.set_capacity(current.key, current.capacity)
+        self.admission.set_capacity(current.key, self.capacity(current))
         retry = {"Retry-After": str(max(1, int(min(self.options.queue_timeout_seconds, 60))))}
         try:
             await self.admission.acquire(target.key, self.options.queue_timeout_seconds)

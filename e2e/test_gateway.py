@@ -328,6 +328,16 @@ def test_expired_and_wrong_audience_tokens_get_401(
     assert [a["status"] for a in gateway.audit()] == [401, 200, 401, 401, 401]
 
 
+def test_a_gateway_given_its_own_audience_takes_only_tokens_for_it(
+        kube: client.ApiClient, alice: dict[str, Any], start_gateway: GatewayFactory,
+        namespace: str) -> None:
+    gateway = start_gateway("--audiences", "https://gateway.example")
+    own = token(kube, namespace, "alice", audiences=["https://gateway.example"])
+    assert call(gateway, own, chat(alice["served"])).status_code == 200
+    assert call(gateway, alice["token"], chat(alice["served"])).status_code == 401, (
+        "a token for the apiserver is not one for this gateway")
+
+
 def test_apiserver_unreachable_is_503_and_nothing_is_forwarded(
         kube: client.ApiClient, alice: dict[str, Any], start_gateway: GatewayFactory,
         gateway_kubeconfig: Path, tmp_path: Path) -> None:

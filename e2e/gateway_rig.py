@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -355,3 +356,62 @@ def running(*processes: StandInProcess | GatewayProcess) -> Iterator[None]:
     finally:
         for process in processes:
             process.stop()
+
+
+def demo_calls(kube: client.ApiClient, namespace: str, name: str, workdir: Path) -> list[str]:
+    """The demo's look at the gateway: one allowed and one denied call to DeepSeekDeployment
+    `namespace/name` (Ready, with a binding of role `user` for ServiceAccount
+    web/chat-frontend, as manifests/samples/distill-qwen-7b-a100-40gb.yaml has), through a
+    gateway process, with the stand-in as its engine. Returns the lines to print: the two
+    answers and their audit lines.
+
+    The Role for model:query is created here too (the rule the operator renders for it:
+    create on deepseekdeployments/query), so the demo works whichever version renders it.
+    """
+    from deepseek_operator.gateway.routing import Target
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    obj: Any = client.CustomObjectsApi(kube).get_namespaced_custom_object(
+        GROUP, "v1alpha1", namespace, PLURAL, name)
+    served = Target.from_object(obj).served_name
+    ensure_account(kube, "web", "chat-frontend")
+    ensure_account(kube, namespace, "viewer")
+    for role, subjects, query, read in (
+            (f"{name}-demo-query", [{"kind": "ServiceAccount", "name": "chat-frontend",
+                                     "namespace": "web"}], True, False),
+            (f"{name}-demo-read", [{"kind": "ServiceAccount", "name": "viewer",
+                                    "namespace": namespace}], False, True)):
+        with contextlib.suppress(client.ApiException):  # kept from an earlier run
+            allow(kube, namespace, name, role, subjects, query=query, read=read)
+    engine = StandInProcess(served, workdir / "demo-engine.log")
+    gateway = GatewayProcess(
+        gateway_identity(kube, kube.configuration.host, kube.configuration.ssl_ca_cert,
+                         workdir), workdir / "demo-gateway", ["--namespace", namespace])
+    lines = [f"[demo] gateway in front of {namespace}/{name} (model {served}); "
+             "token from the TokenRequest API, checked by TokenReview and "
+             "SubjectAccessReview"]
+    with running(engine, gateway):
+        engine.start()
+        gateway.args += ["--upstream-template", engine.url]
+        gateway.start()
+        body = json.dumps({"model": served, "messages": [
+            {"role": "user", "content": "Say hello"}]}).encode()
+        for who, (ns, account) in (("allowed", ("web", "chat-frontend")),
+                                   ("denied", (namespace, "viewer"))):
+            request = urllib.request.Request(
+                f"{gateway.url}/v1/chat/completions", data=body, method="POST",
+                headers={"Content-Type": "application/json",
+                         "Authorization": f"Bearer {token(kube, ns, account)}"})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    status, answer = response.status, json.loads(response.read())
+                text = answer["choices"][0]["message"]["content"]
+            except urllib.error.HTTPError as error:
+                status, text = error.code, json.loads(error.read())["error"]["message"]
+            lines.append(f"[demo] {who}: {ns}/{account} -> HTTP {status}: {text}")
+        for line in gateway.audit():
+            lines.append("[demo] audit: " + json.dumps(
+                {k: line[k] for k in ("time", "user", "deployment", "model", "permission",
+                                      "role", "status", "prompt_tokens",
+                                      "completion_tokens")}))
+    return lines

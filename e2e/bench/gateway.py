@@ -188,7 +188,13 @@ def prepare(workdir: Path, token_interval: float) -> tuple[StandInProcess, Gatew
     gateway = GatewayProcess(
         gateway_identity(kube, kube.configuration.host, kube.configuration.ssl_ca_cert,
                          workdir), workdir / "gateway",
-        ["--audit-file", str(workdir / "audit.jsonl")]).start()
+        ["--audit-file", str(workdir / "audit.jsonl")])
+    try:
+        gateway.start()
+    except BaseException:
+        gateway.stop()
+        engine.stop()
+        raise
     return engine, gateway, token(kube, namespace, "bench"), namespace, kube
 
 

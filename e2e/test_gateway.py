@@ -229,6 +229,25 @@ def test_a_stream_is_passed_through_and_its_usage_audited(
         text.split()), "a client that asks for usage gets it"
 
 
+def test_completions_streamed_and_not(alice: dict[str, Any],
+                                      start_gateway: GatewayFactory) -> None:
+    gateway = start_gateway()
+    body = {"model": alice["served"], "prompt": "Once upon a time"}
+    plain = call(gateway, alice["token"], body, "/v1/completions")
+    assert plain.status_code == 200, plain.text
+    assert plain.json()["choices"][0]["text"].startswith("Hello from")
+    with call(gateway, alice["token"], {**body, "stream": True}, "/v1/completions",
+              stream=True) as response:
+        got = events(response)
+    assert got[-1] == "[DONE]"
+    text = "".join(chunk["choices"][0]["text"] for chunk in got[:-1])
+    assert text == plain.json()["choices"][0]["text"]
+    lines = [a for a in gateway.audit() if a["path"] == "/v1/completions"]
+    assert [(a["status"], a["stream"], a["prompt_tokens"]) for a in lines] == [
+        (200, False, 4), (200, True, 4)]
+    assert lines[1]["completion_tokens"] == len(text.split())
+
+
 def test_read_only_user_gets_403_and_others_404_like_an_unknown_model(
         kube: client.ApiClient, alice: dict[str, Any], start_gateway: GatewayFactory,
         namespace: str) -> None:

@@ -121,6 +121,25 @@ def wait_ready(api: client.CustomObjectsApi, namespace: str, name: str, replicas
     wait_for(f"{namespace}/{name} readyReplicas={replicas}", ready, timeout)
 
 
+def query_rbac(kube: client.ApiClient, namespace: str, deployment: str,
+               subjects: list[dict[str, str]]) -> None:
+    """model:query for `subjects`, who spec.access binds to role `user`: the Role the
+    operator rendered for it when that grants what the gateway asks (create on
+    deepseekdeployments/query), else an explicit Role and RoleBinding with that rule (an
+    operator whose renderer predates the gateway grants only services/proxy)."""
+    try:
+        rendered = client.RbacAuthorizationV1Api(kube).read_namespaced_role(
+            f"{deployment}-user", namespace)
+    except client.ApiException as error:
+        if error.status != 404:
+            raise
+    else:
+        if any(f"{PLURAL}/query" in (rule.resources or []) and "create" in (rule.verbs or [])
+               for rule in rendered.rules or []):
+            return
+    allow(kube, namespace, deployment, f"{deployment}-query-e2e", subjects)
+
+
 def account(namespace: str, name: str) -> dict[str, str]:
     """A ServiceAccount RBAC subject."""
     return {"kind": "ServiceAccount", "name": name, "namespace": namespace}
@@ -155,13 +174,13 @@ def events(response: requests.Response) -> list[Any]:
 def alice(kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str,
           start_engine: Callable[..., StandInProcess]) -> dict[str, Any]:
     """Deployment `m` (a fresh served name, a stand-in behind it) and ServiceAccount alice
-    bound to its `user` role (model:query) by spec.access and by an explicit Role."""
+    bound to its `user` role (model:query) by spec.access (`query_rbac`)."""
     served = served_name()
     engine = start_engine(served)
     ensure_account(kube, namespace, "alice")
-    allow(kube, namespace, "m", "m-query", [account(namespace, "alice")])
     deploy(dsd_api, namespace, "m", served, engine.port, bindings=[
         {"role": "user", "subjects": [{"kind": "ServiceAccount", "name": "alice"}]}])
+    query_rbac(kube, namespace, "m", [account(namespace, "alice")])
     return {"served": served, "engine": engine, "token": token(kube, namespace, "alice")}
 
 
@@ -285,13 +304,17 @@ def test_group_binding_and_a_service_account_of_another_namespace(
         served = served_name()
         engine = start_engine(served)
         group = f"system:serviceaccounts:{other}"
-        allow(kube, namespace, "m", "m-team", [
-            {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": group}])
-        allow(kube, namespace, "m", "m-ci", [account(other, "ci")])
+        # batch is in the group only; ci by name too (a ServiceAccount of another
+        # namespace), and by a role that cannot query, which must not be the one audited.
         deploy(dsd_api, namespace, "m", served, engine.port, bindings=[
-            {"role": "user", "subjects": [{"kind": "Group", "name": group}]},
             {"role": "admin", "subjects": [{"kind": "ServiceAccount", "name": "ci",
-                                            "namespace": other}]}])
+                                            "namespace": other}]},
+            {"role": "user", "subjects": [{"kind": "Group", "name": group},
+                                          {"kind": "ServiceAccount", "name": "ci",
+                                           "namespace": other}]}])
+        query_rbac(kube, namespace, "m", [
+            {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": group},
+            account(other, "ci")])
         gateway = start_gateway()
         by_group = call(gateway, token(kube, other, "batch"), chat(served))
         assert by_group.status_code == 200, by_group.text
@@ -300,7 +323,7 @@ def test_group_binding_and_a_service_account_of_another_namespace(
         lines = [a for a in gateway.audit() if a["path"] == CHAT]
         assert lines[0]["user"]["name"] == f"system:serviceaccount:{other}:batch"
         assert lines[0]["role"] == "user", "the group binding of role user grants it"
-        assert lines[1]["role"] == "user", "ci is in the group too; the first role wins"
+        assert lines[1]["role"] == "user", "admin comes first but has no model:query"
     finally:
         client.CoreV1Api(kube).delete_namespace(other)
 

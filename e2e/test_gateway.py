@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from kubernetes import client
 
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
-from e2e.cluster import paths
+from e2e.cluster import controlplane, paths
 from e2e.gateway_rig import (
     GatewayProcess,
     StandInProcess,
@@ -608,3 +608,30 @@ def test_the_audit_file_rotates_and_survives_a_restart(
     assert not Path(f"{audit}.3").exists()
     assert all(path.stat().st_size <= 2000 for path in files if path.exists())
     assert len(lines) >= 4 and all(line["status"] == 200 for line in lines)
+
+
+def test_the_deployment_watch_recovers_from_an_apiserver_crash(
+        kube: client.ApiClient, alice: dict[str, Any], dsd_api: client.CustomObjectsApi,
+        namespace: str, start_engine: Callable[..., StandInProcess],
+        start_gateway: GatewayFactory) -> None:
+    gateway = start_gateway()
+    assert call(gateway, alice["token"], chat(alice["served"])).status_code == 200
+    controlplane.restart("kube-apiserver")
+
+    # A deployment created after the crash is routed, one deleted after it is not.
+    served = served_name()
+    engine = start_engine(served)
+    deploy(dsd_api, namespace, "m2", served, engine.port, bindings=[
+        {"role": "user", "subjects": [{"kind": "ServiceAccount", "name": "alice"}]}])
+    query_rbac(kube, namespace, "m2", [account(namespace, "alice")])
+
+    def routed() -> requests.Response | None:
+        response = call(gateway, alice["token"], chat(served))
+        return response if response.status_code == 200 else None
+
+    assert wait_for("the new deployment to be routed", routed, 60).json()["model"] == served
+    assert "DeepSeekDeployment watch failed" in gateway.log_tail(50000), (
+        "the crash did break the gateway's watch")
+    dsd_api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "m")
+    wait_for("the deleted deployment to be gone from the routes", lambda: call(
+        gateway, alice["token"], chat(alice["served"])).status_code == 404, 60)

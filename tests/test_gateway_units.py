@@ -370,3 +370,27 @@ def test_capacity_is_ready_replicas_times_the_per_replica_cap() -> None:
     finally:
         default.executor.shutdown()
         capped.executor.shutdown()
+
+
+def test_watch_events_update_routes_and_capacity() -> None:
+    from deepseek_operator.gateway.server import Gateway, GatewayOptions
+
+    sink = AuditSink(None, max_bytes=1, backups=0, stream=io.StringIO())
+    gateway = Gateway(GatewayOptions(), CountingReviewer(), sink)
+    try:
+        ready = {**dsd("a", gpu={"maxConcurrentSequences": 4}), "status": {"readyReplicas": 1}}
+        gateway.apply_list([ready, dsd("b", "ns2")])
+        assert gateway.synced and len(gateway.routes) == 2
+        assert gateway.capacity(gateway.routes.get("ns", "a")) == 4
+        gateway.apply_event("MODIFIED", {**ready, "status": {"readyReplicas": 2}})
+        assert gateway.capacity(gateway.routes.get("ns", "a")) == 8
+        broken = dsd("a")
+        broken["spec"]["gpu"] = {"maxConcurrentSequences": -1}
+        gateway.apply_event("MODIFIED", broken)
+        assert gateway.routes.get("ns", "a") is None, "an unreadable object is not routed"
+        gateway.apply_event("DELETED", dsd("b", "ns2"))
+        assert len(gateway.routes) == 0
+        gateway.apply_list([ready])
+        assert [t.key for t in gateway.routes.all()] == [("ns", "a")]
+    finally:
+        gateway.executor.shutdown()

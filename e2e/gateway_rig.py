@@ -31,13 +31,16 @@ from e2e.rig.model_server import READY_LINE_PREFIX
 
 GATEWAY_NAMESPACE = "deepseek-gateway-e2e"
 GATEWAY_ACCOUNT = "gateway"
-# What the gateway itself needs: review tokens and permissions, read DeepSeekDeployments.
+# What the gateway itself needs: review tokens and permissions, read DeepSeekDeployments
+# and their gateway policy ConfigMaps.
 GATEWAY_RULES: list[dict[str, Any]] = [
     {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"],
      "verbs": ["create"]},
     {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"],
      "verbs": ["create"]},
     {"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["get", "list", "watch"]},
+    # The <name>-gateway-policy ConfigMaps (as the Helm chart's ClusterRole grants).
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
 ]
 
 
@@ -78,13 +81,15 @@ def gateway_identity(api: client.ApiClient, server: str, ca_file: str,
                            "name": name},
                "subjects": [{"kind": "ServiceAccount", "name": GATEWAY_ACCOUNT,
                              "namespace": GATEWAY_NAMESPACE}]}
-    for create, body in ((rbac.create_cluster_role, role),
-                         (rbac.create_cluster_role_binding, binding)):
+    for create, replace, body in (
+            (rbac.create_cluster_role, rbac.replace_cluster_role, role),
+            (rbac.create_cluster_role_binding, rbac.replace_cluster_role_binding, binding)):
         try:
             create(body)
         except client.ApiException as error:
             if error.status != 409:
                 raise
+            replace(name, body)  # a control plane kept from an older version
     return write_kubeconfig(workdir / "gateway.kubeconfig", server, ca_file,
                             token(api, GATEWAY_NAMESPACE, GATEWAY_ACCOUNT, seconds=7200))
 

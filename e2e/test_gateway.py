@@ -561,6 +561,71 @@ def test_the_queue_is_bounded_and_a_replica_takes_max_concurrent_sequences(
     assert timed_out.headers["Retry-After"]
 
 
+def set_policy(kube: client.ApiClient, namespace: str, deployment: str, text: str) -> None:
+    """The deployment's gateway policy ConfigMap with `policy.yaml` = `text`: created with
+    the labels the gateway selects on, or its data patched when the operator created it.
+    (Without app.kubernetes.io/managed-by: an operator that does not render the ConfigMap
+    would take one with its labels for a stray child and delete it.)"""
+    core = client.CoreV1Api(kube)
+    name = f"{deployment}-gateway-policy"
+    try:
+        core.create_namespaced_config_map(namespace, {
+            "metadata": {"name": name, "labels": {
+                "app.kubernetes.io/component": "gateway-policy",
+                "deepseek-operator.io/deployment": deployment}},
+            "data": {"policy.yaml": text}})
+    except client.ApiException as error:
+        if error.status != 409:
+            raise
+        core.patch_namespaced_config_map(name, namespace, {"data": {"policy.yaml": text}})
+
+
+def test_the_gateway_policy_config_map_sets_queue_and_concurrency(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str,
+        start_engine: Callable[..., StandInProcess], start_gateway: GatewayFactory) -> None:
+    served = served_name()
+    engine = start_engine(served, "--latency-seconds", "10")
+    ensure_account(kube, namespace, "alice")
+    allow(kube, namespace, "m", "m-query", [account(namespace, "alice")])
+    deploy(dsd_api, namespace, "m", served, engine.port, concurrency=4)
+    set_policy(kube, namespace, "m", "queueTimeoutSeconds: 2\nmaxQueuedRequests: 1\n"
+                                     "maxConcurrentPerReplica: 1\n")
+    gateway = start_gateway()  # flags: 64 queued, 900 s; the ConfigMap says otherwise
+    bearer = token(kube, namespace, "alice")
+    labels = {"namespace": namespace, "deployment": "m"}
+    results: dict[str, requests.Response] = {}
+
+    def start_call(name: str) -> threading.Thread:
+        thread = threading.Thread(target=lambda: results.update(
+            {name: call(gateway, bearer, chat(served))}))
+        thread.start()
+        return thread
+
+    first = start_call("first")
+    wait_for("one request at the engine", lambda: gateway.metric(
+        "deepseek_gateway_inflight_requests", labels) == 1, 30)
+    second = start_call("second")
+    wait_for("the second to wait: one per replica, not spec's four", lambda: gateway.metric(
+        "deepseek_gateway_queued_requests", labels) == 1, 30)
+    third = call(gateway, bearer, chat(served))
+    assert third.status_code == 503
+    assert "1 requests waiting already" in third.json()["error"]["message"]
+    second.join(60)
+    assert results["second"].status_code == 503
+    assert "within 2 s" in results["second"].json()["error"]["message"]
+    first.join(60)
+    assert results["first"].status_code == 200
+
+    # An edit by a holder of system:configure applies without a restart.
+    set_policy(kube, namespace, "m", "maxConcurrentPerReplica: 2\n")
+    threads = [start_call("a"), start_call("b")]
+    wait_for("two requests at the engine at once", lambda: gateway.metric(
+        "deepseek_gateway_inflight_requests", labels) == 2, 30)
+    for thread in threads:
+        thread.join(60)
+    assert results["a"].status_code == results["b"].status_code == 200
+
+
 def test_two_deployments_serving_one_name_are_an_error_not_a_coin_toss(
         kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str,
         start_engine: Callable[..., StandInProcess], start_gateway: GatewayFactory) -> None:

@@ -394,3 +394,60 @@ def test_watch_events_update_routes_and_capacity() -> None:
         assert [t.key for t in gateway.routes.all()] == [("ns", "a")]
     finally:
         gateway.executor.shutdown()
+
+
+# ---- policy ConfigMaps ----
+
+
+def policy_cm(text: str | None, name: str = "m-gateway-policy") -> dict[str, Any]:
+    cm: dict[str, Any] = {"metadata": {"name": name, "namespace": "ns", "labels": {
+        "app.kubernetes.io/component": "gateway-policy",
+        "deepseek-operator.io/deployment": "m"}}}
+    if text is not None:
+        cm["data"] = {"policy.yaml": text}
+    return cm
+
+
+def test_policy_is_read_from_the_deployments_config_map() -> None:
+    from deepseek_operator.gateway.policy import Policy, policy_from_config_map
+
+    read = policy_from_config_map(policy_cm(
+        "# comment\nqueueTimeoutSeconds: 610\nmaxQueuedRequests: 0\nmaxConcurrentPerReplica: 3\n"))
+    assert read == (("ns", "m"), Policy(610.0, 0, 3), [])
+    assert policy_from_config_map(policy_cm(None)) == (("ns", "m"), Policy(), [])
+    assert policy_from_config_map(policy_cm("a: 1", name="other")) is None, (
+        "only <deployment>-gateway-policy counts")
+
+
+def test_bad_policy_values_fall_back_and_are_reported() -> None:
+    from deepseek_operator.gateway.policy import Policy, policy_from_config_map
+
+    read = policy_from_config_map(policy_cm(
+        "queueTimeoutSeconds: soon\nmaxQueuedRequests: -1\nmaxConcurrentPerReplica: true\n"))
+    assert read is not None
+    _, policy, problems = read
+    assert policy == Policy()
+    assert len(problems) == 3 and all("using the gateway's default" in p for p in problems)
+    read = policy_from_config_map(policy_cm("[1, 2"))
+    assert read is not None and read[1] == Policy() and "not YAML" in read[2][0]
+
+
+def test_policy_overrides_flags_and_spec_for_its_deployment() -> None:
+    from deepseek_operator.gateway.server import Gateway, GatewayOptions
+
+    sink = AuditSink(None, max_bytes=1, backups=0, stream=io.StringIO())
+    gateway = Gateway(GatewayOptions(max_queued=64, queue_timeout_seconds=900),
+                      CountingReviewer(), sink)
+    try:
+        gateway.apply_list([{**dsd("m", gpu={"maxConcurrentSequences": 8}),
+                             "status": {"readyReplicas": 2}}])
+        target = gateway.routes.get("ns", "m")
+        assert gateway.capacity(target) == 16
+        gateway.apply_policy_list([policy_cm("maxConcurrentPerReplica: 3\nmaxQueuedRequests: 5\n")])
+        assert gateway.capacity(target) == 6
+        policy = gateway.policy(("ns", "m"))
+        assert (policy.max_queued, policy.queue_timeout_seconds) == (5, 900), "flag fills in"
+        gateway.apply_policy_event("DELETED", policy_cm(None))
+        assert gateway.capacity(target) == 16 and gateway.policy(("ns", "m")).max_queued == 64
+    finally:
+        gateway.executor.shutdown()

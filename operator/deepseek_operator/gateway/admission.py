@@ -82,9 +82,11 @@ class Admission:
         lane = self._lanes.get(key)
         return lane.inflight if lane else 0
 
-    async def acquire(self, key: Key, timeout_seconds: float) -> None:
-        """Take a slot of deployment `key`, waiting in its queue up to `timeout_seconds`.
-        Pair every successful call with `release`.
+    async def acquire(self, key: Key, timeout_seconds: float,
+                      max_queued: int | None = None) -> None:
+        """Take a slot of deployment `key`, waiting in its queue up to `timeout_seconds`;
+        `max_queued` overrides the queue bound for this deployment. Pair every successful
+        call with `release`.
 
         Raises:
             QueueFull: `max_queued` requests wait already (nothing was queued).
@@ -97,7 +99,7 @@ class Admission:
             lane.inflight += 1
             self._changed(key, lane)
             return
-        if len(lane.waiters) >= self.max_queued:
+        if len(lane.waiters) >= (self.max_queued if max_queued is None else max_queued):
             raise QueueFull()
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         lane.waiters.append(waiter)

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any, Final
 
 from aiohttp import web
@@ -16,7 +17,7 @@ from kubernetes import client, config
 from .audit import AuditSink
 from .auth import KubeReviewer
 from .server import Gateway, GatewayOptions
-from .watch import DeploymentWatch
+from .watch import deployment_watch, policy_watch
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +60,16 @@ async def _serve(options: GatewayOptions, sink: AuditSink) -> None:
     gateway = Gateway(options, KubeReviewer(api, options.review_timeout_seconds), sink)
     loop = asyncio.get_running_loop()
 
-    def on_list(objects: list[dict[str, Any]]) -> None:
-        loop.call_soon_threadsafe(gateway.apply_list, objects)
+    def later(apply: Callable[..., None]) -> Callable[..., None]:
+        """`apply` run on the event loop, called from a watch thread."""
+        def schedule(*args: Any) -> None:
+            loop.call_soon_threadsafe(apply, *args)
+        return schedule
 
-    def on_event(kind: str, obj: dict[str, Any]) -> None:
-        loop.call_soon_threadsafe(gateway.apply_event, kind, obj)
-
-    watch = DeploymentWatch(api, options.namespace, on_list, on_event)
+    watches = [deployment_watch(api, options.namespace, later(gateway.apply_list),
+                                later(gateway.apply_event)),
+               policy_watch(api, options.namespace, later(gateway.apply_policy_list),
+                            later(gateway.apply_policy_event))]
     runner = web.AppRunner(gateway.app(), handler_cancellation=True, access_log=None,
                            shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
     await runner.setup()
@@ -74,7 +78,8 @@ async def _serve(options: GatewayOptions, sink: AuditSink) -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    watch.start()
+    for watch in watches:
+        watch.start()
     server = getattr(site, "_server", None)
     sockets = getattr(server, "sockets", None) or []
     port = sockets[0].getsockname()[1] if sockets else options.port
@@ -84,4 +89,5 @@ async def _serve(options: GatewayOptions, sink: AuditSink) -> None:
     await stop.wait()
     log.info("stopping")
     await runner.cleanup()
-    await asyncio.to_thread(watch.stop)
+    for watch in watches:
+        await asyncio.to_thread(watch.stop)

@@ -49,6 +49,7 @@ from .auth import (
     see_access,
 )
 from .metrics import GatewayMetrics
+from .policy import Policy, policy_from_config_map
 from .routing import QUERY_PERMISSION, RouteTable, Target, granting_role
 from .sse import DONE, EventSplitter, error_event, event_data, event_json, is_usage_only, usage_of
 
@@ -133,7 +134,9 @@ class Gateway:
                                      max_size=options.auth_cache_size,
                                      audiences=options.audiences)
         self.admission = Admission(options.max_queued, self._gauges)
+        self.policies: dict[Key, Policy] = {}
         self.synced = False
+        self.policies_synced = False
         self._session: aiohttp.ClientSession | None = None
 
     # ---- the route table, fed by the watch (on the event loop) ----
@@ -166,11 +169,62 @@ class Gateway:
         self.admission.set_capacity(target.key, self.capacity(target))
 
     def capacity(self, target: Target) -> int:
-        """Requests `target` takes at once: ready replicas x the per-replica cap
-        (`per_replica_concurrency`, or the deployment's maxConcurrentSequences)."""
-        per_replica = (self.options.per_replica_concurrency
+        """Requests `target` takes at once: ready replicas x the per-replica cap (the
+        policy ConfigMap's maxConcurrentPerReplica, else `per_replica_concurrency`, else
+        the deployment's maxConcurrentSequences)."""
+        policy = self.policies.get(target.key, Policy())
+        per_replica = (policy.max_concurrent_per_replica
+                       or self.options.per_replica_concurrency
                        or target.max_concurrent_sequences)
         return target.ready_replicas * per_replica
+
+    def policy(self, key: Key) -> Policy:
+        """The policy of deployment `key`, with the gateway's flags filled in where the
+        ConfigMap sets nothing (the per-replica cap stays as `capacity` resolves it)."""
+        policy = self.policies.get(key, Policy())
+        return Policy(
+            queue_timeout_seconds=(self.options.queue_timeout_seconds
+                                   if policy.queue_timeout_seconds is None
+                                   else policy.queue_timeout_seconds),
+            max_queued=self.options.max_queued if policy.max_queued is None
+            else policy.max_queued,
+            max_concurrent_per_replica=policy.max_concurrent_per_replica)
+
+    def apply_policy_list(self, objects: list[dict[str, Any]]) -> None:
+        """Replace the policies with those of `objects` (policy ConfigMaps)."""
+        before = set(self.policies)
+        self.policies.clear()
+        for obj in objects:
+            self._apply_policy(obj)
+        self._recompute(before | set(self.policies))
+        self.policies_synced = True
+
+    def apply_policy_event(self, kind: str, obj: dict[str, Any]) -> None:
+        """Apply one watch event of a policy ConfigMap."""
+        read = policy_from_config_map(obj)
+        if read is None:
+            return
+        key = read[0]
+        if kind == "DELETED":
+            self.policies.pop(key, None)
+        else:
+            self._apply_policy(obj)
+        self._recompute({key})
+
+    def _apply_policy(self, obj: dict[str, Any]) -> None:
+        read = policy_from_config_map(obj)
+        if read is None:
+            return
+        key, policy, problems = read
+        for problem in problems:
+            log.warning("%s", problem)
+        self.policies[key] = policy
+
+    def _recompute(self, keys: set[Key]) -> None:
+        for key in keys:
+            target = self.routes.get(*key)
+            if target is not None:
+                self.admission.set_capacity(key, self.capacity(target))
 
     @staticmethod
     def _target(obj: dict[str, Any]) -> Target | None:
@@ -215,8 +269,9 @@ class Gateway:
         return web.Response(text="ok\n")
 
     async def readyz(self, request: web.Request) -> web.Response:
-        """200 once the DeepSeekDeployments have been listed, else 503."""
-        if self.synced:
+        """200 once the DeepSeekDeployments and the policies have been listed (or the
+        policies found unreadable), else 503."""
+        if self.synced and self.policies_synced:
             return web.Response(text="ok\n")
         return web.Response(status=503, text="DeepSeekDeployments not listed yet\n")
 
@@ -417,17 +472,19 @@ class Gateway:
         self.metrics.requests.labels(*target.key).inc()
         current = self.routes.get(*target.key) or target
         self.admission.set_capacity(current.key, self.capacity(current))
-        retry = {"Retry-After": str(max(1, int(min(self.options.queue_timeout_seconds, 60))))}
+        policy = self.policy(target.key)
+        timeout = policy.queue_timeout_seconds or 0.0
+        retry = {"Retry-After": str(max(1, int(min(timeout, 60))))}
         try:
-            await self.admission.acquire(target.key, self.options.queue_timeout_seconds)
+            await self.admission.acquire(target.key, timeout, policy.max_queued)
         except QueueFull:
             raise HttpError(503, f"{target.namespace}/{target.name} has "
-                                 f"{self.options.max_queued} requests waiting already; try "
+                                 f"{policy.max_queued} requests waiting already; try "
                                  "again later", headers=retry) from None
         except QueueTimeout:
             raise HttpError(503, f"no replica of {target.namespace}/{target.name} could take "
-                                 f"the request within {self.options.queue_timeout_seconds:g} "
-                                 "s; try again later", headers=retry) from None
+                                 f"the request within {timeout:g} s; try again later",
+                            headers=retry) from None
         except DeploymentGone:
             raise not_found(call.record.model or "") from None
         try:

@@ -525,9 +525,16 @@ def test_the_queue_is_bounded_and_a_replica_takes_max_concurrent_sequences(
     ensure_account(kube, namespace, "alice")
     allow(kube, namespace, "m", "m-query", [account(namespace, "alice")])
     deploy(dsd_api, namespace, "m", served, engine.port, concurrency=1)
-    gateway = start_gateway("--max-queued", "1", "--queue-timeout-seconds", "600")
+    # The queue bound is the deployment's policy (an operator that renders the policy
+    # ConfigMap creates it with its own defaults, which win over the gateway's flags).
+    set_policy(kube, namespace, "m", "maxQueuedRequests: 1\nqueueTimeoutSeconds: 600\n")
+    gateway = start_gateway()
     bearer = token(kube, namespace, "alice")
     labels = {"namespace": namespace, "deployment": "m"}
+    wait_for("the policy to apply", lambda: gateway.metric(
+        "deepseek_gateway_queue_limit_requests", labels) == 1, 30)
+    assert gateway.metric("deepseek_gateway_capacity_requests", labels) == 1, (
+        "one replica x maxConcurrentSequences 1")
     results: list[requests.Response] = []
 
     def slow_call() -> None:
@@ -554,8 +561,12 @@ def test_the_queue_is_bounded_and_a_replica_takes_max_concurrent_sequences(
     dsd_api.patch_namespaced_custom_object_scale(GROUP, VERSION, namespace, PLURAL, "m",
                                                  {"spec": {"replicas": 0}})
     wait_ready(dsd_api, namespace, "m", 0)
-    short = start_gateway("--queue-timeout-seconds", "2")
-    timed_out = call(short, bearer, chat(served))
+    wait_for("no capacity left", lambda: gateway.metric(
+        "deepseek_gateway_capacity_requests", labels) == 0, 30)
+    set_policy(kube, namespace, "m", "queueTimeoutSeconds: 2\n")
+    wait_for("the shorter wait to apply", lambda: gateway.metric(
+        "deepseek_gateway_queue_timeout_seconds", labels) == 2, 30)
+    timed_out = call(gateway, bearer, chat(served))
     assert timed_out.status_code == 503
     assert "within 2 s" in timed_out.json()["error"]["message"]
     assert timed_out.headers["Retry-After"]

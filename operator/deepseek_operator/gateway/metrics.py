@@ -46,6 +46,18 @@ class GatewayMetrics:
             "deepseek_gateway_time_to_first_token_seconds", "Arrival to the engine's first "
             "response byte (the first token of a stream), seconds.", LABELS,
             buckets=DURATION_BUCKETS, registry=self.registry)
+        self.capacity = Gauge(
+            "deepseek_gateway_capacity_requests", "Requests the deployment's ready replicas "
+            "take at once (readyReplicas x the per-replica cap).", LABELS,
+            registry=self.registry)
+        self.queue_limit = Gauge(
+            "deepseek_gateway_queue_limit_requests", "Requests the gateway holds for the "
+            "deployment at most (its policy's maxQueuedRequests, or --max-queued).", LABELS,
+            registry=self.registry)
+        self.queue_timeout = Gauge(
+            "deepseek_gateway_queue_timeout_seconds", "How long a request waits for a "
+            "replica (its policy's queueTimeoutSeconds, or --queue-timeout-seconds).", LABELS,
+            registry=self.registry)
         self.auth_failures = Counter(
             "deepseek_gateway_auth_unavailable", "TokenReviews and SubjectAccessReviews that "
             "failed (the request was answered 503).", ["review"], registry=self.registry)

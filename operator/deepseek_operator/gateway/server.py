@@ -24,6 +24,7 @@ the engine connection, so the engine aborts the request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -148,25 +149,39 @@ class Gateway:
         self.routes.replace_all(targets)
         for key in gone:
             self.admission.remove(key)
+        for key in gone:
+            self._forget_limits(key)
         for target in targets:
-            self.admission.set_capacity(target.key, self.capacity(target))
+            self._refresh(target)
         self.synced = True
 
     def apply_event(self, kind: str, obj: dict[str, Any]) -> None:
         """Apply one watch event (ADDED, MODIFIED, DELETED)."""
         metadata = obj.get("metadata") or {}
         key = (str(metadata.get("namespace", "")), str(metadata.get("name", "")))
-        if kind == "DELETED":
-            self.routes.remove(*key)
-            self.admission.remove(key)
-            return
-        target = self._target(obj)
+        target = None if kind == "DELETED" else self._target(obj)
         if target is None:
             self.routes.remove(*key)
             self.admission.remove(key)
+            self._forget_limits(key)
             return
         self.routes.upsert(target)
-        self.admission.set_capacity(target.key, self.capacity(target))
+        self._refresh(target)
+
+    def _refresh(self, target: Target) -> None:
+        """Apply `target`'s capacity to admission and export its limits."""
+        capacity = self.capacity(target)
+        self.admission.set_capacity(target.key, capacity)
+        policy = self.policy(target.key)
+        self.metrics.capacity.labels(*target.key).set(capacity)
+        self.metrics.queue_limit.labels(*target.key).set(policy.max_queued or 0)
+        self.metrics.queue_timeout.labels(*target.key).set(policy.queue_timeout_seconds or 0)
+
+    def _forget_limits(self, key: Key) -> None:
+        for gauge in (self.metrics.capacity, self.metrics.queue_limit,
+                      self.metrics.queue_timeout):
+            with contextlib.suppress(KeyError):
+                gauge.remove(*key)
 
     def capacity(self, target: Target) -> int:
         """Requests `target` takes at once: ready replicas x the per-replica cap (the
@@ -224,7 +239,7 @@ class Gateway:
         for key in keys:
             target = self.routes.get(*key)
             if target is not None:
-                self.admission.set_capacity(key, self.capacity(target))
+                self._refresh(target)
 
     @staticmethod
     def _target(obj: dict[str, Any]) -> Target | None:

@@ -84,3 +84,9 @@ BENCH_IDLE_SECONDS ?= 600
 .PHONY: bench-scale
 bench-scale: $(STAMP) tools ## N (BENCH_SCALE_NS=1,50,200,1000) DeepSeekDeployments at once vs a kubectl-apply floor; requests, RSS, idle (BENCH_IDLE_SECONDS=600), change latency; JSON and PNG in e2e/bench/out/
 	$(PY) -m e2e.bench.scale --ns $(BENCH_SCALE_NS) --idle-seconds $(BENCH_IDLE_SECONDS) --out e2e/bench/out
+
+BENCH_GATEWAY_SOAK_SECONDS ?= 600
+
+.PHONY: bench-gateway
+bench-gateway: $(STAMP) tools ## Gateway vs direct to the engine stand-in: added latency per request and chunk, chunks/s at 64 and 256 streams, RSS over a soak (BENCH_GATEWAY_SOAK_SECONDS=600); JSON and PNG in e2e/bench/out/
+	$(PY) -m e2e.bench.gateway --out e2e/bench/out --soak-seconds $(BENCH_GATEWAY_SOAK_SECONDS)

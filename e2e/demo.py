@@ -4,7 +4,9 @@ Brings the control plane up (or reuses it), installs the CRDs and RBAC, starts t
 as its ServiceAccount, applies every sample of manifests/samples/ (and the ones under
 samples/refused/, which the operator must refuse) into namespace ``demo``, waits until each
 one is Ready, Stalled, or waiting on a reason the cluster cannot fix (no matching GPUs),
-and prints ``kubectl get dsd`` with the children and each sample's conditions.
+and prints ``kubectl get dsd`` with the children and each sample's conditions. Then one
+allowed and one denied call to the distill-qwen-7b sample through the gateway
+(`e2e.gateway_rig.demo_calls`, the OpenAI stand-in as its engine), with their audit lines.
 
 It then waits for Ctrl-C when run in a terminal (explore with the printed KUBECONFIG), or
 tears down at once when not interactive or with ``--teardown``. ``--keep`` returns at once
@@ -28,11 +30,15 @@ from typing import Any
 import yaml
 
 from e2e.cluster import build, controlplane, paths, processes
+from e2e.gateway_rig import demo_calls
+from e2e.kube import api_client
 from e2e.operator_process import REPO, OperatorProcess, install_manifests
 
 NAMESPACE = "demo"
 OPERATOR = "operator"  # the operator's name among the control plane's recorded processes
 SAMPLES = REPO / "manifests" / "samples"
+# The sample the demo calls through the gateway (its access binds web/chat-frontend).
+GATEWAY_SAMPLE = "distill-qwen-7b"
 
 
 def _kubectl(kubectl: Path, kubeconfig: Path, *args: str, stdin: str | None = None,
@@ -101,6 +107,10 @@ def run(teardown: bool, keep: bool, timeout: float) -> int:
                        "roles", "-n", NAMESPACE, "-l", "app.kubernetes.io/managed-by="
                        "deepseek-operator"))
         _report(kubectl, admin)
+        if outcomes.get(GATEWAY_SAMPLE) == "Ready":
+            for line in demo_calls(api_client(admin), NAMESPACE, GATEWAY_SAMPLE,
+                                   paths.state_dir() / "demo-gateway"):
+                print(line, flush=True)
         print(f"[demo] settled in {time.monotonic() - started:.0f}s: "
               + ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items())))
         unsettled = [k for k, v in outcomes.items() if v == "unsettled"]

@@ -5,7 +5,14 @@ One process plays one pod of the workload. It binds 127.0.0.1 only and answers:
 - ``GET /health`` -> 200, empty body (both engines serve this path).
 - ``GET /v1/models`` -> the one served model.
 - ``POST /v1/chat/completions`` and ``POST /v1/completions`` -> a canned, deterministic
-  reply with ``usage`` counts. Whitespace-separated words stand in for tokens.
+  reply with ``usage`` counts. Whitespace-separated words stand in for tokens. With
+  ``"stream": true`` the reply comes as server-sent events, one chunk per token every
+  ``--token-interval-seconds``, in HTTP/1.1 chunked encoding as vLLM's server sends it
+  (a process killed mid-stream leaves the response without its last chunk, which a client
+  sees as a broken stream); ``stream_options.include_usage`` adds the usage chunk, and
+  ``max_tokens`` above the canned reply's length repeats it. A client that goes away
+  mid-stream is counted as an aborted request (``finished_reason="abort"``), as vLLM
+  does.
 - ``GET /metrics`` -> Prometheus text exposition built with prometheus-client.
 
 Run it as ``python -m e2e.rig.model_server --port P --model NAME --pod POD --engine vllm``.
@@ -28,11 +35,12 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import socket
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -66,11 +74,18 @@ class _Message(BaseModel):
     content: str
 
 
+class _StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool = False
+
+
 class _ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
     model: str
     messages: list[_Message] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
+    stream: bool = False
+    stream_options: _StreamOptions | None = None
 
 
 class _CompletionRequest(BaseModel):
@@ -78,6 +93,8 @@ class _CompletionRequest(BaseModel):
     model: str
     prompt: str | list[str]
     max_tokens: int | None = Field(default=None, ge=1)
+    stream: bool = False
+    stream_options: _StreamOptions | None = None
 
 
 _Request = TypeVar("_Request", _ChatCompletionRequest, _CompletionRequest)
@@ -246,10 +263,14 @@ class StandInApp:
     """The stand-in's behaviour, free of HTTP plumbing: JSON bodies in, JSON documents out."""
 
     def __init__(self, *, model: str, pod: str, engine: Engine, max_num_seqs: int,
-                 latency_s: float) -> None:
+                 latency_s: float, token_interval_s: float = 0.0,
+                 stamp_chunks: bool = False) -> None:
         """Serve ``model`` as pod ``pod`` with ``engine``-style metrics.
 
-        ``latency_s`` (seconds, >= 0) is how long each request holds its running slot.
+        ``latency_s`` (seconds, >= 0) is how long each request holds its running slot;
+        ``token_interval_s`` (seconds, >= 0) the pause before each streamed token;
+        ``stamp_chunks`` adds ``sent_at`` (epoch seconds) to each streamed chunk, for
+        benchmarks that measure a chunk's way to the client.
 
         Raises:
             ValueError: ``engine`` is unknown, ``latency_s`` is negative or
@@ -260,6 +281,8 @@ class StandInApp:
         self.model = model
         self.pod = pod
         self.latency_s = latency_s
+        self.token_interval_s = token_interval_s
+        self.stamp_chunks = stamp_chunks
         self.slots = RequestSlots(max_num_seqs)
         self.metrics: EngineMetrics
         if engine == "vllm":
@@ -312,6 +335,66 @@ class StandInApp:
             "index": 0, "text": " ".join(words), "finish_reason": reason,
         })
 
+    def stream(self, path: str, raw: bytes) -> Iterator[bytes]:
+        """Answer a ``stream: true`` body of ``path`` (chat or completions) as server-sent
+        events, one per yielded item. The body is checked before the first item.
+
+        Raises:
+            ApiError: as for ``chat_completion``.
+        """
+        chat = path == "/v1/chat/completions"
+        request: _ChatCompletionRequest | _CompletionRequest
+        if chat:
+            request = _parse(_ChatCompletionRequest, raw)
+            prompt_tokens = sum(len(message.content.split()) for message in request.messages)
+        else:
+            request = _parse(_CompletionRequest, raw)
+            prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
+            prompt_tokens = sum(len(prompt.split()) for prompt in prompts)
+        if request.model != self.model:
+            raise ApiError(HTTPStatus.NOT_FOUND, f"The model `{request.model}` does not exist.",
+                           "model")
+        words = self.reply_words()
+        count = request.max_tokens or len(words)
+        tokens = [words[i % len(words)] for i in range(count)]
+        include_usage = request.stream_options is not None and request.stream_options.include_usage
+        kind = "chat.completion.chunk" if chat else "text_completion"
+        with self._lock:
+            self._served += 1
+            ident = f"{kind}-{self.pod}-{self._served}"
+        reason: FinishReason = "length" if request.max_tokens else "stop"
+
+        def chunk(text: str | None, finish: str | None) -> bytes:
+            if chat:
+                choice: dict[str, Any] = {"index": 0, "delta": {} if text is None else
+                                          {"content": text}, "finish_reason": finish}
+            else:
+                choice = {"index": 0, "text": text or "", "finish_reason": finish}
+            document: dict[str, Any] = {"id": ident, "object": kind, "created": 0,
+                                        "model": self.model, "choices": [choice]}
+            if self.stamp_chunks:
+                document["sent_at"] = time.time()
+            return _event(document)
+
+        def events() -> Iterator[bytes]:
+            with self.slots.slot():
+                for index, token in enumerate(tokens):
+                    if self.token_interval_s:
+                        time.sleep(self.token_interval_s)
+                    yield chunk(token if index == 0 else " " + token, None)
+                yield chunk(None, reason)
+                if include_usage:
+                    yield _event({"id": ident, "object": kind, "created": 0,
+                                  "model": self.model, "choices": [],
+                                  "usage": {"prompt_tokens": prompt_tokens,
+                                            "completion_tokens": len(tokens),
+                                            "total_tokens": prompt_tokens + len(tokens)}})
+                yield b"data: [DONE]\n\n"
+                self.slots.record_generated(len(tokens))
+            self.metrics.record_finished(reason)
+
+        return events()
+
     def metrics_text(self) -> bytes:
         """The Prometheus text exposition of this stand-in's registry."""
         return generate_latest(self.metrics.registry)
@@ -346,6 +429,10 @@ class StandInApp:
         }
 
 
+def _event(document: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(document).encode() + b"\n\n"
+
+
 def _parse(schema: type[_Request], raw: bytes) -> _Request:
     try:
         return schema.model_validate_json(raw)
@@ -364,6 +451,9 @@ class StandInServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True
+    # The listen backlog: the standard library's 5 drops connections of a burst (a
+    # benchmark's 256 streams opening at once) into SYN retransmits of a second or more.
+    request_queue_size = 1024
 
     def __init__(self, port: int, app: StandInApp) -> None:
         """Bind ``LISTEN_HOST``:``port`` (0 = a free port chosen by the kernel)."""
@@ -380,6 +470,13 @@ class _Handler(BaseHTTPRequestHandler):
     # HTTP/1.1 keeps connections alive, so a load generator reuses them.
     protocol_version = "HTTP/1.1"
     server: StandInServer
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in separate writes; without TCP_NODELAY the second
+        # waits for the client's delayed ACK (~40 ms), which would swamp any latency
+        # measured through the stand-in.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_GET(self) -> None:
         app = self.server.app
@@ -405,6 +502,9 @@ class _Handler(BaseHTTPRequestHandler):
             raw = self.rfile.read(int(length))
             if handle is None:
                 raise ApiError(HTTPStatus.NOT_FOUND, f"no route POST {self.path}")
+            if _wants_stream(raw):
+                self._send_stream(app.stream(self.path, raw))
+                return
             self._send_json(HTTPStatus.OK, handle(raw))
         except ApiError as error:
             self._send_json(error.status, error.body())
@@ -413,6 +513,25 @@ class _Handler(BaseHTTPRequestHandler):
         # Log only refused requests: at a steady load plus 1 s scrapes, success lines are noise.
         if isinstance(code, int) and code >= HTTPStatus.BAD_REQUEST:
             super().log_request(code, size)
+
+    def _send_stream(self, events: Iterator[bytes]) -> None:
+        """Send ``events`` as a chunked text/event-stream, each as soon as it is made; a
+        client gone mid-stream counts as an abort (and ends the generator)."""
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for event in events:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            if isinstance(events, Generator):
+                events.close()
+            self.server.app.metrics.record_finished("abort")
+            self.close_connection = True
 
     def _send_json(self, status: HTTPStatus, document: dict[str, Any]) -> None:
         self._send(status, json.dumps(document).encode(), "application/json")
@@ -425,6 +544,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+def _wants_stream(raw: bytes) -> bool:
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(document, dict) and document.get("stream") is True
+
+
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--port", type=int, required=True, help="TCP port; 0 = any free port")
@@ -435,6 +562,10 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="requests running at once; more wait (default %(default)s)")
     parser.add_argument("--latency-seconds", type=float, default=0.0,
                         help="time each request holds its slot (default %(default)s)")
+    parser.add_argument("--token-interval-seconds", type=float, default=0.0,
+                        help="pause before each streamed token (default %(default)s)")
+    parser.add_argument("--stamp-chunks", action="store_true",
+                        help="add sent_at (epoch seconds) to each streamed chunk")
     return parser.parse_args(argv)
 
 
@@ -442,7 +573,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Serve until SIGTERM or SIGINT; return the exit code (0)."""
     args = _arguments(argv)
     app = StandInApp(model=args.model, pod=args.pod, engine=args.engine,
-                     max_num_seqs=args.max_num_seqs, latency_s=args.latency_seconds)
+                     max_num_seqs=args.max_num_seqs, latency_s=args.latency_seconds,
+                     token_interval_s=args.token_interval_seconds,
+                     stamp_chunks=args.stamp_chunks)
     server = StandInServer(args.port, app)
     stop = threading.Event()
 

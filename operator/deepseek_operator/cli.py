@@ -417,12 +417,118 @@ def run_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_gateway_command(commands: "Subcommands[argparse.ArgumentParser]") -> None:
+    """`gateway`: the OpenAI-compatible gateway in front of every DeepSeekDeployment."""
+    parser = commands.add_parser(
+        "gateway", help="run the gateway: authorized, audited OpenAI API for every model",
+        description="Authenticate (TokenReview), authorize model:query "
+                    "(SubjectAccessReview), route by `model`, queue while no replica is "
+                    "ready, audit every request; /metrics, /healthz and /readyz on the same "
+                    "port. docs/gateway.md has the details.")
+    parser.add_argument("--listen-address", type=_host_port, default="0.0.0.0:8080",
+                        help="HOST:PORT to serve on (default: %(default)s; port 0: any free "
+                             "port, printed on stderr)")
+    parser.add_argument("--upstream-template", default="http://{name}.{namespace}.svc:{port}",
+                        help="engine base URL per DeepSeekDeployment; {name}, {namespace} "
+                             "and {port} (spec.service.port) are filled in "
+                             "(default: %(default)s)")
+    parser.add_argument("-n", "--namespace", default="",
+                        help="serve the DeepSeekDeployments of this namespace only "
+                             "(default: all namespaces)")
+    parser.add_argument("--audiences", default="",
+                        help="comma-separated token audiences to accept (default: the "
+                             "apiserver's own)")
+    parser.add_argument("--audit-file", type=Path, default=None,
+                        help="also append audit lines to this file (default: stdout only)")
+    parser.add_argument("--audit-max-bytes", type=_positive_int, default=100 << 20,
+                        help="rotate the audit file past this size (default: %(default)s)")
+    parser.add_argument("--audit-backups", type=_non_negative_int, default=5,
+                        help="rotated audit files kept (default: %(default)s)")
+    parser.add_argument("--audit-fail-open", action="store_true",
+                        help="serve a request even when its audit line cannot be written "
+                             "(default: refuse it)")
+    parser.add_argument("--queue-timeout-seconds", type=_positive_seconds, default=900.0,
+                        help="how long a request waits for a ready replica before 503 "
+                             "(default: %(default)s, sized for a model load)")
+    parser.add_argument("--max-queued", type=_non_negative_int, default=64,
+                        help="requests waiting per deployment; more get 503 "
+                             "(default: %(default)s)")
+    parser.add_argument("--per-replica-concurrency", type=_non_negative_int, default=0,
+                        help="requests one ready replica takes at once; more wait at the "
+                             "gateway (default 0: the deployment's "
+                             "spec.gpu.maxConcurrentSequences)")
+    parser.add_argument("--max-body-bytes", type=_positive_int, default=1 << 20,
+                        help="largest request body; larger gets 413 (default: %(default)s)")
+    parser.add_argument("--body-timeout-seconds", type=_positive_seconds, default=30.0,
+                        help="time to receive a request body; slower gets 408 "
+                             "(default: %(default)s)")
+    parser.add_argument("--auth-cache-seconds", type=_non_negative_seconds, default=10.0,
+                        help="how long TokenReview and SubjectAccessReview answers are "
+                             "reused (default: %(default)s; 0: never)")
+    parser.add_argument("--auth-cache-size", type=_non_negative_int, default=10000,
+                        help="answers cached, per kind (default: %(default)s)")
+    parser.set_defaults(handler=run_gateway_command)
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    """argparse type: HOST:PORT (IPv6 hosts in brackets)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (e.g. 0.0.0.0:8080)")
+    return host.strip("[]"), _port(port)
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = _non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def _non_negative_seconds(text: str) -> float:
+    """argparse type: a number of seconds >= 0."""
+    if text.strip() in ("0", "0.0"):
+        return 0.0
+    return _positive_seconds(text)
+
+
+def run_gateway_command(args: argparse.Namespace) -> int:
+    """Run the gateway until interrupted."""
+    from deepseek_operator.gateway.run import run_gateway
+    from deepseek_operator.gateway.server import GatewayOptions
+
+    host, port = args.listen_address
+    return run_gateway(GatewayOptions(
+        host=host, port=port, upstream_template=args.upstream_template,
+        namespace=args.namespace,
+        audiences=tuple(a.strip() for a in args.audiences.split(",") if a.strip()),
+        audit_file=args.audit_file, audit_max_bytes=args.audit_max_bytes,
+        audit_backups=args.audit_backups, audit_fail_open=args.audit_fail_open,
+        queue_timeout_seconds=args.queue_timeout_seconds, max_queued=args.max_queued,
+        per_replica_concurrency=args.per_replica_concurrency,
+        max_body_bytes=args.max_body_bytes, body_timeout_seconds=args.body_timeout_seconds,
+        auth_cache_seconds=args.auth_cache_seconds, auth_cache_size=args.auth_cache_size))
+
+
 COMMANDS: Final[tuple[Callable[["Subcommands[argparse.ArgumentParser]"], None], ...]] = (
     add_models_command,
     add_size_command,
     add_crd_command,
     add_render_command,
     add_run_command,
+    add_gateway_command,
 )
 
 

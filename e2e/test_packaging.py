@@ -90,11 +90,11 @@ def test_the_gateway_is_on_by_default_and_switches_off_with_its_value() -> None:
     assert ("ServiceMonitor", "deepseek-gateway") not in default
     operator_args = default[("Deployment", "x")]["spec"]["template"]["spec"][
         "containers"][0]["args"]
-    assert "--gateway" in operator_args
+    assert "--gateway-url=http://deepseek-gateway.default.svc" in operator_args
     off = _kinds("gateway.enabled=false")
     assert not any("gateway" in name for _, name in off)
-    assert "--gateway" not in off[("Deployment", "x")]["spec"]["template"]["spec"][
-        "containers"][0]["args"]
+    assert not any(arg.startswith("--gateway") for arg in off[("Deployment", "x")]["spec"][
+        "template"]["spec"]["containers"][0]["args"])
 
 
 def test_gateway_values_reach_its_objects() -> None:

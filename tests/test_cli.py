@@ -211,5 +211,24 @@ def test_run_passes_gateway_and_scraper_options_to_rendering() -> None:
     assert settings.scraper_pod_labels == (("app.kubernetes.io/name", "prometheus"),
                                            ("team", "obs"))
     defaults = build_parser().parse_args(["run"])
-    assert not defaults.gateway and defaults.scraper_namespace_selector == ()
+    assert not defaults.gateway and not defaults.gateway_url
+    assert defaults.scraper_namespace_selector == ()
     assert defaults.scraper_pod_selector == (("app.kubernetes.io/name", "prometheus"),)
+
+
+def test_run_takes_the_gateway_url_as_the_endpoint_and_refuses_a_bad_one(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from deepseek_operator.api.resource import parse_deployment
+    from deepseek_operator.controller.run import RunOptions
+    from deepseek_operator.render.service import endpoint
+
+    args = build_parser().parse_args(["run", "--gateway-url", "http://deepseek-gateway.gw.svc/"])
+    settings = RunOptions(gateway=True, gateway_url=args.gateway_url).render_settings()
+    dsd = parse_deployment({"apiVersion": "deepseek-operator.io/v1alpha1",
+                            "kind": "DeepSeekDeployment",
+                            "metadata": {"name": "r1", "namespace": "ai"},
+                            "spec": {"model": {"name": "deepseek-r1-distill-qwen-1.5b"}}})
+    assert endpoint(dsd, settings) == "http://deepseek-gateway.gw.svc/v1"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--gateway-url", "deepseek-gateway:80"])
+    assert "--gateway-url: not an http(s) base URL" in capsys.readouterr().err

@@ -93,7 +93,8 @@ def test_the_gateway_may_review_tokens_and_access_and_read_deployments() -> None
 def test_the_operator_runs_with_the_gateway_and_may_grant_model_query() -> None:
     (container,) = _base("Deployment", "deepseek-operator")["spec"]["template"]["spec"][
         "containers"]
-    assert "--gateway" in container["args"]
+    assert "--gateway-url=http://deepseek-gateway.deepseek-operator-system.svc" in container[
+        "args"], "the gateway is on, and status.endpoint names its Service"
     assert "--scraper-pod-selector=app.kubernetes.io/name=prometheus" in container["args"]
     role = _base("ClusterRole", "deepseek-operator")
     assert {"apiGroups": ["deepseek-operator.io"], "resources": ["deepseekdeployments/query"],

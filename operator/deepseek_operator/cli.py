@@ -362,6 +362,9 @@ def add_run_command(commands: "Subcommands[argparse.ArgumentParser]") -> None:
                         help="the gateway (deepseek-gateway) fronts every DeepSeekDeployment: "
                              "the default autoscaling query reads its request counter and "
                              "queue, so minReplicas 0 works without a query of one's own")
+    parser.add_argument("--gateway-url", metavar="URL", type=_base_url, default=None,
+                        help="base URL of the gateway's Service (implies --gateway): each "
+                             "deployment's status.endpoint is URL/v1")
     parser.add_argument("--scraper-namespace-selector", metavar="K=V,...", type=_label_pairs,
                         default=(),
                         help="labels of the namespaces whose metrics scraper the engine "
@@ -393,6 +396,16 @@ def _label_pairs(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def _base_url(text: str) -> str:
+    """argparse type: an http(s) URL with a host and no query or fragment."""
+    parsed = urllib.parse.urlsplit(text)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.query or (
+            parsed.fragment):
+        raise argparse.ArgumentTypeError(
+            f"not an http(s) base URL: {text!r} (e.g. http://deepseek-gateway.ns.svc)")
+    return text
+
+
 def _positive_seconds(text: str) -> float:
     """argparse type: a number of seconds > 0."""
     try:
@@ -411,7 +424,8 @@ def run_run(args: argparse.Namespace) -> int:
     run_operator(RunOptions(
         namespaces=tuple(args.namespace), peering=args.peering, liveness=args.liveness,
         metrics_port=args.metrics_port, log_format=args.log_format, verbose=args.verbose,
-        priority=args.priority, relist_seconds=args.relist_seconds, gateway=args.gateway,
+        priority=args.priority, relist_seconds=args.relist_seconds,
+        gateway=args.gateway or bool(args.gateway_url), gateway_url=args.gateway_url or "",
         scraper_namespace_labels=args.scraper_namespace_selector,
         scraper_pod_labels=args.scraper_pod_selector))
     return 0

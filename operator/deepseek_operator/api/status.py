@@ -193,7 +193,10 @@ class DeepSeekDeploymentStatus(StatusModel):
         description="Label selector of the serving pods (the scale subresource reads it).",
     )
     endpoint: str | None = Field(
-        None, max_length=2048, description="Base URL of the OpenAI-compatible API."
+        None, max_length=2048,
+        description=("Base URL of the OpenAI-compatible API: the gateway's when the operator "
+                     "runs with --gateway-url (as the chart runs it), else the engine "
+                     "Service's."),
     )
     sizing: SizingStatus | None = Field(None, description="GPU sizing of one replica.")
     autoscaling: AutoscalingStatus | None = Field(

@@ -25,7 +25,8 @@ class RunOptions:
     newest is active (kopf pauses every replica when two share a priority).
     ``relist_seconds``: how often every child kind is listed to purge what a watch missed
     (controller/resync.py). ``gateway``: the gateway fronts every DeepSeekDeployment (the
-    default autoscaling query reads its counters). ``scraper_namespace_labels`` and
+    default autoscaling query reads its counters); ``gateway_url``: its Service's base URL,
+    shown as each deployment's ``status.endpoint``. ``scraper_namespace_labels`` and
     ``scraper_pod_labels``: the metrics scraper the engine NetworkPolicy admits, as label
     pairs (``render.RenderSettings``).
     """
@@ -39,12 +40,13 @@ class RunOptions:
     priority: int | None = None
     relist_seconds: float = 600.0
     gateway: bool = False
+    gateway_url: str = ""
     scraper_namespace_labels: tuple[tuple[str, str], ...] = ()
     scraper_pod_labels: tuple[tuple[str, str], ...] = DEFAULT_SCRAPER_POD_LABELS
 
     def render_settings(self) -> RenderSettings:
         """The RenderSettings these options ask for (the rest at their defaults)."""
-        return RenderSettings(gateway=self.gateway,
+        return RenderSettings(gateway=self.gateway, gateway_url=self.gateway_url,
                               scraper_namespace_labels=self.scraper_namespace_labels,
                               scraper_pod_labels=self.scraper_pod_labels)
 

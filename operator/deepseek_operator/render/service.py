@@ -10,8 +10,11 @@ from .templating import render_manifest
 
 
 def endpoint(dsd: DeepSeekDeployment, settings: RenderSettings) -> str:
-    """Base URL of the OpenAI-compatible API inside the cluster:
+    """Base URL of the OpenAI-compatible API inside the cluster: the gateway's,
+    `<settings.gateway_url>/v1`, when the operator knows it; else the engine Service's,
     `http://<service>.<namespace>.svc.<cluster domain>:<port>/v1`."""
+    if settings.gateway_url:
+        return f"{settings.gateway_url.rstrip('/')}/v1"
     return (
         f"http://{service(dsd)}.{dsd.metadata.namespace}.svc.{settings.cluster_domain}:"
         f"{dsd.spec.service.port}/v1"

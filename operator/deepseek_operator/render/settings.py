@@ -48,6 +48,10 @@ class RenderSettings:
     - `gateway`: the gateway (`deepseek-operator gateway`) fronts every DeepSeekDeployment:
       the default autoscaling query reads its request counter and queued gauge
       (`render.autoscaling`), so minReplicas 0 works without a query of one's own.
+    - `gateway_url`: base URL of the gateway's Service (e.g.
+      `http://deepseek-gateway.deepseek-operator-system.svc`); when set, `status.endpoint`
+      is `<gateway_url>/v1`, where callers go, instead of the engine Service (which only
+      the gateway may reach).
     - `scraper_namespace_labels`, `scraper_pod_labels`: label pairs (matchLabels) of the
       namespaces and pods of the metrics scraper the engine NetworkPolicy admits
       (`render.network`); empty namespace labels: any namespace.
@@ -80,6 +84,7 @@ class RenderSettings:
     pod_monitor: bool = False
     hpa_tolerance: bool = True
     gateway: bool = False
+    gateway_url: str = ""
     scraper_namespace_labels: tuple[tuple[str, str], ...] = ()
     scraper_pod_labels: tuple[tuple[str, str], ...] = DEFAULT_SCRAPER_POD_LABELS
     engine_port: int = 8000

@@ -56,7 +56,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     memo.cache = memo.reconciler.cluster.cache
     memo.retries = Debouncer(memo.reconciler.trigger, delay_seconds=RETRY_SECONDS,
                              retry_seconds=RETRY_SECONDS, workers=2)
-    # Most reconciles come from child events: 8 at once (kopf runs its handlers on 16).
+    # Most reconciles come from child events: as many at once as kopf's handler pool.
     memo.child_events = Debouncer(memo.reconciler.trigger, delay_seconds=CHILD_EVENT_DELAY,
                                   retry_seconds=RETRY_SECONDS, workers=8)
     memo.relister = Relister(memo.reconciler.cluster, memo.child_events.request,

@@ -55,10 +55,9 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     memo.reconciler = make_reconciler(memo.get("render_settings"))
     memo.cache = memo.reconciler.cluster.cache
     memo.retries = Debouncer(memo.reconciler.trigger, delay_seconds=RETRY_SECONDS,
-                             retry_seconds=RETRY_SECONDS, workers=2)
-    # Most reconciles come from child events: as many at once as kopf's handler pool.
+                             retry_seconds=RETRY_SECONDS)
     memo.child_events = Debouncer(memo.reconciler.trigger, delay_seconds=CHILD_EVENT_DELAY,
-                                  retry_seconds=RETRY_SECONDS, workers=8)
+                                  retry_seconds=RETRY_SECONDS)
     memo.relister = Relister(memo.reconciler.cluster, memo.child_events.request,
                              interval_seconds=float(memo.get("relist_seconds", RELIST_SECONDS)))
     memo.relister.start()

@@ -366,9 +366,14 @@ def test_step_down_waits_out_the_window_then_goes_straight_down(
     assert status["computedReplicas"] == 2 and status["desiredReplicas"] == 2
     assert abs(status["observedQPS"] - 3.0) <= qps_tolerance(3.0)
     assert dsd.obj()["spec"]["replicas"] == 2
-    events = wait_for("two Scaled events", lambda: (
-        lambda found: found if len(found) >= 2 else None)(dsd.scaled_events()), 15)
-    assert [m.split(":")[0] for m in events] == ["scale up 1 -> 5", "scale down 5 -> 2"]
+    events = wait_for("the scale-down Event", lambda: (
+        lambda found: found if found and found[-1].startswith("scale down") else None)(
+            dsd.scaled_events()), 15)
+    # How the start reached 5 depends on how fast the stand-ins serve on a loaded machine
+    # (1 -> 5 at once, or in steps while one replica caps the rate): only up, to 5.
+    ups, down = [m.split(":")[0] for m in events[:-1]], events[-1].split(":")[0]
+    assert ups and all(m.startswith("scale up") for m in ups) and ups[-1].endswith("-> 5"), ups
+    assert down == "scale down 5 -> 2", "one step down, straight to the new floor"
 
 
 def test_prometheus_outage_holds_replicas_and_recovery_clears_it(

@@ -77,6 +77,30 @@ def test_model_query_is_create_on_the_query_subresource_of_that_deployment(
     assert can_i(kubectl, kubeconfig, namespace, "bob") == "no"
 
 
+def test_a_subject_taken_out_of_the_spec_or_added_by_hand_loses_access(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    both = {"bindings": [{"role": "user", "subjects": [{"kind": "User", "name": "alice"},
+                                                       {"kind": "User", "name": "dave"}]}]}
+    create(dsd_api, namespace, small_model("revoked", access=both))
+    wait_for("dave may query", lambda: review(kube, "dave", namespace, "revoked"), 60)
+    dsd_api.patch_namespaced_custom_object(
+        GROUP, "v1alpha1", namespace, "deepseekdeployments", "revoked",
+        {"spec": {"access": {"bindings": [{"role": "user", "subjects": [
+            {"kind": "User", "name": "alice"}]}]}}})
+    wait_for("dave's access revoked",
+             lambda: not review(kube, "dave", namespace, "revoked"), 60)
+    assert review(kube, "alice", namespace, "revoked")
+    # A subject added to the RoleBinding by hand is drift like any other: repaired.
+    rbac = client.RbacAuthorizationV1Api(kube)
+    edited = rbac.patch_namespaced_role_binding(
+        "revoked-user", namespace, [{"op": "add", "path": "/subjects/-", "value": {
+            "kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "mallory"}}])
+    assert [s.name for s in edited.subjects] == ["alice", "mallory"]
+    wait_for("mallory's hand-added subject removed", lambda: [
+        s.name for s in rbac.read_namespaced_role_binding("revoked-user", namespace).subjects
+    ] == ["alice"], 60)
+
+
 def can_i(kubectl: Path, kubeconfig: Path, namespace: str, user: str) -> str:
     """``kubectl auth can-i create deepseekdeployments.deepseek-operator.io/asked
     --subresource=query`` as ``user``: its answer (it exits 1 for no)."""

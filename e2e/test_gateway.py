@@ -637,7 +637,7 @@ def test_the_gateway_policy_config_map_sets_queue_and_concurrency(
     assert results["a"].status_code == results["b"].status_code == 200
 
 
-def test_two_deployments_serving_one_name_are_an_error_not_a_coin_toss(
+def test_two_queryable_deployments_serving_one_name_are_an_error_not_a_coin_toss(
         kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str,
         start_engine: Callable[..., StandInProcess], start_gateway: GatewayFactory) -> None:
     served = served_name()
@@ -653,6 +653,14 @@ def test_two_deployments_serving_one_name_are_an_error_not_a_coin_toss(
     assert f"{namespace}/a" in message and f"{namespace}/b" in message
     assert "servedName" in message
     assert engine.finished("stop") == 0
+    # A caller who may query only one of them is routed to it: a deployment it may not
+    # query (another team's) neither blocks it nor is named to it.
+    ensure_account(kube, namespace, "bob")
+    allow(kube, namespace, "a", "a-query-bob", [account(namespace, "bob")])
+    answered = wait_for("bob routed to a", lambda: (lambda r: r if r.status_code == 200
+                                                    else None)(
+        call(gateway, token(kube, namespace, "bob"), chat(served))), 30)
+    assert f"{namespace}/b" not in answered.text
 
 
 def test_an_audit_line_that_cannot_be_written_fails_the_request(

@@ -275,6 +275,15 @@ def test_computed_replicas_is_the_raw_ceiling() -> None:
     assert missing.computed_replicas is None
 
 
+def test_a_load_too_large_for_any_count_is_clamped_not_an_error() -> None:
+    # A tiny target (the CRD allows 1e-300 in mode operator) and a huge rate overflow the
+    # ratio to infinity: the decision is maxReplicas, not an OverflowError every tick.
+    tiny = replace(BASE, target_qps_per_replica=1e-300)
+    decision = decide(tiny, Observation(0, 1e308, 2, 2, 0), PolicyState())
+    assert decision.desired_replicas == BASE.max_replicas
+    assert decision.computed_replicas == 2**31 - 1
+
+
 def test_missing_metric_records_no_recommendation() -> None:
     state = PolicyState(recommendations=((0.0, 3),), zero_traffic_since=0.0)
     decision = decide(BASE, Observation(15, None, 3, 3, 0), state)

@@ -430,6 +430,10 @@ def test_bad_policy_values_fall_back_and_are_reported() -> None:
     assert len(problems) == 3 and all("using the gateway's default" in p for p in problems)
     read = policy_from_config_map(policy_cm("[1, 2"))
     assert read is not None and read[1] == Policy() and "not YAML" in read[2][0]
+    for not_finite in (".nan", ".inf", "-.inf"):
+        read = policy_from_config_map(policy_cm(f"queueTimeoutSeconds: {not_finite}\n"))
+        assert read is not None and read[1] == Policy(), not_finite
+        assert "finite number" in read[2][0]
 
 
 def test_policy_overrides_flags_and_spec_for_its_deployment() -> None:

@@ -130,3 +130,15 @@ def test_named_lists_are_keyed_by_name_as_server_side_apply_merges_them() -> Non
     assert differences(desired, {"env": [{"name": "A", "value": "9"},
                                          {"name": "B", "value": "2"}]}) == ["env[0].value"]
     assert not is_subset(desired, {"env": "not a list"})
+
+
+def test_role_binding_subjects_must_match_exactly() -> None:
+    alice = {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "alice"}
+    bob = {**alice, "name": "bob"}
+    desired = {"roleRef": {"name": "r1-user"}, "subjects": [alice]}
+    # A subject removed from the spec (or added by hand) still has access: drift.
+    assert not is_subset(desired, {"roleRef": {"name": "r1-user"}, "subjects": [alice, bob]})
+    assert differences(desired, {"roleRef": {"name": "r1-user"},
+                                 "subjects": [alice, bob]}) == ["subjects"]
+    assert is_subset(desired, {"roleRef": {"name": "r1-user"}, "subjects": [alice]})
+    assert differences(desired, {"roleRef": {"name": "r1-user"}, "subjects": [alice]}) == []

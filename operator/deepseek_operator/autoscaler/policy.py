@@ -35,6 +35,8 @@ from typing import TypeGuard
 # Load values this close to an integer count as that integer, so float rounding in the
 # division (0.30000000000000004 / 0.1) cannot add a replica.
 _INTEGER_SLACK = 1e-9
+_MAX_REPLICAS = float(2**31 - 1)
+"""The largest replica count the API stores (int32)."""
 
 
 
@@ -259,7 +261,9 @@ def decide(config: PolicyConfig, observation: Observation, state: PolicyState) -
 
     qps = observation.qps
     target = config.target_qps_per_replica
-    load = qps / target
+    # Capped at Kubernetes' largest replica count (int32): a tiny target can make the
+    # ratio overflow to infinity, which no replica count can hold (clamped below anyway).
+    load = min(qps / target, _MAX_REPLICAS)
     # Any traffic at all needs a replica, however far below one replica's worth it is.
     computed = max(1 if qps > 0 else 0, math.ceil(load - _INTEGER_SLACK))
     zero_since = None

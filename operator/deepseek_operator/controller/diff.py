@@ -9,6 +9,10 @@ another field manager added stays its own (an apply would not remove it, so coun
 drift would apply again and again). Other lists (args, command) must match element for
 element.
 
+Some lists of named objects are atomic for the API (a RoleBinding's ``subjects``): an
+apply replaces them whole, so there an extra live element is drift (a subject removed from
+the spec, or added by hand, still has access) and they must match element for element.
+
 The other direction matters too: a field the operator applied before and no longer wants
 (the owner reference of a cache that is now retained, `replicas` once an HPA owns them)
 stays until an apply without it releases it. ``removed_fields`` finds those from the
@@ -20,6 +24,16 @@ from __future__ import annotations
 from typing import Any
 
 from deepseek_operator.controller.quantity import same_quantity
+
+_ATOMIC_LISTS = frozenset({"subjects"})
+"""Keys of lists of named objects that the API replaces whole (RoleBinding.subjects has no
+list-map keys in the RBAC schema)."""
+
+
+def _same_list(desired: list[Any], live: Any) -> bool:
+    """Element for element: same length, each desired element contained in the live one."""
+    return (isinstance(live, list) and len(desired) == len(live)
+            and all(is_subset(d, v) for d, v in zip(desired, live, strict=True)))
 
 
 def _named(items: list[Any]) -> bool:
@@ -36,21 +50,24 @@ def is_subset(desired: Any, live: Any) -> bool:
     """True when ``desired`` is contained in ``live``.
 
     Dicts: every desired key is in live with a contained value. Lists of named objects:
-    every desired element contained in the live element of the same name. Other lists:
+    every desired element contained in the live element of the same name (atomic ones,
+    ``_ATOMIC_LISTS``, element for element). Other lists:
     same length and each element contained in the element at the same index. Scalars:
     equal, where a quantity string (``"100Gi"``, ``"1000m"``) equals its canonical form as
     the API server writes it.
     """
     if isinstance(desired, dict):
         return isinstance(live, dict) and all(
-            key in live and is_subset(value, live[key]) for key, value in desired.items())
+            key in live and (_same_list(value, live[key])
+                             if key in _ATOMIC_LISTS and isinstance(value, list)
+                             else is_subset(value, live[key]))
+            for key, value in desired.items())
     if isinstance(desired, list) and _named(desired):
         named = _by_name(live) if isinstance(live, list) else {}
         return isinstance(live, list) and all(
             d["name"] in named and is_subset(d, named[d["name"]]) for d in desired)
     if isinstance(desired, list):
-        return (isinstance(live, list) and len(desired) == len(live)
-                and all(is_subset(d, v) for d, v in zip(desired, live, strict=True)))
+        return _same_list(desired, live)
     if desired == live:
         return True
     return isinstance(desired, str) and isinstance(live, str) and same_quantity(desired, live)
@@ -69,6 +86,8 @@ def differences(desired: Any, live: Any, path: str = "") -> list[str]:
             sub = f"{path}.{key}" if path else key
             if key not in live:
                 out.append(sub)
+            elif key in _ATOMIC_LISTS and isinstance(value, list):
+                out.extend([] if _same_list(value, live[key]) else [sub])
             else:
                 out.extend(differences(value, live[key], sub))
         return out

@@ -12,6 +12,7 @@ gateway can log it. Pure (no I/O).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -72,8 +73,8 @@ def policy_from_config_map(obj: Mapping[str, Any],
         if value is None:
             return None
         valid = (isinstance(value, int) if integer else isinstance(value, int | float))
-        if isinstance(value, bool) or not valid or value < minimum:
-            kind = "an integer" if integer else "a number"
+        if isinstance(value, bool) or not valid or not math.isfinite(value) or value < minimum:
+            kind = "an integer" if integer else "a finite number"
             problems.append(f"{where}: {key} must be {kind} >= {minimum:g}, got {value!r}; "
                             "using the gateway's default")
             return None

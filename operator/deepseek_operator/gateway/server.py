@@ -8,7 +8,8 @@ Request flow of `POST /v1/chat/completions` and `POST /v1/completions`:
 3. `model` -> the DeepSeekDeployment serving it (RouteTable) -> SubjectAccessReview for
    model:query (404 when the caller may neither query nor see it, whether it exists or
    not; 403 naming model:query when the caller may see it; 409 naming the deployments when
-   two or more in reach serve that name);
+   the caller may query two or more serving that name; deployments it may not query do
+   not take the name away from it);
 4. a slot of the deployment (admission.py): held in its queue while no replica is ready or
    all are busy; 503 with Retry-After when the queue is full or the wait ends;
 5. forwarded to the engine Service; a stream is passed on event by event as it arrives,
@@ -455,28 +456,29 @@ class Gateway:
         queryable = await asyncio.gather(*(self._may(identity, query_access(*t.key))
                                            for t in candidates))
         call.record.permission = QUERY_PERMISSION
-        if len(candidates) > 1:
-            visible = [t for t, ok in zip(candidates, queryable, strict=True) if ok]
-            visible += [t for t, ok in zip(candidates, queryable, strict=True) if not ok
-                        and await self._may(identity, see_access(*t.key))]
-            if not visible:
-                raise not_found(model)
-            names = ", ".join(f"{t.namespace}/{t.name}" for t in sorted(visible,
+        allowed = [t for t, ok in zip(candidates, queryable, strict=True) if ok]
+        if len(allowed) > 1:
+            # Two the caller may query: which one it meant is not the gateway's guess.
+            names = ", ".join(f"{t.namespace}/{t.name}" for t in sorted(allowed,
                                                                         key=lambda t: t.key))
             raise HttpError(409, f"the model `{model}` is served by more than one "
-                                 f"DeepSeekDeployment ({names}); the gateway does not pick "
-                                 "one: give each a distinct spec.model.servedName",
-                            kind="conflict")
-        target = candidates[0]
-        call.record.namespace, call.record.deployment = target.key
-        if not queryable[0]:
-            if await self._may(identity, see_access(*target.key)):
-                raise HttpError(403, f"permission model:query is missing: {identity.name} may "
-                                     f"not create deepseekdeployments/query of "
+                                 f"DeepSeekDeployment you may query ({names}); the gateway "
+                                 "does not pick one: give each a distinct "
+                                 "spec.model.servedName", kind="conflict")
+        if not allowed:
+            # Deployments the caller may not query are not its business, whoever else
+            # serves the name: 403 only when it may see exactly one, else an unknown model.
+            visible = [t for t in candidates if await self._may(identity, see_access(*t.key))]
+            if len(visible) == 1:
+                target = visible[0]
+                call.record.namespace, call.record.deployment = target.key
+                raise HttpError(403, f"permission model:query is missing: {identity.name} "
+                                     f"may not create deepseekdeployments/query of "
                                      f"{target.namespace}/{target.name}",
                                 kind="permission_error")
-            call.record.namespace = call.record.deployment = None
             raise not_found(model)
+        target = allowed[0]
+        call.record.namespace, call.record.deployment = target.key
         call.record.allowed = True
         call.record.role = granting_role(target, identity.name, identity.groups)
         call.target = target

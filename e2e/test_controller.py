@@ -596,6 +596,20 @@ def test_an_existing_claim_too_small_for_the_weights_is_named(
         namespace, label_selector="deepseek-operator.io/deployment=tiny-cache").items == []
 
 
+def test_deleting_the_object_in_the_way_resolves_a_name_conflict_at_once(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    """The way out a NameConflict names (delete the object) is taken up from that
+    deletion's watch event, not at the safety resync ten minutes later."""
+    core = client.CoreV1Api(kube)
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "freed-runtime"}})
+    create(dsd_api, namespace, small_model("freed"))
+    wait_for("Stalled=True NameConflict", lambda: (
+        lambda o: o if condition(o, "Stalled").get("reason") == "NameConflict" else None)(
+            get(dsd_api, namespace, "freed")), 60)
+    core.delete_namespaced_config_map("freed-runtime", namespace)
+    wait_condition(dsd_api, namespace, "freed", "Ready", "True", timeout=90)
+
+
 def test_objects_of_the_same_name_that_are_not_ours_are_left_alone(
         kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str) -> None:
     """A ConfigMap someone else made under a child's name is neither changed nor adopted,

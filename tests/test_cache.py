@@ -129,3 +129,13 @@ def test_only_what_a_reconcile_reads_is_kept() -> None:
     assert [e["manager"] for e in kept["metadata"]["managedFields"]] == [FIELD_MANAGER]
     # the caller's object is left as it was
     assert len(obj["metadata"]["managedFields"]) == 3
+
+
+def test_an_object_in_the_way_of_a_child_reports_who_waited_for_it_when_deleted() -> None:
+    cache = ChildCache()
+    theirs = _obj("ConfigMap", "r1-runtime", owner=None)
+    cache.store(theirs)
+    cache.wait_for_name(ObjectKey.of(theirs), ("ai", "r1"))
+    assert cache.forget(_obj("ConfigMap", "other", owner=None)) is None
+    assert cache.forget(theirs) == ("ai", "r1")
+    assert cache.forget(theirs) is None, "reported once"

@@ -79,6 +79,8 @@ class ChildCache:
     # name the operator is about to create may be taken by an object it does not own.
     _owner_uids: dict[ObjectKey, frozenset[str]] = field(default_factory=dict)
     _storage_classes: set[str] = field(default_factory=set)
+    # Objects that are in the way of a child (NameConflict), and whose child they block.
+    _waiting: dict[ObjectKey, Owner] = field(default_factory=dict)
     _stored_at: dict[ObjectKey, float] = field(default_factory=dict)  # time.monotonic()
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -108,9 +110,19 @@ class ChildCache:
             self._by_owner.setdefault(owner, {})[key] = kept
             self._owners[key] = owner
 
-    def forget(self, obj: Mapping[str, Any]) -> None:
-        """Drop a deleted object (by its key; a missing one is fine)."""
-        self.forget_key(ObjectKey.of(obj))
+    def forget(self, obj: Mapping[str, Any]) -> Owner | None:
+        """Drop a deleted object (by its key; a missing one is fine). Returns the owner
+        that waited for it to go (``wait_for_name``), if any."""
+        key = ObjectKey.of(obj)
+        self.forget_key(key)
+        with self._lock:
+            return self._waiting.pop(key, None)
+
+    def wait_for_name(self, key: ObjectKey, owner: Owner) -> None:
+        """Note that the object ``key`` (not a child) blocks a child of ``owner``: its
+        deletion is reported by ``forget``, so that owner reconciles at once."""
+        with self._lock:
+            self._waiting[key] = owner
 
     def forget_key(self, key: ObjectKey) -> None:
         """Drop one object by key (deleted; a missing one is fine)."""

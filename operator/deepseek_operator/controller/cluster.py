@@ -146,6 +146,11 @@ class Cluster:
         (from the cache, which sees every object of a child kind)."""
         return self.cache.owner_uids(key)
 
+    def wait_for_name(self, key: ObjectKey, owner: Owner) -> None:
+        """Note that ``owner`` (namespace, DeepSeekDeployment name) waits for the object
+        ``key``, which is not its own, to go (``ChildCache.waiting_for``)."""
+        self.cache.wait_for_name(key, owner)
+
     def storage_class_exists(self, name: str) -> bool:
         """True when the cluster has a StorageClass of this name (from the cache)."""
         return self.cache.storage_class_exists(name)

@@ -125,7 +125,9 @@ async def _on_object_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> N
     (debounced)."""
     obj = event["object"]
     if event["type"] == "DELETED":
-        memo.cache.forget(obj)
+        waiting = memo.cache.forget(obj)
+        if waiting is not None:  # it was in the way of that deployment's child
+            memo.child_events.request(*waiting)
     owner = owner_of(obj)
     if owner is not None:
         memo.child_events.request(*owner)

@@ -255,7 +255,7 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
         log.info("%s/%s: the model cache claim is newer than %s, downloading again",
                  ctx.namespace, ctx.name, state.outdated_job)
     plan = calculate_plan(state.objects, observed, keep=state.keep, field_manager=FIELD_MANAGER)
-    foreign = _foreign_objects(cluster, plan, ctx.uid)
+    foreign = _foreign_objects(cluster, plan, ctx.uid, ctx.name)
     if foreign:
         return _stall(ctx, REASON_NAME_CONFLICT,
                       f"{'; '.join(foreign)}: the operator does not take over objects it did "
@@ -322,7 +322,7 @@ def _observe(cluster: Cluster, dsd: DeepSeekDeployment,
         storage_class_missing=missing_class, autoscaler=autoscaler)
 
 
-def _foreign_objects(cluster: Cluster, plan: Plan, uid: str) -> list[str]:
+def _foreign_objects(cluster: Cluster, plan: Plan, uid: str, owner_name: str) -> list[str]:
     """Objects the plan would create that already exist and are not this custom
     resource's: same name, created by someone else (or one of ours whose labels were
     removed by hand: the owner reference tells them apart). From the cache, which knows
@@ -340,6 +340,9 @@ def _foreign_objects(cluster: Cluster, plan: Plan, uid: str) -> list[str]:
         live_owners = ((live or {}).get("metadata") or {}).get("ownerReferences") or []
         if live is not None and not any(o.get("uid") == uid for o in live_owners):
             found.append(f"{change.key} exists and is not owned by this DeepSeekDeployment")
+            # Its deletion (or a rename) is how the user resolves the conflict: reconcile
+            # then, not at the next safety resync.
+            cluster.wait_for_name(change.key, (change.key.namespace, owner_name))
     return found
 
 

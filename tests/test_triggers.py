@@ -30,13 +30,13 @@ def test_only_changes_beyond_the_status_reconcile() -> None:
     api = ApiClient()
     reconciler = Reconciler(cluster=Cluster(api, ChildCache()), autoscaler=Autoscaler(api),
                             post_event=lambda *args: None, settings=RenderSettings())
-    assert reconciler.changed_beyond_status(BODY), "first sight"
+    assert reconciler.remember(BODY), "first sight"
     with_status = {**BODY, "status": {"phase": "Ready"}, "metadata": {
         **BODY["metadata"], "resourceVersion": "99"}}
-    assert not reconciler.changed_beyond_status(with_status), "a status write"
-    assert reconciler.changed_beyond_status(_changed(generation=2)), "a spec change"
-    assert reconciler.changed_beyond_status(_changed(generation=2, labels={"team": "x"}))
-    assert reconciler.changed_beyond_status(
+    assert not reconciler.remember(with_status), "a status write"
+    assert reconciler.remember(_changed(generation=2)), "a spec change"
+    assert reconciler.remember(_changed(generation=2, labels={"team": "x"}))
+    assert reconciler.remember(
         _changed(generation=2, labels={"team": "x"}, deletionTimestamp="2026-11-30T00:00:00Z"))
     reconciler.forget("ai", "r1")
-    assert reconciler.changed_beyond_status(BODY), "seen again after a deletion"
+    assert reconciler.remember(BODY), "seen again after a deletion"

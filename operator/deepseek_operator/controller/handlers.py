@@ -87,8 +87,7 @@ def on_deployment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None
         reconciler.forget(meta["namespace"], meta["name"])
         metrics.MANAGED.set(reconciler.managed_count())
         return
-    reconciler.remember(obj)
-    if reconciler.changed_beyond_status(obj):
+    if reconciler.remember(obj):
         try:
             reconciler.trigger(meta["namespace"], meta["name"], dict(obj))
         except Exception as exc:  # every failure is retried, as kopf would

@@ -12,7 +12,6 @@ reconciles instead of a queue.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -55,6 +54,13 @@ class _Slot:
     written_object: dict[str, Any] | None = None  # the object the API returned for it
 
 
+def _beyond_status(body: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What of a DeepSeekDeployment, besides its status, a reconcile depends on."""
+    meta = body["metadata"]
+    return (meta.get("uid"), meta.get("generation"), meta.get("labels"),
+            meta.get("annotations"), meta.get("deletionTimestamp"))
+
+
 def shows_status_patch(status: Mapping[str, Any] | None, patch: Mapping[str, Any]) -> bool:
     """True when ``status`` (an object's ``.status``) already holds what the JSON merge
     patch ``patch`` wrote: every key set to None is absent, dicts hold the patch's keys,
@@ -90,7 +96,6 @@ class Reconciler:
     _slots: dict[Key, _Slot] = field(default_factory=dict)
     _deferred: Debouncer = field(init=False)
     _latest: dict[Key, dict[str, Any]] = field(default_factory=dict)
-    _seen: dict[Key, str] = field(default_factory=dict)  # changed_beyond_status
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -111,35 +116,28 @@ class Reconciler:
         with self._guard:
             self._slots.pop((namespace, name), None)
             self._latest.pop((namespace, name), None)
-            self._seen.pop((namespace, name), None)
         self.autoscaler.forget(namespace, name)
-
-    def changed_beyond_status(self, body: Mapping[str, Any]) -> bool:
-        """True when ``body`` (a watched DeepSeekDeployment) differs from the last one seen
-        here in more than its status: the first sight of it, a new generation (spec),
-        labels, annotations, or its deletion. A status write (ours) changes none of them,
-        so it triggers no reconcile of its own."""
-        meta = body["metadata"]
-        key = (meta["namespace"], meta["name"])
-        fingerprint = json.dumps([meta.get("uid"), meta.get("generation"),
-                                  meta.get("labels"), meta.get("annotations"),
-                                  meta.get("deletionTimestamp")], sort_keys=True)
-        with self._guard:
-            changed = self._seen.get(key) != fingerprint
-            self._seen[key] = fingerprint
-        return changed
 
     def known(self) -> list[Key]:
         """(namespace, name) of every DeepSeekDeployment seen and not forgotten."""
         with self._guard:
             return sorted(set(self._slots) | set(self._latest))
 
-    def remember(self, body: Mapping[str, Any]) -> None:
-        """Keep the latest copy of a DeepSeekDeployment delivered by its watch; reconciles
-        triggered without a body (child events) start from it instead of an API read."""
+    def remember(self, body: Mapping[str, Any]) -> bool:
+        """Keep the latest copy of a DeepSeekDeployment delivered by its watch (reconciles
+        triggered without a body, by child events, start from it instead of an API read).
+
+        Returns True when ``body`` differs from the copy it replaces in more than its
+        status: the first sight of it, a new generation (spec), labels, annotations, or
+        its deletion. A status write (ours) changes none of them, so it triggers no
+        reconcile of its own.
+        """
         meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
         with self._guard:
-            self._latest[(meta["namespace"], meta["name"])] = dict(body)
+            previous = self._latest.get(key)
+            self._latest[key] = dict(body)
+        return previous is None or _beyond_status(previous) != _beyond_status(body)
 
     def _current(self, namespace: str, name: str,
                  given: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
@@ -167,7 +165,6 @@ class Reconciler:
         """The operator's one writer of ``.status`` (merge patch, field manager
         deepseek-operator); remembers what it wrote and what the API returned."""
         slot = self._slot((namespace, name))
-        slot.written_at = time.monotonic()
         stored = self.cluster.write_status(namespace, name, patch)
         with self._guard:
             slot.written_at = time.monotonic()

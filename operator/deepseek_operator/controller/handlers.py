@@ -25,7 +25,8 @@ from deepseek_operator.controller.setup import configure_kopf, make_reconciler
 from deepseek_operator.render import CHILD_KINDS, MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
 # With children read from watches, the resync only covers events a watch never delivered;
-# it uses kopf's copy of the object, so an idle deployment costs no API call.
+# it uses kopf's copy of the object, so an idle deployment costs no API call (the default;
+# `run --resync-seconds` sets it).
 SAFETY_RESYNC_SECONDS = 600.0
 # Every child kind is listed once, cluster-wide, this often, to purge what a watch missed
 # (the default; `run --relist-seconds` sets it).
@@ -35,7 +36,8 @@ RELIST_SECONDS = 600.0
 RETRY_SECONDS = 10.0
 # Child events within this many seconds make one reconcile (controller/debounce.py).
 CHILD_EVENT_DELAY = 0.5
-# The autoscaler timer ticks this often and evaluates when intervalSeconds (>= 5) passed.
+# The autoscaler timer ticks this often and evaluates when intervalSeconds (>= 5) passed
+# (the default; `run --autoscaler-tick-seconds` sets it).
 AUTOSCALER_TICK_SECONDS = 5.0
 _CHILDREN = {MANAGED_BY_LABEL: MANAGED_BY_VALUE}
 # Watched for drift and progress, as kopf resource selectors (group/version, plural): every
@@ -95,17 +97,12 @@ def on_deployment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None
     metrics.MANAGED.set(reconciler.managed_count())
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=SAFETY_RESYNC_SECONDS,
-            initial_delay=SAFETY_RESYNC_SECONDS, idle=None, backoff=5)
 def safety_resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Reconcile every 10 minutes even without events (what a watch may have missed)."""
     meta = body["metadata"]
     _reconciler(memo).trigger(meta["namespace"], meta["name"], dict(body))
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=AUTOSCALER_TICK_SECONDS, idle=None, backoff=5,
-            when=lambda spec, **_: (spec.get("autoscaling") or {}).get("mode", "operator")
-            == "operator")
 def autoscale(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Drive the operator's autoscaler; it acts every spec.autoscaling.intervalSeconds."""
     meta = body["metadata"]
@@ -167,3 +164,18 @@ kopf.index("storage.k8s.io/v1", "storageclasses", id="cache-storageclasses")(
     _cache_storage_class)
 kopf.on.event("storage.k8s.io/v1", "storageclasses", id="event-storageclasses")(
     _on_storage_class_event)
+
+
+def _operator_autoscaling(spec: kopf.Spec, **_: Any) -> bool:
+    return bool((spec.get("autoscaling") or {}).get("mode", "operator") == "operator")
+
+
+def register_timers(resync_seconds: float = SAFETY_RESYNC_SECONDS,
+                    autoscaler_tick_seconds: float = AUTOSCALER_TICK_SECONDS) -> None:
+    """Register the two timers, whose intervals (seconds) are operator settings: kopf reads
+    a timer's interval when it is registered, so they are registered by `run`, once,
+    before kopf starts, rather than by a decorator at import."""
+    kopf.timer(GROUP, VERSION, PLURAL, id="safety_resync", interval=resync_seconds,
+               initial_delay=resync_seconds, idle=None, backoff=5)(safety_resync)
+    kopf.timer(GROUP, VERSION, PLURAL, id="autoscale", interval=autoscaler_tick_seconds,
+               idle=None, backoff=5, when=_operator_autoscaling)(autoscale)

@@ -79,7 +79,11 @@ def laplace(scale: float) -> dp.Measurement:
 
 def calibrate(sensitivity: int, epsilon: float) -> float:
     """The smallest scale OpenDP finds for which `laplace(scale)` is (`sensitivity`,
-    `epsilon`)-close; about sensitivity / epsilon."""
+    `epsilon`)-close; about sensitivity / epsilon (same unit as the values).
+
+    Raises:
+        ValueError: OpenDP's search finds no such scale (epsilon not > 0).
+    """
     scale = dp.binary_search_param(laplace, d_in=sensitivity, d_out=epsilon, T=float)
     return float(scale)
 
@@ -91,6 +95,7 @@ def release(per_cell: Sequence[Sequence[int]], upper: int, max_cells: int,
 
     Raises:
         ValueError: epsilon <= 0 or not finite, upper < 1 or max_cells < 1.
+        AssertionError: OpenDP's map at the sensitivity exceeds epsilon (never expected).
     """
     if not (epsilon > 0 and math.isfinite(epsilon)):
         raise ValueError(f"epsilon must be > 0, got {epsilon}")

@@ -157,6 +157,13 @@ def test_epsilon_above_half_or_not_positive_is_refused(epsilon: float) -> None:
         check_epsilon(epsilon)
 
 
+def test_opendp_clamps_each_users_value_before_the_sum() -> None:
+    """With a huge ε (not allowed in a report; here only to see the clamped sums) the
+    noise scale is 0.005: P(noise != 0) = 2p / (1 + p), p = exp(-200), about 1e-87."""
+    noisy = release([[1000, 3], [-7, 20], []], upper=50, max_cells=1, epsilon=10_000.0)
+    assert noisy.values == (53, 20, 0)
+
+
 def test_the_scale_is_the_sensitivity_over_epsilon() -> None:
     noisy = release([[3, 70], [], [10]], upper=50, max_cells=2, epsilon=0.25)
     assert noisy.sensitivity == 100

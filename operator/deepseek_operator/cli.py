@@ -5,10 +5,13 @@ sets `handler` to a function `(args) -> exit code`; `COMMANDS` lists them. To ad
 command (render, run), write its two functions and append the adder to `COMMANDS`.
 
 Exit codes: 0 success, 2 invalid input (argparse's usage errors, and any
-InvalidSpecError, printed to stderr one line per offending field).
+InvalidSpecError, printed to stderr one line per offending field), 3 refused
+(`usage-report`: the day's privacy budget would be exceeded).
 """
 
 import argparse
+import datetime
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,11 +30,14 @@ from .render import (
     render,
     with_namespace,
 )
+from .usage.contributions import Cell
+from .usage.limits import MAX_EPSILON
 
 Subcommands = argparse._SubParsersAction  # argparse has no public name for it
 Handler = Callable[[argparse.Namespace], int]
 
 EXIT_INVALID: Final = 2
+EXIT_REFUSED: Final = 3
 DEPLOYMENT_KIND: Final = "DeepSeekDeployment"
 
 # Spec fields the `size` options set, so errors can name the option too.
@@ -534,6 +540,128 @@ def run_gateway_command(args: argparse.Namespace) -> int:
         auth_cache_seconds=args.auth_cache_seconds, auth_cache_size=args.auth_cache_size))
 
 
+def add_usage_report_command(commands: "Subcommands[argparse.ArgumentParser]") -> None:
+    """`usage-report`: differentially private usage per day, deployment and role."""
+    parser = commands.add_parser(
+        "usage-report",
+        help="publish per-day request and token counts per deployment and role, with "
+             "differential privacy",
+        description="Read the gateway's audit trail and publish, per UTC day, deployment "
+                    "and role, the allowed requests and their tokens, each with discrete "
+                    "Laplace noise (OpenDP). The unit of privacy is one user's whole day; "
+                    "each release spends --epsilon of each day's --daily-budget, recorded "
+                    "in --ledger. docs/usage-report.md has the guarantee and its limits.")
+    parser.add_argument("--audit-file", type=Path, action="append", required=True,
+                        help="the gateway's --audit-file, read with its rotations FILE.1 ... "
+                             "(repeatable: one per gateway replica)")
+    parser.add_argument("--day", type=_utc_day, action="append", default=[],
+                        help="UTC day to release, YYYY-MM-DD (repeatable; default: "
+                             "yesterday)")
+    parser.add_argument("--key", type=_usage_key, action="append", default=None,
+                        metavar="NAMESPACE/DEPLOYMENT/ROLE",
+                        help="a cell to release, ROLE '-' for none (repeatable); default: "
+                             "every cell in the trail, which the noise does not protect")
+    parser.add_argument("--epsilon", type=_release_epsilon, default=MAX_EPSILON,
+                        help=f"ε this release spends per day, at most {MAX_EPSILON} "
+                             "(default: %(default)s)")
+    parser.add_argument("--daily-budget", type=_positive_number, default=1.0,
+                        help="ε all releases of one day may spend (default: %(default)s)")
+    parser.add_argument("--requests-share", type=_share, default=0.5,
+                        help="part of --epsilon for request counts, the rest for tokens "
+                             "(default: %(default)s)")
+    parser.add_argument("--max-cells-per-user", type=_positive_int, default=2,
+                        help="deployment/role cells one user counts in per day; the ones "
+                             "with the most requests are kept (default: %(default)s)")
+    parser.add_argument("--max-requests", type=_positive_int, default=50,
+                        help="requests one user counts per cell and day, more are clamped "
+                             "(default: %(default)s)")
+    parser.add_argument("--max-tokens", type=_positive_int, default=50_000,
+                        help="tokens one user counts per cell and day, more are clamped "
+                             "(default: %(default)s)")
+    parser.add_argument("--ledger", type=Path, default=None,
+                        help="the budget ledger (JSON; default: the first --audit-file with "
+                             "suffix .usage-ledger.json)")
+    parser.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    parser.set_defaults(handler=run_usage_report)
+
+
+def _utc_day(text: str) -> datetime.date:
+    """argparse type: a day as YYYY-MM-DD."""
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a day YYYY-MM-DD: {text!r}") from None
+
+
+def _usage_key(text: str) -> Cell:
+    """argparse type: NAMESPACE/DEPLOYMENT/ROLE (ROLE '-': none)."""
+    parts = text.split("/")
+    if len(parts) != 3 or not all(parts):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not NAMESPACE/DEPLOYMENT/ROLE (e.g. ai/r1/user, ai/r1/-)")
+    return Cell(parts[0], parts[1], None if parts[2] == "-" else parts[2])
+
+
+def _positive_number(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def _release_epsilon(text: str) -> float:
+    """argparse type: ε of one release, 0 < ε <= MAX_EPSILON."""
+    value = _positive_number(text)
+    if value > MAX_EPSILON:
+        raise argparse.ArgumentTypeError(
+            f"{text} is above {MAX_EPSILON}, the most one release may spend; ask for at "
+            f"most --epsilon {MAX_EPSILON} (and spread larger needs over days)")
+    return value
+
+
+def _share(text: str) -> float:
+    """argparse type: a fraction strictly between 0 and 1."""
+    value = _positive_number(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text!r}")
+    return value
+
+
+def run_usage_report(args: argparse.Namespace) -> int:
+    """Release, print the table or JSON on stdout and the input summary on stderr."""
+    from deepseek_operator.usage.contributions import Bounds
+    from deepseek_operator.usage.ledger import BudgetExceededError, LedgerError
+    from deepseek_operator.usage.report import to_json, to_table
+    from deepseek_operator.usage.run import UsageError, UsageOptions, usage_report
+
+    now = datetime.datetime.now(datetime.UTC)
+    days = tuple(args.day) or (now.date() - datetime.timedelta(days=1),)
+    ledger = args.ledger or Path(f"{args.audit_file[0]}.usage-ledger.json")
+    options = UsageOptions(
+        audit_files=tuple(args.audit_file), days=days,
+        keys=None if args.key is None else tuple(args.key),
+        bounds=Bounds(max_cells=args.max_cells_per_user, max_requests=args.max_requests,
+                      max_tokens=args.max_tokens),
+        epsilon=args.epsilon, requests_share=args.requests_share,
+        daily_budget=args.daily_budget, ledger=ledger)
+    try:
+        release, diagnostics = usage_report(options, now)
+    except BudgetExceededError as error:
+        print(f"error: {error} (--daily-budget; ledger {ledger} unchanged)", file=sys.stderr)
+        return EXIT_REFUSED
+    except (UsageError, LedgerError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    for line in diagnostics.lines():
+        print(line, file=sys.stderr)
+    print(to_json(release) if args.output == "json" else to_table(release))
+    return 0
+
+
 COMMANDS: Final[tuple[Callable[["Subcommands[argparse.ArgumentParser]"], None], ...]] = (
     add_models_command,
     add_size_command,
@@ -541,6 +669,7 @@ COMMANDS: Final[tuple[Callable[["Subcommands[argparse.ArgumentParser]"], None], 
     add_render_command,
     add_run_command,
     add_gateway_command,
+    add_usage_report_command,
 )
 
 

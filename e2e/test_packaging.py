@@ -12,9 +12,14 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client
+from kubernetes.client import ApiException
 
+from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
 from e2e.cluster import build, controlplane, paths
-from e2e.operator_process import install_manifests
+from e2e.kube import wait_for
+from e2e.operator_process import OperatorProcess, install_manifests
+from e2e.test_controller import small_model
 
 REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "charts" / "deepseek-operator"
@@ -68,6 +73,64 @@ def test_chart_installs_on_the_control_plane(kubeconfig: Path) -> None:
         assert yaml.safe_load(status)["info"]["status"] == "deployed"
     finally:
         _helm("uninstall", "dso-e2e", "--namespace", "dso-chart-e2e", kubeconfig=kubeconfig)
+
+
+OLD_FINALIZER = "deepseek-operator.io/kopf-finalizer"
+
+
+def _dsd(kube: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
+    """The DeepSeekDeployment as stored, None when it is gone."""
+    try:
+        obj = client.CustomObjectsApi(kube).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    assert isinstance(obj, dict)
+    return obj
+
+
+def test_uninstall_keeps_deepseekdeployments_and_their_namespace_deletes(
+        kubeconfig: Path, kubectl: Path, kube: client.ApiClient,
+        operator: OperatorProcess) -> None:
+    """`helm uninstall` with a DeepSeekDeployment present returns, and leaves it (and its
+    workload) serving: uninstalling the operator deletes no user workload. The operator puts
+    no finalizer on it (it removes the one an older version put there), so with the
+    operator gone its namespace still deletes, children garbage-collected."""
+    core = client.CoreV1Api(kube)
+    user_ns, release_ns = "dso-uninstall-user", "dso-uninstall-e2e"
+    core.create_namespace({"metadata": {"name": user_ns}})
+    try:
+        body = small_model("kept")
+        body["metadata"]["finalizers"] = [OLD_FINALIZER]  # as an older operator left it
+        client.CustomObjectsApi(kube).create_namespaced_custom_object(
+            GROUP, VERSION, user_ns, PLURAL, body)
+        wait_for("the operator to reconcile it and drop the old kopf finalizer", lambda: (
+            lambda d: d is not None and not d["metadata"].get("finalizers")
+            and (d.get("status") or {}).get("observedGeneration") == 1)(
+                _dsd(kube, user_ns, "kept")), 60)
+        _helm("install", "dso-uninstall", str(CHART), "--namespace", release_ns,
+              "--create-namespace", "--wait=false", kubeconfig=kubeconfig)
+        _helm("uninstall", "dso-uninstall", "--namespace", release_ns, "--wait",
+              "--timeout", "120s", kubeconfig=kubeconfig)
+        kept = _dsd(kube, user_ns, "kept")
+        assert kept is not None and "deletionTimestamp" not in kept["metadata"]
+        apps = client.AppsV1Api(kube)
+        assert apps.read_namespaced_deployment("kept", user_ns).metadata.deletion_timestamp \
+            is None
+        operator.stop()  # the operator is gone, as after uninstalling it for good
+        deleted = subprocess.run([str(kubectl), "--kubeconfig", str(kubeconfig), "delete",
+                                  "namespace", user_ns, "--wait", "--timeout=120s"],
+                                 capture_output=True, text=True, check=False)
+        assert deleted.returncode == 0, deleted.stderr
+    finally:
+        if not operator.live():
+            operator.start()
+        for ns in (user_ns, release_ns):
+            subprocess.run([str(kubectl), "--kubeconfig", str(kubeconfig), "delete",
+                            "namespace", ns, "--ignore-not-found", "--wait=false"],
+                           capture_output=True, check=False)
 
 
 def test_helm_template_works_without_kube_version() -> None:

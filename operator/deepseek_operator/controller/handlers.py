@@ -62,7 +62,8 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     memo.child_events = Debouncer(memo.reconciler.trigger, delay_seconds=CHILD_EVENT_DELAY,
                                   retry_seconds=RETRY_SECONDS)
     memo.relister = Relister(memo.reconciler.cluster, memo.child_events.request,
-                             interval_seconds=float(memo.get("relist_seconds", RELIST_SECONDS)))
+                             interval_seconds=float(memo.get("relist_seconds", RELIST_SECONDS)),
+                             namespaces=tuple(memo.get("namespaces", ())))
     memo.relister.start()
 
 

@@ -89,12 +89,14 @@ class OperatorProcess:
 
     ``extra_args`` are added to the command line (e.g. ``["--peering", "x"]``),
     ``extra_env`` to its environment (e.g. ``DEEPSEEK_OPERATOR_*`` settings).
+    ``namespaces``: watch only these (``--namespace``); empty: ``--all-namespaces``.
     """
 
     kubeconfig: Path
     log_path: Path
     extra_args: list[str] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
+    namespaces: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     metrics_port: int = 0
     health_port: int = 0
@@ -107,7 +109,8 @@ class OperatorProcess:
         env = {**os.environ, **self.extra_env, "KUBECONFIG": str(self.kubeconfig)}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "deepseek_operator.cli", "run", "--all-namespaces",
+                [sys.executable, "-m", "deepseek_operator.cli", "run",
+                 *([f"--namespace={n}" for n in self.namespaces] or ["--all-namespaces"]),
                  f"--liveness=http://127.0.0.1:{self.health_port}/healthz",
                  f"--metrics-port={self.metrics_port}", "--verbose", *self.extra_args],
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)

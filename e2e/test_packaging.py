@@ -8,6 +8,7 @@ import json
 import shlex
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +101,8 @@ def test_uninstall_keeps_deepseekdeployments_and_their_namespace_deletes(
     no finalizer on it (it removes the one an older version put there), so with the
     operator gone its namespace still deletes, children garbage-collected."""
     core = client.CoreV1Api(kube)
-    user_ns, release_ns = "dso-uninstall-user", "dso-uninstall-e2e"
+    suffix = uuid.uuid4().hex[:6]  # a namespace of an earlier run may still be terminating
+    user_ns, release_ns = f"dso-user-{suffix}", f"dso-uninstall-{suffix}"
     core.create_namespace({"metadata": {"name": user_ns}})
     try:
         body = small_model("kept")
@@ -129,6 +131,61 @@ def test_uninstall_keeps_deepseekdeployments_and_their_namespace_deletes(
         if not operator.live():
             operator.start()
         for ns in (user_ns, release_ns):
+            subprocess.run([str(kubectl), "--kubeconfig", str(kubeconfig), "delete",
+                            "namespace", ns, "--ignore-not-found", "--wait=false"],
+                           capture_output=True, check=False)
+
+
+def _token_kubeconfig(kubeconfig: Path, token: str, path: Path) -> Path:
+    """A copy of `kubeconfig` (its server and CA) that authenticates with `token`."""
+    config = yaml.safe_load(kubeconfig.read_text())
+    for user in config["users"]:
+        user["user"] = {"token": token}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_the_namespaced_rbac_serves_the_watched_namespace(
+        kubeconfig: Path, kubectl: Path, kube: client.ApiClient, tmp_path: Path,
+        operator: OperatorProcess) -> None:
+    """With watchNamespaces the chart grants a Role per watched namespace (and cluster-wide
+    reads only); the operator, run as the chart's ServiceAccount with exactly those rights,
+    brings a DeepSeekDeployment there to Ready (children, the Roles it grants included)
+    and its relister lists in that namespace without being refused."""
+    suffix = uuid.uuid4().hex[:6]  # a namespace of an earlier run may still be terminating
+    release_ns, watched = f"dso-scoped-{suffix}", f"dso-watched-{suffix}"
+    core = client.CoreV1Api(kube)
+    core.create_namespace({"metadata": {"name": watched}})
+    scoped = None
+    try:
+        _helm("install", "dso-scoped", str(CHART), "--namespace", release_ns,
+              "--create-namespace", "--set", f"watchNamespaces={{{watched}}}",
+              "--set", "gateway.enabled=false", "--wait=false", kubeconfig=kubeconfig)
+        token = core.create_namespaced_service_account_token(
+            "dso-scoped", release_ns, {"spec": {"expirationSeconds": 3600}}).status.token
+        operator.stop()  # one operator at a time
+        scoped = OperatorProcess(
+            _token_kubeconfig(kubeconfig, token, tmp_path / "scoped.kubeconfig"),
+            paths.state_dir() / "logs" / "operator-scoped-e2e.log",
+            extra_env={"DEEPSEEK_OPERATOR_RELIST_SECONDS": "1"}, namespaces=[watched])
+        scoped.start()
+        client.CustomObjectsApi(kube).create_namespaced_custom_object(
+            GROUP, VERSION, watched, PLURAL, small_model("scoped"))
+        wait_for("the DeepSeekDeployment to be Ready", lambda: (
+            lambda d: d is not None and any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in (d.get("status") or {}).get("conditions") or []))(
+                _dsd(kube, watched, "scoped")), 90)
+        log = scoped.log_tail(200_000)
+        assert "relisting the children failed" not in log and "Forbidden" not in log, log
+    finally:
+        if scoped is not None:
+            scoped.stop()
+        if not operator.live():
+            operator.start()
+        _helm("uninstall", "dso-scoped", "--namespace", release_ns, "--ignore-not-found",
+              kubeconfig=kubeconfig)
+        for ns in (watched, release_ns):
             subprocess.run([str(kubectl), "--kubeconfig", str(kubeconfig), "delete",
                             "namespace", ns, "--ignore-not-found", "--wait=false"],
                            capture_output=True, check=False)

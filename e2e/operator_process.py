@@ -27,7 +27,7 @@ OPERATOR_NAMESPACE = "deepseek-operator-system"
 # Name of the ClusterRole and ClusterRoleBinding that install_manifests applies.
 LOCAL_NAME = "deepseek-operator-local"
 # Kinds of manifests/base that install_manifests leaves out (see there).
-LEFT_OUT = ("ServiceAccount", "Deployment", "Service", "PodDisruptionBudget")
+LEFT_OUT = ("ServiceAccount", "Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy")
 # The gateway's objects (its RBAC included) are left out too: the tests that need a
 # gateway run their own.
 GATEWAY_APP = "deepseek-gateway"
@@ -38,10 +38,10 @@ def install_manifests(kubectl: Path, kubeconfig: Path) -> None:
     to the operator's identity, and wait for the CRDs to be Established.
 
     The ClusterRole and its binding are applied as ``deepseek-operator-local`` (LOCAL_NAME),
-    and the operator's ServiceAccount, Deployment and Service, and every object of the
-    gateway, are not applied: the
-    operator runs as a local process that authenticates with a client certificate whose
-    user name is the ServiceAccount's (RBAC matches the name; no object is needed). So
+    and the operator's ServiceAccount, Deployment, Service and NetworkPolicy, and every
+    object of the gateway, are not applied: the operator runs as a local process that
+    authenticates with a client certificate whose user name is the ServiceAccount's (RBAC
+    matches the name; no object is needed). So
     nothing here has the name of an object of the chart, and the README's
     ``helm install deepseek-operator charts/deepseek-operator`` still works on this cluster
     (Helm refuses to take over an object that another tool created).

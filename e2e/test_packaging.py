@@ -166,7 +166,7 @@ def test_the_namespaced_rbac_serves_the_watched_namespace(
         operator.stop()  # one operator at a time
         scoped = OperatorProcess(
             _token_kubeconfig(kubeconfig, token, tmp_path / "scoped.kubeconfig"),
-            paths.state_dir() / "logs" / "operator-scoped-e2e.log",
+            tmp_path / "operator-scoped.log",
             extra_env={"DEEPSEEK_OPERATOR_RELIST_SECONDS": "1"}, namespaces=[watched])
         scoped.start()
         client.CustomObjectsApi(kube).create_namespaced_custom_object(

@@ -432,6 +432,16 @@ def test_chart_lints_strict_and_renders_with_each_combination(name: str,
     assert {"Deployment", "Service", "Pod"} <= kinds  # Pod: the `helm test` hook
 
 
+@pytest.mark.parametrize("value", ["metricsPort=abc", "serviceAccount.create=maybe",
+                                   "imagePullSecrets[0].nam=regcred"])
+def test_helm_lint_strict_fails_on_a_wrong_value(value: str) -> None:
+    cmd = [str(build.build_all()["helm"]), "lint", "--strict", str(CHART), "--kube-version",
+           _kube_version(), "--set", value]
+    refused = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert refused.returncode != 0
+    assert value.split("=")[0].split(".")[-1].split("[")[0] in refused.stdout + refused.stderr
+
+
 def _pod(objects: list[dict[str, Any]], name: str = "x") -> dict[str, Any]:
     (deployment,) = [d for d in objects if d["kind"] == "Deployment"
                      and d["metadata"]["name"] == name]

@@ -11,6 +11,7 @@ other handler, so no reconcile sees a half-filled cache.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import kopf
@@ -61,7 +62,8 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     memo.child_events = Debouncer(memo.reconciler.trigger, delay_seconds=CHILD_EVENT_DELAY,
                                   retry_seconds=RETRY_SECONDS)
     memo.relister = Relister(memo.reconciler.cluster, memo.child_events.request,
-                             interval_seconds=float(memo.get("relist_seconds", RELIST_SECONDS)))
+                             interval_seconds=float(memo.get("relist_seconds", RELIST_SECONDS)),
+                             namespaces=tuple(memo.get("namespaces", ())))
     memo.relister.start()
 
 
@@ -166,16 +168,54 @@ kopf.on.event("storage.k8s.io/v1", "storageclasses", id="event-storageclasses")(
     _on_storage_class_event)
 
 
-def _operator_autoscaling(spec: kopf.Spec, **_: Any) -> bool:
-    return bool((spec.get("autoscaling") or {}).get("mode", "operator") == "operator")
+def _watched(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> bool:
+    """Timer filter: the object is known to the watch and not deleted. kopf re-matches a
+    timer's filters at every watch event of its object, after the event handlers ran, so
+    the DELETED event (on_deployment_event forgets the object) stops both timers: without
+    a finalizer kopf would not stop them otherwise (it stops timers on a deletion
+    timestamp, which an object without finalizers never shows)."""
+    return bool(_reconciler(memo).watched(meta["namespace"], meta["name"]))
+
+
+def _operator_autoscaling(spec: kopf.Spec, meta: kopf.Meta, memo: kopf.Memo,
+                          **_: Any) -> bool:
+    mode = (spec.get("autoscaling") or {}).get("mode", "operator")
+    return mode == "operator" and _watched(meta, memo)
+
+
+def _without_finalizer(handler_id: str,
+                       registry: kopf.OperatorRegistry | None = None) -> None:
+    """Let the registered timer `handler_id` run without kopf's finalizer.
+
+    kopf marks every timer as needing a finalizer, so that it can stop the timer before
+    the object goes. Ours only read (the object, metrics) and write through the API, so a
+    timer that ticks once more after the deletion does no harm, and `_watched` stops it at
+    the DELETED event. Without the finalizer, `helm uninstall` (or an operator that is
+    down) never leaves DeepSeekDeployments, and so their namespaces, stuck in deletion;
+    kopf also removes the finalizer an older operator version put on an object, at its
+    first event. kopf has no public switch for this (requires_finalizer is fixed to True by
+    kopf.timer); tests/test_triggers.py checks it still holds for the installed kopf.
+    """
+    spawning = (registry or kopf.get_default_registry())._spawning
+    for index, handler in enumerate(spawning._handlers):
+        if handler.id == handler_id:
+            spawning._handlers[index] = dataclasses.replace(handler, requires_finalizer=False)
+            return
+    raise LookupError(f"no kopf timer {handler_id!r} is registered")
 
 
 def register_timers(resync_seconds: float = SAFETY_RESYNC_SECONDS,
-                    autoscaler_tick_seconds: float = AUTOSCALER_TICK_SECONDS) -> None:
+                    autoscaler_tick_seconds: float = AUTOSCALER_TICK_SECONDS,
+                    registry: kopf.OperatorRegistry | None = None) -> None:
     """Register the two timers, whose intervals (seconds) are operator settings: kopf reads
     a timer's interval when it is registered, so they are registered by `run`, once,
-    before kopf starts, rather than by a decorator at import."""
+    before kopf starts, rather than by a decorator at import. Neither puts a finalizer on
+    the DeepSeekDeployments (`_without_finalizer`). `registry`: kopf's default one unless
+    given (tests)."""
     kopf.timer(GROUP, VERSION, PLURAL, id="safety_resync", interval=resync_seconds,
-               initial_delay=resync_seconds, idle=None, backoff=5)(safety_resync)
+               initial_delay=resync_seconds, idle=None, backoff=5, when=_watched,
+               registry=registry)(safety_resync)
     kopf.timer(GROUP, VERSION, PLURAL, id="autoscale", interval=autoscaler_tick_seconds,
-               idle=None, backoff=5, when=_operator_autoscaling)(autoscale)
+               idle=None, backoff=5, when=_operator_autoscaling, registry=registry)(autoscale)
+    for handler_id in ("safety_resync", "autoscale"):
+        _without_finalizer(handler_id, registry)

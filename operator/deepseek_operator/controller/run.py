@@ -36,5 +36,6 @@ def run_operator(settings: OperatorSettings) -> None:
         priority=default_priority() if settings.priority is None else settings.priority,
         liveness_endpoint=settings.liveness,
         memo=kopf.Memo(relist_seconds=settings.relist_seconds,
+                       namespaces=tuple(settings.namespaces),
                        render_settings=settings.render_settings()),
     )

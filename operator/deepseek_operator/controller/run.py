@@ -36,5 +36,6 @@ def run_operator(settings: OperatorSettings) -> None:
         priority=default_priority() if settings.priority is None else settings.priority,
         liveness_endpoint=settings.liveness,
         memo=kopf.Memo(relist_seconds=settings.relist_seconds,
-                       render_settings=settings.render_settings()),
+                       render_settings=settings.render_settings(),
+                       manage_crd=settings.manage_crd),
     )

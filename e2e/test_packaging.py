@@ -345,7 +345,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
     "namespaced": {"watchNamespaces": ["team-a", "team-b"], "peering": {
         "enabled": True, "name": "dso"}, "replicaCount": 2},
     "existing-service-account": {"serviceAccount": {"create": False, "name": "ops"},
-                                 "rbac": {"create": False}},
+                                 "rbac": {"create": False}, "crds": {"manage": False}},
     "pod-placement": {
         "image": {"repository": "registry.example.com/dso", "tag": "1.2.3",
                   "pullPolicy": "Always"},

@@ -367,6 +367,9 @@ def add_run_command(commands: "Subcommands[argparse.ArgumentParser]") -> None:
                 "was down (default: 600)")
     option("--resync-seconds", metavar="S",
            help="reconcile each DeepSeekDeployment this often without events (default: 600)")
+    option("--manage-crd", action="store_true",
+           help="apply this operator's DeepSeekDeployment CRD at start (server-side apply; "
+                "needs patch on it), so an upgrade serves the new fields")
     option("--autoscaler-tick-seconds", metavar="S",
            help="how often the operator's autoscaler looks at each deployment; it acts "
                 "every spec.autoscaling.intervalSeconds (default: 5)")

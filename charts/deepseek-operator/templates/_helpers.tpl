@@ -133,6 +133,13 @@ grant only what it has: no `escalate` or `bind` needed.
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
   verbs: [get, list, watch]
+{{- if .Values.crds.manage }}
+# --manage-crd: the operator applies its own CRD at start (helm upgrade never does).
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  resourceNames: [deepseekdeployments.deepseek-operator.io]
+  verbs: [patch]
+{{- end }}
 {{- if not .Values.watchNamespaces }}
 - apiGroups: [kopf.dev]
   resources: [clusterkopfpeerings]

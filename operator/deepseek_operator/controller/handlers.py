@@ -15,9 +15,11 @@ import dataclasses
 from typing import Any
 
 import kopf
+from kubernetes.client import ApiException
 
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
-from deepseek_operator.controller import metrics
+from deepseek_operator.api.crd import build_crd
+from deepseek_operator.controller import crd_sync, metrics
 from deepseek_operator.controller.cache import owner_of
 from deepseek_operator.controller.debounce import Debouncer
 from deepseek_operator.controller.reconciler import Reconciler
@@ -52,10 +54,22 @@ def _reconciler(memo: Any) -> Reconciler:
 
 
 @kopf.on.startup()
-def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    """Configure kopf (storage, events, watching) and build the shared Reconciler."""
+def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger,
+            **_: Any) -> None:
+    """Configure kopf (storage, events, watching), build the shared Reconciler and, with
+    `--manage-crd`, apply the operator's own CRD (controller/crd_sync.py)."""
     configure_kopf(settings)
     memo.reconciler = make_reconciler(memo.get("render_settings"))
+    memo.crd_drift = None
+    if memo.get("manage_crd"):
+        try:
+            crd_sync.apply_crd(memo.reconciler.cluster.resources)
+            logger.info(f"applied the {crd_sync.CRD_NAME} CRD this operator was built with")
+        except ApiException as exc:
+            # Not fatal: the CRD watch below reports a stale schema loudly.
+            logger.error(f"cannot apply the {crd_sync.CRD_NAME} CRD ({exc.status} "
+                         f"{exc.reason}): give the operator patch on it, or apply "
+                         "crds/ by hand (docs/operations.md, Upgrades)")
     memo.cache = memo.reconciler.cluster.cache
     memo.retries = Debouncer(memo.reconciler.trigger, delay_seconds=RETRY_SECONDS,
                              retry_seconds=RETRY_SECONDS)
@@ -136,16 +150,46 @@ _CHILD_APIS = {(c.api_version.rpartition("/")[0], c.plural) for c in CHILD_KINDS
 
 @kopf.on.event("apiextensions.k8s.io", "v1", "customresourcedefinitions",
                id="event-customresourcedefinitions")
-def _on_crd_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    """A CRD of a child kind (LeaderWorkerSet, ScaledObject, PodMonitor) was installed or
+def _on_crd_event(event: kopf.RawEvent, memo: kopf.Memo, logger: kopf.Logger,
+                  **_: Any) -> None:
+    """The operator's own CRD changed (or was listed at start): check its schema. A CRD of
+    a child kind (LeaderWorkerSet, ScaledObject, PodMonitor) was installed or
     changed: look the kinds up again and reconcile every DeepSeekDeployment, so one that
     waits for that API (or would get a PodMonitor) does not wait for the resync."""
+    if event["object"].get("metadata", {}).get("name") == crd_sync.CRD_NAME:
+        _check_own_crd(event, memo, logger)
+        return
     spec = (event["object"].get("spec") or {})
     if (spec.get("group"), (spec.get("names") or {}).get("plural")) not in _CHILD_APIS:
         return
     memo.reconciler.cluster.resources.recheck()
     for namespace, name in memo.reconciler.known():
         memo.child_events.request(namespace, name)
+
+
+def _check_own_crd(event: kopf.RawEvent, memo: kopf.Memo, logger: kopf.Logger) -> None:
+    """Compare the served DeepSeekDeployment CRD with the built one; on a difference, log
+    an error and post a Warning event on the CRD (once per distinct difference), and set
+    the gauge. A deleted CRD counts as a difference."""
+    crd = event["object"]
+    if event["type"] == "DELETED":
+        drift = [f"the {crd_sync.CRD_NAME} CRD was deleted"]
+    else:
+        drift = crd_sync.schema_drift(crd, build_crd())
+    metrics.CRD_SCHEMA_CURRENT.set(0 if drift else 1)
+    if drift == memo.get("crd_drift"):
+        return
+    memo.crd_drift = drift
+    if not drift:
+        logger.info(f"the served {crd_sync.CRD_NAME} CRD is the one this operator was built with")
+        return
+    message = (f"the served {crd_sync.CRD_NAME} CRD is not the one this operator was built "
+               f"with: {'; '.join(drift)}. Apply crds/ of this version or run with "
+               "--manage-crd (docs/operations.md, Upgrades)")
+    logger.error(message)
+    if event["type"] != "DELETED":
+        kopf.event(kopf.Body(dict(crd)), type="Warning",  # type: ignore[arg-type]
+                   reason="CRDSchemaOutdated", message=message[:1024])
 
 
 async def _cache_storage_class(name: str, memo: kopf.Memo, **_: Any) -> None:

@@ -37,5 +37,6 @@ def run_operator(settings: OperatorSettings) -> None:
         liveness_endpoint=settings.liveness,
         memo=kopf.Memo(relist_seconds=settings.relist_seconds,
                        namespaces=tuple(settings.namespaces),
-                       render_settings=settings.render_settings()),
+                       render_settings=settings.render_settings(),
+                       manage_crd=settings.manage_crd),
     )

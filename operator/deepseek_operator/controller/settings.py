@@ -82,6 +82,8 @@ class OperatorSettings(BaseSettings):
     - `relist_seconds`: how often every child kind is listed to find objects deleted while
       a watch was down (controller/resync.py).
     - `resync_seconds`: how often each DeepSeekDeployment is reconciled without any event.
+    - `manage_crd`: apply the operator's own CRD at start (server-side apply), so an
+      upgraded operator serves its new fields (controller/crd_sync.py).
     - `autoscaler_tick_seconds`: how often the operator's autoscaler looks at each
       deployment (it acts every spec.autoscaling.intervalSeconds; a tick longer than that
       interval makes the interval longer).
@@ -116,6 +118,7 @@ class OperatorSettings(BaseSettings):
     namespaces: Annotated[tuple[Namespace, ...], NoDecode, BeforeValidator(_words)] = ()
     relist_seconds: Seconds = 600.0
     resync_seconds: Seconds = 600.0
+    manage_crd: bool = False
     autoscaler_tick_seconds: Annotated[float, Field(ge=1, le=300, allow_inf_nan=False)] = 5.0
     vllm_image: Image = ""
     sglang_image: Image = ""

@@ -142,7 +142,7 @@ def test_audit_line_has_every_field_and_no_prompt() -> None:
         "time", "user", "client", "method", "path", "namespace", "deployment", "model",
         "permission", "role", "allowed", "status", "error", "request_sha256",
         "prompt_tokens", "completion_tokens", "stream", "latency_seconds", "ttfb_seconds",
-        "sensitivity", "detectors"}
+        "sensitivity", "detectors", "data_protection"}
     assert line["sensitivity"] is None and line["detectors"] is None
 
 

@@ -978,7 +978,8 @@ def test_the_gateway_policy_config_map_starts_from_the_sizing() -> None:
     budget = startup_budget_seconds(size_deployment(dsd.spec), SETTINGS)
     assert budget > 600
     assert policy == {"queueTimeoutSeconds": budget + 30, "maxQueuedRequests": 24,
-                      "maxConcurrentPerReplica": 12}
+                      "maxConcurrentPerReplica": 12,
+                      "dataProtection": {"mode": "audit", "blockThreshold": 0.5}}
 
 
 @pytest.mark.parametrize("query", ['sum(rate(x{ns="{namespce}"}[1m]))', "   "])

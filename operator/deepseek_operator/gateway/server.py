@@ -10,11 +10,15 @@ Request flow of `POST /v1/chat/completions` and `POST /v1/completions`:
    not; 403 naming model:query when the caller may see it; 409 naming the deployments when
    the caller may query two or more serving that name; deployments it may not query do
    not take the name away from it);
+   then data protection (protect.py, the deployment's policy): the prompt's detectors
+   are counted and scored; in mode `block` a score over the threshold is refused (400
+   naming the detector types);
 4. a slot of the deployment (admission.py): held in its queue while no replica is ready or
    all are busy; 503 with Retry-After when the queue is full or the wait ends;
 5. forwarded to the engine Service; a stream is passed on event by event as it arrives,
    with the engine's `usage` read on the way (asked for with `stream_options` when the
-   client did not, and that extra chunk then not passed on);
+   client did not, and that extra chunk then not passed on); in modes `redact` and
+   `block` the answer's matches are replaced by `[REDACTED:<type>]`, whole or streamed;
 6. one audit line, written before the response ends: if it cannot be written the request
    fails (503, or an error event ending a stream) unless `audit_fail_open`.
 
@@ -50,8 +54,10 @@ from .auth import (
     query_access,
     see_access,
 )
+from .detect import Scanner
 from .metrics import GatewayMetrics
-from .policy import Policy, policy_from_config_map
+from .policy import DataProtection, Policy, policy_from_config_map
+from .protect import StreamProtector, inspect_prompt, redact_answer
 from .routing import QUERY_PERMISSION, RouteTable, Target, granting_role
 from .sse import DONE, EventSplitter, error_event, event_data, event_json, is_usage_only, usage_of
 
@@ -137,6 +143,7 @@ class Gateway:
                                      audiences=options.audiences)
         self.admission = Admission(options.max_queued, self._gauges)
         self.policies: dict[Key, Policy] = {}
+        self.scanner = Scanner()
         self.synced = False
         self.policies_synced = False
         self._session: aiohttp.ClientSession | None = None
@@ -204,7 +211,8 @@ class Gateway:
                                    else policy.queue_timeout_seconds),
             max_queued=self.options.max_queued if policy.max_queued is None
             else policy.max_queued,
-            max_concurrent_per_replica=policy.max_concurrent_per_replica)
+            max_concurrent_per_replica=policy.max_concurrent_per_replica,
+            data_protection=policy.data_protection or DataProtection())
 
     def apply_policy_list(self, objects: list[dict[str, Any]]) -> None:
         """Replace the policies with those of `objects` (policy ConfigMaps)."""
@@ -328,6 +336,7 @@ class Gateway:
                 raise HttpError(400, "field 'model': a served model name is required")
             call.record.model = model
             target = await self._route(identity, model, call)
+            protection = self._inspect_prompt(call, target, request.path, document)
             stream = document.get("stream") is True
             call.record.stream = stream
             injected = False
@@ -339,9 +348,28 @@ class Gateway:
                         "include_usage": True}
                     body = json.dumps(document).encode()
                     injected = True
-            return await self._admitted(request, call, target, body, stream, injected)
+            return await self._admitted(request, call, target, body, stream, injected,
+                                        protection)
 
         return await self._audited(request, handle)
+
+    def _inspect_prompt(self, call: _Call, target: Target, path: str,
+                        document: dict[str, Any]) -> DataProtection:
+        """Count and score the prompt's detectors into the audit record; refuse it (400)
+        in mode block when its score is over the threshold. Returns the policy."""
+        protection = self.policy(target.key).data_protection or DataProtection()
+        findings = inspect_prompt(self.scanner, path, document)
+        record = call.record
+        record.data_protection = protection.mode
+        record.prompt_detectors = findings.counts
+        record.prompt_sensitivity = findings.score
+        if protection.mode == "block" and findings.score > protection.block_threshold:
+            raise HttpError(400, "the prompt was refused by the data-protection policy of "
+                                 f"{target.namespace}/{target.name}: it contains "
+                                 f"{', '.join(findings.types(self.scanner))} (sensitivity "
+                                 f"{findings.score:g} > {protection.block_threshold:g})",
+                            kind="data_protection_error")
+        return protection
 
     async def _audited(self, request: web.Request,
                        handle: Callable[[_Call], Awaitable[web.StreamResponse]],
@@ -485,7 +513,8 @@ class Gateway:
         return target
 
     async def _admitted(self, request: web.Request, call: _Call, target: Target, body: bytes,
-                        stream: bool, injected: bool) -> web.StreamResponse:
+                        stream: bool, injected: bool,
+                        protection: DataProtection) -> web.StreamResponse:
         self.metrics.requests.labels(*target.key).inc()
         current = self.routes.get(*target.key) or target
         self.admission.set_capacity(current.key, self.capacity(current))
@@ -508,13 +537,17 @@ class Gateway:
             url = self.options.upstream_template.format(
                 name=target.name, namespace=target.namespace,
                 port=target.port) + request.path
+            rewrite = protection.mode != "audit"
             if stream:
-                return await self._forward_stream(request, call, url, body, injected)
-            return await self._forward(call, url, body)
+                return await self._forward_stream(request, call, url, body, injected,
+                                                  StreamProtector(self.scanner,
+                                                                  rewrite=rewrite))
+            return await self._forward(call, url, body, rewrite)
         finally:
             self.admission.release(target.key)
 
-    async def _forward(self, call: _Call, url: str, body: bytes) -> web.Response:
+    async def _forward(self, call: _Call, url: str, body: bytes,
+                       rewrite: bool) -> web.Response:
         assert self._session is not None
         try:
             async with self._session.post(url, data=body, headers=_UPSTREAM_HEADERS) as up:
@@ -527,9 +560,16 @@ class Gateway:
         call.record.status = status
         if status < 400:
             try:
-                usage = usage_of(json.loads(data))
+                answer = json.loads(data)
             except ValueError:
-                usage = None
+                answer = None
+            usage = usage_of(answer) if isinstance(answer, dict) else None
+            if isinstance(answer, dict):
+                findings = redact_answer(self.scanner, answer, rewrite=rewrite)
+                call.record.completion_detectors = findings.counts
+                call.record.completion_sensitivity = findings.score
+                if rewrite and findings.counts:
+                    data = json.dumps(answer, ensure_ascii=False).encode()
             if usage is not None:
                 call.record.prompt_tokens = usage.prompt_tokens
                 call.record.completion_tokens = usage.completion_tokens
@@ -538,7 +578,8 @@ class Gateway:
         return web.Response(status=status, body=data, headers={"Content-Type": content_type})
 
     async def _forward_stream(self, request: web.Request, call: _Call, url: str, body: bytes,
-                              injected: bool) -> web.StreamResponse:
+                              injected: bool, protector: StreamProtector,
+                              ) -> web.StreamResponse:
         assert self._session is not None
         record = call.record
         try:
@@ -558,7 +599,7 @@ class Gateway:
             await response.prepare(request)
             record.status = 200
             try:
-                await self._pump(call, up, response, injected)
+                await self._pump(call, up, response, injected, protector)
             except (ConnectionResetError, aiohttp.ClientConnectionResetError):
                 record.status = 499
                 record.error = "the client closed the connection"
@@ -568,9 +609,11 @@ class Gateway:
             up.close()  # closes the engine connection unless fully read: the engine aborts
 
     async def _pump(self, call: _Call, up: aiohttp.ClientResponse,
-                    response: web.StreamResponse, injected: bool) -> None:
-        """Pass the engine's events on as they complete; end the stream after the audit
-        line is written (with the engine's `[DONE]`, or an error event)."""
+                    response: web.StreamResponse, injected: bool,
+                    protector: StreamProtector) -> None:
+        """Pass the engine's events on as they complete (through `protector`); end the
+        stream after the audit line is written (with the engine's `[DONE]`, or an error
+        event)."""
         record = call.record
         splitter = EventSplitter()
         done_event: bytes | None = None
@@ -591,11 +634,12 @@ class Gateway:
                     if done_event is None and DONE in event and event_data(event) == DONE:
                         done_event = event  # held until the audit line is written
                         continue
-                    out.append(event)
+                    out.append(protector.event(event))
                 if out:
                     await response.write(b"".join(out))
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
                 aiohttp.ClientOSError, TimeoutError, ValueError) as error:
+            self._record_completion(record, protector)
             record.status = 502
             record.error = f"the engine broke off the stream: {type(error).__name__}"
             self._finish(call)
@@ -604,13 +648,22 @@ class Gateway:
             await response.write_eof()
             return
         if splitter.rest().strip():
-            await response.write(splitter.rest())
+            await response.write(protector.event(splitter.rest()))
+        await response.write(protector.finish())
+        self._record_completion(record, protector)
         if self._finish(call):
             await response.write(done_event or b"")
         else:
             await response.write(error_event("the audit trail cannot be written; the stream "
                                              "is cut", 503))
         await response.write_eof()
+
+
+    @staticmethod
+    def _record_completion(record: AuditRecord, protector: StreamProtector) -> None:
+        findings = protector.findings
+        record.completion_detectors = findings.counts
+        record.completion_sensitivity = findings.score
 
 
 _UPSTREAM_HEADERS: Final = {"Content-Type": "application/json"}

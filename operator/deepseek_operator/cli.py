@@ -488,6 +488,10 @@ def add_gateway_command(commands: "Subcommands[argparse.ArgumentParser]") -> Non
                              "reused (default: %(default)s; 0: never)")
     parser.add_argument("--auth-cache-size", type=_non_negative_int, default=10000,
                         help="answers cached, per kind (default: %(default)s)")
+    parser.add_argument("--no-data-protection", action="store_true",
+                        help="inspect nothing: no detectors, scores or redaction, whatever "
+                             "the policies say (audit lines show data_protection null; "
+                             "for benchmarks and emergencies)")
     parser.set_defaults(handler=run_gateway_command)
 
 
@@ -540,7 +544,8 @@ def run_gateway_command(args: argparse.Namespace) -> int:
         queue_timeout_seconds=args.queue_timeout_seconds, max_queued=args.max_queued,
         per_replica_concurrency=args.per_replica_concurrency,
         max_body_bytes=args.max_body_bytes, body_timeout_seconds=args.body_timeout_seconds,
-        auth_cache_seconds=args.auth_cache_seconds, auth_cache_size=args.auth_cache_size))
+        auth_cache_seconds=args.auth_cache_seconds, auth_cache_size=args.auth_cache_size,
+        data_protection=not args.no_data_protection))
 
 
 def add_usage_report_command(commands: "Subcommands[argparse.ArgumentParser]") -> None:

@@ -90,6 +90,7 @@ class GatewayOptions:
     audiences: tuple[str, ...] = ()
     review_timeout_seconds: float = 5.0
     per_replica_concurrency: int = 0  # 0: each deployment's spec.gpu.maxConcurrentSequences
+    data_protection: bool = True  # False: inspect nothing (--no-data-protection)
 
 
 class HttpError(Exception):
@@ -354,9 +355,12 @@ class Gateway:
         return await self._audited(request, handle)
 
     def _inspect_prompt(self, call: _Call, target: Target, path: str,
-                        document: dict[str, Any]) -> DataProtection:
+                        document: dict[str, Any]) -> DataProtection | None:
         """Count and score the prompt's detectors into the audit record; refuse it (400)
-        in mode block when its score is over the threshold. Returns the policy."""
+        in mode block when its score is over the threshold. Returns the policy (None
+        when the gateway runs with data protection off)."""
+        if not self.options.data_protection:
+            return None
         protection = self.policy(target.key).data_protection or DataProtection()
         findings = inspect_prompt(self.scanner, path, document)
         record = call.record
@@ -514,7 +518,7 @@ class Gateway:
 
     async def _admitted(self, request: web.Request, call: _Call, target: Target, body: bytes,
                         stream: bool, injected: bool,
-                        protection: DataProtection) -> web.StreamResponse:
+                        protection: DataProtection | None) -> web.StreamResponse:
         self.metrics.requests.labels(*target.key).inc()
         current = self.routes.get(*target.key) or target
         self.admission.set_capacity(current.key, self.capacity(current))
@@ -537,17 +541,18 @@ class Gateway:
             url = self.options.upstream_template.format(
                 name=target.name, namespace=target.namespace,
                 port=target.port) + request.path
-            rewrite = protection.mode != "audit"
+            rewrite = None if protection is None else protection.mode != "audit"
             if stream:
+                protector = None if rewrite is None else StreamProtector(self.scanner,
+                                                                         rewrite=rewrite)
                 return await self._forward_stream(request, call, url, body, injected,
-                                                  StreamProtector(self.scanner,
-                                                                  rewrite=rewrite))
+                                                  protector)
             return await self._forward(call, url, body, rewrite)
         finally:
             self.admission.release(target.key)
 
     async def _forward(self, call: _Call, url: str, body: bytes,
-                       rewrite: bool) -> web.Response:
+                       rewrite: bool | None) -> web.Response:
         assert self._session is not None
         try:
             async with self._session.post(url, data=body, headers=_UPSTREAM_HEADERS) as up:
@@ -564,7 +569,7 @@ class Gateway:
             except ValueError:
                 answer = None
             usage = usage_of(answer) if isinstance(answer, dict) else None
-            if isinstance(answer, dict):
+            if isinstance(answer, dict) and rewrite is not None:
                 findings = redact_answer(self.scanner, answer, rewrite=rewrite)
                 call.record.completion_detectors = findings.counts
                 call.record.completion_sensitivity = findings.score
@@ -578,7 +583,7 @@ class Gateway:
         return web.Response(status=status, body=data, headers={"Content-Type": content_type})
 
     async def _forward_stream(self, request: web.Request, call: _Call, url: str, body: bytes,
-                              injected: bool, protector: StreamProtector,
+                              injected: bool, protector: StreamProtector | None,
                               ) -> web.StreamResponse:
         assert self._session is not None
         record = call.record
@@ -610,7 +615,7 @@ class Gateway:
 
     async def _pump(self, call: _Call, up: aiohttp.ClientResponse,
                     response: web.StreamResponse, injected: bool,
-                    protector: StreamProtector) -> None:
+                    protector: StreamProtector | None) -> None:
         """Pass the engine's events on as they complete (through `protector`); end the
         stream after the audit line is written (with the engine's `[DONE]`, or an error
         event)."""
@@ -634,12 +639,13 @@ class Gateway:
                     if done_event is None and DONE in event and event_data(event) == DONE:
                         done_event = event  # held until the audit line is written
                         continue
-                    out.append(protector.event(event))
+                    out.append(protector.event(event) if protector else event)
                 if out:
                     await response.write(b"".join(out))
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
                 aiohttp.ClientOSError, TimeoutError, ValueError) as error:
-            self._record_completion(record, protector)
+            if protector is not None:
+                self._record_completion(record, protector)
             record.status = 502
             record.error = f"the engine broke off the stream: {type(error).__name__}"
             self._finish(call)
@@ -647,10 +653,13 @@ class Gateway:
                                              "ended; the answer is incomplete", 502))
             await response.write_eof()
             return
-        if splitter.rest().strip():
-            await response.write(protector.event(splitter.rest()))
-        await response.write(protector.finish())
-        self._record_completion(record, protector)
+        rest = splitter.rest()
+        if protector is not None:
+            rest = protector.event(rest) if rest.strip() else b""
+            rest += protector.finish()
+            self._record_completion(record, protector)
+        if rest.strip():
+            await response.write(rest)
         if self._finish(call):
             await response.write(done_event or b"")
         else:

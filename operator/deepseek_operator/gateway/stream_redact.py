@@ -1,16 +1,19 @@
 """Redaction of a text that arrives in pieces (one stream of a streamed completion).
 
 Pure (no I/O). `StreamRedactor.feed` takes the next piece and returns what can be passed
-on: everything except the last `Scanner.window` bytes, which are held because a match may
-start there and end in a piece yet to come. A match that starts before the held tail
+on: everything except the last `Scanner.window` bytes (W), which are held because a match
+may start there and end in a piece yet to come. A match that starts before the held tail
 cannot change any more (it is shorter than the window), so it is final: replaced by its
-placeholder and counted. Hence a match split across two pieces is redacted, and a piece
-is delayed by at most one window of later text. A match that extends (a private key
+placeholder and counted. Hence a match split across two pieces is redacted. To scan less
+often, the redactor scans only once `stride` (S) new bytes have gathered beyond the held
+W; so a byte is passed on at the latest when W + S bytes of later text have arrived (the
+detector window, `holdback`; 347 + 64 = 411 bytes with the default detectors), or at the
+end of the stream. A match that extends (a private key
 block, a token: `detect.Detector.until`) suppresses what follows until its terminator;
 up to `until_max_span - 1` bytes are held for a terminator split across pieces.
 
-Cost: each `feed` scans the held window plus the new piece, so a stream of n bytes in
-pieces of p bytes costs O(n x (window + p) / p) (RE2, linear per scan). With `lazy`, the
+Cost: each scan reads W + S bytes and releases S or more, so a stream of n bytes costs
+O(n x (W + S) / S) (RE2, linear per scan), whatever the piece size. With `lazy`, the
 redactor scans only when four windows have gathered (amortized O(n)) and releases nothing
 meanwhile: for counting when the text is passed on unchanged anyway.
 """
@@ -20,16 +23,20 @@ from __future__ import annotations
 from .detect import Detector, Scanner, placeholder
 
 _CONTEXT_BYTES = 8
+STRIDE = 64
+"""Default bytes gathered beyond the held window before a scan (module docstring)."""
 _RESUME_CONTEXT = b"\n"  # context after a suppressed block: a boundary
 
 
 class StreamRedactor:
     """One text stream's redaction state (module docstring). Not thread-safe."""
 
-    def __init__(self, scanner: Scanner, *, lazy: bool = False) -> None:
-        """Redact with `scanner`'s detectors; `lazy`: scan in batches of four windows."""
+    def __init__(self, scanner: Scanner, *, lazy: bool = False, stride: int = STRIDE) -> None:
+        """Redact with `scanner`'s detectors; scan when `stride` bytes (>= 1) gathered
+        beyond the window; `lazy`: scan in batches of four windows."""
         self._scanner = scanner
-        self._lazy = lazy
+        self.holdback = scanner.window + max(1, stride)
+        self._threshold = 4 * scanner.window if lazy else self.holdback
         self._context = b""
         self._pending = b""
         self._suppress: Detector | None = None
@@ -39,7 +46,7 @@ class StreamRedactor:
         """Take the next piece (UTF-8); return the redacted bytes that may be passed on
         now (whole UTF-8 characters; possibly empty)."""
         self._pending += data
-        if self._lazy and len(self._pending) < 4 * self._scanner.window:
+        if len(self._pending) < self._threshold and self._suppress is None:
             return b""
         return self._drain(final=False)
 

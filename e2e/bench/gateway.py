@@ -235,6 +235,7 @@ def prepare_dlp(kube: client.ApiClient, namespace: str, workdir: Path,
     api.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, "dlp", {
         "status": {"replicas": 1, "readyReplicas": 1}})
     set_dlp_mode(kube, namespace, "audit")
+    (workdir / "off").mkdir(exist_ok=True)
     off = GatewayProcess(
         gateway_identity(kube, kube.configuration.host, kube.configuration.ssl_ca_cert,
                          workdir / "off"), workdir / "gateway-off",

@@ -88,5 +88,5 @@ bench-scale: $(STAMP) tools ## N (BENCH_SCALE_NS=1,50,200,1000) DeepSeekDeployme
 BENCH_GATEWAY_SOAK_SECONDS ?= 600
 
 .PHONY: bench-gateway
-bench-gateway: $(STAMP) tools ## Gateway vs direct to the engine stand-in: added latency per request and chunk, chunks/s at 64 and 256 streams, RSS over a soak (BENCH_GATEWAY_SOAK_SECONDS=600); JSON and PNG in e2e/bench/out/
+bench-gateway: $(STAMP) tools ## Gateway vs direct to the engine stand-in: added latency per request and chunk, chunks/s at 64 and 256 streams, data protection off/audit/redact, detector MB/s and hostile-input bound, RSS over a soak (BENCH_GATEWAY_SOAK_SECONDS=600); JSON and PNG in e2e/bench/out/
 	$(PY) -m e2e.bench.gateway --out e2e/bench/out --soak-seconds $(BENCH_GATEWAY_SOAK_SECONDS)

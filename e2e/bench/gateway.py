@@ -16,13 +16,14 @@ Phases, each run first direct, then through the gateway, same process, same stan
 2. **Streams** at 64 and 256 concurrent streams (`--concurrency`) for `--phase-seconds`:
    chunks per second over all streams, and each chunk's latency (arrival minus the
    stand-in's send stamp), p50/p99.
-3. **Data protection** at `--dlp-concurrency` (256) streams, on the same run: a second
+3. **Data protection** at `--dlp-concurrency` (64 and 256) streams, on the same run: a second
    deployment whose stand-in echoes a prompt with planted data (an e-mail, an SSN, a
    card number...) four characters a chunk, through a second gateway started with
    `--no-data-protection` (off), then through the main gateway with the deployment's
    policy set to `audit` (detection) and then `redact` (detection and redaction).
-   Chunks/s and chunk latency of each; the cost is 1 - on/off chunks/s (goal <= 20 %)
-   and the added p99 is on minus off. Before that, the detectors alone in process
+   Chunks/s and chunk latency of each, in `--dlp-rounds` (3) rounds, the median round of
+   each reported; the cost is 1 - on/off chunks/s (goal <= 20 %) and the added p99 is on
+   minus off. Before that, the detectors alone in process
    (e2e/bench/detect.py): MB/s on a 10 MB corpus and the time bound on hostile 1 MB
    inputs.
 4. **Soak**: 64 streams through the gateway for `--soak-seconds` (the issue's 10 minutes
@@ -282,27 +283,57 @@ async def wait_mode(gateway: GatewayProcess, headers: dict[str, str], served: st
 
 async def measure_dlp(args: argparse.Namespace, kube: client.ApiClient, namespace: str,
                       gateway: GatewayProcess, off: GatewayProcess, engine: StandInProcess,
-                      auth: dict[str, str]) -> dict[str, Any]:
-    """Streams with data protection off, in audit mode and in redact mode (module
-    docstring, phase 3)."""
+                      auth: dict[str, str], concurrency: int) -> dict[str, Any]:
+    """`concurrency` streams with data protection off, in audit mode and in redact mode
+    (module docstring, phase 3)."""
     body = {"model": engine.model, "stream": True,
             "messages": [{"role": "user", "content": DLP_PROMPT}]}
-    entry: dict[str, Any] = {"concurrency": args.dlp_concurrency,
-                             "prompt_characters": len(DLP_PROMPT)}
-    for label, target, mode in (("off", off, "audit"), ("audit", gateway, "audit"),
-                                ("redact", gateway, "redact")):
-        set_dlp_mode(kube, namespace, mode)
-        await wait_mode(target, auth, engine.model, redacted=mode == "redact")
-        print(f"{args.dlp_concurrency} streams, data protection {label} ...",
-              file=sys.stderr, flush=True)
-        entry[label] = (await run_phase(target.url, auth, body, args.dlp_concurrency,
-                                        args.phase_seconds, True)).summary()
+    entry: dict[str, Any] = {"concurrency": concurrency,
+                             "prompt_characters": len(DLP_PROMPT), "rounds": []}
+    # Rounds of off, audit, redact: the machine's other load lands on all three alike.
+    for round_index in range(args.dlp_rounds):
+        measured: dict[str, Any] = {}
+        for label, target, mode in (("off", off, "audit"), ("audit", gateway, "audit"),
+                                    ("redact", gateway, "redact")):
+            set_dlp_mode(kube, namespace, mode)
+            await wait_mode(target, auth, engine.model, redacted=mode == "redact")
+            print(f"{concurrency} streams, data protection {label}, round "
+                  f"{round_index + 1} ...", file=sys.stderr, flush=True)
+            measured[label] = (await run_phase(target.url, auth, body, concurrency,
+                                               args.phase_seconds, True)).summary()
+        entry["rounds"].append(measured)
+    for label in ("off", "audit", "redact"):
+        # Per label: the median round (by chunks/s).
+        ranked = sorted((r[label] for r in entry["rounds"]), key=lambda s: s["chunks_per_s"])
+        entry[label] = ranked[len(ranked) // 2]
     off_rate = entry["off"]["chunks_per_s"] or 1
     for label in ("audit", "redact"):
         entry[f"{label}_cost"] = round(1 - entry[label]["chunks_per_s"] / off_rate, 3)
         entry[f"{label}_added_chunk_p99_ms"] = round(
             entry[label]["chunk_p99_ms"] - entry["off"]["chunk_p99_ms"], 3)
     return entry
+
+
+def _dlp_report(dlp: dict[str, Any], token_interval: float) -> list[str]:
+    """Lines of one data-protection phase."""
+    lines: list[str] = []
+    lines.append(f"data protection, {dlp['concurrency']} streams echoing planted data "
+                 f"({token_interval} s per 4-character chunk; median of "
+                 f"{len(dlp['rounds'])} rounds; each round's chunks/s off/audit/redact: "
+                 + "; ".join("/".join(f"{r[k]['chunks_per_s']:.0f}" for k in
+                                      ("off", "audit", "redact")) for r in dlp["rounds"])
+                 + ")")
+    lines.append(f"  {'':10} {'chunks/s':>9} {'chunk p50':>10} {'chunk p99':>10} "
+                 f"{'errors':>7}")
+    for label in ("off", "audit", "redact"):
+        s = dlp[label]
+        lines.append(f"  {label:10} {s['chunks_per_s']:>9} {s['chunk_p50_ms']:>10} "
+                     f"{s['chunk_p99_ms']:>10} {s['errors']:>7}")
+    for label in ("audit", "redact"):
+        lines.append(f"  {label}: cost {dlp[label + '_cost']:.1%} of chunks/s (goal <= "
+                     f"{GOALS['data_protection_cost']:.0%}), added chunk p99 "
+                     f"{dlp[label + '_added_chunk_p99_ms']} ms")
+    return lines
 
 
 def report(results: dict[str, Any]) -> str:
@@ -330,19 +361,8 @@ def report(results: dict[str, Any]) -> str:
                      f"{GOALS['throughput_ratio']}); added per chunk p50 "
                      f"{phase['added_chunk_p50_ms']} ms, p99 {phase['added_chunk_p99_ms']} ms "
                      f"(goal <= {GOALS['added_p99_chunk_ms']} ms)")
-    dlp = results["data_protection"]
-    lines.append(f"data protection, {dlp['concurrency']} streams echoing planted data "
-                 f"({results['token_interval_s']} s per 4-character chunk)")
-    lines.append(f"  {'':10} {'chunks/s':>9} {'chunk p50':>10} {'chunk p99':>10} "
-                 f"{'errors':>7}")
-    for label in ("off", "audit", "redact"):
-        s = dlp[label]
-        lines.append(f"  {label:10} {s['chunks_per_s']:>9} {s['chunk_p50_ms']:>10} "
-                     f"{s['chunk_p99_ms']:>10} {s['errors']:>7}")
-    for label in ("audit", "redact"):
-        lines.append(f"  {label}: cost {dlp[label + '_cost']:.1%} of chunks/s (goal <= "
-                     f"{GOALS['data_protection_cost']:.0%}), added chunk p99 "
-                     f"{dlp[label + '_added_chunk_p99_ms']} ms")
+    for dlp in results["data_protection"].values():
+        lines.extend(_dlp_report(dlp, results["token_interval_s"]))
     lines.append(detect_bench.report(results["detectors"]))
     rss = results["soak"]
     label = "" if rss["seconds"] >= 600 else " (SHORT SOAK, not the 10-minute one)"
@@ -425,8 +445,10 @@ async def measure(args: argparse.Namespace, gateway: GatewayProcess, engine: Sta
         entry["added_chunk_p99_ms"] = round(entry["gateway"]["chunk_p99_ms"]
                                             - entry["direct"]["chunk_p99_ms"], 3)
         results["streams"][str(concurrency)] = entry
-    results["data_protection"] = await measure_dlp(args, kube, namespace, gateway, dlp[1],
-                                                   dlp[0], auth)
+    results["data_protection"] = {
+        str(concurrency): await measure_dlp(args, kube, namespace, gateway, dlp[1], dlp[0],
+                                            auth, concurrency)
+        for concurrency in args.dlp_concurrency}
     print(f"soak {args.soak_seconds:.0f} s ...", file=sys.stderr, flush=True)
     soaked, samples = await soak(gateway, auth, stream_body, args.soak_streams,
                                  args.soak_seconds)
@@ -457,8 +479,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token-interval", type=float, default=0.05,
                         help="seconds between streamed tokens (default %(default)s)")
     parser.add_argument("--tokens", type=int, default=40, help="tokens per stream")
-    parser.add_argument("--dlp-concurrency", type=int, default=256,
+    parser.add_argument("--dlp-concurrency", type=lambda t: [int(x) for x in t.split(",")],
+                        default=[64, 256],
                         help="streams of the data-protection phase (default %(default)s)")
+    parser.add_argument("--dlp-rounds", type=int, default=3,
+                        help="rounds of off, audit, redact; the median round is reported "
+                             "(default %(default)s)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     workdir = args.out / "gateway-work"

@@ -224,27 +224,29 @@ def prepare_dlp(kube: client.ApiClient, namespace: str, workdir: Path,
     engine = StandInProcess(served, workdir / "engine-dlp.log", [
         "--token-interval-seconds", str(token_interval), "--max-num-seqs", "4096",
         "--stamp-chunks", "--echo", "4"]).start()
-    allow(kube, namespace, "dlp", "dlp-query",
-          [{"kind": "ServiceAccount", "name": "bench", "namespace": namespace}])
-    api = client.CustomObjectsApi(kube)
-    api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "DeepSeekDeployment",
-        "metadata": {"name": "dlp"},
-        "spec": {"model": {"name": "deepseek-r1-distill-qwen-1.5b", "servedName": served},
-                 "gpu": {"maxConcurrentSequences": 4096}, "autoscaling": {"mode": "none"},
-                 "service": {"port": engine.port}}})
-    api.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, "dlp", {
-        "status": {"replicas": 1, "readyReplicas": 1}})
-    set_dlp_mode(kube, namespace, "audit")
-    (workdir / "off").mkdir(exist_ok=True)
-    off = GatewayProcess(
-        gateway_identity(kube, kube.configuration.host, kube.configuration.ssl_ca_cert,
-                         workdir / "off"), workdir / "gateway-off",
-        ["--no-data-protection", "--audit-file", str(workdir / "audit-off.jsonl")])
+    off: GatewayProcess | None = None
     try:
+        allow(kube, namespace, "dlp", "dlp-query",
+              [{"kind": "ServiceAccount", "name": "bench", "namespace": namespace}])
+        api = client.CustomObjectsApi(kube)
+        api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "DeepSeekDeployment",
+            "metadata": {"name": "dlp"},
+            "spec": {"model": {"name": "deepseek-r1-distill-qwen-1.5b", "servedName": served},
+                     "gpu": {"maxConcurrentSequences": 4096}, "autoscaling": {"mode": "none"},
+                     "service": {"port": engine.port}}})
+        api.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, "dlp", {
+            "status": {"replicas": 1, "readyReplicas": 1}})
+        set_dlp_mode(kube, namespace, "audit")
+        (workdir / "off").mkdir(exist_ok=True)
+        off = GatewayProcess(
+            gateway_identity(kube, kube.configuration.host, kube.configuration.ssl_ca_cert,
+                             workdir / "off"), workdir / "gateway-off",
+            ["--no-data-protection", "--audit-file", str(workdir / "audit-off.jsonl")])
         off.start()
     except BaseException:
-        off.stop()
+        if off is not None:
+            off.stop()
         engine.stop()
         raise
     return engine, off

@@ -15,6 +15,7 @@ from typing import Any
 
 import kopf
 
+from deepseek_operator.api.conditions import REASON_DOWNLOAD_STALLED, REASON_DOWNLOADING
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
 from deepseek_operator.controller import metrics
 from deepseek_operator.controller.cache import owner_of
@@ -37,6 +38,10 @@ RETRY_SECONDS = 10.0
 CHILD_EVENT_DELAY = 0.5
 # The autoscaler timer ticks this often and evaluates when intervalSeconds (>= 5) passed.
 AUTOSCALER_TICK_SECONDS = 5.0
+# A running download is reconciled this often to read its progress (one pods/log read);
+# each new figure is one status write, so a download costs about one write per poll.
+DOWNLOAD_POLL_SECONDS = 30.0
+DOWNLOAD_REASONS = frozenset({REASON_DOWNLOADING, REASON_DOWNLOAD_STALLED})
 _CHILDREN = {MANAGED_BY_LABEL: MANAGED_BY_VALUE}
 # Watched for drift and progress, as kopf resource selectors (group/version, plural): every
 # child kind, and the pods (serving and download) whose state status reports.
@@ -110,6 +115,23 @@ def autoscale(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Drive the operator's autoscaler; it acts every spec.autoscaling.intervalSeconds."""
     meta = body["metadata"]
     _reconciler(memo).autoscale(meta["namespace"], meta["name"])
+
+
+def downloading(status: kopf.Status, **_: Any) -> bool:
+    """True while status says the model cache is being filled (ModelCached Downloading or
+    DownloadStalled): the download progress timer runs only then."""
+    return any(c.get("type") == "ModelCached" and c.get("reason") in DOWNLOAD_REASONS
+               for c in status.get("conditions") or [])
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=DOWNLOAD_POLL_SECONDS,
+            initial_delay=DOWNLOAD_POLL_SECONDS, idle=None, backoff=5, when=downloading)
+def download_progress(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Reconcile a running download every DOWNLOAD_POLL_SECONDS: it reads the download
+    pod's progress (controller/progress.py), so status.modelCache moves and a stall is
+    seen; nothing else changes while a download runs."""
+    meta = body["metadata"]
+    _reconciler(memo).trigger(meta["namespace"], meta["name"], dict(body))
 
 
 async def _cache_object(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:

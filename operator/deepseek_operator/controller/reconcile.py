@@ -175,9 +175,10 @@ def condition_events(before: DeepSeekDeploymentStatus | None,
     return events + _reason_warnings(before, after)
 
 
-# Reasons that are news although the condition's status does not change (ModelCached stays
-# False from Downloading to DownloadStalled): each is a Warning when it appears.
-REASON_WARNINGS = frozenset({REASON_DOWNLOAD_STALLED})
+# (condition type, reason) that are news although the condition's status does not change
+# (ModelCached stays False from Downloading to DownloadStalled): a Warning when it appears.
+# Ready and Progressing repeat the reason and post nothing of their own.
+REASON_WARNINGS = frozenset({(ConditionType.MODEL_CACHED, REASON_DOWNLOAD_STALLED)})
 
 
 def _reason_warnings(before: DeepSeekDeploymentStatus | None,
@@ -187,7 +188,7 @@ def _reason_warnings(before: DeepSeekDeploymentStatus | None,
     old = {c.type: c for c in (before.conditions if before else [])}
     return [Event("Warning", c.reason, f"{c.type}={c.status}: {c.message}")
             for c in after.conditions
-            if c.reason in REASON_WARNINGS and c.type in old
+            if (c.type, c.reason) in REASON_WARNINGS and c.type in old
             and old[c.type].status == c.status and old[c.type].reason != c.reason]
 
 

@@ -536,6 +536,36 @@ def run_gateway_command(args: argparse.Namespace) -> int:
         auth_cache_seconds=args.auth_cache_seconds, auth_cache_size=args.auth_cache_size))
 
 
+def add_status_command(commands: "Subcommands[argparse.ArgumentParser]") -> None:
+    """`status NAME`: one DeepSeekDeployment's pipeline at a glance (pipeline_view)."""
+    parser = commands.add_parser(
+        "status", help="show one DeepSeekDeployment's pipeline: claim, download, workload, "
+        "scaling, endpoint")
+    parser.add_argument("name", help="the DeepSeekDeployment")
+    parser.add_argument("-n", "--namespace", default="default", help="its namespace")
+    parser.set_defaults(handler=run_status)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """Print the pipeline view; exit 1 when the object does not exist or cannot be read."""
+    from kubernetes.client import ApiException
+    from kubernetes.config import ConfigException
+
+    from .pipeline_view import fetch, pipeline_text
+
+    try:
+        obj = fetch(args.namespace, args.name)
+    except (ApiException, ConfigException) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if obj is None:
+        print(f"error: deepseekdeployment {args.namespace}/{args.name} not found",
+              file=sys.stderr)
+        return 1
+    print(pipeline_text(obj))
+    return 0
+
+
 COMMANDS: Final[tuple[Callable[["Subcommands[argparse.ArgumentParser]"], None], ...]] = (
     add_models_command,
     add_size_command,
@@ -543,6 +573,7 @@ COMMANDS: Final[tuple[Callable[["Subcommands[argparse.ArgumentParser]"], None], 
     add_render_command,
     add_run_command,
     add_gateway_command,
+    add_status_command,
 )
 
 

@@ -9,7 +9,7 @@ object through the Kubernetes API (kubeconfig or in-cluster credentials).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from .api import DeepSeekDeploymentStatus
 from .api.constants import GROUP, PLURAL, VERSION
@@ -111,7 +111,7 @@ def fetch(namespace: str, name: str) -> dict[str, Any] | None:
     from kubernetes import client, config
     from kubernetes.client import ApiException
 
-    config.load_config()
+    config.load_config()  # type: ignore[no-untyped-call]
     try:
         obj = client.CustomObjectsApi().get_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL, name)
@@ -119,4 +119,4 @@ def fetch(namespace: str, name: str) -> dict[str, Any] | None:
         if exc.status == 404:
             return None
         raise
-    return dict(obj)
+    return cast(dict[str, Any], obj)

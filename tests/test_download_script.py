@@ -1,184 +1,37 @@
-"""The rendered s3:// download script run as a real process against a local S3 server.
-
-Test tooling: moto's S3 server and the AWS CLI run from their own virtualenv
-(``make s3-tools``: botocore pins python-dateutil < 3, the kubernetes client >= 3, so they
-cannot share .venv); the script's container paths (/models/...) are mapped to a temporary
-directory; a small TCP proxy between the script and moto limits the bytes per second
-toward the script, or stops sending after a given count (a stalled source). The progress
-lines the script prints are fed to the operator's status code as its pods/log tail would be.
-"""
+"""The rendered s3:// download script run as a real process against a local S3 server
+(moto) through a throttling proxy (e2e/rig/s3.py). The progress lines the script prints are
+fed to the operator's status code as its pods/log tail would be."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
+from e2e.rig.s3 import (
+    BUCKET,
+    PREFIX,
+    TOTAL,
+    WAIT_S,
+    Download,
+    ThrottleProxy,
+    s3_server,
+    tools,
+)
 
 from deepseek_operator.api.conditions import REASON_DOWNLOAD_STALLED, REASON_DOWNLOADING
 from deepseek_operator.api.status import Condition, ConditionType, DeepSeekDeploymentStatus
 from deepseek_operator.controller.progress import parse_samples, progress
 from deepseek_operator.controller.reconcile import condition_events
 from deepseek_operator.controller.status import Observed, compute_status
-from deepseek_operator.render.download import download_script
 from deepseek_operator.render.source import MARKER_FILE
 
-ROOT = Path(__file__).resolve().parent.parent
-TOOLS = ROOT / ".venv-s3" / "bin"
-BUCKET = "weights-bucket"
-PREFIX = "r1"
-FILES = {"model-00001.safetensors": 600 * 1024, "model-00002.safetensors": 500 * 1024,
-         "config.json": 2 * 1024}
-TOTAL = sum(FILES.values())
-WAIT_S = 120.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_http(url: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer")
-
 
 @pytest.fixture(scope="module")
-def tools() -> Path:
-    """The bin directory of the S3 test tools (aws, moto_server), built once by make."""
-    if not (TOOLS / "moto_server").exists():
-        subprocess.run(["make", "s3-tools"], cwd=ROOT, check=True, capture_output=True)
-    return TOOLS
-
-
-@pytest.fixture(scope="module")
-def s3(tools: Path) -> Iterator[int]:
-    """A moto S3 server holding s3://weights-bucket/r1/ (FILES, random bytes); its port."""
-    port = _free_port()
-    server = subprocess.Popen([str(tools / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_http(url)
-        requests.put(f"{url}/{BUCKET}", timeout=10).raise_for_status()
-        for name, size in FILES.items():
-            requests.put(f"{url}/{BUCKET}/{PREFIX}/{name}", data=os.urandom(size),
-                         timeout=10).raise_for_status()
+def s3() -> Iterator[int]:
+    """A moto S3 server holding s3://weights-bucket/r1/; its port."""
+    with s3_server(tools()) as port:
         yield port
-    finally:
-        server.terminate()
-        server.wait(10)
-
-
-class ThrottleProxy:
-    """TCP proxy from 127.0.0.1:``port`` to 127.0.0.1:``upstream``: bytes toward the client
-    at most ``rate`` bytes/s; after ``stall_after`` bytes toward the clients (all
-    connections together) it sends nothing more and keeps the connections open."""
-
-    def __init__(self, upstream: int, rate: int, stall_after: int | None = None) -> None:
-        self.upstream, self.rate, self.stall_after = upstream, rate, stall_after
-        self.sent = 0
-        self.stopped = threading.Event()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self.listener.getsockname()[1])
-        self.sockets: list[socket.socket] = [self.listener]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream))
-            self.sockets += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream, False),
-                             daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, True),
-                             daemon=True).start()
-
-    def _pump(self, source: socket.socket, target: socket.socket, throttled: bool) -> None:
-        chunk = max(1, self.rate // 20) if throttled else 65536
-        try:
-            while not self.stopped.is_set():
-                data = source.recv(chunk)
-                if not data:
-                    target.shutdown(socket.SHUT_WR)
-                    return
-                if throttled:
-                    if self.stall_after is not None and self.sent + len(data) > self.stall_after:
-                        self.stopped.wait()  # the source stalls: hold everything
-                        return
-                    self.sent += len(data)
-                    time.sleep(len(data) / self.rate)
-                target.sendall(data)
-        except OSError:
-            return
-
-    def close(self) -> None:
-        """Stop forwarding and close every socket."""
-        self.stopped.set()
-        for sock in self.sockets:
-            sock.close()
-
-
-class Download:
-    """The rendered s3:// script running as a process (its stdout lines collected)."""
-
-    def __init__(self, tools: Path, tmp: Path, endpoint_port: int) -> None:
-        self.model_dir = tmp / "models" / "s3" / BUCKET / PREFIX  # /models/s3/BUCKET/PREFIX
-        env = {
-            "PATH": f"{tools}:{os.environ['PATH']}", "HOME": str(tmp),
-            "MODEL_DIR": str(self.model_dir), "MARKER_FILE": MARKER_FILE,
-            "MODEL_SOURCE_ID": f"s3://{BUCKET}/{PREFIX}", "S3_URI": f"s3://{BUCKET}/{PREFIX}",
-            "PROGRESS_SECONDS": "1", "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{endpoint_port}",
-            "AWS_EC2_METADATA_DISABLED": "true",
-        }
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(["sh", "-c", download_script("s3")], env=env,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        text=True, start_new_session=True)
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def log(self) -> str:
-        return "\n".join(self.lines)
-
-    def wait_until(self, done: Callable[[], bool], timeout: float = WAIT_S) -> None:
-        """Until ``done()`` is true (polled every 0.2 s); TimeoutError after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while not done():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"not reached; output so far:\n{self.log}")
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        """End the script and its children (its own session)."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, 9)
-        self.process.wait(10)
-        self.reader.join(10)
 
 
 def _status(log: str,
@@ -197,9 +50,9 @@ def _status(log: str,
     return cached, status
 
 
-def test_progress_moves_and_reaches_100_percent(tools: Path, s3: int, tmp_path: Path) -> None:
+def test_progress_moves_and_reaches_100_percent(s3: int, tmp_path: Path) -> None:
     proxy = ThrottleProxy(s3, rate=300 * 1024)
-    download = Download(tools, tmp_path, proxy.port)
+    download = Download(tools(), tmp_path, proxy.port)
     try:
         assert download.process.wait(WAIT_S) == 0, download.log
     finally:
@@ -233,9 +86,9 @@ def _line_of(download: Download, sample_index: int) -> int:
     return progress_lines[sample_index]
 
 
-def test_a_stalled_source_gives_download_stalled(tools: Path, s3: int, tmp_path: Path) -> None:
+def test_a_stalled_source_gives_download_stalled(s3: int, tmp_path: Path) -> None:
     proxy = ThrottleProxy(s3, rate=400 * 1024, stall_after=300 * 1024)
-    download = Download(tools, tmp_path, proxy.port)
+    download = Download(tools(), tmp_path, proxy.port)
     stall_seconds = 3.0
     try:
         def stalled() -> bool:

@@ -80,12 +80,14 @@ def s3_server(tools: Path) -> Iterator[int]:
 class ThrottleProxy:
     """TCP proxy from 127.0.0.1:``port`` to 127.0.0.1:``upstream``: bytes toward the client
     at most ``rate`` bytes/s; after ``stall_after`` bytes toward the clients (all
-    connections together) it sends nothing more and keeps the connections open."""
+    connections together) it sends nothing more, keeping the connections open, until
+    ``resume``."""
 
     def __init__(self, upstream: int, rate: int, stall_after: int | None = None) -> None:
         self.upstream, self.rate, self.stall_after = upstream, rate, stall_after
         self.sent = 0
         self.stopped = threading.Event()
+        self.resumed = threading.Event()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self.listener.getsockname()[1])
         self.sockets: list[socket.socket] = [self.listener]
@@ -114,17 +116,24 @@ class ThrottleProxy:
                     return
                 if throttled:
                     if self.stall_after is not None and self.sent + len(data) > self.stall_after:
-                        self.stopped.wait()  # the source stalls: hold everything
-                        return
+                        self.resumed.wait()  # the source stalls: hold everything
+                        if self.stopped.is_set():
+                            return
                     self.sent += len(data)
                     time.sleep(len(data) / self.rate)
                 target.sendall(data)
         except OSError:
             return
 
+    def resume(self) -> None:
+        """End the stall: forward everything from now on (still at ``rate``)."""
+        self.stall_after = None
+        self.resumed.set()
+
     def close(self) -> None:
         """Stop forwarding and close every socket."""
         self.stopped.set()
+        self.resumed.set()
         for sock in self.sockets:
             sock.close()
 

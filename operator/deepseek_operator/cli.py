@@ -358,6 +358,9 @@ def add_run_command(commands: "Subcommands[argparse.ArgumentParser]") -> None:
     parser.add_argument("--relist-seconds", type=_positive_seconds, default=600.0,
                         help="list every child kind this often to find objects deleted while "
                              "a watch was down (default: 600)")
+    parser.add_argument("--download-poll-seconds", type=_positive_seconds, default=30.0,
+                        help="read a running download's progress (its pod's log) this often; "
+                             "each new figure is one status write (default: 30)")
     parser.add_argument("--gateway", action="store_true",
                         help="the gateway (deepseek-gateway) fronts every DeepSeekDeployment: "
                              "the default autoscaling query reads its request counter and "
@@ -425,6 +428,7 @@ def run_run(args: argparse.Namespace) -> int:
         namespaces=tuple(args.namespace), peering=args.peering, liveness=args.liveness,
         metrics_port=args.metrics_port, log_format=args.log_format, verbose=args.verbose,
         priority=args.priority, relist_seconds=args.relist_seconds,
+        download_poll_seconds=args.download_poll_seconds,
         gateway=args.gateway or bool(args.gateway_url), gateway_url=args.gateway_url or "",
         scraper_namespace_labels=args.scraper_namespace_selector,
         scraper_pod_labels=args.scraper_pod_selector))

@@ -11,6 +11,7 @@ other handler, so no reconcile sees a half-filled cache.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import kopf
@@ -39,8 +40,11 @@ CHILD_EVENT_DELAY = 0.5
 # The autoscaler timer ticks this often and evaluates when intervalSeconds (>= 5) passed.
 AUTOSCALER_TICK_SECONDS = 5.0
 # A running download is reconciled this often to read its progress (one pods/log read);
-# each new figure is one status write, so a download costs about one write per poll.
+# each new figure is one status write, so a download costs about one write per poll
+# (the default; `run --download-poll-seconds` sets it). Its timer ticks more often and
+# acts when a poll is due.
 DOWNLOAD_POLL_SECONDS = 30.0
+DOWNLOAD_TICK_SECONDS = 5.0
 DOWNLOAD_REASONS = frozenset({REASON_DOWNLOADING, REASON_DOWNLOAD_STALLED})
 _CHILDREN = {MANAGED_BY_LABEL: MANAGED_BY_VALUE}
 # Watched for drift and progress, as kopf resource selectors (group/version, plural): every
@@ -66,6 +70,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     memo.relister = Relister(memo.reconciler.cluster, memo.child_events.request,
                              interval_seconds=float(memo.get("relist_seconds", RELIST_SECONDS)))
     memo.relister.start()
+    memo.download_polls = {}
 
 
 @kopf.on.cleanup()
@@ -124,13 +129,22 @@ def downloading(status: kopf.Status, **_: Any) -> bool:
                for c in status.get("conditions") or [])
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=DOWNLOAD_POLL_SECONDS,
-            initial_delay=DOWNLOAD_POLL_SECONDS, idle=None, backoff=5, when=downloading)
+@kopf.timer(GROUP, VERSION, PLURAL, interval=DOWNLOAD_TICK_SECONDS, idle=None, backoff=5,
+            when=downloading)
 def download_progress(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Reconcile a running download every DOWNLOAD_POLL_SECONDS: it reads the download
+    """Reconcile a running download every ``download_poll_seconds`` (DOWNLOAD_POLL_SECONDS
+    unless `run --download-poll-seconds` says otherwise): the reconcile reads the download
     pod's progress (controller/progress.py), so status.modelCache moves and a stall is
     seen; nothing else changes while a download runs."""
     meta = body["metadata"]
+    key = (meta["namespace"], meta["name"])
+    now = time.monotonic()
+    polls: dict[tuple[str, str], float] = memo.download_polls
+    if now - polls.get(key, now) < float(memo.get("download_poll_seconds",
+                                                  DOWNLOAD_POLL_SECONDS)):
+        polls.setdefault(key, now)
+        return
+    polls[key] = now
     _reconciler(memo).trigger(meta["namespace"], meta["name"], dict(body))
 
 

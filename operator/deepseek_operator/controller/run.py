@@ -24,8 +24,10 @@ class RunOptions:
     peering priority; None = the start time in milliseconds, so of several replicas the
     newest is active (kopf pauses every replica when two share a priority).
     ``relist_seconds``: how often every child kind is listed to purge what a watch missed
-    (controller/resync.py). ``gateway``: the gateway fronts every DeepSeekDeployment (the
-    default autoscaling query reads its counters); ``gateway_url``: its Service's base URL,
+    (controller/resync.py). ``download_poll_seconds``: how often a running download's
+    progress is read (controller/handlers.py). ``gateway``: the gateway fronts every
+    DeepSeekDeployment (the default autoscaling query reads its counters); ``gateway_url``:
+    its Service's base URL,
     shown as each deployment's ``status.endpoint``. ``scraper_namespace_labels`` and
     ``scraper_pod_labels``: the metrics scraper the engine NetworkPolicy admits, as label
     pairs (``render.RenderSettings``).
@@ -39,6 +41,7 @@ class RunOptions:
     verbose: bool = False
     priority: int | None = None
     relist_seconds: float = 600.0
+    download_poll_seconds: float = 30.0
     gateway: bool = False
     gateway_url: str = ""
     scraper_namespace_labels: tuple[tuple[str, str], ...] = ()
@@ -73,5 +76,6 @@ def run_operator(options: RunOptions) -> None:
         priority=default_priority() if options.priority is None else options.priority,
         liveness_endpoint=options.liveness,
         memo=kopf.Memo(relist_seconds=options.relist_seconds,
+                       download_poll_seconds=options.download_poll_seconds,
                        render_settings=options.render_settings()),
     )

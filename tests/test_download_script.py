@@ -4,6 +4,7 @@ fed to the operator's status code as its pods/log tail would be."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from deepseek_operator.api.status import Condition, ConditionType, DeepSeekDeplo
 from deepseek_operator.controller.progress import parse_samples, progress
 from deepseek_operator.controller.reconcile import condition_events
 from deepseek_operator.controller.status import Observed, compute_status
+from deepseek_operator.render.download import download_script
 from deepseek_operator.render.source import MARKER_FILE
 
 
@@ -110,3 +112,31 @@ def test_a_stalled_source_gives_download_stalled(s3: int, tmp_path: Path) -> Non
     events = condition_events(running, status)
     assert [(e.type, e.reason) for e in events] == [("Warning", REASON_DOWNLOAD_STALLED)]
 
+
+
+def test_hf_script_reports_progress_and_the_repositorys_total(tmp_path: Path) -> None:
+    """The hf:// script with stand-ins for the Hub (no network here): ``hf`` writes three
+    100 KiB chunks a second apart, ``python3`` answers the file-list total."""
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    (stubs / "hf").write_text(
+        "#!/bin/sh\n# hf download REPO --revision R --local-dir DIR\n"
+        'dir="$6"; for i in 1 2 3; do head -c 102400 /dev/zero >> "$dir/model.safetensors"; '
+        "sleep 1; done\n")
+    (stubs / "python3").write_text("#!/bin/sh\necho 307200\n")
+    for stub in stubs.iterdir():
+        stub.chmod(0o755)
+    model_dir = tmp_path / "models" / "hf" / "org" / "repo"
+    env = {"PATH": f"{stubs}:/usr/bin:/bin", "HOME": str(tmp_path), "MODEL_DIR": str(model_dir),
+           "MARKER_FILE": MARKER_FILE, "MODEL_SOURCE_ID": "hf://org/repo@main",
+           "HF_REPO": "org/repo", "HF_REVISION": "main", "PROGRESS_SECONDS": "1"}
+    result = subprocess.run(["sh", "-c", download_script("hf")], env=env, capture_output=True,
+                            text=True, timeout=WAIT_S, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    samples = parse_samples(result.stdout)
+    assert {s.expected for s in samples} == {307200}
+    assert samples[-1].bytes >= 307200
+    assert any(0 < s.bytes < 307200 for s in samples), "a figure on the way"
+    figures = progress(samples, None)
+    assert figures is not None and figures.percent == 100.0
+    assert (model_dir / MARKER_FILE).read_text() == "hf://org/repo@main"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,19 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from deepseek_operator.controller.reconciler import PROGRESS_WRITE_SECONDS
 from e2e.cluster import controlplane
 from e2e.kube import wait_for
 from e2e.rig.s3 import TOTAL, Download, ThrottleProxy, s3_server, tools
-from e2e.test_controller import condition, create, get, run_kubectl, small_model
+from e2e.test_controller import (
+    condition,
+    create,
+    get,
+    operator_writes,
+    run_kubectl,
+    small_model,
+    utc_now,
+)
 
 SLOW_URI = "s3://e2e-slow/weights"
 
@@ -59,6 +69,7 @@ def _running_download_pod(kube: client.ApiClient, namespace: str) -> str | None:
 def test_progress_stall_and_resume_reach_status_printer_column_and_cli(
         kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str,
         kubectl: Path, kubeconfig: Path, s3: int, tmp_path: Path) -> None:
+    since, started = utc_now(), time.monotonic()
     create(dsd_api, namespace, _slow("slow", stallSeconds=30))
     pod = wait_for("the download pod running",
                    lambda: _running_download_pod(kube, namespace), 90)
@@ -99,6 +110,13 @@ def test_progress_stall_and_resume_reach_status_printer_column_and_cli(
                 get(dsd_api, namespace, "slow")), 90)
         assert condition(done, "ModelCached")["reason"] == "Downloading", \
             "the pod still runs (kwok), so the Job is not complete yet"
+        # Status writes of the whole download: progress coalesced to one per
+        # PROGRESS_WRITE_SECONDS, plus the urgent ones (the first status, the stall).
+        elapsed = time.monotonic() - started
+        writes = [w for w in operator_writes(since)
+                  if w[1] == "deepseekdeployments/status" and w[2] == "slow"]
+        print(f"status writes: {len(writes)} in {elapsed:.0f} s of download")
+        assert len(writes) <= elapsed / PROGRESS_WRITE_SECONDS + 3
     finally:
         download.stop()
         proxy.close()

@@ -87,12 +87,14 @@ def _free_port() -> int:
 class OperatorProcess:
     """``deepseek-operator run`` in the background, logging to ``log_path``.
 
-    ``extra_args`` are added to the command line (e.g. ``["--peering", "x"]``).
+    ``extra_args`` are added to the command line (e.g. ``["--peering", "x"]``),
+    ``extra_env`` to its environment (e.g. ``DEEPSEEK_OPERATOR_*`` settings).
     """
 
     kubeconfig: Path
     log_path: Path
     extra_args: list[str] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     metrics_port: int = 0
     health_port: int = 0
@@ -102,7 +104,7 @@ class OperatorProcess:
         the log tail when the process exits or does not become live in time."""
         self.metrics_port, self.health_port = _free_port(), _free_port()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        env = {**os.environ, **self.extra_env, "KUBECONFIG": str(self.kubeconfig)}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "deepseek_operator.cli", "run", "--all-namespaces",

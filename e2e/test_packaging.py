@@ -4,6 +4,7 @@ kustomize base is its current `helm template` output."""
 
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 from pathlib import Path
@@ -157,3 +158,60 @@ def test_the_readme_helm_install_works_after_the_demo(kubeconfig: Path, kubectl:
                             "--as", controlplane.OPERATOR_USER],
                            capture_output=True, text=True, check=False)
     assert can_i.stdout.strip() == "yes", can_i.stderr
+
+
+def _operator_settings(deployment: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The OperatorSettings the operator container of `deployment` starts with: its
+    DEEPSEEK_OPERATOR_* environment, loaded as `run` loads it."""
+    from deepseek_operator.controller.settings import load
+
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container.get("env", [])}
+    assert env and all(name.startswith("DEEPSEEK_OPERATOR_") for name in env), env
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return load()
+
+
+def test_chart_settings_reach_the_operator_as_its_settings(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    values = {"registryPrefix": "mirror.example.com/hub", "vllmImage": "own/vllm:1",
+              "sglangImage": "own/sglang:2", "hfDownloadImage": "own/hf:3",
+              "s3DownloadImage": "own/aws:4", "clusterDomain": "corp.internal",
+              "runAsUser": 1000000, "runAsGroup": 3000, "storageClass": "fast-rwx",
+              "resyncSeconds": 300, "relistSeconds": 120.5, "autoscalerTickSeconds": 2}
+    chart_values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert set(chart_values["settings"]) == set(values), "test every documented setting"
+    args = [a for key, value in values.items()
+            for a in ("--set-json", f"settings.{key}={json.dumps(value)}")]
+    rendered = _helm("template", "x", str(CHART), "--kube-version", _kube_version(), *args)
+    deployment = next(d for d in yaml.safe_load_all(rendered)
+                      if d and d["kind"] == "Deployment" and d["metadata"]["name"] == "x")
+    settings = _operator_settings(deployment, monkeypatch)
+    assert (settings.registry_prefix, settings.vllm_image, settings.sglang_image,
+            settings.hf_download_image, settings.s3_download_image) == (
+        "mirror.example.com/hub", "own/vllm:1", "own/sglang:2", "own/hf:3", "own/aws:4")
+    assert (settings.cluster_domain, settings.run_as_user, settings.run_as_group,
+            settings.storage_class) == ("corp.internal", 1000000, 3000, "fast-rwx")
+    assert (settings.resync_seconds, settings.relist_seconds,
+            settings.autoscaler_tick_seconds) == (300, 120.5, 2)
+
+
+def test_unset_chart_settings_leave_the_operator_defaults() -> None:
+    deployment = _kinds()[("Deployment", "x")]
+    assert "env" not in deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_the_settings_overlay_example_builds_and_its_settings_load(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    kubectl = build.build_all()["kubectl"]
+    built = subprocess.run([str(kubectl), "kustomize", str(REPO / "manifests/overlays/settings")],
+                           capture_output=True, text=True, check=True).stdout
+    deployment = next(d for d in yaml.safe_load_all(built)
+                      if d and d["kind"] == "Deployment"
+                      and d["metadata"]["name"] == "deepseek-operator")
+    settings = _operator_settings(deployment, monkeypatch)
+    assert settings.cluster_domain == "corp.internal"
+    assert settings.render_settings().vllm_image.startswith("mirror.example.com/dockerhub/")
+    assert (settings.run_as_user, settings.run_as_group, settings.storage_class) == (
+        2000, 2000, "fast-rwx")

@@ -28,3 +28,22 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- join "," $pairs -}}
 {{- end }}
+
+{{/*
+The operator's settings (values `settings`) as environment variables
+DEEPSEEK_OPERATOR_<SNAKE_CASE_KEY>, sorted by key; unset ("" or null) values are left out so
+the operator keeps its default. Whole numbers print as integers (Helm reads numbers as
+floats, whose default formatting turns 1000000 into 1e+06).
+*/}}
+{{- define "deepseek-operator.settingsEnv" -}}
+{{- range $key := keys . | sortAlpha }}
+{{- $value := index $ $key }}
+{{- if and (not (kindIs "invalid" $value)) (ne (toString $value) "") }}
+{{- if and (kindIs "float64" $value) (eq $value (float64 (int64 $value))) }}
+{{- $value = int64 $value }}
+{{- end }}
+- name: DEEPSEEK_OPERATOR_{{ $key | snakecase | upper }}
+  value: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
+{{- end }}

@@ -11,7 +11,6 @@ other handler, so no reconcile sees a half-filled cache.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import kopf
@@ -27,7 +26,8 @@ from deepseek_operator.controller.setup import configure_kopf, make_reconciler
 from deepseek_operator.render import CHILD_KINDS, MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
 # With children read from watches, the resync only covers events a watch never delivered;
-# it uses kopf's copy of the object, so an idle deployment costs no API call.
+# it uses kopf's copy of the object, so an idle deployment costs no API call (the default;
+# `run --resync-seconds` sets it).
 SAFETY_RESYNC_SECONDS = 600.0
 # Every child kind is listed once, cluster-wide, this often, to purge what a watch missed
 # (the default; `run --relist-seconds` sets it).
@@ -37,14 +37,13 @@ RELIST_SECONDS = 600.0
 RETRY_SECONDS = 10.0
 # Child events within this many seconds make one reconcile (controller/debounce.py).
 CHILD_EVENT_DELAY = 0.5
-# The autoscaler timer ticks this often and evaluates when intervalSeconds (>= 5) passed.
+# The autoscaler timer ticks this often and evaluates when intervalSeconds (>= 5) passed
+# (the default; `run --autoscaler-tick-seconds` sets it).
 AUTOSCALER_TICK_SECONDS = 5.0
 # A running download is reconciled this often to read its progress (one pods/log read);
 # each new figure is one status write, so a download costs about one write per poll
-# (the default; `run --download-poll-seconds` sets it). Its timer ticks more often and
-# acts when a poll is due.
+# (the default; `run --download-poll-seconds` sets it).
 DOWNLOAD_POLL_SECONDS = 30.0
-DOWNLOAD_TICK_SECONDS = 5.0
 DOWNLOAD_REASONS = frozenset({REASON_DOWNLOADING, REASON_DOWNLOAD_STALLED})
 _CHILDREN = {MANAGED_BY_LABEL: MANAGED_BY_VALUE}
 # Watched for drift and progress, as kopf resource selectors (group/version, plural): every
@@ -70,7 +69,6 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     memo.relister = Relister(memo.reconciler.cluster, memo.child_events.request,
                              interval_seconds=float(memo.get("relist_seconds", RELIST_SECONDS)))
     memo.relister.start()
-    memo.download_polls = {}
 
 
 @kopf.on.cleanup()
@@ -105,17 +103,12 @@ def on_deployment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None
     metrics.MANAGED.set(reconciler.managed_count())
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=SAFETY_RESYNC_SECONDS,
-            initial_delay=SAFETY_RESYNC_SECONDS, idle=None, backoff=5)
 def safety_resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Reconcile every 10 minutes even without events (what a watch may have missed)."""
     meta = body["metadata"]
     _reconciler(memo).trigger(meta["namespace"], meta["name"], dict(body))
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=AUTOSCALER_TICK_SECONDS, idle=None, backoff=5,
-            when=lambda spec, **_: (spec.get("autoscaling") or {}).get("mode", "operator")
-            == "operator")
 def autoscale(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Drive the operator's autoscaler; it acts every spec.autoscaling.intervalSeconds."""
     meta = body["metadata"]
@@ -129,22 +122,12 @@ def downloading(status: kopf.Status, **_: Any) -> bool:
                for c in status.get("conditions") or [])
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=DOWNLOAD_TICK_SECONDS, idle=None, backoff=5,
-            when=downloading)
 def download_progress(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Reconcile a running download every ``download_poll_seconds`` (DOWNLOAD_POLL_SECONDS
-    unless `run --download-poll-seconds` says otherwise): the reconcile reads the download
-    pod's progress (controller/progress.py), so status.modelCache moves and a stall is
-    seen; nothing else changes while a download runs."""
+    """Reconcile a running download (the timer's interval: `run --download-poll-seconds`):
+    the reconcile reads the download pod's progress (controller/progress.py), so
+    status.modelCache moves and a stall is seen; nothing else changes while a download
+    runs."""
     meta = body["metadata"]
-    key = (meta["namespace"], meta["name"])
-    now = time.monotonic()
-    polls: dict[tuple[str, str], float] = memo.download_polls
-    if now - polls.get(key, now) < float(memo.get("download_poll_seconds",
-                                                  DOWNLOAD_POLL_SECONDS)):
-        polls.setdefault(key, now)
-        return
-    polls[key] = now
     _reconciler(memo).trigger(meta["namespace"], meta["name"], dict(body))
 
 
@@ -203,3 +186,23 @@ kopf.index("storage.k8s.io/v1", "storageclasses", id="cache-storageclasses")(
     _cache_storage_class)
 kopf.on.event("storage.k8s.io/v1", "storageclasses", id="event-storageclasses")(
     _on_storage_class_event)
+
+
+def _operator_autoscaling(spec: kopf.Spec, **_: Any) -> bool:
+    return bool((spec.get("autoscaling") or {}).get("mode", "operator") == "operator")
+
+
+def register_timers(resync_seconds: float = SAFETY_RESYNC_SECONDS,
+                    autoscaler_tick_seconds: float = AUTOSCALER_TICK_SECONDS,
+                    download_poll_seconds: float = DOWNLOAD_POLL_SECONDS) -> None:
+    """Register the three timers, whose intervals (seconds) are operator settings: kopf
+    reads a timer's interval when it is registered, so they are registered by `run`, once,
+    before kopf starts, rather than by a decorator at import. The download timer runs only
+    while a download does (``downloading``)."""
+    kopf.timer(GROUP, VERSION, PLURAL, id="safety_resync", interval=resync_seconds,
+               initial_delay=resync_seconds, idle=None, backoff=5)(safety_resync)
+    kopf.timer(GROUP, VERSION, PLURAL, id="autoscale", interval=autoscaler_tick_seconds,
+               idle=None, backoff=5, when=_operator_autoscaling)(autoscale)
+    kopf.timer(GROUP, VERSION, PLURAL, id="download_progress", interval=download_poll_seconds,
+               initial_delay=download_poll_seconds, idle=None, backoff=5,
+               when=downloading)(download_progress)

@@ -74,7 +74,8 @@ def operator(kubeconfig: Path, kubectl: Path) -> Iterator[OperatorProcess]:
     """The CRDs and RBAC installed, and the operator running as its ServiceAccount."""
     install_manifests(kubectl, kubeconfig)
     proc = OperatorProcess(controlplane.kubeconfig_path("operator"),
-                           paths.state_dir() / "logs" / "operator-e2e.log")
+                           paths.state_dir() / "logs" / "operator-e2e.log",
+                           ["--download-poll-seconds=5"])  # e2e downloads take seconds
     proc.start()
     yield proc
     proc.stop()

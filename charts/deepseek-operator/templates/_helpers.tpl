@@ -85,6 +85,10 @@ grant only what it has: no `escalate` or `bind` needed.
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]
+# The running download's progress lines (controller/progress.py).
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
 - apiGroups: [""]
   resources: [persistentvolumeclaims, services, configmaps, serviceaccounts]
   verbs: [get, list, watch, create, update, patch, delete]

@@ -55,6 +55,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Configure kopf (storage, events, watching) and build the shared Reconciler."""
     configure_kopf(settings)
     memo.reconciler = make_reconciler(memo.get("render_settings"))
+    metrics.DEPLOYMENTS.source = memo.reconciler.latest_copies
     memo.cache = memo.reconciler.cluster.cache
     memo.retries = Debouncer(memo.reconciler.trigger, delay_seconds=RETRY_SECONDS,
                              retry_seconds=RETRY_SECONDS)

@@ -29,11 +29,12 @@ func compute(path string) (verdict, error) {
 	if err != nil {
 		return verdict{}, err
 	}
-	obj := map[string]interface{}{}
-	if err := json.Unmarshal(data, &obj); err != nil {
+	// As client-go decodes objects: whole numbers become int64, as kstatus expects.
+	obj := &unstructured.Unstructured{}
+	if err := obj.UnmarshalJSON(data); err != nil {
 		return verdict{}, fmt.Errorf("%s: %w", path, err)
 	}
-	result, err := status.Compute(&unstructured.Unstructured{Object: obj})
+	result, err := status.Compute(obj)
 	if err != nil {
 		return verdict{}, fmt.Errorf("%s: %w", path, err)
 	}

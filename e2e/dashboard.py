@@ -55,6 +55,14 @@ def _query(expr: str, legend: str = WHO, instant: bool = False) -> prometheus.Da
     return query.instant() if instant else query.range()
 
 
+def _grown(selector: str, window: str) -> str:
+    """PromQL: how much each counter series of ``selector`` grew over ``window``, by
+    namespace, deployment, direction and cause; a series born inside the window counts
+    from 0 (``increase`` would count it from its first sample); a reset counts as 0."""
+    return ("sum by (namespace, deployment, direction, cause) (clamp_min("
+            f"{selector} - ({selector} offset {window} or {selector} * 0), 0))")
+
+
 def _series(title: str, description: str, unit: str,
             *queries: prometheus.Dataquery, bars: bool = False) -> timeseries.Panel:
     panel = (timeseries.Panel().title(title).description(description).unit(unit)
@@ -119,11 +127,13 @@ def build() -> Dashboard:
         .with_row(Row("Autoscaler"))
         .with_panel(_series(
             "Scale decisions by cause",
-            "Replica changes made by the operator's autoscaler, by direction and by the "
-            "policy rule that settled the count (Decision.cause).", "short",
-            _query("sum by (namespace, deployment, direction, cause) (increase("
-                   f'deepseek_operator_autoscaler_scale_decisions_total{{{SEL}, '
-                   'direction!="hold"}[$__rate_interval]))',
+            "Replica changes made by the operator's autoscaler in each interval, by "
+            "direction and by the policy rule that settled the count (Decision.cause). "
+            "Counted as the counter's growth since the previous interval, the first "
+            "decision of each kind included (increase() would miss it: a labelled "
+            "counter's series starts at 1).", "short",
+            _query(_grown(f'deepseek_operator_autoscaler_scale_decisions_total{{{SEL}, '
+                          'direction!="hold"}', "$__interval"),
                    f"{WHO} {{{{direction}}}} ({{{{cause}}}})"), bars=True))
         .with_panel(
             table.Panel().title("Decisions in the time range")
@@ -131,8 +141,8 @@ def build() -> Dashboard:
                          "range, holds included, by direction and cause.")
             .datasource(DATASOURCE).height(8).span(12)
             .with_target(_query(
-                "sum by (namespace, deployment, direction, cause) (increase("
-                f"deepseek_operator_autoscaler_scale_decisions_total{{{SEL}}}[$__range])) > 0",
+                _grown(f"deepseek_operator_autoscaler_scale_decisions_total{{{SEL}}}",
+                       "$__range") + " > 0",
                 instant=True).format(PromQueryFormat.TABLE)))
         .with_panel(_states(
             "Autoscaler metrics",

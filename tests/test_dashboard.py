@@ -32,6 +32,7 @@ COMMITTED = ROOT / dashboard.DEFAULT_OUTPUT
 # Grafana's variables, replaced by what Grafana would put there (a regex for a multi-value
 # variable with "All", a duration for the interval variables).
 GRAFANA_VARIABLES = {"$namespace": ".*", "$deployment": ".*", "$__rate_interval": "1m",
+                     "$__interval": "30s",
                      "$__range": "6h"}
 # prometheus-client's sample names per family type (the family name has no suffix).
 SUFFIXES = {"counter": ("_total", "_created"), "gauge": ("",),

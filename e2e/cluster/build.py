@@ -11,6 +11,10 @@ fetched. Each component is built from its Go module:
 * etcd: the server's go.mod also has replace lines, so it gets a wrapper module too.
 * kwok and helm: plain ``go install module/cmd@version``; helm with the ``-X`` flags its
   release build sets (its version, and the Kubernetes version ``helm template`` assumes).
+* two small Go programs of ours that tests run: ``kstatus-check`` (e2e/cluster/kstatus,
+  the kstatus library of sigs.k8s.io/cli-utils) and ``promql-selectors``
+  (e2e/cluster/promql, Prometheus' PromQL parser), each in a wrapper module requiring
+  the pinned library.
 
 Binaries land in ``<cache>/bin/<component>-<version>/``; a ``.complete`` marker makes the
 next run skip the build. A rebuild happens only when versions.yaml changes.

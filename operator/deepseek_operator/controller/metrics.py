@@ -52,15 +52,18 @@ SCALE_DECISIONS = Counter(
     "Decisions of the operator's autoscaler for one DeepSeekDeployment, by direction (up, "
     "down, hold) and cause: the policy rule that settled the count (autoscaler.policy.CAUSES).",
     [*DEPLOYMENT_LABELS, "direction", "cause"])
-_PER_DEPLOYMENT: tuple[Counter, ...] = (
-    DEPLOYMENT_RECONCILES, DEPLOYMENT_RECONCILE_ERRORS, SCALE_DECISIONS)
+# Each per-deployment family with its label names, in order.
+_PER_DEPLOYMENT: tuple[tuple[Counter, tuple[str, ...]], ...] = (
+    (DEPLOYMENT_RECONCILES, (*DEPLOYMENT_LABELS, "result")),
+    (DEPLOYMENT_RECONCILE_ERRORS, DEPLOYMENT_LABELS),
+    (SCALE_DECISIONS, (*DEPLOYMENT_LABELS, "direction", "cause")))
 
 
 def forget_deployment(namespace: str, name: str) -> None:
     """Remove every series of the per-deployment counters for one DeepSeekDeployment."""
-    for family in _PER_DEPLOYMENT:
+    for family, labelnames in _PER_DEPLOYMENT:
         for metric in family.collect():
-            stale = {tuple(s.labels.get(label, "") for label in family._labelnames)
+            stale = {tuple(s.labels.get(label, "") for label in labelnames)
                      for s in metric.samples
                      if s.labels.get("namespace") == namespace
                      and s.labels.get("deployment") == name}

@@ -25,11 +25,12 @@ HEALTH_LUA = ROOT / "docs" / "argocd" / "health.lua"
 SNAPSHOTS = ROOT / "tests" / "data" / "status-snapshots"
 
 # Snapshot name -> (Argo CD health status, kstatus status) it must get. "new" is a
-# DeepSeekDeployment the operator has not written a status for: kstatus has nothing to go
-# by there (no observedGeneration, no conditions) and says Current (cli-utils
-# status.Compute: "the absence of any known conditions means the resource is current").
+# DeepSeekDeployment the operator has not written a status for: it reads as the CRD's
+# status default (api.crd.STATUS_DEFAULT, observedGeneration 0); without it kstatus would
+# have nothing to go by and say Current (cli-utils status.Compute: "the absence of any
+# known conditions means the resource is current").
 EXPECTED: dict[str, tuple[str, str]] = {
-    "new": ("Progressing", "Current"),
+    "new": ("Progressing", "InProgress"),
     "progressing": ("Progressing", "InProgress"),
     "ready": ("Healthy", "Current"),
     "generation-not-observed": ("Progressing", "InProgress"),

@@ -16,6 +16,7 @@ from typing import Any
 from kubernetes import client
 
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
+from deepseek_operator.api.crd import STATUS_DEFAULT
 from e2e import gitops
 from e2e.kube import wait_for
 from e2e.operator_process import OperatorProcess
@@ -43,12 +44,12 @@ def test_status_snapshots_get_the_expected_gitops_health(
         dsd_api: client.CustomObjectsApi, namespace: str, operator: OperatorProcess) -> None:
     captured: dict[str, dict[str, Any]] = {}
 
-    # Created while no operator runs: no status at all yet.
+    # Created while no operator runs: only the CRD's status default, nothing observed.
     operator.stop()
     try:
         create(dsd_api, namespace, copy.deepcopy(L70))
         captured["new"] = get(dsd_api, namespace, "l70")
-        assert "status" not in captured["new"]
+        assert captured["new"]["status"] == STATUS_DEFAULT
     finally:
         operator.start()
     captured["progressing"] = _progressing(dsd_api, namespace, "l70")

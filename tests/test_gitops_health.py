@@ -13,6 +13,9 @@ import pytest
 import yaml
 from e2e import gitops
 
+from deepseek_operator.api.crd import STATUS_DEFAULT, build_crd
+from deepseek_operator.controller.reconcile import previous_status
+
 SNAPSHOTS = {path.stem: json.loads(path.read_text())
              for path in sorted(gitops.SNAPSHOTS.glob("*.json"))}
 DOC = gitops.ROOT / "docs" / "gitops.md"
@@ -67,3 +70,14 @@ def test_the_gitops_doc_carries_the_health_check_verbatim() -> None:
     key = "resource.customizations.health.deepseek-operator.io_DeepSeekDeployment"
     assert configmap["data"][key] == gitops.HEALTH_LUA.read_text()
     assert Path("docs/argocd/health.lua").as_posix() in text
+
+
+def test_the_crd_defaults_status_to_no_generation_observed() -> None:
+    status = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"][
+        "status"]
+    assert status["default"] == {}
+    assert {key: status["properties"][key]["default"] for key in STATUS_DEFAULT} == \
+        STATUS_DEFAULT == {"observedGeneration": 0}
+    # The operator reads that default as no status: a new object, not a stored one.
+    assert previous_status({"metadata": {"name": "r1"}, "status": STATUS_DEFAULT}) is None
+    assert gitops.kstatus([SNAPSHOTS["new"]])[0][0] == "InProgress"

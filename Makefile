@@ -55,6 +55,14 @@ golden: $(STAMP) ## Regenerate tests/golden/ from manifests/samples/ with `deeps
 	  $(VENV)/bin/deepseek-operator render -f $$sample > tests/golden/$$(basename $$sample) || exit 1; \
 	done
 
+.PHONY: dashboard
+dashboard: $(STAMP) ## Generate the chart's Grafana dashboard (charts/deepseek-operator/dashboards/) with the Grafana Foundation SDK
+	$(PY) -m e2e.dashboard --output charts/deepseek-operator/dashboards/deepseek-operator.json
+
+.PHONY: status-snapshots
+status-snapshots: $(STAMP) tools ## Capture DeepSeekDeployments in each state from the local control plane into tests/data/status-snapshots/ (GitOps health tests)
+	DEEPSEEK_OPERATOR_WRITE_SNAPSHOTS=1 $(VENV)/bin/pytest e2e/test_status_snapshots.py -q
+
 .PHONY: manifests
 manifests: crds tools ## Render the kustomize base (manifests/base/operator.yaml) from the Helm chart
 	HELM=$$($(PY) -m e2e.cluster build | awk '$$1=="helm"{print $$2}'); \
@@ -63,7 +71,7 @@ manifests: crds tools ## Render the kustomize base (manifests/base/operator.yaml
 	} > manifests/base/operator.yaml
 
 .PHONY: tools
-tools: $(STAMP) ## Build (once, cached outside the checkout) etcd, Kubernetes, kwok and helm from Go modules
+tools: $(STAMP) ## Build (once, cached outside the checkout) etcd, Kubernetes, kwok, helm and the Go checks (kstatus, PromQL) from Go modules
 	$(PY) -m e2e.cluster build >/dev/null
 
 .PHONY: cluster-up

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deepseek_operator.autoscaler import Decision, Observation, PolicyConfig, PolicyState, decide
+from deepseek_operator.autoscaler.policy import CAUSES
 
 BASE = PolicyConfig(min_replicas=1, max_replicas=8, target_qps_per_replica=2.0)
 # The stabilization and settling rules off, to look at one rule at a time.
@@ -32,6 +33,7 @@ class Step:
     reason: str  # a substring the reason must contain
     ready: int | None = None  # default: all current replicas Ready
     pending: int = 0
+    cause: str | None = None  # Decision.cause, when the case checks it
 
 
 @dataclass(frozen=True)
@@ -53,17 +55,19 @@ def holds(times: list[float], qps: float, current: int, reason: str) -> tuple[St
 
 
 CASES = [
-    Case("do nothing", BASE, (Step(0, 4.0, 2, 2, "hold 2: 4.0 req/s / 2.0 req/s per replica"),)),
+    Case("do nothing", BASE, (Step(0, 4.0, 2, 2, "hold 2: 4.0 req/s / 2.0 req/s per replica",
+                                  cause="Computed"),)),
     Case(
         "scale up in one jump",
         BASE,
-        (Step(0, 9.0, 1, 5, "scale up 1 -> 5: 9.0 req/s / 2.0 req/s per replica = 4.5, ceil 5"),),
+        (Step(0, 9.0, 1, 5, "scale up 1 -> 5: 9.0 req/s / 2.0 req/s per replica = 4.5, ceil 5",
+              cause="Computed"),),
     ),
     Case(
         "tolerance band holds a small shortfall",
         replace(INSTANT, max_replicas=40),
         (Step(0, 21.0, 10, 10, "hold 10: 21.0 req/s / 2.0 req/s per replica = 10.5, ceil 11; "
-                               "within tolerance 6.0% of 10"),),
+                               "within tolerance 6.0% of 10", cause="Tolerance"),),
     ),
     Case(
         "beyond the up band the policy scales up, where the HPA's 10 % band would hold",
@@ -93,8 +97,9 @@ CASES = [
             Step(0, 4.0, 2, 2, "hold 2"),
             Step(15, 10.0, 2, 2, "hold 2: 10.0 req/s / 2.0 req/s per replica = 5.0, ceil 5; "
                                  "lowest recommendation in the last 60.0 s is 2"),
-            Step(45, 10.0, 2, 2, "lowest recommendation in the last 60.0 s is 2"),
-            Step(60, 10.0, 2, 5, "scale up 2 -> 5"),
+            Step(45, 10.0, 2, 2, "lowest recommendation in the last 60.0 s is 2",
+                 cause="UpStabilization"),
+            Step(60, 10.0, 2, 5, "scale up 2 -> 5", cause="Computed"),
         ),
     ),
     Case(
@@ -103,7 +108,7 @@ CASES = [
         (
             Step(0, 10.0, 5, 5, "hold 5"),
             *holds(every(15, 15, 300), 2.0, 5, "highest recommendation in the last 300.0 s is 5"),
-            Step(300, 2.0, 5, 1, "scale down 5 -> 1"),
+            Step(300, 2.0, 5, 1, "scale down 5 -> 1", cause="Computed"),
         ),
     ),
     Case(
@@ -114,7 +119,8 @@ CASES = [
             Step(15, 12.0, 8, 8, "highest recommendation in the last 60.0 s is 8"),
             Step(30, 8.0, 8, 8, "hold 8"),
             Step(45, 4.0, 8, 8, "hold 8"),
-            Step(60, 4.0, 8, 8, "that floor is still falling (8 -> 6), waiting up to 45.0 s"),
+            Step(60, 4.0, 8, 8, "that floor is still falling (8 -> 6), waiting up to 45.0 s",
+                 cause="Settling"),
             Step(75, 4.0, 8, 8, "still falling (6 -> 4)"),
             Step(90, 4.0, 8, 8, "still falling (4 -> 2)"),
             Step(105, 4.0, 8, 2, "scale down 8 -> 2"),
@@ -156,7 +162,7 @@ CASES = [
         "clamp to minReplicas",
         replace(INSTANT, min_replicas=2),
         (Step(0, 0.0, 3, 2, "scale down 3 -> 2: 0.0 req/s / 2.0 req/s per replica = 0.0, ceil 0; "
-                            "clamped to minReplicas 2"),),
+                            "clamped to minReplicas 2", cause="Bounds"),),
     ),
     Case(
         "a manual scale above maxReplicas is corrected at once",
@@ -174,7 +180,7 @@ CASES = [
         "missing metric still respects the bounds",
         BASE,
         (Step(0, None, 11, 8, "scale down 11 -> 8: metric missing, current count moved into "
-                              "[1, 8]"),),
+                              "[1, 8]", cause="Bounds"),),
     ),
     Case(
         "loading replicas already requested are not added again",
@@ -190,7 +196,7 @@ CASES = [
         "no scale-down while loading and the Ready replicas are full",
         INSTANT,
         (Step(0, 8.0, 8, 8, "4 replicas still loading and the 4 Ready ones are fully used",
-              ready=4, pending=4),),
+              ready=4, pending=4, cause="ReplicasLoading"),),
     ),
     Case(
         "scale-down while loading when the Ready replicas have spare capacity",
@@ -202,7 +208,8 @@ CASES = [
         replace(BASE, min_replicas=0, scale_up_stabilization_seconds=60,
                 scale_to_zero_idle_seconds=600),
         (
-            *holds(every(15, 0, 600), 0.0, 1, "scale to zero after 600.0 s"),
+            *holds(every(15, 0, 585), 0.0, 1, "scale to zero after 600.0 s"),
+            Step(585, 0.0, 1, 1, "scale to zero after 600.0 s", cause="ScaleToZeroWait"),
             Step(600, 0.0, 1, 0, "scale down 1 -> 0: 0.0 req/s / 2.0 req/s per replica = 0.0, "
                                  "ceil 0; no traffic for 600.0 s"),
             Step(615, 0.0, 0, 0, "hold 0"),
@@ -266,6 +273,8 @@ def test_decide(case: Case) -> None:
             step.desired != step.current,
         ), f"at t={step.now}: {decision.reason}"
         assert step.reason in decision.reason, f"at t={step.now}"
+        if step.cause is not None:
+            assert decision.cause == step.cause, f"at t={step.now}: {decision.reason}"
 
 
 def test_computed_replicas_is_the_raw_ceiling() -> None:
@@ -273,6 +282,7 @@ def test_computed_replicas_is_the_raw_ceiling() -> None:
     assert (decision.computed_replicas, decision.desired_replicas) == (50, 8)
     missing = decide(BASE, Observation(0, None, 2, 2, 0), PolicyState())
     assert missing.computed_replicas is None
+    assert (decision.cause, missing.cause) == ("Bounds", "MetricMissing")
 
 
 def test_a_load_too_large_for_any_count_is_clamped_not_an_error() -> None:
@@ -405,6 +415,7 @@ def test_desired_always_within_bounds_with_a_reason(
             else "scale up" if decision.desired_replicas > trial.current else "scale down"
         )
         assert decision.reason.startswith(f"{expected} "), decision.reason
+        assert decision.cause in CAUSES
         assert decision.scaled == (decision.desired_replicas != trial.current)
 
 

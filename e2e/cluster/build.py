@@ -11,6 +11,10 @@ fetched. Each component is built from its Go module:
 * etcd: the server's go.mod also has replace lines, so it gets a wrapper module too.
 * kwok and helm: plain ``go install module/cmd@version``; helm with the ``-X`` flags its
   release build sets (its version, and the Kubernetes version ``helm template`` assumes).
+* two small Go programs of ours that tests run: ``kstatus-check`` (e2e/cluster/kstatus,
+  the kstatus library of sigs.k8s.io/cli-utils) and ``promql-selectors``
+  (e2e/cluster/promql, Prometheus' PromQL parser), each in a wrapper module requiring
+  the pinned library.
 
 Binaries land in ``<cache>/bin/<component>-<version>/``; a ``.complete`` marker makes the
 next run skip the build. A rebuild happens only when versions.yaml changes.
@@ -18,6 +22,7 @@ next run skip the build. A rebuild happens only when versions.yaml changes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -253,6 +258,56 @@ def _module_dir(module: str, version: str) -> Path:
     return Path(json.loads(out)["Dir"])
 
 
+CHECKS_DIR = Path(__file__).resolve().parent
+
+
+def _build_program(name: str, directory: str, requires: dict[str, str]) -> Path:
+    """Build one small Go program of ours (``e2e/cluster/<directory>/main.go``) in a
+    wrapper module in the cache that requires ``requires`` ({module: version}); ``go mod
+    tidy`` resolves the rest from the module proxy. Returns the path of the binary.
+
+    The marker records the versions and a hash of main.go, so a new pin or an edit of the
+    program rebuilds it. Raises subprocess.CalledProcessError when the build fails.
+    """
+    program = (CHECKS_DIR / directory / "main.go").read_text()
+    pins = " ".join(f"{module}@{version}" for module, version in sorted(requires.items()))
+    recipe = f"{pins} {hashlib.sha256(program.encode()).hexdigest()[:16]}"
+    out = paths.bin_dir(name, "-".join(v for _, v in sorted(requires.items())))
+    marker = out / _MARKER
+    if marker.is_file() and marker.read_text() == recipe and (out / name).exists():
+        return out / name
+    src = paths.cache_root() / "src" / f"{name}-{out.name}"
+    src.mkdir(parents=True, exist_ok=True)
+    (src / "main.go").write_text(program)
+    gomod = "\n".join([
+        f"module deepseek-operator.local/{name}", "", "go 1.26.0", "",
+        *(f"require {module} {version}" for module, version in sorted(requires.items())), "",
+    ])
+    if not (src / "go.mod.in").exists() or (src / "go.mod.in").read_text() != gomod:
+        (src / "go.mod").write_text(gomod)
+        (src / "go.mod.in").write_text(gomod)
+    log(f"building {name} against {pins}")
+    _run(["go", "mod", "tidy"], src)
+    out.mkdir(parents=True, exist_ok=True)
+    _run(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / name), "."], src)
+    marker.write_text(recipe)
+    return out / name
+
+
+def build_kstatus(version: str) -> Path:
+    """``kstatus-check`` (e2e/cluster/kstatus): what the kstatus library of
+    ``sigs.k8s.io/cli-utils`` ``version`` says of objects given as JSON files."""
+    return _build_program("kstatus-check", "kstatus", {"sigs.k8s.io/cli-utils": version})
+
+
+def build_promql(version: str) -> Path:
+    """``promql-selectors`` (e2e/cluster/promql): PromQL parsed by the parser of
+    ``github.com/prometheus/prometheus`` ``version`` (its Go module versions, v0.3xx.y for
+    Prometheus 3.xx.y), with the metric names it selects."""
+    return _build_program("promql-selectors", "promql",
+                          {"github.com/prometheus/prometheus": version})
+
+
 def build_all() -> dict[str, Path]:
     """Build (or reuse) every component; returns {binary name: path}.
 
@@ -267,11 +322,14 @@ def build_all() -> dict[str, Path]:
     etcd = build_etcd(v["etcd"])
     kwok = _go_install("kwok", "sigs.k8s.io/kwok/cmd/kwok", v["kwok"])
     helm = build_helm(v["helm"])
+    kstatus = build_kstatus(v["cli-utils"])
+    promql = build_promql(v["prometheus"])
     elapsed = time.monotonic() - started
     if elapsed > 5:
         log(f"all binaries ready in {elapsed:.0f}s")
     binaries = {c: kube / c for c in KUBE_COMMANDS}
     binaries.update(etcd=etcd / "etcd", kwok=kwok / "kwok", helm=helm / "helm")
+    binaries.update({"kstatus-check": kstatus, "promql-selectors": promql})
     return binaries
 
 

@@ -17,7 +17,11 @@ is rewritten into the structural OpenAPI v3 schema the apiserver wants:
   `patterns.pattern_message(pattern)`: the apiserver's own error for `pattern` quotes the
   regex, a CEL rule's error quotes its message, which says what the field accepts;
 - descriptions (field descriptions, or the class docstring of a nested object) are joined
-  into one line.
+  into one line;
+- `status` defaults to `{observedGeneration: 0}` (STATUS_DEFAULT): an object the operator
+  has not seen yet reads as "generation 0 observed", so kstatus (Flux, kpt) says
+  InProgress instead of Current (it skips the generation check without the field, and
+  calls an object without conditions Current).
 
 `crd_yaml()` is what `make crds` writes to crds/; a unit test fails when that file is stale.
 """
@@ -119,11 +123,27 @@ def openapi_schema() -> dict[str, Any]:
             "kind": {"type": "string", "description": properties["kind"]["description"]},
             "metadata": {"type": "object"},
             "spec": _convert(properties["spec"], defs, defaults=True, path="spec"),
-            "status": _convert(properties["status"], defs, defaults=False, path="status"),
+            "status": _status(_convert(properties["status"], defs, defaults=False,
+                                       path="status")),
         },
     }
     if "x-kubernetes-validations" in raw:
         schema["x-kubernetes-validations"] = raw["x-kubernetes-validations"]
+    return schema
+
+
+STATUS_DEFAULT: Final = {"observedGeneration": 0}
+"""What the apiserver fills in for a DeepSeekDeployment without status (on every read):
+no generation observed yet. The operator reads it as no status (controller.reconcile)."""
+
+
+def _status(schema: dict[str, Any]) -> dict[str, Any]:
+    """The status schema with STATUS_DEFAULT: the apiserver applies a default to a missing
+    field on every read, then the defaults inside it, so `status: {}` becomes
+    `{observedGeneration: 0}`."""
+    schema["default"] = {}
+    for key, value in STATUS_DEFAULT.items():
+        schema["properties"][key]["default"] = value
     return schema
 
 

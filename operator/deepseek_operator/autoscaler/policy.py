@@ -174,6 +174,8 @@ class Decision:
         reason: one human sentence saying what was decided and why, with the numbers.
         scaled: ``desired_replicas != observation.current_replicas``.
         state: the state to pass to the next call.
+        cause: which rule of :func:`decide` settled the count, one of :data:`CAUSES`
+            (a bounded set, so it can be a metric label; ``reason`` has the numbers).
     """
 
     desired_replicas: int
@@ -181,6 +183,20 @@ class Decision:
     reason: str
     scaled: bool
     state: PolicyState
+    cause: str = "Computed"
+
+
+CAUSES = ("Computed", "MetricMissing", "Tolerance", "UpStabilization", "DownStabilization",
+          "Settling", "Bounds", "ScaleToZeroWait", "ReplicasLoading")
+"""The values of ``Decision.cause``, the last rule of :func:`decide` that changed the count:
+
+Computed: ``ceil(QPS / target)`` as it is (rule 2, or no rule moved it); MetricMissing:
+held without a measurement (rule 1); Tolerance: held inside the band (rule 3);
+UpStabilization / DownStabilization: limited by a window (rule 4); Settling: a scale-down
+waits for the floor to settle (rule 5); Bounds: clamped to min/maxReplicas (rules 1 and
+6); ScaleToZeroWait: one replica kept until the idle time has passed (rule 7);
+ReplicasLoading: a scale-down waits for loading replicas (rule 8).
+"""
 
 
 def decide(config: PolicyConfig, observation: Observation, state: PolicyState) -> Decision:
@@ -257,7 +273,8 @@ def decide(config: PolicyConfig, observation: Observation, state: PolicyState) -
                 f"{_move(current, desired)}: metric missing, current count moved into "
                 f"[{config.min_replicas}, {config.max_replicas}]"
             )
-        return _decision(state, observation, desired, None, reason, PolicyState(history))
+        return _decision(state, observation, desired, None, reason, PolicyState(history),
+                         "MetricMissing" if desired == current else "Bounds")
 
     qps = observation.qps
     target = config.target_qps_per_replica
@@ -271,6 +288,7 @@ def decide(config: PolicyConfig, observation: Observation, state: PolicyState) -
         zero_since = now if state.zero_traffic_since is None else state.zero_traffic_since
 
     notes: list[str] = []
+    cause = "Computed"
     recommendation = computed
     if current > 0 and computed != current:
         tolerance = (
@@ -279,19 +297,27 @@ def decide(config: PolicyConfig, observation: Observation, state: PolicyState) -
         if abs(load / current - 1) <= tolerance:
             recommendation = current
             notes.append(f"within tolerance {_num(tolerance * 100)}% of {current}")
+            cause = "Tolerance"
     history = (*history, (now, recommendation))
 
     proposed, floor, settling_since = _stabilize(
         config, state, history, now, current, computed, recommendation, notes
     )
+    if proposed != recommendation:
+        cause = ("Settling" if settling_since is not None else
+                 "UpStabilization" if recommendation > current else "DownStabilization")
     desired = _clamp(proposed, config)
     if desired != proposed:
         bound = "maxReplicas" if desired < proposed else "minReplicas"
         notes.append(f"clamped to {bound} {desired}")
+        cause = "Bounds"
     if desired == 0 and current > 0:
         desired = _gate_scale_to_zero(config, now, zero_since, notes)
+        cause = cause if desired == 0 else "ScaleToZeroWait"
     if desired < current:
-        desired = _wait_for_loading(config, observation, qps, desired, notes)
+        held = _wait_for_loading(config, observation, qps, desired, notes)
+        cause = cause if held == desired else "ReplicasLoading"
+        desired = held
 
     head = f"hold {current}" if desired == current else _move(current, desired)
     arithmetic = (
@@ -299,7 +325,7 @@ def decide(config: PolicyConfig, observation: Observation, state: PolicyState) -
     )
     reason = f"{head}: {arithmetic}" + "".join(f"; {note}" for note in notes)
     new_state = PolicyState(history, zero_since, floor, settling_since)
-    return _decision(state, observation, desired, computed, reason, new_state)
+    return _decision(state, observation, desired, computed, reason, new_state, cause)
 
 
 def _stabilize(
@@ -382,11 +408,13 @@ def _decision(
     computed: int | None,
     reason: str,
     state: PolicyState,
+    cause: str,
 ) -> Decision:
     """Bundle a decision, stamping ``last_scale_at`` when the count changes."""
     scaled = desired != observation.current_replicas
     last_scale_at = observation.now if scaled else previous.last_scale_at
-    return Decision(desired, computed, reason, scaled, replace(state, last_scale_at=last_scale_at))
+    return Decision(desired, computed, reason, scaled,
+                    replace(state, last_scale_at=last_scale_at), cause)
 
 
 def _window(history: tuple[tuple[float, int], ...], now: float, seconds: float) -> list[int]:

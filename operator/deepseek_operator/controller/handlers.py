@@ -76,6 +76,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logge
             logger.error(f"cannot apply the {crd_sync.CRD_NAME} CRD ({exc.status} "
                          f"{exc.reason}): give the operator patch on it, or apply "
                          "crds/ by hand (docs/operations.md, Upgrades)")
+    metrics.DEPLOYMENTS.source = memo.reconciler.latest_copies
     memo.cache = memo.reconciler.cluster.cache
     memo.retries = Debouncer(memo.reconciler.trigger, delay_seconds=RETRY_SECONDS,
                              retry_seconds=RETRY_SECONDS)

@@ -133,9 +133,11 @@ def _problems(status: DeepSeekDeploymentStatus) -> set[tuple[str, str]]:
 
 
 def previous_status(body: Mapping[str, Any]) -> DeepSeekDeploymentStatus | None:
-    """The stored status as a model, None when absent or unreadable (it is recomputed)."""
+    """The stored status as a model; None when absent, when it is only the CRD's default
+    (api.crd.STATUS_DEFAULT: nothing observed yet, so no conditions), or unreadable (it is
+    recomputed)."""
     raw = body.get("status")
-    if not raw:
+    if not raw or not raw.get("conditions"):
         return None
     try:
         return DeepSeekDeploymentStatus.model_validate(dict(raw))

@@ -117,6 +117,12 @@ class Reconciler:
             self._slots.pop((namespace, name), None)
             self._latest.pop((namespace, name), None)
         self.autoscaler.forget(namespace, name)
+        metrics.forget_deployment(namespace, name)
+
+    def latest_copies(self) -> list[dict[str, Any]]:
+        """The latest watched copy of every DeepSeekDeployment held (for the metrics)."""
+        with self._guard:
+            return list(self._latest.values())
 
     def known(self) -> list[Key]:
         """(namespace, name) of every DeepSeekDeployment seen and not forgotten."""
@@ -209,7 +215,11 @@ class Reconciler:
         if tick is not None:
             metrics.AUTOSCALER_DECISIONS.labels(
                 metrics="missing" if tick.qps is None else "ok").inc()
-        if tick is not None:
+            desired = tick.decision.desired_replicas
+            metrics.SCALE_DECISIONS.labels(
+                namespace=namespace, deployment=name, cause=tick.decision.cause,
+                direction="hold" if desired == tick.current_replicas else (
+                    "up" if desired > tick.current_replicas else "down")).inc()
             self._post_tick_events(body, tick)
         return tick
 
@@ -276,11 +286,16 @@ class Reconciler:
             outcome = reconcile(body, self.cluster, self.settings, rfc3339())
         except Exception:
             metrics.RECONCILE_ERRORS.inc()
+            metrics.DEPLOYMENT_RECONCILE_ERRORS.labels(
+                namespace=meta["namespace"], deployment=meta["name"]).inc()
             raise
         finally:
             metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
-        metrics.RECONCILES.labels(result="stalled" if outcome.stalled else (
-            "changed" if outcome.writes or outcome.status else "noop")).inc()
+        result = "stalled" if outcome.stalled else (
+            "changed" if outcome.writes or outcome.status else "noop")
+        metrics.RECONCILES.labels(result=result).inc()
+        metrics.DEPLOYMENT_RECONCILES.labels(
+            namespace=meta["namespace"], deployment=meta["name"], result=result).inc()
         metrics.WRITES.inc(len(outcome.writes))
         events = outcome.events
         if outcome.status is not None:

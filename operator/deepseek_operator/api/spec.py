@@ -14,7 +14,6 @@ from pydantic import Field, field_validator, model_validator
 from .engine_args import EngineType, KVCacheFormat, kv_cache_dtype_issues, kv_cache_format
 from .patterns import (
     ENV_VAR_NAME,
-    SECRET_KEY,
     GPU_TYPE,
     MODEL_NAME,
     MODEL_URI,
@@ -24,6 +23,7 @@ from .patterns import (
     PROMETHEUS_URL,
     QUANTITY,
     REVISION,
+    SECRET_KEY,
     SERVED_NAME,
 )
 from .rules import CelRule, SpecModel, cross_field_error

@@ -65,14 +65,19 @@ def test_the_gateway_sends_the_key_and_fails_closed_without_its_secret(
         start_gateway: GatewayFactory) -> None:  # noqa: F811
     key = secret_value()
     served, orphan = served_name(), served_name()
+    stale = served_name()
     keyed = start_engine_with_key(start_engine, served, key)
     unkeyed = start_engine_with_key(start_engine, orphan, key)
+    rotated = start_engine_with_key(start_engine, stale, key)
     create_secret(kube, namespace, "engine-key", key)
+    new_key = secret_value()
+    create_secret(kube, namespace, "new-key", new_key)
     ensure_account(kube, namespace, "alice")
     deploy_with_key(dsd_api, namespace, "keyed", served, keyed.port, "engine-key", "alice")
     deploy_with_key(dsd_api, namespace, "orphan", orphan, unkeyed.port, "no-such-secret",
                     "alice")
-    for name in ("keyed", "orphan"):
+    deploy_with_key(dsd_api, namespace, "rotated", stale, rotated.port, "new-key", "alice")
+    for name in ("keyed", "orphan", "rotated"):
         query_rbac(kube, namespace, name, [account(namespace, "alice")])
     bearer = token(kube, namespace, "alice")
     gateway = start_gateway()
@@ -96,9 +101,16 @@ def test_the_gateway_sends_the_key_and_fails_closed_without_its_secret(
     line = next(a for a in gateway.audit() if a.get("deployment") == "orphan")
     assert line["status"] == 503 and "no-such-secret" in line["error"]
 
+    # The engine refuses the key (rotated in the Secret, not yet in the engine): 502 naming
+    # the Secret, not the engine's 401, which would blame the caller's token.
+    mismatch = call(gateway, bearer, chat(stale))
+    assert mismatch.status_code == 502, mismatch.text
+    assert f"Secret {namespace}/new-key" in mismatch.json()["error"]["message"]
+
     everything = gateway.audit_stdout.read_text() + gateway.log_path.read_text()
-    assert key not in everything
-    assert base64.b64encode(key.encode()).decode() not in everything
+    for value in (key, new_key):
+        assert value not in everything
+        assert base64.b64encode(value.encode()).decode() not in everything
 
 
 def start_engine_with_key(start: Callable[..., StandInProcess], served: str,

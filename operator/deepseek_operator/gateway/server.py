@@ -520,8 +520,14 @@ class Gateway:
                                                       headers)
             else:
                 response = await self._forward(call, url, body, headers)
-            if response.status == 401 and current.api_key is not None:
+            if response.status == 401 and current.api_key is not None and not response.prepared:
+                # The engine refused the gateway's key, not the caller: read the Secret
+                # again next time, and do not tell the caller its own token was wrong.
                 self.engine_keys.forget(current.namespace, current.api_key.name)
+                raise HttpError(502, f"the engine of {current.namespace}/{current.name} "
+                                     "refused the API key in Secret "
+                                     f"{current.namespace}/{current.api_key.name}; after a "
+                                     "key rotation its pods need a restart")
             return response
         finally:
             self.admission.release(target.key)

@@ -41,8 +41,8 @@ GATEWAY_RULES: list[dict[str, Any]] = [
     {"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["get", "list", "watch"]},
     # The <name>-gateway-policy ConfigMaps (as the Helm chart's ClusterRole grants).
     {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
-    # The engine API key Secrets of spec.engine.apiKeySecret, by name (as the chart grants).
-    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+    # No Secrets: the operator (run with --gateway-service-account GATEWAY_NAMESPACE/
+    # GATEWAY_ACCOUNT) renders a Role per engine API key Secret, as with the chart.
 ]
 
 

@@ -18,7 +18,14 @@ import requests
 from kubernetes import client
 
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
-from e2e.gateway_rig import StandInProcess, ensure_account, token
+from e2e.gateway_rig import (
+    GATEWAY_ACCOUNT,
+    GATEWAY_NAMESPACE,
+    StandInProcess,
+    ensure_account,
+    token,
+)
+from e2e.kube import wait_for
 from e2e.operator_process import OperatorProcess
 from e2e.test_controller import small_model
 from e2e.test_gateway import (  # noqa: F401  (fixtures)
@@ -92,6 +99,12 @@ def test_the_gateway_sends_the_key_and_fails_closed_without_its_secret(
         assert streamed.status_code == 200
         assert b"[DONE]" in streamed.content
 
+    # The gateway may get the Secrets deployments name, and no other (the operator's Role
+    # <name>.engine-api-key, limited by resourceNames).
+    assert gateway_may_get(kube, namespace, "engine-key")
+    assert gateway_may_get(kube, namespace, "new-key")
+    assert not gateway_may_get(kube, namespace, "unrelated")
+
     # No Secret: 503 naming it, audited, and nothing reaches the engine.
     refused = call(gateway, bearer, chat(orphan))
     assert refused.status_code == 503, refused.text
@@ -111,6 +124,16 @@ def test_the_gateway_sends_the_key_and_fails_closed_without_its_secret(
     for value in (key, new_key):
         assert value not in everything
         assert base64.b64encode(value.encode()).decode() not in everything
+
+
+def gateway_may_get(kube: client.ApiClient, namespace: str, secret: str) -> bool:
+    """A SubjectAccessReview: may the e2e gateway's ServiceAccount get Secret `secret`?"""
+    review = client.AuthorizationV1Api(kube).create_subject_access_review({
+        "spec": {"user": f"system:serviceaccount:{GATEWAY_NAMESPACE}:{GATEWAY_ACCOUNT}",
+                 "groups": ["system:serviceaccounts", "system:authenticated"],
+                 "resourceAttributes": {"namespace": namespace, "verb": "get",
+                                        "resource": "secrets", "name": secret}}})
+    return bool(review.status.allowed)
 
 
 def start_engine_with_key(start: Callable[..., StandInProcess], served: str,
@@ -181,3 +204,14 @@ def test_no_secret_value_in_the_resource_events_children_or_the_operator_log(
     for value in (key, refused_key):
         assert value not in text
         assert base64.b64encode(value.encode()).decode() not in text
+
+    # The gateway's Role for the key follows the spec: there while it names the Secret,
+    # deleted with the other children the spec no longer asks for.
+    rbac = client.RbacAuthorizationV1Api(kube)
+    rule = rbac.read_namespaced_role("v.engine-api-key", namespace).rules[0]
+    assert (rule.resources, rule.resource_names, rule.verbs) == (
+        ["secrets"], ["engine-key"], ["get"])
+    dsd_api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "v", {
+        "spec": {"engine": {"apiKeySecret": None}}})
+    wait_for("Role v.engine-api-key deleted", lambda: "v.engine-api-key" not in {
+        r.metadata.name for r in rbac.list_namespaced_role(namespace).items}, 60)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from deepseek_operator.api import parse_deployment
 from deepseek_operator.api.secrets import (
     ENGINE_API_KEY_ENV,
     RESERVED_ENV,
@@ -19,6 +20,8 @@ from deepseek_operator.api.secrets import (
     is_secret_flag_arg,
 )
 from deepseek_operator.cli import EXIT_INVALID, main
+from deepseek_operator.render import RenderSettings
+from deepseek_operator.render import render as render_objects
 
 ROOT = Path(__file__).parent.parent
 SAMPLES = sorted((ROOT / "manifests" / "samples").glob("*.yaml"))
@@ -113,3 +116,37 @@ def test_a_hostile_spec_is_refused_without_quoting_the_secret(
     assert out == ""
     assert "spec.engine." in err
     assert VALUE not in err and VALUE[:12] not in err
+
+
+def test_the_gateway_may_get_exactly_the_key_secret_and_the_operator_may_grant_it() -> None:
+    cr = with_key(SAMPLES[0], "vllm")
+    cr["metadata"]["namespace"] = "ai"
+    dsd = parse_deployment(cr)
+    name = cr["metadata"]["name"]
+    plain = render_objects(dsd, RenderSettings())
+    assert not [o for o in plain if o["metadata"]["name"].endswith(".engine-api-key")]
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in render_objects(
+        dsd, RenderSettings(gateway_service_account="deepseek-operator-system/deepseek-gateway"))}
+    role = objects[("Role", f"{name}.engine-api-key")]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"],
+                              "resourceNames": [KEY_REF["name"]], "verbs": ["get"]}]
+    binding = objects[("RoleBinding", f"{name}.engine-api-key")]
+    assert binding["roleRef"]["name"] == f"{name}.engine-api-key"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "deepseek-gateway",
+                                    "namespace": "deepseek-operator-system"}]
+    # The operator holds get on secrets (it may grant only what it has); the gateway not.
+    # The kustomize base is the chart rendered (make manifests).
+    base = (ROOT / "manifests" / "base" / "operator.yaml").read_text()
+    roles = {d["metadata"]["name"]: d for d in yaml.safe_load_all(base)
+             if d and d["kind"] == "ClusterRole"}
+    for role_name, expected in (("deepseek-operator", True),
+                                ("deepseek-operator-gateway", False)):
+        holds = any("secrets" in rule["resources"] and "get" in rule["verbs"]
+                    for rule in roles[role_name]["rules"])
+        assert holds is expected, role_name
+
+
+def test_a_gateway_service_account_must_be_namespace_slash_name() -> None:
+    for bad in ("deepseek-gateway", "a/b/c", "NS/name", "/name"):
+        with pytest.raises(ValueError, match="NAMESPACE/NAME"):
+            RenderSettings(gateway_service_account=bad)

@@ -365,6 +365,11 @@ def add_run_command(commands: "Subcommands[argparse.ArgumentParser]") -> None:
     parser.add_argument("--gateway-url", metavar="URL", type=_base_url, default=None,
                         help="base URL of the gateway's Service (implies --gateway): each "
                              "deployment's status.endpoint is URL/v1")
+    parser.add_argument("--gateway-service-account", metavar="NAMESPACE/NAME",
+                        type=_service_account, default="",
+                        help="the gateway's ServiceAccount: a deployment with "
+                             "spec.engine.apiKeySecret gets a Role letting it get that "
+                             "one Secret (default: none rendered)")
     parser.add_argument("--scraper-namespace-selector", metavar="K=V,...", type=_label_pairs,
                         default=(),
                         help="labels of the namespaces whose metrics scraper the engine "
@@ -375,6 +380,16 @@ def add_run_command(commands: "Subcommands[argparse.ArgumentParser]") -> None:
                              "admits (default: app.kubernetes.io/name=prometheus)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.set_defaults(handler=run_run)
+
+
+def _service_account(text: str) -> str:
+    """argparse type: NAMESPACE/NAME of a ServiceAccount (as RenderSettings checks it)."""
+    try:
+        RenderSettings(gateway_service_account=text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not NAMESPACE/NAME of a ServiceAccount: {text!r}") from None
+    return text
 
 
 _LABEL_KEY = re.compile(
@@ -426,6 +441,7 @@ def run_run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port, log_format=args.log_format, verbose=args.verbose,
         priority=args.priority, relist_seconds=args.relist_seconds,
         gateway=args.gateway or bool(args.gateway_url), gateway_url=args.gateway_url or "",
+        gateway_service_account=args.gateway_service_account,
         scraper_namespace_labels=args.scraper_namespace_selector,
         scraper_pod_labels=args.scraper_pod_selector))
     return 0

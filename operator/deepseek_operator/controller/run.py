@@ -26,7 +26,9 @@ class RunOptions:
     ``relist_seconds``: how often every child kind is listed to purge what a watch missed
     (controller/resync.py). ``gateway``: the gateway fronts every DeepSeekDeployment (the
     default autoscaling query reads its counters); ``gateway_url``: its Service's base URL,
-    shown as each deployment's ``status.endpoint``. ``scraper_namespace_labels`` and
+    shown as each deployment's ``status.endpoint``; ``gateway_service_account``: its
+    ServiceAccount, ``NAMESPACE/NAME``, granted `get` on each engine API key Secret
+    (``render.engine_key_access``). ``scraper_namespace_labels`` and
     ``scraper_pod_labels``: the metrics scraper the engine NetworkPolicy admits, as label
     pairs (``render.RenderSettings``).
     """
@@ -41,12 +43,14 @@ class RunOptions:
     relist_seconds: float = 600.0
     gateway: bool = False
     gateway_url: str = ""
+    gateway_service_account: str = ""
     scraper_namespace_labels: tuple[tuple[str, str], ...] = ()
     scraper_pod_labels: tuple[tuple[str, str], ...] = DEFAULT_SCRAPER_POD_LABELS
 
     def render_settings(self) -> RenderSettings:
         """The RenderSettings these options ask for (the rest at their defaults)."""
         return RenderSettings(gateway=self.gateway, gateway_url=self.gateway_url,
+                              gateway_service_account=self.gateway_service_account,
                               scraper_namespace_labels=self.scraper_namespace_labels,
                               scraper_pod_labels=self.scraper_pod_labels)
 

@@ -31,10 +31,12 @@ KEY_REF = {"name": "engine-api-key", "key": "token"}
 
 def render(cr: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str],
            ) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of `deepseek-operator render -f` on `cr`."""
+    """(exit code, stdout, stderr) of `deepseek-operator render -f` on `cr`, as the chart
+    runs the operator (with the gateway's ServiceAccount)."""
     path = tmp_path / "cr.yaml"
     path.write_text(yaml.safe_dump(cr))
-    code = main(["render", "-f", str(path)])
+    code = main(["render", "-f", str(path), "--gateway-service-account",
+                 "deepseek-operator-system/deepseek-gateway"])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -65,6 +67,9 @@ def test_a_sample_with_an_api_key_holds_only_the_reference(
     assert code == 0, err
     objects = [o for o in yaml.safe_load_all(out) if o]
     assert "Secret" not in {o["kind"] for o in objects}
+    (role,) = [o for o in objects if o["kind"] == "Role"
+               and o["metadata"]["name"].endswith(".engine-api-key")]
+    assert role["rules"][0]["resourceNames"] == [KEY_REF["name"]]
     serving = 0
     for obj in objects:
         for container in containers(obj):

@@ -256,6 +256,11 @@ def add_render_command(commands: "Subcommands[argparse.ArgumentParser]") -> None
         "--gateway", action="store_true",
         help="render as an operator run with --gateway (autoscaling queries read the gateway)"
     )
+    parser.add_argument(
+        "--gateway-service-account", metavar="NAMESPACE/NAME", type=_service_account,
+        default="", help="render as an operator run with this --gateway-service-account "
+                         "(the gateway's Role for an engine API key Secret)"
+    )
     parser.set_defaults(handler=run_render)
 
 
@@ -286,7 +291,8 @@ def run_render(args: argparse.Namespace) -> int:
     a DeepSeekDeployment.
     """
     settings = RenderSettings(pod_monitor=args.pod_monitor, cluster_domain=args.cluster_domain,
-                              gateway=args.gateway)
+                              gateway=args.gateway,
+                              gateway_service_account=args.gateway_service_account)
     objects: list[dict[str, Any]] = []
     skipped: list[str] = []
     failed = False

@@ -4,9 +4,9 @@ a short time, sent to the engine as `Authorization: Bearer <key>`.
 The caller's own Authorization header (its Kubernetes token) is never forwarded: the
 gateway sends the engine only the headers it builds (server.py), plus this one.
 
-- Read with `get` on the one Secret (the gateway's RBAC grants `get` on secrets and
-  nothing more: no list, no watch; see the chart's gateway.yaml), on the gateway's
-  review thread pool, one read per Secret at a time however many requests wait for it.
+- Read with `get` on the one Secret, which the Role `<name>.engine-api-key` the operator
+  renders allows and nothing more (render/engine_key_access.py), on the gateway's review
+  thread pool, one read per Secret at a time however many requests wait for it.
 - Kept `ttl_seconds` (default 30): a rotated key is picked up within that time (the
   engine itself reads its key when its container starts, so rotation needs the engine
   pods restarted too). An engine answering 401 drops the cached key, so the next request

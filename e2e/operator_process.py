@@ -27,7 +27,7 @@ OPERATOR_NAMESPACE = "deepseek-operator-system"
 # Name of the ClusterRole and ClusterRoleBinding that install_manifests applies.
 LOCAL_NAME = "deepseek-operator-local"
 # Kinds of manifests/base that install_manifests leaves out (see there).
-LEFT_OUT = ("ServiceAccount", "Deployment", "Service", "PodDisruptionBudget")
+LEFT_OUT = ("ServiceAccount", "Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy")
 # The gateway's objects (its RBAC included) are left out too: the tests that need a
 # gateway run their own.
 GATEWAY_APP = "deepseek-gateway"
@@ -38,10 +38,10 @@ def install_manifests(kubectl: Path, kubeconfig: Path) -> None:
     to the operator's identity, and wait for the CRDs to be Established.
 
     The ClusterRole and its binding are applied as ``deepseek-operator-local`` (LOCAL_NAME),
-    and the operator's ServiceAccount, Deployment and Service, and every object of the
-    gateway, are not applied: the
-    operator runs as a local process that authenticates with a client certificate whose
-    user name is the ServiceAccount's (RBAC matches the name; no object is needed). So
+    and the operator's ServiceAccount, Deployment, Service and NetworkPolicy, and every
+    object of the gateway, are not applied: the operator runs as a local process that
+    authenticates with a client certificate whose user name is the ServiceAccount's (RBAC
+    matches the name; no object is needed). So
     nothing here has the name of an object of the chart, and the README's
     ``helm install deepseek-operator charts/deepseek-operator`` still works on this cluster
     (Helm refuses to take over an object that another tool created).
@@ -87,12 +87,16 @@ def _free_port() -> int:
 class OperatorProcess:
     """``deepseek-operator run`` in the background, logging to ``log_path``.
 
-    ``extra_args`` are added to the command line (e.g. ``["--peering", "x"]``).
+    ``extra_args`` are added to the command line (e.g. ``["--peering", "x"]``),
+    ``extra_env`` to its environment (e.g. ``DEEPSEEK_OPERATOR_*`` settings).
+    ``namespaces``: watch only these (``--namespace``); empty: ``--all-namespaces``.
     """
 
     kubeconfig: Path
     log_path: Path
     extra_args: list[str] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    namespaces: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     metrics_port: int = 0
     health_port: int = 0
@@ -102,10 +106,11 @@ class OperatorProcess:
         the log tail when the process exits or does not become live in time."""
         self.metrics_port, self.health_port = _free_port(), _free_port()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        env = {**os.environ, **self.extra_env, "KUBECONFIG": str(self.kubeconfig)}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "deepseek_operator.cli", "run", "--all-namespaces",
+                [sys.executable, "-m", "deepseek_operator.cli", "run",
+                 *([f"--namespace={n}" for n in self.namespaces] or ["--all-namespaces"]),
                  f"--liveness=http://127.0.0.1:{self.health_port}/healthz",
                  f"--metrics-port={self.metrics_port}", "--verbose", *self.extra_args],
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)

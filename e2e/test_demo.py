@@ -1,6 +1,6 @@
 """`make demo DEMO_ARGS=--keep`: the operator stays running beside the control plane,
 recorded with its processes (so `python -m e2e.cluster down` stops it), and a sample can
-still be deleted (the kept operator removes its kopf finalizer)."""
+be deleted."""
 
 from __future__ import annotations
 

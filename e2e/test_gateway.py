@@ -218,7 +218,10 @@ def test_an_allowed_call_is_answered_counted_and_audited(
     assert line["status"] == 200 and line["client"] == "127.0.0.1"
     assert line["time"].endswith("Z") and line["latency_seconds"] > 0
     assert line["ttfb_seconds"] is not None
-    assert line["sensitivity"] is None and line["detectors"] is None
+    # Data protection ran (mode audit, the default) and found nothing.
+    assert line["sensitivity"] == {"prompt": 0.0, "completion": 0.0}
+    assert line["detectors"] == {"prompt": {}, "completion": {}}
+    assert line["data_protection"] == "audit"
     everything = gateway.audit_stdout.read_text() + gateway.log_path.read_text()
     assert alice["token"] not in everything
     assert "secret prompt" not in everything

@@ -73,3 +73,41 @@ def test_operator_serves_its_own_metrics(operator: OperatorProcess,
                if ln.startswith('deepseek_operator_reconciles_total{result="changed"}')]
     assert changed and float(changed[0].split()[-1]) >= 1
     assert operator.live()
+
+
+def test_operator_settings_from_the_environment_shape_what_it_creates(
+        kube: client.ApiClient, operator: OperatorProcess, dsd_api: client.CustomObjectsApi,
+        namespace: str, tmp_path: Path) -> None:
+    """An operator started with DEEPSEEK_OPERATOR_* settings (as the chart's `settings`
+    values and the kustomize overlay set them), instead of the session's, which is
+    restarted afterwards: the mirror prefix, UID/GID, default StorageClass and cluster
+    domain reach the children and the status."""
+    from e2e.cluster.controlplane import STORAGE_CLASS
+
+    operator.stop()
+    configured = OperatorProcess(controlplane.kubeconfig_path("operator"),
+                                 tmp_path / "configured.log", extra_env={
+                                     "DEEPSEEK_OPERATOR_REGISTRY_PREFIX": "mirror.local:5000",
+                                     "DEEPSEEK_OPERATOR_CLUSTER_DOMAIN": "corp.internal",
+                                     "DEEPSEEK_OPERATOR_RUN_AS_USER": "2000",
+                                     "DEEPSEEK_OPERATOR_RUN_AS_GROUP": "3000",
+                                     "DEEPSEEK_OPERATOR_STORAGE_CLASS": STORAGE_CLASS})
+    try:
+        configured.start()
+        create(dsd_api, namespace, small_model("configured"))
+        wait_condition(dsd_api, namespace, "configured", "Ready", "True", 90)
+        apps = client.AppsV1Api(kube)
+        pod = apps.read_namespaced_deployment("configured", namespace).spec.template.spec
+        assert pod.containers[0].image.startswith("mirror.local:5000/vllm/vllm-openai:")
+        assert (pod.security_context.run_as_user, pod.security_context.run_as_group) == (
+            2000, 3000)
+        claims = client.CoreV1Api(kube).list_namespaced_persistent_volume_claim(namespace)
+        (claim,) = [c for c in claims.items if c.metadata.name.startswith("configured")]
+        assert claim.spec.storage_class_name == STORAGE_CLASS
+        status = dsd_api.get_namespaced_custom_object(
+            "deepseek-operator.io", "v1alpha1", namespace, "deepseekdeployments",
+            "configured")["status"]
+        assert status["endpoint"] == f"http://configured.{namespace}.svc.corp.internal:8000/v1"
+    finally:
+        configured.stop()
+        operator.start()

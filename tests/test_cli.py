@@ -3,6 +3,7 @@
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -160,23 +161,50 @@ def test_size_explains_memory_reserved_above_the_sum(capsys: pytest.CaptureFixtu
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["run", "--metrics-port", "99999"], "argument --metrics-port: 99999 is not a port"),
-    (["run", "--metrics-port", "-1"], "argument --metrics-port: -1 is not a port"),
+    (["run", "--metrics-port", "99999"],
+     "--metrics-port / DEEPSEEK_OPERATOR_METRICS_PORT: Input should be less than or equal to"),
+    (["run", "--metrics-port", "-1"],
+     "--metrics-port / DEEPSEEK_OPERATOR_METRICS_PORT: Input should be greater than or equal"),
     (["run", "--relist-seconds", "0"],
-     "argument --relist-seconds: must be a number of seconds > 0, got '0'"),
+     "--relist-seconds / DEEPSEEK_OPERATOR_RELIST_SECONDS: Input should be greater than 0"),
     (["run", "--relist-seconds", "soon"],
-     "argument --relist-seconds: not a number of seconds: 'soon'"),
-    (["run", "--liveness", "notaurl"], "argument --liveness: 'notaurl' is not an http://"),
-    (["run", "--scraper-pod-selector", "app"], "argument --scraper-pod-selector: 'app' is not"),
+     "--relist-seconds / DEEPSEEK_OPERATOR_RELIST_SECONDS: Input should be a valid number"),
+    (["run", "--liveness", "notaurl"],
+     "--liveness / DEEPSEEK_OPERATOR_LIVENESS: Value error, 'notaurl' is not an http://"),
+    (["run", "--scraper-pod-selector", "app"],
+     "--scraper-pod-selector / DEEPSEEK_OPERATOR_SCRAPER_POD_SELECTOR: Value error, 'app' is"),
     (["run", "--scraper-namespace-selector", "a b=c"],
-     "argument --scraper-namespace-selector: 'a b=c' is not a label KEY=VALUE"),
+     "DEEPSEEK_OPERATOR_SCRAPER_NAMESPACE_SELECTOR: Value error, 'a b=c' is not a label"),
+    (["run", "--gateway-url", "deepseek-gateway:80"],
+     "--gateway-url / DEEPSEEK_OPERATOR_GATEWAY_URL: Value error, not an http(s) base URL"),
+    (["run", "--cluster-domain", "Corp Internal"],
+     "--cluster-domain / DEEPSEEK_OPERATOR_CLUSTER_DOMAIN: must be a DNS domain"),
+    (["run", "--run-as-user", "0"],
+     "--run-as-user / DEEPSEEK_OPERATOR_RUN_AS_USER: Input should be greater than or equal"),
+    (["run", "--vllm-image", "vllm/vllm openai"],
+     "--vllm-image / DEEPSEEK_OPERATOR_VLLM_IMAGE: must be an image reference"),
+    (["run", "-n", "Team_A"], "--namespace / DEEPSEEK_OPERATOR_NAMESPACES: must be a namespace"),
 ])
-def test_run_refuses_bad_ports_and_urls_before_starting(
+def test_run_refuses_bad_settings_before_starting(
         argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2
+    """The settings model validates every flag; the error names the flag and its variable,
+    and the operator never starts (exit code 2, before any connection)."""
+    assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_run_refuses_a_bad_environment_variable_naming_it(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DEEPSEEK_OPERATOR_STORAGE_CLASS", "Fast SSD")
+    monkeypatch.setenv("DEEPSEEK_OPERATOR_AUTOSCALER_TICK_SECONDS", "0.1")
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "error: --autoscaler-tick-seconds / DEEPSEEK_OPERATOR_AUTOSCALER_TICK_SECONDS: "
+        "Input should be greater than or equal to 1",
+        "error: --storage-class / DEEPSEEK_OPERATOR_STORAGE_CLASS: must be a StorageClass "
+        "name (lowercase letters, digits, '-' and '.')",
+    ]
 
 
 def test_render_of_a_binary_file_is_an_error(tmp_path: Path,
@@ -195,40 +223,35 @@ def test_size_table_shows_the_kv_cache_the_engine_args_ask_for() -> None:
     assert table["kv cache"].endswith(f"(16 sequences x 32768 tokens x {per_token} B/token)")
 
 
-def test_run_passes_gateway_and_scraper_options_to_rendering() -> None:
-    from deepseek_operator.controller.run import RunOptions
+def _settings(argv: list[str]) -> Any:
+    """The OperatorSettings `run ARGV` would start with (flags over the environment)."""
+    from deepseek_operator.controller.settings import load, settings_given
 
-    args = build_parser().parse_args([
-        "run", "--gateway", "--scraper-namespace-selector",
-        "kubernetes.io/metadata.name=monitoring",
-        "--scraper-pod-selector", "app.kubernetes.io/name=prometheus,team=obs"])
-    options = RunOptions(gateway=args.gateway,
-                         scraper_namespace_labels=args.scraper_namespace_selector,
-                         scraper_pod_labels=args.scraper_pod_selector)
-    settings = options.render_settings()
+    return load(settings_given(vars(build_parser().parse_args(["run", *argv]))))
+
+
+def test_run_passes_gateway_and_scraper_options_to_rendering() -> None:
+    settings = _settings([
+        "--gateway", "--scraper-namespace-selector", "kubernetes.io/metadata.name=monitoring",
+        "--scraper-pod-selector", "app.kubernetes.io/name=prometheus,team=obs"]).render_settings()
     assert settings.gateway
     assert settings.scraper_namespace_labels == (("kubernetes.io/metadata.name", "monitoring"),)
     assert settings.scraper_pod_labels == (("app.kubernetes.io/name", "prometheus"),
                                            ("team", "obs"))
-    defaults = build_parser().parse_args(["run"])
+    defaults = _settings([]).render_settings()
     assert not defaults.gateway and not defaults.gateway_url
-    assert defaults.scraper_namespace_selector == ()
-    assert defaults.scraper_pod_selector == (("app.kubernetes.io/name", "prometheus"),)
+    assert defaults.scraper_namespace_labels == ()
+    assert defaults.scraper_pod_labels == (("app.kubernetes.io/name", "prometheus"),)
 
 
-def test_run_takes_the_gateway_url_as_the_endpoint_and_refuses_a_bad_one(
-        capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_takes_the_gateway_url_as_the_endpoint() -> None:
     from deepseek_operator.api.resource import parse_deployment
-    from deepseek_operator.controller.run import RunOptions
     from deepseek_operator.render.service import endpoint
 
-    args = build_parser().parse_args(["run", "--gateway-url", "http://deepseek-gateway.gw.svc/"])
-    settings = RunOptions(gateway=True, gateway_url=args.gateway_url).render_settings()
+    settings = _settings(["--gateway-url", "http://deepseek-gateway.gw.svc/"]).render_settings()
+    assert settings.gateway
     dsd = parse_deployment({"apiVersion": "deepseek-operator.io/v1alpha1",
                             "kind": "DeepSeekDeployment",
                             "metadata": {"name": "r1", "namespace": "ai"},
                             "spec": {"model": {"name": "deepseek-r1-distill-qwen-1.5b"}}})
     assert endpoint(dsd, settings) == "http://deepseek-gateway.gw.svc/v1"
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["run", "--gateway-url", "deepseek-gateway:80"])
-    assert "--gateway-url: not an http(s) base URL" in capsys.readouterr().err

@@ -142,7 +142,7 @@ def test_audit_line_has_every_field_and_no_prompt() -> None:
         "time", "user", "client", "method", "path", "namespace", "deployment", "model",
         "permission", "role", "allowed", "status", "error", "request_sha256",
         "prompt_tokens", "completion_tokens", "stream", "latency_seconds", "ttfb_seconds",
-        "sensitivity", "detectors"}
+        "sensitivity", "detectors", "data_protection"}
     assert line["sensitivity"] is None and line["detectors"] is None
 
 
@@ -437,6 +437,7 @@ def test_bad_policy_values_fall_back_and_are_reported() -> None:
 
 
 def test_policy_overrides_flags_and_spec_for_its_deployment() -> None:
+    from deepseek_operator.gateway.policy import DataProtection
     from deepseek_operator.gateway.server import Gateway, GatewayOptions
 
     sink = AuditSink(None, max_bytes=1, backups=0, stream=io.StringIO())
@@ -451,7 +452,19 @@ def test_policy_overrides_flags_and_spec_for_its_deployment() -> None:
         assert gateway.capacity(target) == 6
         policy = gateway.policy(("ns", "m"))
         assert (policy.max_queued, policy.queue_timeout_seconds) == (5, 900), "flag fills in"
+        assert policy.data_protection == DataProtection(), "no key: mode audit"
+        gateway.apply_policy_event("MODIFIED", policy_cm(
+            "dataProtection: {mode: redact}\n"))
+        assert gateway.policy(("ns", "m")).data_protection == DataProtection("redact", 0.5)
         gateway.apply_policy_event("DELETED", policy_cm(None))
         assert gateway.capacity(target) == 16 and gateway.policy(("ns", "m")).max_queued == 64
+        assert gateway.policy(("ns", "m")).data_protection == DataProtection()
     finally:
         gateway.executor.shutdown()
+
+
+def test_the_gateway_flag_turns_data_protection_off() -> None:
+    from deepseek_operator.cli import build_parser
+
+    assert build_parser().parse_args(["gateway"]).no_data_protection is False
+    assert build_parser().parse_args(["gateway", "--no-data-protection"]).no_data_protection

@@ -16,7 +16,17 @@ Phases, each run first direct, then through the gateway, same process, same stan
 2. **Streams** at 64 and 256 concurrent streams (`--concurrency`) for `--phase-seconds`:
    chunks per second over all streams, and each chunk's latency (arrival minus the
    stand-in's send stamp), p50/p99.
-3. **Soak**: 64 streams through the gateway for `--soak-seconds` (the issue's 10 minutes
+3. **Data protection** at `--dlp-concurrency` (64 and 256) streams, on the same run: a second
+   deployment whose stand-in echoes a prompt with planted data (an e-mail, an SSN, a
+   card number...) four characters a chunk, through a second gateway started with
+   `--no-data-protection` (off), then through the main gateway with the deployment's
+   policy set to `audit` (detection) and then `redact` (detection and redaction).
+   Chunks/s and chunk latency of each, in `--dlp-rounds` (3) rounds, the median round of
+   each reported; the cost is 1 - on/off chunks/s (goal <= 20 %) and the added p99 is on
+   minus off. Before that, the detectors alone in process
+   (e2e/bench/detect.py): MB/s on a 10 MB corpus and the time bound on hostile 1 MB
+   inputs.
+4. **Soak**: 64 streams through the gateway for `--soak-seconds` (the issue's 10 minutes
    is 600; a shorter run is labelled as such), the gateway's RSS sampled every 5 s.
 
 Added latency = gateway minus direct at the same percentile. The load generator, the
@@ -44,6 +54,7 @@ import aiohttp
 from kubernetes import client
 
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
+from e2e.bench import detect as detect_bench
 from e2e.cluster import build, controlplane
 from e2e.gateway_rig import (
     GatewayProcess,
@@ -57,7 +68,14 @@ from e2e.kube import api_client
 from e2e.operator_process import install_manifests
 
 SENT_AT = re.compile(rb'"sent_at": ([0-9.]+)')
-GOALS = {"throughput_ratio": 0.90, "added_p99_request_ms": 5.0, "added_p99_chunk_ms": 2.0}
+GOALS = {"throughput_ratio": 0.90, "added_p99_request_ms": 5.0, "added_p99_chunk_ms": 2.0,
+         "data_protection_cost": 0.20}
+DLP_PROMPT = (
+    "Please forward the summary to jane.doe@example.com and bill the card 4111 1111 1111 "
+    "1111; the customer's SSN is 078-05-1120 and the phone +44 20 7946 0958. " * 4
+    + "The rest of this message is ordinary text about the weather, the schedule for next "
+      "week and the order of the agenda items, with no data worth hiding at all. " * 2)
+"""What the echoing stand-in streams back (~740 characters, 4 a chunk)."""
 
 
 @dataclass
@@ -198,6 +216,128 @@ def prepare(workdir: Path, token_interval: float) -> tuple[StandInProcess, Gatew
     return engine, gateway, token(kube, namespace, "bench"), namespace, kube
 
 
+def prepare_dlp(kube: client.ApiClient, namespace: str, workdir: Path,
+                token_interval: float) -> tuple[StandInProcess, GatewayProcess]:
+    """Deployment `dlp` with an echoing stand-in (4 characters a chunk), the caller allowed
+    to query it, and a second gateway with data protection off."""
+    served = f"bench-dlp-{uuid.uuid4().hex[:6]}"
+    engine = StandInProcess(served, workdir / "engine-dlp.log", [
+        "--token-interval-seconds", str(token_interval), "--max-num-seqs", "4096",
+        "--stamp-chunks", "--echo", "4"]).start()
+    off: GatewayProcess | None = None
+    try:
+        allow(kube, namespace, "dlp", "dlp-query",
+              [{"kind": "ServiceAccount", "name": "bench", "namespace": namespace}])
+        api = client.CustomObjectsApi(kube)
+        api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "DeepSeekDeployment",
+            "metadata": {"name": "dlp"},
+            "spec": {"model": {"name": "deepseek-r1-distill-qwen-1.5b", "servedName": served},
+                     "gpu": {"maxConcurrentSequences": 4096}, "autoscaling": {"mode": "none"},
+                     "service": {"port": engine.port}}})
+        api.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, "dlp", {
+            "status": {"replicas": 1, "readyReplicas": 1}})
+        set_dlp_mode(kube, namespace, "audit")
+        (workdir / "off").mkdir(exist_ok=True)
+        off = GatewayProcess(
+            gateway_identity(kube, kube.configuration.host, kube.configuration.ssl_ca_cert,
+                             workdir / "off"), workdir / "gateway-off",
+            ["--no-data-protection", "--audit-file", str(workdir / "audit-off.jsonl")])
+        off.start()
+    except BaseException:
+        if off is not None:
+            off.stop()
+        engine.stop()
+        raise
+    return engine, off
+
+
+def set_dlp_mode(kube: client.ApiClient, namespace: str, mode: str) -> None:
+    """The `dlp` deployment's policy ConfigMap with dataProtection.mode = `mode`."""
+    core = client.CoreV1Api(kube)
+    data = {"policy.yaml": f"dataProtection: {{mode: {mode}}}\n"}
+    try:
+        core.create_namespaced_config_map(namespace, {
+            "metadata": {"name": "dlp-gateway-policy", "labels": {
+                "app.kubernetes.io/component": "gateway-policy",
+                "deepseek-operator.io/deployment": "dlp"}}, "data": data})
+    except client.ApiException as error:
+        if error.status != 409:
+            raise
+        core.patch_namespaced_config_map("dlp-gateway-policy", namespace, {"data": data})
+
+
+async def wait_mode(gateway: GatewayProcess, headers: dict[str, str], served: str,
+                    redacted: bool) -> None:
+    """Until the gateway answers the planted prompt redacted (or not)."""
+    body = json.dumps({"model": served, "messages": [{"role": "user",
+                                                      "content": "078-05-1120"}]})
+    deadline = time.monotonic() + 60
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            async with session.post(gateway.url + "/v1/chat/completions", data=body,
+                                    headers=headers) as response:
+                if ("[REDACTED:" in await response.text()) == redacted:
+                    return
+            await asyncio.sleep(0.5)
+    raise RuntimeError("the data-protection policy did not apply within 60 s")
+
+
+async def measure_dlp(args: argparse.Namespace, kube: client.ApiClient, namespace: str,
+                      gateway: GatewayProcess, off: GatewayProcess, engine: StandInProcess,
+                      auth: dict[str, str], concurrency: int) -> dict[str, Any]:
+    """`concurrency` streams with data protection off, in audit mode and in redact mode
+    (module docstring, phase 3)."""
+    body = {"model": engine.model, "stream": True,
+            "messages": [{"role": "user", "content": DLP_PROMPT}]}
+    entry: dict[str, Any] = {"concurrency": concurrency,
+                             "prompt_characters": len(DLP_PROMPT), "rounds": []}
+    # Rounds of off, audit, redact: the machine's other load lands on all three alike.
+    for round_index in range(args.dlp_rounds):
+        measured: dict[str, Any] = {}
+        for label, target, mode in (("off", off, "audit"), ("audit", gateway, "audit"),
+                                    ("redact", gateway, "redact")):
+            set_dlp_mode(kube, namespace, mode)
+            await wait_mode(target, auth, engine.model, redacted=mode == "redact")
+            print(f"{concurrency} streams, data protection {label}, round "
+                  f"{round_index + 1} ...", file=sys.stderr, flush=True)
+            measured[label] = (await run_phase(target.url, auth, body, concurrency,
+                                               args.phase_seconds, True)).summary()
+        entry["rounds"].append(measured)
+    for label in ("off", "audit", "redact"):
+        # Per label: the median round (by chunks/s).
+        ranked = sorted((r[label] for r in entry["rounds"]), key=lambda s: s["chunks_per_s"])
+        entry[label] = ranked[len(ranked) // 2]
+    off_rate = entry["off"]["chunks_per_s"] or 1
+    for label in ("audit", "redact"):
+        entry[f"{label}_cost"] = round(1 - entry[label]["chunks_per_s"] / off_rate, 3)
+        entry[f"{label}_added_chunk_p99_ms"] = round(
+            entry[label]["chunk_p99_ms"] - entry["off"]["chunk_p99_ms"], 3)
+    return entry
+
+
+def _dlp_report(dlp: dict[str, Any], token_interval: float) -> list[str]:
+    """Lines of one data-protection phase."""
+    lines: list[str] = []
+    lines.append(f"data protection, {dlp['concurrency']} streams echoing planted data "
+                 f"({token_interval} s per 4-character chunk; median of "
+                 f"{len(dlp['rounds'])} rounds; each round's chunks/s off/audit/redact: "
+                 + "; ".join("/".join(f"{r[k]['chunks_per_s']:.0f}" for k in
+                                      ("off", "audit", "redact")) for r in dlp["rounds"])
+                 + ")")
+    lines.append(f"  {'':10} {'chunks/s':>9} {'chunk p50':>10} {'chunk p99':>10} "
+                 f"{'errors':>7}")
+    for label in ("off", "audit", "redact"):
+        s = dlp[label]
+        lines.append(f"  {label:10} {s['chunks_per_s']:>9} {s['chunk_p50_ms']:>10} "
+                     f"{s['chunk_p99_ms']:>10} {s['errors']:>7}")
+    for label in ("audit", "redact"):
+        lines.append(f"  {label}: cost {dlp[label + '_cost']:.1%} of chunks/s (goal <= "
+                     f"{GOALS['data_protection_cost']:.0%}), added chunk p99 "
+                     f"{dlp[label + '_added_chunk_p99_ms']} ms")
+    return lines
+
+
 def report(results: dict[str, Any]) -> str:
     """The table printed at the end."""
     lines = []
@@ -223,6 +363,9 @@ def report(results: dict[str, Any]) -> str:
                      f"{GOALS['throughput_ratio']}); added per chunk p50 "
                      f"{phase['added_chunk_p50_ms']} ms, p99 {phase['added_chunk_p99_ms']} ms "
                      f"(goal <= {GOALS['added_p99_chunk_ms']} ms)")
+    for dlp in results["data_protection"].values():
+        lines.extend(_dlp_report(dlp, results["token_interval_s"]))
+    lines.append(detect_bench.report(results["detectors"]))
     rss = results["soak"]
     label = "" if rss["seconds"] >= 600 else " (SHORT SOAK, not the 10-minute one)"
     lines.append(f"soak {rss['seconds']:.0f} s x {rss['streams']} streams{label}: RSS start "
@@ -261,7 +404,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 
 async def measure(args: argparse.Namespace, gateway: GatewayProcess, engine: StandInProcess,
-                  bearer: str) -> dict[str, Any]:
+                  bearer: str, dlp: tuple[StandInProcess, GatewayProcess],
+                  kube: client.ApiClient, namespace: str) -> dict[str, Any]:
     """Every phase (module docstring)."""
     served = engine.model
     auth = {"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"}
@@ -303,6 +447,10 @@ async def measure(args: argparse.Namespace, gateway: GatewayProcess, engine: Sta
         entry["added_chunk_p99_ms"] = round(entry["gateway"]["chunk_p99_ms"]
                                             - entry["direct"]["chunk_p99_ms"], 3)
         results["streams"][str(concurrency)] = entry
+    results["data_protection"] = {
+        str(concurrency): await measure_dlp(args, kube, namespace, gateway, dlp[1], dlp[0],
+                                            auth, concurrency)
+        for concurrency in args.dlp_concurrency}
     print(f"soak {args.soak_seconds:.0f} s ...", file=sys.stderr, flush=True)
     soaked, samples = await soak(gateway, auth, stream_body, args.soak_streams,
                                  args.soak_seconds)
@@ -333,6 +481,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token-interval", type=float, default=0.05,
                         help="seconds between streamed tokens (default %(default)s)")
     parser.add_argument("--tokens", type=int, default=40, help="tokens per stream")
+    parser.add_argument("--dlp-concurrency", type=lambda t: [int(x) for x in t.split(",")],
+                        default=[64, 256],
+                        help="streams of the data-protection phase (default %(default)s)")
+    parser.add_argument("--dlp-rounds", type=int, default=3,
+                        help="rounds of off, audit, redact; the median round is reported "
+                             "(default %(default)s)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     workdir = args.out / "gateway-work"
@@ -340,9 +494,14 @@ def main(argv: list[str] | None = None) -> int:
     was_running = controlplane.running()
     engine = gateway = None
     kube = namespace = None
+    dlp: tuple[StandInProcess, GatewayProcess] | None = None
     try:
+        print("detectors in process ...", file=sys.stderr, flush=True)
+        detectors = detect_bench.measure()
         engine, gateway, bearer, namespace, kube = prepare(workdir, args.token_interval)
-        results = asyncio.run(measure(args, gateway, engine, bearer))
+        dlp = prepare_dlp(kube, namespace, workdir, args.token_interval)
+        results = asyncio.run(measure(args, gateway, engine, bearer, dlp, kube, namespace))
+        results["detectors"] = detectors
         audit_lines = sum(1 for _ in (workdir / "audit.jsonl").open())
         results["audit_lines"] = audit_lines
         (args.out / "gateway.json").write_text(json.dumps(results, indent=1))
@@ -350,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         print(report(results))
         print(f"audit lines written: {audit_lines}; JSON and PNG in {args.out}/gateway.*")
     finally:
-        for process in (gateway, engine):
+        for process in (gateway, engine, *(dlp or ())):
             if process is not None:
                 process.stop()
         if kube is not None and namespace is not None:

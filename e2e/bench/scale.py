@@ -220,7 +220,7 @@ class Bench:
         try:
             result = self._measure(n, namespace, operator, operator.proc.pid,
                                    idle_seconds, changes)
-            if cleanup:  # while the operator runs: it removes its kopf finalizers
+            if cleanup:  # while the operator runs (no finalizer needs it since issue 14)
                 self._delete_namespace(namespace)
             return result
         finally:

@@ -14,6 +14,9 @@ One process plays one pod of the workload. It binds 127.0.0.1 only and answers:
   mid-stream is counted as an aborted request (``finished_reason="abort"``), as vLLM
   does.
 - ``GET /metrics`` -> Prometheus text exposition built with prometheus-client.
+- With ``--echo N``, the reply is the request's text instead (the last message's content,
+  or the prompt), streamed in pieces of N characters: a data-protection test plants data
+  in the prompt and finds it in the answer, split across chunks.
 
 With ``VLLM_API_KEY`` in its environment it checks the key as vLLM does
 (``AuthenticationMiddleware`` in vllm/entrypoints: every ``/v1`` path needs
@@ -270,13 +273,14 @@ class StandInApp:
 
     def __init__(self, *, model: str, pod: str, engine: Engine, max_num_seqs: int,
                  latency_s: float, token_interval_s: float = 0.0,
-                 stamp_chunks: bool = False) -> None:
+                 stamp_chunks: bool = False, echo: int = 0) -> None:
         """Serve ``model`` as pod ``pod`` with ``engine``-style metrics.
 
         ``latency_s`` (seconds, >= 0) is how long each request holds its running slot;
         ``token_interval_s`` (seconds, >= 0) the pause before each streamed token;
         ``stamp_chunks`` adds ``sent_at`` (epoch seconds) to each streamed chunk, for
-        benchmarks that measure a chunk's way to the client.
+        benchmarks that measure a chunk's way to the client; ``echo`` (characters, 0:
+        off) answers with the request's text in pieces of that many characters.
 
         Raises:
             ValueError: ``engine`` is unknown, ``latency_s`` is negative or
@@ -289,6 +293,7 @@ class StandInApp:
         self.latency_s = latency_s
         self.token_interval_s = token_interval_s
         self.stamp_chunks = stamp_chunks
+        self.echo = echo
         self.slots = RequestSlots(max_num_seqs)
         self.metrics: EngineMetrics
         if engine == "vllm":
@@ -321,9 +326,12 @@ class StandInApp:
         request = _parse(_ChatCompletionRequest, raw)
         prompt_tokens = sum(len(message.content.split()) for message in request.messages)
         words, reason = self._generate(request.model, request.max_tokens)
+        content = " ".join(words)
+        if self.echo:
+            content = request.messages[-1].content
         return self._document("chat.completion", prompt_tokens, len(words), {
             "index": 0,
-            "message": {"role": "assistant", "content": " ".join(words)},
+            "message": {"role": "assistant", "content": content},
             "finish_reason": reason,
         })
 
@@ -337,8 +345,9 @@ class StandInApp:
         prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
         prompt_tokens = sum(len(prompt.split()) for prompt in prompts)
         words, reason = self._generate(request.model, request.max_tokens)
+        text = prompts[-1] if self.echo else " ".join(words)
         return self._document("text_completion", prompt_tokens, len(words), {
-            "index": 0, "text": " ".join(words), "finish_reason": reason,
+            "index": 0, "text": text, "finish_reason": reason,
         })
 
     def stream(self, path: str, raw: bytes) -> Iterator[bytes]:
@@ -362,7 +371,12 @@ class StandInApp:
                            "model")
         words = self.reply_words()
         count = request.max_tokens or len(words)
-        tokens = [words[i % len(words)] for i in range(count)]
+        tokens = [words[i % len(words)] if i == 0 else " " + words[i % len(words)]
+                  for i in range(count)]
+        if self.echo:
+            text = (request.messages[-1].content if isinstance(request, _ChatCompletionRequest)
+                    else prompts[-1])
+            tokens = [text[i:i + self.echo] for i in range(0, len(text), self.echo)]
         include_usage = request.stream_options is not None and request.stream_options.include_usage
         kind = "chat.completion.chunk" if chat else "text_completion"
         with self._lock:
@@ -384,10 +398,10 @@ class StandInApp:
 
         def events() -> Iterator[bytes]:
             with self.slots.slot():
-                for index, token in enumerate(tokens):
+                for token in tokens:
                     if self.token_interval_s:
                         time.sleep(self.token_interval_s)
-                    yield chunk(token if index == 0 else " " + token, None)
+                    yield chunk(token, None)
                 yield chunk(None, reason)
                 if include_usage:
                     yield _event({"id": ident, "object": kind, "created": 0,
@@ -590,6 +604,9 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="time each request holds its slot (default %(default)s)")
     parser.add_argument("--token-interval-seconds", type=float, default=0.0,
                         help="pause before each streamed token (default %(default)s)")
+    parser.add_argument("--echo", type=int, default=0, metavar="N",
+                        help="answer with the request's text, streamed N characters a "
+                             "chunk (default 0: the canned reply)")
     parser.add_argument("--stamp-chunks", action="store_true",
                         help="add sent_at (epoch seconds) to each streamed chunk")
     return parser.parse_args(argv)
@@ -601,7 +618,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = StandInApp(model=args.model, pod=args.pod, engine=args.engine,
                      max_num_seqs=args.max_num_seqs, latency_s=args.latency_seconds,
                      token_interval_s=args.token_interval_seconds,
-                     stamp_chunks=args.stamp_chunks)
+                     stamp_chunks=args.stamp_chunks, echo=args.echo)
     server = StandInServer(args.port, app, api_key=os.environ.get("VLLM_API_KEY") or None)
     stop = threading.Event()
 

@@ -5,13 +5,14 @@ sets `handler` to a function `(args) -> exit code`; `COMMANDS` lists them. To ad
 command (render, run), write its two functions and append the adder to `COMMANDS`.
 
 Exit codes: 0 success, 2 invalid input (argparse's usage errors, and any
-InvalidSpecError, printed to stderr one line per offending field).
+InvalidSpecError, printed to stderr one line per offending field), 3 refused
+(`usage-report`: the day's privacy budget would be exceeded).
 """
 
 import argparse
-import re
+import datetime
+import math
 import sys
-import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, get_args
@@ -21,18 +22,22 @@ from .api import EngineType, InvalidSpecError, Quantization, parse_deployment, p
 from .api.crd import crd_yaml
 from .catalog import SizingResult, gpu_catalog, model_catalog, size_deployment
 from .render import (
-    DEFAULT_SCRAPER_POD_LABELS,
+    DEFAULT_ENGINE_IMAGES,
+    DEFAULT_S3_DOWNLOAD_IMAGE,
     RenderSettings,
     dump_yaml_stream,
     load_documents,
     render,
     with_namespace,
 )
+from .usage.contributions import Cell
+from .usage.limits import MAX_EPSILON
 
 Subcommands = argparse._SubParsersAction  # argparse has no public name for it
 Handler = Callable[[argparse.Namespace], int]
 
 EXIT_INVALID: Final = 2
+EXIT_REFUSED: Final = 3
 DEPLOYMENT_KIND: Final = "DeepSeekDeployment"
 
 # Spec fields the `size` options set, so errors can name the option too.
@@ -272,15 +277,6 @@ def _port(text: str) -> int:
     return port
 
 
-def _http_url(text: str) -> str:
-    """argparse type: an http:// URL with a host and port, as kopf's liveness wants."""
-    parsed = urllib.parse.urlsplit(text)
-    if parsed.scheme != "http" or not parsed.hostname or parsed.port is None:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an http://HOST:PORT/PATH URL (e.g. http://0.0.0.0:8080/healthz)")
-    return text
-
-
 def run_render(args: argparse.Namespace) -> int:
     """Render every DeepSeekDeployment of every file; print the stream only if all of them
     render.
@@ -343,48 +339,84 @@ def run_render(args: argparse.Namespace) -> int:
 
 
 def add_run_command(commands: "Subcommands[argparse.ArgumentParser]") -> None:
-    """`run`: the operator process (kopf), all namespaces or the ones given."""
-    parser = commands.add_parser("run", help="run the operator (reconcile DeepSeekDeployments)")
+    """`run`: the operator process (kopf), all namespaces or the ones given.
+
+    Every flag is a setting of `controller.settings.OperatorSettings` and has an
+    environment variable `DEEPSEEK_OPERATOR_<NAME>` too; flags left out keep the
+    variable's value or the default (they default to argparse.SUPPRESS so that only the
+    flags given reach the settings). The settings model validates every value.
+    """
+    parser = commands.add_parser(
+        "run", help="run the operator (reconcile DeepSeekDeployments)",
+        description="Every flag can also be set by an environment variable "
+                    "DEEPSEEK_OPERATOR_<FLAG> (upper case, '-' as '_', e.g. "
+                    "DEEPSEEK_OPERATOR_CLUSTER_DOMAIN; -n is DEEPSEEK_OPERATOR_NAMESPACES, "
+                    "comma-separated); a flag wins over its variable.",
+        argument_default=argparse.SUPPRESS)
     scope = parser.add_mutually_exclusive_group()
-    scope.add_argument("-n", "--namespace", action="append", default=[],
+    scope.add_argument("-n", "--namespace", dest="namespaces", action="append",
                        help="watch this namespace (repeatable)")
     scope.add_argument("-A", "--all-namespaces", action="store_true",
                        help="watch all namespaces (the default)")
-    parser.add_argument("--peering", metavar="NAME",
-                        help="kopf peering name: of several replicas, one is active "
-                             "(needs the kopf.dev peering CRDs); default: standalone")
-    parser.add_argument("--priority", type=int,
-                        help="peering priority (default: start time, so the newest replica "
-                             "is the active one)")
-    parser.add_argument("--liveness", metavar="URL", type=_http_url,
-                        help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
-    parser.add_argument("--metrics-port", type=_port, default=0,
-                        help="serve Prometheus metrics on this port (0: off)")
-    parser.add_argument("--log-format", choices=["plain", "full", "json"], default="plain")
-    parser.add_argument("--relist-seconds", type=_positive_seconds, default=600.0,
-                        help="list every child kind this often to find objects deleted while "
-                             "a watch was down (default: 600)")
-    parser.add_argument("--gateway", action="store_true",
-                        help="the gateway (deepseek-gateway) fronts every DeepSeekDeployment: "
-                             "the default autoscaling query reads its request counter and "
-                             "queue, so minReplicas 0 works without a query of one's own")
-    parser.add_argument("--gateway-url", metavar="URL", type=_base_url, default=None,
-                        help="base URL of the gateway's Service (implies --gateway): each "
-                             "deployment's status.endpoint is URL/v1")
-    parser.add_argument("--gateway-service-account", metavar="NAMESPACE/NAME",
-                        type=_service_account, default="",
-                        help="the gateway's ServiceAccount: a deployment with "
-                             "spec.engine.apiKeySecret gets a Role letting it get that "
-                             "one Secret (default: none rendered)")
-    parser.add_argument("--scraper-namespace-selector", metavar="K=V,...", type=_label_pairs,
-                        default=(),
-                        help="labels of the namespaces whose metrics scraper the engine "
-                             "NetworkPolicy admits (default: any namespace)")
-    parser.add_argument("--scraper-pod-selector", metavar="K=V,...", type=_label_pairs,
-                        default=DEFAULT_SCRAPER_POD_LABELS,
-                        help="labels of the metrics scraper's pods the engine NetworkPolicy "
-                             "admits (default: app.kubernetes.io/name=prometheus)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    option = parser.add_argument
+    option("--peering", metavar="NAME",
+           help="kopf peering name: of several replicas, one is active (needs the kopf.dev "
+                "peering CRDs); default: standalone")
+    option("--priority", type=int,
+           help="peering priority (default: start time, so the newest replica is active)")
+    option("--liveness", metavar="URL",
+           help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    option("--metrics-port", metavar="PORT", help="serve Prometheus metrics on this port (0: off)")
+    option("--log-format", choices=["plain", "full", "json"])
+    option("--relist-seconds", metavar="S",
+           help="list every child kind this often to find objects deleted while a watch "
+                "was down (default: 600)")
+    option("--resync-seconds", metavar="S",
+           help="reconcile each DeepSeekDeployment this often without events (default: 600)")
+    option("--manage-crd", action="store_true",
+           help="apply this operator's DeepSeekDeployment CRD at start (server-side apply; "
+                "needs patch on it), so an upgrade serves the new fields")
+    option("--autoscaler-tick-seconds", metavar="S",
+           help="how often the operator's autoscaler looks at each deployment; it acts "
+                "every spec.autoscaling.intervalSeconds (default: 5)")
+    option("--gateway", action="store_true",
+           help="the gateway (deepseek-gateway) fronts every DeepSeekDeployment: the default "
+                "autoscaling query reads its request counter and queue, so minReplicas 0 "
+                "works without a query of one's own")
+    option("--gateway-url", metavar="URL",
+           help="base URL of the gateway's Service (implies --gateway): each deployment's "
+                "status.endpoint is URL/v1")
+    option("--gateway-service-account", metavar="NAMESPACE/NAME",
+           help="the gateway's ServiceAccount: a deployment with spec.engine.apiKeySecret "
+                "gets a Role letting it get that one Secret (default: none rendered)")
+    option("--scraper-namespace-selector", metavar="K=V,...",
+           help="labels of the namespaces whose metrics scraper the engine NetworkPolicy "
+                "admits (default: any namespace)")
+    option("--scraper-pod-selector", metavar="K=V,...",
+           help="labels of the metrics scraper's pods the engine NetworkPolicy admits "
+                "(default: app.kubernetes.io/name=prometheus)")
+    option("--vllm-image", metavar="IMAGE",
+           help=f"vLLM image when spec.engine.image is empty (default: "
+                f"{DEFAULT_ENGINE_IMAGES['vllm']})")
+    option("--sglang-image", metavar="IMAGE",
+           help=f"SGLang image when spec.engine.image is empty (default: "
+                f"{DEFAULT_ENGINE_IMAGES['sglang']})")
+    option("--hf-download-image", metavar="IMAGE",
+           help="image of hf:// downloads (default: the engine's image)")
+    option("--s3-download-image", metavar="IMAGE",
+           help=f"image of s3:// downloads (default: {DEFAULT_S3_DOWNLOAD_IMAGE})")
+    option("--registry-prefix", metavar="REGISTRY[/PATH]",
+           help="mirror put in front of the default images, e.g. mirror.example.com/dockerhub "
+                "(images given by flag or spec are used as given)")
+    option("--cluster-domain", metavar="DOMAIN",
+           help="cluster DNS domain, for Service endpoints (default: cluster.local)")
+    option("--run-as-user", metavar="UID", help="UID of engine and download pods (default: 1000)")
+    option("--run-as-group", metavar="GID",
+           help="GID (and download fsGroup) of engine and download pods (default: 1000)")
+    option("--storage-class", metavar="NAME",
+           help="StorageClass of model caches whose spec gives none (default: the "
+                "cluster's default class)")
+    option("-v", "--verbose", action="store_true", help="debug logging")
     parser.set_defaults(handler=run_run)
 
 
@@ -395,35 +427,6 @@ def _service_account(text: str) -> str:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"not NAMESPACE/NAME of a ServiceAccount: {text!r}") from None
-    return text
-
-
-_LABEL_KEY = re.compile(
-    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
-
-
-def _label_pairs(text: str) -> tuple[tuple[str, str], ...]:
-    """argparse type: `key=value,key=value` (equality only, as matchLabels) as pairs, in
-    order; empty text gives none."""
-    pairs: list[tuple[str, str]] = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, equals, value = item.partition("=")
-        if not equals or not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(value):
-            raise argparse.ArgumentTypeError(
-                f"{item!r} is not a label KEY=VALUE (e.g. app.kubernetes.io/name=prometheus)")
-        pairs.append((key, value))
-    return tuple(pairs)
-
-
-def _base_url(text: str) -> str:
-    """argparse type: an http(s) URL with a host and no query or fragment."""
-    parsed = urllib.parse.urlsplit(text)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.query or (
-            parsed.fragment):
-        raise argparse.ArgumentTypeError(
-            f"not an http(s) base URL: {text!r} (e.g. http://deepseek-gateway.ns.svc)")
     return text
 
 
@@ -439,17 +442,18 @@ def _positive_seconds(text: str) -> float:
 
 
 def run_run(args: argparse.Namespace) -> int:
-    """Run the operator until interrupted."""
-    from deepseek_operator.controller.run import RunOptions, run_operator
+    """Run the operator until interrupted; exit code 2 when a setting is invalid (one line
+    per bad setting on stderr, naming its flag and environment variable)."""
+    from deepseek_operator.controller.run import run_operator
+    from deepseek_operator.controller.settings import SettingsError, load, settings_given
 
-    run_operator(RunOptions(
-        namespaces=tuple(args.namespace), peering=args.peering, liveness=args.liveness,
-        metrics_port=args.metrics_port, log_format=args.log_format, verbose=args.verbose,
-        priority=args.priority, relist_seconds=args.relist_seconds,
-        gateway=args.gateway or bool(args.gateway_url), gateway_url=args.gateway_url or "",
-        gateway_service_account=args.gateway_service_account,
-        scraper_namespace_labels=args.scraper_namespace_selector,
-        scraper_pod_labels=args.scraper_pod_selector))
+    try:
+        settings = load(settings_given(vars(args)))
+    except SettingsError as error:
+        for problem in error.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_INVALID
+    run_operator(settings)
     return 0
 
 
@@ -503,6 +507,10 @@ def add_gateway_command(commands: "Subcommands[argparse.ArgumentParser]") -> Non
                              "reused (default: %(default)s; 0: never)")
     parser.add_argument("--auth-cache-size", type=_non_negative_int, default=10000,
                         help="answers cached, per kind (default: %(default)s)")
+    parser.add_argument("--no-data-protection", action="store_true",
+                        help="inspect nothing: no detectors, scores or redaction, whatever "
+                             "the policies say (audit lines show data_protection null; "
+                             "for benchmarks and emergencies)")
     parser.set_defaults(handler=run_gateway_command)
 
 
@@ -555,7 +563,130 @@ def run_gateway_command(args: argparse.Namespace) -> int:
         queue_timeout_seconds=args.queue_timeout_seconds, max_queued=args.max_queued,
         per_replica_concurrency=args.per_replica_concurrency,
         max_body_bytes=args.max_body_bytes, body_timeout_seconds=args.body_timeout_seconds,
-        auth_cache_seconds=args.auth_cache_seconds, auth_cache_size=args.auth_cache_size))
+        auth_cache_seconds=args.auth_cache_seconds, auth_cache_size=args.auth_cache_size,
+        data_protection=not args.no_data_protection))
+
+
+def add_usage_report_command(commands: "Subcommands[argparse.ArgumentParser]") -> None:
+    """`usage-report`: differentially private usage per day, deployment and role."""
+    parser = commands.add_parser(
+        "usage-report",
+        help="publish per-day request and token counts per deployment and role, with "
+             "differential privacy",
+        description="Read the gateway's audit trail and publish, per UTC day, deployment "
+                    "and role, the allowed requests and their tokens, each with discrete "
+                    "Laplace noise (OpenDP). The unit of privacy is one user's whole day; "
+                    "each release spends --epsilon of each day's --daily-budget, recorded "
+                    "in --ledger. docs/usage-report.md has the guarantee and its limits.")
+    parser.add_argument("--audit-file", type=Path, action="append", required=True,
+                        help="the gateway's --audit-file, read with its rotations FILE.1 ... "
+                             "(repeatable: one per gateway replica)")
+    parser.add_argument("--day", type=_utc_day, action="append", default=[],
+                        help="UTC day to release, YYYY-MM-DD (repeatable; default: "
+                             "yesterday)")
+    parser.add_argument("--key", type=_usage_key, action="append", default=None,
+                        metavar="NAMESPACE/DEPLOYMENT/ROLE",
+                        help="a cell to release, ROLE '-' for none (repeatable); default: "
+                             "every cell in the trail, which the noise does not protect")
+    parser.add_argument("--epsilon", type=_release_epsilon, default=MAX_EPSILON,
+                        help=f"ε this release spends per day, at most {MAX_EPSILON} "
+                             "(default: %(default)s)")
+    parser.add_argument("--daily-budget", type=_positive_number, default=1.0,
+                        help="ε all releases of one day may spend (default: %(default)s)")
+    parser.add_argument("--requests-share", type=_share, default=0.5,
+                        help="part of --epsilon for request counts, the rest for tokens "
+                             "(default: %(default)s)")
+    parser.add_argument("--max-cells-per-user", type=_positive_int, default=2,
+                        help="deployment/role cells one user counts in per day; the ones "
+                             "with the most requests are kept (default: %(default)s)")
+    parser.add_argument("--max-requests", type=_positive_int, default=50,
+                        help="requests one user counts per cell and day, more are clamped "
+                             "(default: %(default)s)")
+    parser.add_argument("--max-tokens", type=_positive_int, default=50_000,
+                        help="tokens one user counts per cell and day, more are clamped "
+                             "(default: %(default)s)")
+    parser.add_argument("--ledger", type=Path, default=None,
+                        help="the budget ledger (JSON; default: the first --audit-file with "
+                             "suffix .usage-ledger.json)")
+    parser.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    parser.set_defaults(handler=run_usage_report)
+
+
+def _utc_day(text: str) -> datetime.date:
+    """argparse type: a day as YYYY-MM-DD."""
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a day YYYY-MM-DD: {text!r}") from None
+
+
+def _usage_key(text: str) -> Cell:
+    """argparse type: NAMESPACE/DEPLOYMENT/ROLE (ROLE '-': none)."""
+    parts = text.split("/")
+    if len(parts) != 3 or not all(parts):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not NAMESPACE/DEPLOYMENT/ROLE (e.g. ai/r1/user, ai/r1/-)")
+    return Cell(parts[0], parts[1], None if parts[2] == "-" else parts[2])
+
+
+def _positive_number(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def _release_epsilon(text: str) -> float:
+    """argparse type: ε of one release, 0 < ε <= MAX_EPSILON."""
+    value = _positive_number(text)
+    if value > MAX_EPSILON:
+        raise argparse.ArgumentTypeError(
+            f"{text} is above {MAX_EPSILON}, the most one release may spend; ask for at "
+            f"most --epsilon {MAX_EPSILON} (and spread larger needs over days)")
+    return value
+
+
+def _share(text: str) -> float:
+    """argparse type: a fraction strictly between 0 and 1."""
+    value = _positive_number(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text!r}")
+    return value
+
+
+def run_usage_report(args: argparse.Namespace) -> int:
+    """Release, print the table or JSON on stdout and the input summary on stderr."""
+    from deepseek_operator.usage.contributions import Bounds
+    from deepseek_operator.usage.ledger import BudgetExceededError, LedgerError
+    from deepseek_operator.usage.report import to_json, to_table
+    from deepseek_operator.usage.run import UsageError, UsageOptions, usage_report
+
+    now = datetime.datetime.now(datetime.UTC)
+    days = tuple(args.day) or (now.date() - datetime.timedelta(days=1),)
+    ledger = args.ledger or Path(f"{args.audit_file[0]}.usage-ledger.json")
+    options = UsageOptions(
+        audit_files=tuple(args.audit_file), days=days,
+        keys=None if args.key is None else tuple(args.key),
+        bounds=Bounds(max_cells=args.max_cells_per_user, max_requests=args.max_requests,
+                      max_tokens=args.max_tokens),
+        epsilon=args.epsilon, requests_share=args.requests_share,
+        daily_budget=args.daily_budget, ledger=ledger)
+    try:
+        release, diagnostics = usage_report(options, now)
+    except BudgetExceededError as error:
+        print(f"error: {error} (--daily-budget; ledger {ledger} unchanged)", file=sys.stderr)
+        return EXIT_REFUSED
+    except (UsageError, LedgerError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    for line in diagnostics.lines():
+        print(line, file=sys.stderr)
+    print(to_json(release) if args.output == "json" else to_table(release))
+    return 0
 
 
 COMMANDS: Final[tuple[Callable[["Subcommands[argparse.ArgumentParser]"], None], ...]] = (
@@ -565,6 +696,7 @@ COMMANDS: Final[tuple[Callable[["Subcommands[argparse.ArgumentParser]"], None], 
     add_render_command,
     add_run_command,
     add_gateway_command,
+    add_usage_report_command,
 )
 
 

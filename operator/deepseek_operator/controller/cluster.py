@@ -17,6 +17,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -122,11 +123,12 @@ class Cluster:
             return None
         return dict(found.to_dict())
 
-    def relist(self) -> set[Owner]:
-        """List every served child kind (and the operator's pods) cluster-wide by the
-        operator's label and purge the cache of children a watch never reported gone
-        (``ChildCache.purge``). Returns the owners that lost a child, to reconcile them.
-        Raises ApiException when a list fails."""
+    def relist(self, namespaces: Sequence[str] = ()) -> set[Owner]:
+        """List every served child kind (and the operator's pods) by the operator's label,
+        cluster-wide, or in each of ``namespaces`` when given (an operator that watches
+        only those, with the chart's namespaced RBAC), and purge the cache of children a
+        watch never reported gone (``ChildCache.purge``). Returns the owners that lost a
+        child, to reconcile them. Raises ApiException when a list fails."""
         lost: set[Owner] = set()
         selector = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
         for api_version, kind in [*((c.api_version, c.kind) for c in CHILD_KINDS),
@@ -135,7 +137,11 @@ class Cluster:
             if resource is None:
                 continue
             listed_at = time.monotonic()
-            items = resource.get(label_selector=selector).items
+            if namespaces:
+                items = [item for namespace in namespaces for item in resource.get(
+                    label_selector=selector, namespace=namespace).items]
+            else:
+                items = resource.get(label_selector=selector).items
             present = {ObjectKey(api_version, kind, item.metadata.namespace or "",
                                  item.metadata.name) for item in items}
             lost |= self.cache.purge(kind, present, listed_at)

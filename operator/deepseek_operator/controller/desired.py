@@ -129,7 +129,8 @@ def desired_state(dsd: DeepSeekDeployment, rendered: list[dict[str, Any]],
     conflict = None
     rendered_claim = next((o for o in objects if o["kind"] == "PersistentVolumeClaim"), None)
     if rendered_claim is not None and claim is not None:
-        rendered_claim = _keep_bound_default_class(rendered_claim, claim)
+        rendered_claim = _keep_bound_default_class(
+            rendered_claim, claim, dsd.spec.storage.storage_class_name)
         objects = [rendered_claim if o["kind"] == "PersistentVolumeClaim" else o
                    for o in objects]
         changes = immutable_claim_changes(rendered_claim, claim, field_manager)
@@ -172,13 +173,15 @@ def immutable_claim_changes(desired: Mapping[str, Any], live: Mapping[str, Any],
     return changes
 
 
-def _keep_bound_default_class(desired: dict[str, Any],
-                              live: Mapping[str, Any]) -> dict[str, Any]:
-    """A desired claim that leaves the class to the cluster default, for a Bound claim
-    that has a class: a copy that keeps the live class (the default was filled in when it
-    bound, or the spec asked for it before; a claim cannot change class either way)."""
+def _keep_bound_default_class(desired: dict[str, Any], live: Mapping[str, Any],
+                              spec_class: str) -> dict[str, Any]:
+    """A desired claim whose spec leaves the class to a default (``spec_class`` empty: the
+    operator's ``--storage-class`` or the cluster's), for a Bound claim that has a class: a
+    copy that keeps the live class (a default filled it in, an earlier default or the spec
+    asked for it; a claim cannot change class either way, and a changed operator default
+    must not strand a filled cache)."""
     have = (live.get("spec") or {}).get("storageClassName")
-    if "storageClassName" in desired["spec"] or have is None or not claim_bound(live):
+    if spec_class or have is None or not claim_bound(live):
         return desired
     kept = copy.deepcopy(desired)
     kept["spec"]["storageClassName"] = have

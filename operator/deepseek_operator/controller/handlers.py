@@ -11,12 +11,15 @@ other handler, so no reconcile sees a half-filled cache.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import kopf
+from kubernetes.client import ApiException
 
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
-from deepseek_operator.controller import metrics
+from deepseek_operator.api.crd import build_crd
+from deepseek_operator.controller import crd_sync, metrics
 from deepseek_operator.controller.cache import owner_of
 from deepseek_operator.controller.debounce import Debouncer
 from deepseek_operator.controller.reconciler import Reconciler
@@ -25,7 +28,8 @@ from deepseek_operator.controller.setup import configure_kopf, make_reconciler
 from deepseek_operator.render import CHILD_KINDS, MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
 # With children read from watches, the resync only covers events a watch never delivered;
-# it uses kopf's copy of the object, so an idle deployment costs no API call.
+# it uses kopf's copy of the object, so an idle deployment costs no API call (the default;
+# `run --resync-seconds` sets it).
 SAFETY_RESYNC_SECONDS = 600.0
 # Every child kind is listed once, cluster-wide, this often, to purge what a watch missed
 # (the default; `run --relist-seconds` sets it).
@@ -35,7 +39,8 @@ RELIST_SECONDS = 600.0
 RETRY_SECONDS = 10.0
 # Child events within this many seconds make one reconcile (controller/debounce.py).
 CHILD_EVENT_DELAY = 0.5
-# The autoscaler timer ticks this often and evaluates when intervalSeconds (>= 5) passed.
+# The autoscaler timer ticks this often and evaluates when intervalSeconds (>= 5) passed
+# (the default; `run --autoscaler-tick-seconds` sets it).
 AUTOSCALER_TICK_SECONDS = 5.0
 _CHILDREN = {MANAGED_BY_LABEL: MANAGED_BY_VALUE}
 # Watched for drift and progress, as kopf resource selectors (group/version, plural): every
@@ -49,17 +54,30 @@ def _reconciler(memo: Any) -> Reconciler:
 
 
 @kopf.on.startup()
-def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    """Configure kopf (storage, events, watching) and build the shared Reconciler."""
+def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger,
+            **_: Any) -> None:
+    """Configure kopf (storage, events, watching), build the shared Reconciler and, with
+    `--manage-crd`, apply the operator's own CRD (controller/crd_sync.py)."""
     configure_kopf(settings)
     memo.reconciler = make_reconciler(memo.get("render_settings"))
+    memo.crd_drift = None
+    if memo.get("manage_crd"):
+        try:
+            crd_sync.apply_crd(memo.reconciler.cluster.resources)
+            logger.info(f"applied the {crd_sync.CRD_NAME} CRD this operator was built with")
+        except ApiException as exc:
+            # Not fatal: the CRD watch below reports a stale schema loudly.
+            logger.error(f"cannot apply the {crd_sync.CRD_NAME} CRD ({exc.status} "
+                         f"{exc.reason}): give the operator patch on it, or apply "
+                         "crds/ by hand (docs/operations.md, Upgrades)")
     memo.cache = memo.reconciler.cluster.cache
     memo.retries = Debouncer(memo.reconciler.trigger, delay_seconds=RETRY_SECONDS,
                              retry_seconds=RETRY_SECONDS)
     memo.child_events = Debouncer(memo.reconciler.trigger, delay_seconds=CHILD_EVENT_DELAY,
                                   retry_seconds=RETRY_SECONDS)
     memo.relister = Relister(memo.reconciler.cluster, memo.child_events.request,
-                             interval_seconds=float(memo.get("relist_seconds", RELIST_SECONDS)))
+                             interval_seconds=float(memo.get("relist_seconds", RELIST_SECONDS)),
+                             namespaces=tuple(memo.get("namespaces", ())))
     memo.relister.start()
 
 
@@ -95,17 +113,12 @@ def on_deployment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None
     metrics.MANAGED.set(reconciler.managed_count())
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=SAFETY_RESYNC_SECONDS,
-            initial_delay=SAFETY_RESYNC_SECONDS, idle=None, backoff=5)
 def safety_resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Reconcile every 10 minutes even without events (what a watch may have missed)."""
     meta = body["metadata"]
     _reconciler(memo).trigger(meta["namespace"], meta["name"], dict(body))
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=AUTOSCALER_TICK_SECONDS, idle=None, backoff=5,
-            when=lambda spec, **_: (spec.get("autoscaling") or {}).get("mode", "operator")
-            == "operator")
 def autoscale(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Drive the operator's autoscaler; it acts every spec.autoscaling.intervalSeconds."""
     meta = body["metadata"]
@@ -137,16 +150,46 @@ _CHILD_APIS = {(c.api_version.rpartition("/")[0], c.plural) for c in CHILD_KINDS
 
 @kopf.on.event("apiextensions.k8s.io", "v1", "customresourcedefinitions",
                id="event-customresourcedefinitions")
-def _on_crd_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    """A CRD of a child kind (LeaderWorkerSet, ScaledObject, PodMonitor) was installed or
+def _on_crd_event(event: kopf.RawEvent, memo: kopf.Memo, logger: kopf.Logger,
+                  **_: Any) -> None:
+    """The operator's own CRD changed (or was listed at start): check its schema. A CRD of
+    a child kind (LeaderWorkerSet, ScaledObject, PodMonitor) was installed or
     changed: look the kinds up again and reconcile every DeepSeekDeployment, so one that
     waits for that API (or would get a PodMonitor) does not wait for the resync."""
+    if event["object"].get("metadata", {}).get("name") == crd_sync.CRD_NAME:
+        _check_own_crd(event, memo, logger)
+        return
     spec = (event["object"].get("spec") or {})
     if (spec.get("group"), (spec.get("names") or {}).get("plural")) not in _CHILD_APIS:
         return
     memo.reconciler.cluster.resources.recheck()
     for namespace, name in memo.reconciler.known():
         memo.child_events.request(namespace, name)
+
+
+def _check_own_crd(event: kopf.RawEvent, memo: kopf.Memo, logger: kopf.Logger) -> None:
+    """Compare the served DeepSeekDeployment CRD with the built one; on a difference, log
+    an error and post a Warning event on the CRD (once per distinct difference), and set
+    the gauge. A deleted CRD counts as a difference."""
+    crd = event["object"]
+    if event["type"] == "DELETED":
+        drift = [f"the {crd_sync.CRD_NAME} CRD was deleted"]
+    else:
+        drift = crd_sync.schema_drift(crd, build_crd())
+    metrics.CRD_SCHEMA_CURRENT.set(0 if drift else 1)
+    if drift == memo.get("crd_drift"):
+        return
+    memo.crd_drift = drift
+    if not drift:
+        logger.info(f"the served {crd_sync.CRD_NAME} CRD is the one this operator was built with")
+        return
+    message = (f"the served {crd_sync.CRD_NAME} CRD is not the one this operator was built "
+               f"with: {'; '.join(drift)}. Apply crds/ of this version or run with "
+               "--manage-crd (docs/operations.md, Upgrades)")
+    logger.error(message)
+    if event["type"] != "DELETED":
+        kopf.event(kopf.Body(dict(crd)), type="Warning",  # type: ignore[arg-type]
+                   reason="CRDSchemaOutdated", message=message[:1024])
 
 
 async def _cache_storage_class(name: str, memo: kopf.Memo, **_: Any) -> None:
@@ -167,3 +210,56 @@ kopf.index("storage.k8s.io/v1", "storageclasses", id="cache-storageclasses")(
     _cache_storage_class)
 kopf.on.event("storage.k8s.io/v1", "storageclasses", id="event-storageclasses")(
     _on_storage_class_event)
+
+
+def _watched(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> bool:
+    """Timer filter: the object is known to the watch and not deleted. kopf re-matches a
+    timer's filters at every watch event of its object, after the event handlers ran, so
+    the DELETED event (on_deployment_event forgets the object) stops both timers: without
+    a finalizer kopf would not stop them otherwise (it stops timers on a deletion
+    timestamp, which an object without finalizers never shows)."""
+    return bool(_reconciler(memo).watched(meta["namespace"], meta["name"]))
+
+
+def _operator_autoscaling(spec: kopf.Spec, meta: kopf.Meta, memo: kopf.Memo,
+                          **_: Any) -> bool:
+    mode = (spec.get("autoscaling") or {}).get("mode", "operator")
+    return mode == "operator" and _watched(meta, memo)
+
+
+def _without_finalizer(handler_id: str,
+                       registry: kopf.OperatorRegistry | None = None) -> None:
+    """Let the registered timer `handler_id` run without kopf's finalizer.
+
+    kopf marks every timer as needing a finalizer, so that it can stop the timer before
+    the object goes. Ours only read (the object, metrics) and write through the API, so a
+    timer that ticks once more after the deletion does no harm, and `_watched` stops it at
+    the DELETED event. Without the finalizer, `helm uninstall` (or an operator that is
+    down) never leaves DeepSeekDeployments, and so their namespaces, stuck in deletion;
+    kopf also removes the finalizer an older operator version put on an object, at its
+    first event. kopf has no public switch for this (requires_finalizer is fixed to True by
+    kopf.timer); tests/test_triggers.py checks it still holds for the installed kopf.
+    """
+    spawning = (registry or kopf.get_default_registry())._spawning
+    for index, handler in enumerate(spawning._handlers):
+        if handler.id == handler_id:
+            spawning._handlers[index] = dataclasses.replace(handler, requires_finalizer=False)
+            return
+    raise LookupError(f"no kopf timer {handler_id!r} is registered")
+
+
+def register_timers(resync_seconds: float = SAFETY_RESYNC_SECONDS,
+                    autoscaler_tick_seconds: float = AUTOSCALER_TICK_SECONDS,
+                    registry: kopf.OperatorRegistry | None = None) -> None:
+    """Register the two timers, whose intervals (seconds) are operator settings: kopf reads
+    a timer's interval when it is registered, so they are registered by `run`, once,
+    before kopf starts, rather than by a decorator at import. Neither puts a finalizer on
+    the DeepSeekDeployments (`_without_finalizer`). `registry`: kopf's default one unless
+    given (tests)."""
+    kopf.timer(GROUP, VERSION, PLURAL, id="safety_resync", interval=resync_seconds,
+               initial_delay=resync_seconds, idle=None, backoff=5, when=_watched,
+               registry=registry)(safety_resync)
+    kopf.timer(GROUP, VERSION, PLURAL, id="autoscale", interval=autoscaler_tick_seconds,
+               idle=None, backoff=5, when=_operator_autoscaling, registry=registry)(autoscale)
+    for handler_id in ("safety_resync", "autoscale"):
+        _without_finalizer(handler_id, registry)

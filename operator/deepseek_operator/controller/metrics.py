@@ -29,3 +29,7 @@ AUTOSCALER_DECISIONS = Counter(
     "deepseek_operator_autoscaler_decisions_total",
     "Evaluations of the operator's autoscaler, by whether metrics were available.",
     ["metrics"])
+CRD_SCHEMA_CURRENT = Gauge(
+    "deepseek_operator_crd_schema_current",
+    "1 when the served DeepSeekDeployment CRD is the one this operator was built with, "
+    "0 when it differs (its Warning event and the log say how).")

@@ -123,6 +123,12 @@ class Reconciler:
         with self._guard:
             return sorted(set(self._slots) | set(self._latest))
 
+    def watched(self, namespace: str, name: str) -> bool:
+        """Whether the watch delivered this DeepSeekDeployment and not (yet) its deletion:
+        its timers run only while this holds (controller/handlers.py)."""
+        with self._guard:
+            return (namespace, name) in self._latest
+
     def remember(self, body: Mapping[str, Any]) -> bool:
         """Keep the latest copy of a DeepSeekDeployment delivered by its watch (reconciles
         triggered without a body, by child events, start from it instead of an API read).

@@ -31,6 +31,7 @@ class Relister:
     cluster: Cluster
     reconcile: Callable[[str, str], object]
     interval_seconds: float = 600.0
+    namespaces: tuple[str, ...] = ()  # the watched ones; empty: all (Cluster.relist)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -48,7 +49,7 @@ class Relister:
         """One relist; returns the owners it reconciled. API errors are logged (the next
         interval tries again)."""
         try:
-            lost = self.cluster.relist()
+            lost = self.cluster.relist(self.namespaces)
         except ApiException as exc:
             log.warning("relisting the children failed (%s %s); next try in %.0f s",
                         exc.status, exc.reason, self.interval_seconds)

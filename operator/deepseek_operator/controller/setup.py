@@ -5,7 +5,8 @@ each handler run). The operator's promise is that a reconcile with nothing to ch
 zero writes, so: DeepSeekDeployments are handled by a low-level event handler, which
 stores nothing on the object (controller/handlers.py); progress and the diff base of any
 other handler would go to annotations; kopf's own INFO chatter is not posted as Events;
-ours are. kopf's timers add one finalizer per DeepSeekDeployment (README).
+ours are. kopf's timers run without a finalizer (handlers.register_timers): the operator
+puts none on a DeepSeekDeployment, and removes the one older versions put there.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
         prefix=ANNOTATION_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=ANNOTATION_PREFIX, key="last-handled-configuration")
+    # No handler needs a finalizer; kopf removes this one (put there by operator versions
+    # whose timers needed it) at an object's first event.
     settings.persistence.finalizer = f"{GROUP}/kopf-finalizer"
     settings.posting.level = logging.WARNING
     # Reconnect watches often enough that a silently dead connection costs little.
@@ -46,8 +49,8 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     # Sync handlers still share a bounded thread pool.
     settings.batching.worker_limit = None
     settings.execution.max_workers = 16
-    # A deleted DeepSeekDeployment waits for its timers (autoscaler, resync) to stop; kopf
-    # checks every 60 s by default, which holds the finalizer (and a namespace deletion).
+    # How often kopf checks that stopped timers (autoscaler, resync) exited; its default,
+    # 60 s, would hold an old version's finalizer that long.
     settings.background.cancellation_polling = 2
     settings.peering.mandatory = False
 

@@ -4,8 +4,9 @@
 file with size-based rotation (`FILE`, `FILE.1` ... `FILE.<backups>`). The file is opened in
 append mode, so lines written before a restart stay and the sizes carry on.
 
-What a line never holds: the bearer token, the prompt or the completion. The request body
-is recorded as its SHA-256 only.
+What a line never holds: the bearer token, the prompt or the completion, or any text a
+detector matched (data protection records detector names and counts only). The request
+body is recorded as its SHA-256 only.
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ class AuditRecord:
     latency_seconds: float | None = None
     ttfb_seconds: float | None = None
     stream: bool = False
+    data_protection: str | None = None  # the policy's mode, when the prompt was inspected
+    prompt_detectors: dict[str, int] | None = None  # matches per detector name
+    completion_detectors: dict[str, int] | None = None
+    prompt_sensitivity: float | None = None  # detect.score, [0, 1]
+    completion_sensitivity: float | None = None
 
 
 def rfc3339(epoch_seconds: float) -> str:
@@ -63,8 +69,14 @@ def audit_line(record: AuditRecord) -> str:
     """The JSON line (no trailing newline) for `record`. Fields, always present (null when
     unknown): time, user {name, uid, groups}, client, method, path, namespace, deployment,
     model, permission, role, allowed, status, error, request_sha256, prompt_tokens,
-    completion_tokens, stream, latency_seconds, ttfb_seconds, sensitivity, detectors (the
-    last two are filled by data protection, null until then)."""
+    completion_tokens, stream, latency_seconds, ttfb_seconds, sensitivity, detectors,
+    data_protection.
+
+    Data protection (null where nothing was inspected: a request refused before routing,
+    a completion that never came): `sensitivity` {prompt, completion} scores in [0, 1];
+    `detectors` {prompt, completion} matches per detector name (only names that fired);
+    `data_protection` the deployment's mode (audit, redact, block)."""
+    inspected = record.data_protection is not None
     document: dict[str, Any] = {
         "time": rfc3339(record.started),
         "user": {"name": record.user, "uid": record.uid, "groups": list(record.groups)},
@@ -85,8 +97,11 @@ def audit_line(record: AuditRecord) -> str:
         "stream": record.stream,
         "latency_seconds": _round(record.latency_seconds),
         "ttfb_seconds": _round(record.ttfb_seconds),
-        "sensitivity": None,
-        "detectors": None,
+        "sensitivity": {"prompt": record.prompt_sensitivity,
+                        "completion": record.completion_sensitivity} if inspected else None,
+        "detectors": {"prompt": record.prompt_detectors,
+                      "completion": record.completion_detectors} if inspected else None,
+        "data_protection": record.data_protection,
     }
     return json.dumps(document, ensure_ascii=True, separators=(",", ":"))
 

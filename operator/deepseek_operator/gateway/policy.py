@@ -3,7 +3,10 @@ once and the holders of `system:configure` edit (key `policy.yaml`).
 
 - `queueTimeoutSeconds`: how long a request waits for a replica before 503 + Retry-After;
 - `maxQueuedRequests`: requests waiting at once; more get 503 at once;
-- `maxConcurrentPerReplica`: requests one ready replica takes at once.
+- `maxConcurrentPerReplica`: requests one ready replica takes at once;
+- `dataProtection`: `{mode: audit|redact|block, blockThreshold: 0..1}` (docs/gateway.md,
+  "Data protection"): what the gateway does with sensitive data it detects. A bad `mode`
+  or `blockThreshold` falls back to the default (audit, 0.5) and is reported.
 
 A key that is missing or not a valid number falls back to the gateway's flag (or, for the
 per-replica cap, the deployment's maxConcurrentSequences); the problem is reported so the
@@ -15,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal, get_args
 
 import yaml
 
@@ -34,6 +37,24 @@ def policy_name(deployment: str) -> str:
     return f"{deployment}-gateway-policy"
 
 
+Mode = Literal["audit", "redact", "block"]
+MODES: Final[tuple[str, ...]] = get_args(Mode)
+DEFAULT_BLOCK_THRESHOLD: Final = 0.5
+
+
+@dataclass(frozen=True)
+class DataProtection:
+    """What the gateway does with detected sensitive data (gateway/detect.py).
+
+    `mode`: `audit` records detector counts and scores only; `redact` also replaces each
+    match in what the client receives by `[REDACTED:<type>]`; `block` redacts too and
+    refuses (400) a prompt whose sensitivity is over `block_threshold` (in [0, 1]).
+    """
+
+    mode: Mode = "audit"
+    block_threshold: float = DEFAULT_BLOCK_THRESHOLD
+
+
 @dataclass(frozen=True)
 class Policy:
     """One deployment's policy; None: not set (use the gateway's default)."""
@@ -41,6 +62,7 @@ class Policy:
     queue_timeout_seconds: float | None = None
     max_queued: int | None = None
     max_concurrent_per_replica: int | None = None
+    data_protection: DataProtection | None = None
 
 
 def policy_from_config_map(obj: Mapping[str, Any],
@@ -80,11 +102,36 @@ def policy_from_config_map(obj: Mapping[str, Any],
             return None
         return value
 
+    timeout = number("queueTimeoutSeconds", False, 0)
     policy = Policy(
-        queue_timeout_seconds=number("queueTimeoutSeconds", False, 0),
+        queue_timeout_seconds=None if timeout is None else float(timeout),
         max_queued=number("maxQueuedRequests", True, 0),
-        max_concurrent_per_replica=number("maxConcurrentPerReplica", True, 1))
-    if policy.queue_timeout_seconds is not None:
-        policy = Policy(float(policy.queue_timeout_seconds), policy.max_queued,
-                        policy.max_concurrent_per_replica)
+        max_concurrent_per_replica=number("maxConcurrentPerReplica", True, 1),
+        data_protection=data_protection(document.get("dataProtection"), where, problems))
     return (namespace, deployment), policy, problems
+
+
+def data_protection(value: Any, where: str, problems: list[str]) -> DataProtection | None:
+    """`dataProtection` of a policy document (None when absent); a bad mode or threshold
+    is replaced by its default and reported in `problems`."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        problems.append(f"{where}: dataProtection must be a mapping, got {value!r:.80}; "
+                        "using mode audit")
+        return DataProtection()
+    mode = value.get("mode", "audit")
+    if mode not in MODES:
+        problems.append(f"{where}: dataProtection.mode must be one of {', '.join(MODES)}, "
+                        f"got {mode!r:.80}; using audit")
+        mode = "audit"
+    threshold = value.get("blockThreshold", DEFAULT_BLOCK_THRESHOLD)
+    if (isinstance(threshold, bool) or not isinstance(threshold, int | float)
+            or not math.isfinite(threshold) or not 0 <= threshold <= 1):
+        problems.append(f"{where}: dataProtection.blockThreshold must be a number in "
+                        f"[0, 1], got {threshold!r:.80}; using {DEFAULT_BLOCK_THRESHOLD}")
+        threshold = DEFAULT_BLOCK_THRESHOLD
+    unknown = sorted(set(value) - {"mode", "blockThreshold"})
+    if unknown:
+        problems.append(f"{where}: dataProtection: unknown keys {unknown} ignored")
+    return DataProtection(mode, float(threshold))

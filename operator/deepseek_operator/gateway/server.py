@@ -10,6 +10,9 @@ Request flow of `POST /v1/chat/completions` and `POST /v1/completions`:
    not; 403 naming model:query when the caller may see it; 409 naming the deployments when
    the caller may query two or more serving that name; deployments it may not query do
    not take the name away from it);
+   then data protection (protect.py, the deployment's policy): the prompt's detectors
+   are counted and scored; in mode `block` a score over the threshold is refused (400
+   naming the detector types);
 4. a slot of the deployment (admission.py): held in its queue while no replica is ready or
    all are busy; 503 with Retry-After when the queue is full or the wait ends;
 5. forwarded to the engine Service with only the gateway's own headers (never the
@@ -17,7 +20,8 @@ Request flow of `POST /v1/chat/completions` and `POST /v1/completions`:
    one (engine_auth.py; 503 when that Secret cannot be read: nothing is forwarded without
    it); a stream is passed on event by event as it arrives,
    with the engine's `usage` read on the way (asked for with `stream_options` when the
-   client did not, and that extra chunk then not passed on);
+   client did not, and that extra chunk then not passed on); in modes `redact` and
+   `block` the answer's matches are replaced by `[REDACTED:<type>]`, whole or streamed;
 6. one audit line, written before the response ends: if it cannot be written the request
    fails (503, or an error event ending a stream) unless `audit_fail_open`.
 
@@ -53,9 +57,11 @@ from .auth import (
     query_access,
     see_access,
 )
+from .detect import Scanner
 from .engine_auth import EngineKeys, EngineKeyUnavailable, SecretMissing, SecretReader
 from .metrics import GatewayMetrics
-from .policy import Policy, policy_from_config_map
+from .policy import DataProtection, Policy, policy_from_config_map
+from .protect import StreamProtector, inspect_prompt, redact_answer
 from .routing import QUERY_PERMISSION, RouteTable, Target, granting_role
 from .sse import DONE, EventSplitter, error_event, event_data, event_json, is_usage_only, usage_of
 
@@ -88,6 +94,7 @@ class GatewayOptions:
     audiences: tuple[str, ...] = ()
     review_timeout_seconds: float = 5.0
     per_replica_concurrency: int = 0  # 0: each deployment's spec.gpu.maxConcurrentSequences
+    data_protection: bool = True  # False: inspect nothing (--no-data-protection)
 
 
 class HttpError(Exception):
@@ -143,6 +150,7 @@ class Gateway:
         self.admission = Admission(options.max_queued, self._gauges)
         self.engine_keys = EngineKeys(secrets or _no_secrets, self.executor)
         self.policies: dict[Key, Policy] = {}
+        self.scanner = Scanner()
         self.synced = False
         self.policies_synced = False
         self._session: aiohttp.ClientSession | None = None
@@ -210,7 +218,8 @@ class Gateway:
                                    else policy.queue_timeout_seconds),
             max_queued=self.options.max_queued if policy.max_queued is None
             else policy.max_queued,
-            max_concurrent_per_replica=policy.max_concurrent_per_replica)
+            max_concurrent_per_replica=policy.max_concurrent_per_replica,
+            data_protection=policy.data_protection or DataProtection())
 
     def apply_policy_list(self, objects: list[dict[str, Any]]) -> None:
         """Replace the policies with those of `objects` (policy ConfigMaps)."""
@@ -334,6 +343,7 @@ class Gateway:
                 raise HttpError(400, "field 'model': a served model name is required")
             call.record.model = model
             target = await self._route(identity, model, call)
+            protection = self._inspect_prompt(call, target, request.path, document)
             stream = document.get("stream") is True
             call.record.stream = stream
             injected = False
@@ -345,9 +355,31 @@ class Gateway:
                         "include_usage": True}
                     body = json.dumps(document).encode()
                     injected = True
-            return await self._admitted(request, call, target, body, stream, injected)
+            return await self._admitted(request, call, target, body, stream, injected,
+                                        protection)
 
         return await self._audited(request, handle)
+
+    def _inspect_prompt(self, call: _Call, target: Target, path: str,
+                        document: dict[str, Any]) -> DataProtection | None:
+        """Count and score the prompt's detectors into the audit record; refuse it (400)
+        in mode block when its score is over the threshold. Returns the policy (None
+        when the gateway runs with data protection off)."""
+        if not self.options.data_protection:
+            return None
+        protection = self.policy(target.key).data_protection or DataProtection()
+        findings = inspect_prompt(self.scanner, path, document)
+        record = call.record
+        record.data_protection = protection.mode
+        record.prompt_detectors = findings.counts
+        record.prompt_sensitivity = findings.score
+        if protection.mode == "block" and findings.score > protection.block_threshold:
+            raise HttpError(400, "the prompt was refused by the data-protection policy of "
+                                 f"{target.namespace}/{target.name}: it contains "
+                                 f"{', '.join(findings.types(self.scanner))} (sensitivity "
+                                 f"{findings.score:g} > {protection.block_threshold:g})",
+                            kind="data_protection_error")
+        return protection
 
     async def _audited(self, request: web.Request,
                        handle: Callable[[_Call], Awaitable[web.StreamResponse]],
@@ -491,7 +523,8 @@ class Gateway:
         return target
 
     async def _admitted(self, request: web.Request, call: _Call, target: Target, body: bytes,
-                        stream: bool, injected: bool) -> web.StreamResponse:
+                        stream: bool, injected: bool,
+                        protection: DataProtection | None) -> web.StreamResponse:
         self.metrics.requests.labels(*target.key).inc()
         current = self.routes.get(*target.key) or target
         self.admission.set_capacity(current.key, self.capacity(current))
@@ -515,11 +548,14 @@ class Gateway:
                 name=target.name, namespace=target.namespace,
                 port=target.port) + request.path
             headers = await self._engine_headers(current)
+            rewrite = None if protection is None else protection.mode != "audit"
             if stream:
+                protector = None if rewrite is None else StreamProtector(self.scanner,
+                                                                         rewrite=rewrite)
                 response = await self._forward_stream(request, call, url, body, injected,
-                                                      headers)
+                                                      protector, headers)
             else:
-                response = await self._forward(call, url, body, headers)
+                response = await self._forward(call, url, body, rewrite, headers)
             if response.status == 401 and current.api_key is not None and not response.prepared:
                 # The engine refused the gateway's key, not the caller: read the Secret
                 # again next time, and do not tell the caller its own token was wrong.
@@ -544,7 +580,7 @@ class Gateway:
                             headers={"Retry-After": "10"}) from None
         return {**_UPSTREAM_HEADERS, **key}
 
-    async def _forward(self, call: _Call, url: str, body: bytes,
+    async def _forward(self, call: _Call, url: str, body: bytes, rewrite: bool | None,
                        headers: dict[str, str]) -> web.Response:
         assert self._session is not None
         try:
@@ -558,9 +594,16 @@ class Gateway:
         call.record.status = status
         if status < 400:
             try:
-                usage = usage_of(json.loads(data))
+                answer = json.loads(data)
             except ValueError:
-                usage = None
+                answer = None
+            usage = usage_of(answer) if isinstance(answer, dict) else None
+            if isinstance(answer, dict) and rewrite is not None:
+                findings = redact_answer(self.scanner, answer, rewrite=rewrite)
+                call.record.completion_detectors = findings.counts
+                call.record.completion_sensitivity = findings.score
+                if rewrite and findings.counts:
+                    data = json.dumps(answer, ensure_ascii=False).encode()
             if usage is not None:
                 call.record.prompt_tokens = usage.prompt_tokens
                 call.record.completion_tokens = usage.completion_tokens
@@ -569,7 +612,8 @@ class Gateway:
         return web.Response(status=status, body=data, headers={"Content-Type": content_type})
 
     async def _forward_stream(self, request: web.Request, call: _Call, url: str, body: bytes,
-                              injected: bool, headers: dict[str, str]) -> web.StreamResponse:
+                              injected: bool, protector: StreamProtector | None,
+                              headers: dict[str, str]) -> web.StreamResponse:
         assert self._session is not None
         record = call.record
         try:
@@ -589,7 +633,7 @@ class Gateway:
             await response.prepare(request)
             record.status = 200
             try:
-                await self._pump(call, up, response, injected)
+                await self._pump(call, up, response, injected, protector)
             except (ConnectionResetError, aiohttp.ClientConnectionResetError):
                 record.status = 499
                 record.error = "the client closed the connection"
@@ -599,9 +643,11 @@ class Gateway:
             up.close()  # closes the engine connection unless fully read: the engine aborts
 
     async def _pump(self, call: _Call, up: aiohttp.ClientResponse,
-                    response: web.StreamResponse, injected: bool) -> None:
-        """Pass the engine's events on as they complete; end the stream after the audit
-        line is written (with the engine's `[DONE]`, or an error event)."""
+                    response: web.StreamResponse, injected: bool,
+                    protector: StreamProtector | None) -> None:
+        """Pass the engine's events on as they complete (through `protector`); end the
+        stream after the audit line is written (with the engine's `[DONE]`, or an error
+        event)."""
         record = call.record
         splitter = EventSplitter()
         done_event: bytes | None = None
@@ -622,11 +668,13 @@ class Gateway:
                     if done_event is None and DONE in event and event_data(event) == DONE:
                         done_event = event  # held until the audit line is written
                         continue
-                    out.append(event)
+                    out.append(protector.event(event) if protector else event)
                 if out:
                     await response.write(b"".join(out))
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
                 aiohttp.ClientOSError, TimeoutError, ValueError) as error:
+            if protector is not None:
+                self._record_completion(record, protector)
             record.status = 502
             record.error = f"the engine broke off the stream: {type(error).__name__}"
             self._finish(call)
@@ -634,14 +682,26 @@ class Gateway:
                                              "ended; the answer is incomplete", 502))
             await response.write_eof()
             return
-        if splitter.rest().strip():
-            await response.write(splitter.rest())
+        rest = splitter.rest()
+        if protector is not None:
+            rest = protector.event(rest) if rest.strip() else b""
+            rest += protector.finish()
+            self._record_completion(record, protector)
+        if rest.strip():
+            await response.write(rest)
         if self._finish(call):
             await response.write(done_event or b"")
         else:
             await response.write(error_event("the audit trail cannot be written; the stream "
                                              "is cut", 503))
         await response.write_eof()
+
+
+    @staticmethod
+    def _record_completion(record: AuditRecord, protector: StreamProtector) -> None:
+        findings = protector.findings
+        record.completion_detectors = findings.counts
+        record.completion_sensitivity = findings.score
 
 
 _UPSTREAM_HEADERS: Final = {"Content-Type": "application/json"}

@@ -76,6 +76,7 @@ def download_pod_template(dsd: DeepSeekDeployment, settings: RenderSettings) -> 
         "download-pod.yaml.j2",
         labels=labels_for(dsd, "download"),
         uid=settings.run_as_user,
+        gid=settings.run_as_group,
         tolerations=[dict(GPU_TOLERATION)],
         image=download_image(dsd, settings, source),
         script=render_text(f"scripts/download-{source.scheme}.sh.j2",

@@ -16,6 +16,9 @@ create it with a plain create and to leave `data` out of every later apply.
   once. Default: twice `maxConcurrentPerReplica`.
 - `maxConcurrentPerReplica`: requests the gateway forwards to one replica at once; more
   wait in the queue. Default: the deployment's maxConcurrentSequences (as sized).
+- `dataProtection`: `mode` (`audit`: record detector counts and scores only; `redact`:
+  also replace matches in answers by `[REDACTED:<type>]`; `block`: redact, and refuse a
+  prompt whose sensitivity is over `blockThreshold`, in [0, 1]). Default: audit, 0.5.
 """
 
 from typing import Any, Final
@@ -35,10 +38,12 @@ CREATE_ONLY_ANNOTATION: Final = f"{GROUP}/create-only"
 operator writes only when it creates the object."""
 QUEUE_FACTOR: Final = 2
 """maxQueuedRequests default, in multiples of maxConcurrentPerReplica."""
+DEFAULT_DATA_PROTECTION: Final = {"mode": "audit", "blockThreshold": 0.5}
+"""dataProtection default: record only (the gateway's default for a missing key too)."""
 
 
 def default_policy(dsd: DeepSeekDeployment, sizing: SizingResult,
-                   settings: RenderSettings) -> dict[str, int]:
+                   settings: RenderSettings) -> dict[str, Any]:
     """The policy a new ConfigMap starts with (module docstring): seconds and counts."""
     per_replica = sizing.max_concurrent_sequences
     return {
@@ -46,6 +51,7 @@ def default_policy(dsd: DeepSeekDeployment, sizing: SizingResult,
         + dsd.spec.autoscaling.interval_seconds,
         "maxQueuedRequests": QUEUE_FACTOR * per_replica,
         "maxConcurrentPerReplica": per_replica,
+        "dataProtection": dict(DEFAULT_DATA_PROTECTION),
     }
 
 

@@ -52,7 +52,7 @@ def render(dsd: DeepSeekDeployment, settings: RenderSettings) -> list[dict[str, 
     ]
     if creates_model_cache(dsd):
         objects.append(
-            adopt(model_cache_manifest(dsd), dsd, "model-cache",
+            adopt(model_cache_manifest(dsd, settings), dsd, "model-cache",
                   owned=not retains_model_cache(dsd))
         )
     if needs_download(dsd):

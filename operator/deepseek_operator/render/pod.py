@@ -151,6 +151,7 @@ def pod_template(
         priority_class_name=scheduling.priority_class_name,
         runtime_class_name=scheduling.runtime_class_name,
         uid=settings.run_as_user,
+        gid=settings.run_as_group,
         node_selector=scheduling.node_selector,
         affinity=pod_affinity(dsd, sizing),
         tolerations=pod_tolerations(dsd),

@@ -62,8 +62,11 @@ class RenderSettings:
       (`render.network`); empty namespace labels: any namespace.
     - `engine_port`: container port of the engine's HTTP server (OpenAI API, /health,
       /metrics).
-    - `run_as_user`: UID (and GID) the engine and download containers run as; non-root so
-      the pods meet the Pod Security "restricted" profile.
+    - `run_as_user`, `run_as_group`: UID and GID the engine and download containers run as
+      (the GID is also the download pod's fsGroup); non-root so the pods meet the Pod
+      Security "restricted" profile.
+    - `storage_class_name`: StorageClass of the model caches the operator creates when
+      spec.storage.storageClassName is empty; empty: omit the field (the cluster default).
 
     Pod sizing heuristics (documented where they are used, in `render.pod`):
     - `startup_base_seconds`: engine start-up besides reading weights (CUDA init,
@@ -96,6 +99,8 @@ class RenderSettings:
     scraper_pod_labels: tuple[tuple[str, str], ...] = DEFAULT_SCRAPER_POD_LABELS
     engine_port: int = 8000
     run_as_user: int = 1000
+    run_as_group: int = 1000
+    storage_class_name: str = ""
     startup_base_seconds: int = 600
     load_gib_per_second: float = 0.25
     min_decode_tokens_per_second: float = 20.0
@@ -112,6 +117,7 @@ class RenderSettings:
         for name in (
             "engine_port",
             "run_as_user",
+            "run_as_group",
             "startup_base_seconds",
             "load_gib_per_second",
             "min_decode_tokens_per_second",

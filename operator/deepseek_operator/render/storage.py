@@ -11,6 +11,7 @@ from typing import Any
 
 from ..api import DeepSeekDeployment
 from ..catalog import cache_size
+from .settings import RenderSettings
 from .source import model_cache_claim
 from .templating import render_manifest
 
@@ -21,8 +22,10 @@ def retains_model_cache(dsd: DeepSeekDeployment) -> bool:
     return dsd.spec.storage.retain_on_delete
 
 
-def model_cache_manifest(dsd: DeepSeekDeployment) -> dict[str, Any]:
+def model_cache_manifest(dsd: DeepSeekDeployment, settings: RenderSettings) -> dict[str, Any]:
     """The model-cache claim (without labels and owner reference: `labels.adopt` adds them).
+    Its StorageClass is spec.storage.storageClassName, else the operator's default
+    (`RenderSettings.storage_class_name`), else none (the cluster default).
 
     Raises the catalog's UnknownNameError when the size must come from a model it lacks.
     """
@@ -31,6 +34,6 @@ def model_cache_manifest(dsd: DeepSeekDeployment) -> dict[str, Any]:
         "pvc.yaml.j2",
         name=model_cache_claim(dsd),
         access_mode=storage.access_mode,
-        storage_class_name=storage.storage_class_name,
+        storage_class_name=storage.storage_class_name or settings.storage_class_name,
         size=cache_size(dsd.spec),
     )

@@ -16,6 +16,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+S3_TOOLS := .venv-s3
+S3_STAMP := $(S3_TOOLS)/.installed
+
+$(S3_STAMP): tests/s3-tools/requirements.txt
+	$(PY_SYSTEM) -m venv $(S3_TOOLS)
+	$(S3_TOOLS)/bin/python -m pip install -q --upgrade pip
+	$(S3_TOOLS)/bin/python -m pip install -q -r tests/s3-tools/requirements.txt
+	touch $(S3_STAMP)
+
+.PHONY: s3-tools
+s3-tools: $(S3_STAMP) ## Create .venv-s3: a local S3 server (moto) and the aws CLI, for the download script tests
+
 .PHONY: venv
 venv: $(STAMP) ## Create .venv with the operator and its dev tools
 
@@ -63,11 +75,11 @@ cluster-down: $(STAMP) ## Stop every control-plane process (and an operator kept
 	$(PY) -m e2e.cluster down
 
 .PHONY: test-unit
-test-unit: $(STAMP) ## Unit tests only (no cluster)
+test-unit: $(STAMP) $(S3_STAMP) ## Unit tests only (no cluster)
 	$(VENV)/bin/pytest tests -q
 
 .PHONY: test
-test: $(STAMP) system-deps tools lint ## Everything on a fresh machine: install, build the control plane, lint, unit + e2e tests
+test: $(STAMP) $(S3_STAMP) system-deps tools lint ## Everything on a fresh machine: install, build the control plane, lint, unit + e2e tests
 	$(VENV)/bin/pytest -q
 
 .PHONY: demo

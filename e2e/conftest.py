@@ -76,7 +76,8 @@ def operator(kubeconfig: Path, kubectl: Path) -> Iterator[OperatorProcess]:
     install_manifests(kubectl, kubeconfig)
     proc = OperatorProcess(controlplane.kubeconfig_path("operator"),
                            paths.state_dir() / "logs" / "operator-e2e.log",
-                           [f"--gateway-service-account={GATEWAY_NAMESPACE}/{GATEWAY_ACCOUNT}"])
+                           [f"--gateway-service-account={GATEWAY_NAMESPACE}/{GATEWAY_ACCOUNT}",
+                            "--download-poll-seconds=5"])  # e2e downloads take seconds
     proc.start()
     yield proc
     proc.stop()

@@ -300,7 +300,8 @@ def test_chart_settings_reach_the_operator_as_its_settings(
               "sglangImage": "own/sglang:2", "hfDownloadImage": "own/hf:3",
               "s3DownloadImage": "own/aws:4", "clusterDomain": "corp.internal",
               "runAsUser": 1000000, "runAsGroup": 3000, "storageClass": "fast-rwx",
-              "resyncSeconds": 300, "relistSeconds": 120.5, "autoscalerTickSeconds": 2}
+              "resyncSeconds": 300, "relistSeconds": 120.5, "autoscalerTickSeconds": 2,
+              "downloadPollSeconds": 15}
     chart_values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert set(chart_values["settings"]) == set(values), "test every documented setting"
     args = [a for key, value in values.items()
@@ -315,7 +316,8 @@ def test_chart_settings_reach_the_operator_as_its_settings(
     assert (settings.cluster_domain, settings.run_as_user, settings.run_as_group,
             settings.storage_class) == ("corp.internal", 1000000, 3000, "fast-rwx")
     assert (settings.resync_seconds, settings.relist_seconds,
-            settings.autoscaler_tick_seconds) == (300, 120.5, 2)
+            settings.autoscaler_tick_seconds, settings.download_poll_seconds) == (300, 120.5, 2,
+                                                                                 15)
 
 
 def test_unset_chart_settings_leave_the_operator_defaults() -> None:
@@ -372,7 +374,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "sglangImage": "own/sglang:2", "hfDownloadImage": "own/hf:3",
         "s3DownloadImage": "own/aws:4", "clusterDomain": "corp.internal", "runAsUser": 2000,
         "runAsGroup": 2000, "storageClass": "fast", "resyncSeconds": 300,
-        "relistSeconds": 300, "autoscalerTickSeconds": 2}},
+        "relistSeconds": 300, "autoscalerTickSeconds": 2, "downloadPollSeconds": 20}},
     "gateway": {"gateway": {
         "replicaCount": 3, "queueTimeoutSeconds": 60, "maxQueued": 8,
         "audit": {"volume": "persistentVolumeClaim", "claimName": "audit", "sizeLimit": "2Gi"},

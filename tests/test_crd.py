@@ -79,7 +79,8 @@ def test_names_subresources_and_columns() -> None:
         },
     }
     columns = {c["name"]: c for c in version["additionalPrinterColumns"] if "priority" not in c}
-    assert list(columns) == ["Model", "GPUs/replica", "Desired", "Ready", "QPS", "Status", "Age"]
+    assert list(columns) == ["Model", "GPUs/replica", "Desired", "Ready", "QPS", "Status",
+                            "Download%", "Age"]
     assert columns["GPUs/replica"]["jsonPath"] == ".status.sizing.gpusPerReplica"
     assert columns["QPS"]["jsonPath"] == ".status.autoscaling.observedQPS"
     assert columns["Status"]["jsonPath"] == ".status.phase"

@@ -31,8 +31,8 @@ def test_the_timers_need_no_finalizer() -> None:
     registry = kopf.OperatorRegistry()
     handlers.register_timers(resync_seconds=600, autoscaler_tick_seconds=5, registry=registry)
     timers = {h.id: h for h in registry._spawning.get_all_handlers()}
-    assert set(timers) == {"safety_resync", "autoscale"}
-    assert [h.requires_finalizer for h in timers.values()] == [False, False]
+    assert set(timers) == {"safety_resync", "autoscale", "download_progress"}
+    assert [h.requires_finalizer for h in timers.values()] == [False, False, False]
     # What kopf.timer itself does, which _without_finalizer undoes: if a kopf release
     # stops marking timers, this test says the workaround can go.
     plain = kopf.OperatorRegistry()
@@ -50,6 +50,11 @@ def test_the_timers_run_only_while_the_watch_holds_the_object() -> None:
     assert handlers._watched(**kwargs)
     assert handlers._operator_autoscaling(spec=spec, **kwargs)
     assert not handlers._operator_autoscaling(spec={"autoscaling": {"mode": "hpa"}}, **kwargs)
+    downloading = {"conditions": [{"type": "ModelCached", "status": "False",
+                                   "reason": "Downloading"}]}
+    assert handlers._downloading_and_watched(status=downloading, **kwargs)
+    assert not handlers._downloading_and_watched(status={}, **kwargs)
     memo.reconciler.forget("ai", "r1")  # on_deployment_event, at the DELETED event
     assert not handlers._watched(**kwargs)
     assert not handlers._operator_autoscaling(spec=spec, **kwargs)
+    assert not handlers._downloading_and_watched(status=downloading, **kwargs)

@@ -32,6 +32,10 @@ from e2e.cluster.provisioner import PROVISIONER_NAME
 
 SERVICE_CIDR = "10.0.0.0/16"
 STORAGE_CLASS = "standard"
+# The log of every "download" container on the kwok nodes (kwok's ClusterLogs serves it,
+# in the CRI log format, to `kubectl logs` and pods/log through the apiserver): e2e tests
+# write a real download script's output there (see container_log_line).
+DOWNLOAD_LOG = "download-container.log"
 OPERATOR_USER = "system:serviceaccount:deepseek-operator-system:deepseek-operator"
 _AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1",
@@ -210,6 +214,27 @@ def _storage_class() -> dict[str, Any]:
     }
 
 
+def _download_logs(path: Path) -> dict[str, Any]:
+    """kwok's ClusterLogs: every container named "download" has the log ``path``."""
+    return {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterLogs",
+            "metadata": {"name": "e2e-download-logs"},
+            "spec": {"logs": [{"containers": ["download"], "logsFile": str(path),
+                               "follow": True}]}}
+
+
+def container_log_line(text: str) -> str:
+    """``text`` as one line of a CRI container log file (what kwok's Logs serve):
+    ``<RFC 3339 nano time> stdout F <text>``."""
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+    return f"{stamp}.{int(now % 1 * 1e9):09d}Z stdout F {text}\n"
+
+
+def download_log_path() -> Path:
+    """The file kwok serves as every download container's log (see DOWNLOAD_LOG)."""
+    return paths.state_dir() / DOWNLOAD_LOG
+
+
 def running() -> bool:
     """True when every process of the control plane is alive and the apiserver is ready.
 
@@ -278,6 +303,10 @@ def up(nodes_file: Path | None = None) -> Path:
         # The endpoint reconciler refuses a loopback advertise address; no pod of ours
         # dials the in-cluster `kubernetes` Service (kwok pods do not run), so turn it off.
         "--endpoint-reconciler-type=none", "--profiling=false", "--v=0",
+        # Container logs (pods/log) come from kwok's kubelet-like server at the node's
+        # InternalIP (127.0.0.1, --node-ip below); its certificate is not verified, as no
+        # --kubelet-certificate-authority is given (test tooling).
+        "--kubelet-preferred-address-types=InternalIP",
     ])
     _wait("kube-apiserver /readyz", lambda: apiserver_ready(binaries), 90, "kube-apiserver")
 
@@ -302,16 +331,21 @@ def up(nodes_file: Path | None = None) -> Path:
         else:
             processes.start("kube-scheduler", [str(binaries["kube-scheduler"]), *common])
 
-    (state / "kwok.yaml").write_text(build.kwok_stages(paths.versions()["kwok"]) + "\n---\n"
-                                     + (paths.HERE / "kwok-e2e-stages.yaml").read_text())
+    (state / DOWNLOAD_LOG).write_text("")
+    (state / "kwok.yaml").write_text(
+        build.kwok_stages(paths.versions()["kwok"]) + "\n---\n"
+        + (paths.HERE / "kwok-e2e-stages.yaml").read_text() + "\n---\n"
+        + yaml.safe_dump(_download_logs(state / DOWNLOAD_LOG)))
     processes.start("kwok", [
         str(binaries["kwok"]), f"--kubeconfig={kubeconfig_path()}",
         f"--config={state / 'kwok.yaml'}",
         "--manage-all-nodes=false",
         "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
         "--manage-nodes-with-label-selector=",
-        "--cidr=10.244.0.1/16", "--node-ip=10.0.1.1",
+        "--cidr=10.244.0.1/16", "--node-ip=127.0.0.1", f"--node-port={ep.kwok}",
         f"--server-address=127.0.0.1:{ep.kwok}",
+        f"--tls-cert-file={pki_dir / 'apiserver.crt'}",
+        f"--tls-private-key-file={pki_dir / 'apiserver.key'}",
     ])
     processes.start("provisioner", [
         sys.executable, "-m", "e2e.cluster.provisioner",

@@ -376,6 +376,9 @@ def add_run_command(commands: "Subcommands[argparse.ArgumentParser]") -> None:
     option("--manage-crd", action="store_true",
            help="apply this operator's DeepSeekDeployment CRD at start (server-side apply; "
                 "needs patch on it), so an upgrade serves the new fields")
+    option("--download-poll-seconds", metavar="S",
+           help="read a running download's progress (its pod's log) this often; each new "
+                "figure is one status write (default: 30)")
     option("--autoscaler-tick-seconds", metavar="S",
            help="how often the operator's autoscaler looks at each deployment; it acts "
                 "every spec.autoscaling.intervalSeconds (default: 5)")
@@ -689,6 +692,36 @@ def run_usage_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_status_command(commands: "Subcommands[argparse.ArgumentParser]") -> None:
+    """`status NAME`: one DeepSeekDeployment's pipeline at a glance (pipeline_view)."""
+    parser = commands.add_parser(
+        "status", help="show one DeepSeekDeployment's pipeline: claim, download, workload, "
+        "scaling, endpoint")
+    parser.add_argument("name", help="the DeepSeekDeployment")
+    parser.add_argument("-n", "--namespace", default="default", help="its namespace")
+    parser.set_defaults(handler=run_status)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """Print the pipeline view; exit 1 when the object does not exist or cannot be read."""
+    from kubernetes.client import ApiException
+    from kubernetes.config import ConfigException
+
+    from .pipeline_view import fetch, pipeline_text
+
+    try:
+        obj = fetch(args.namespace, args.name)
+    except (ApiException, ConfigException) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if obj is None:
+        print(f"error: deepseekdeployment {args.namespace}/{args.name} not found",
+              file=sys.stderr)
+        return 1
+    print(pipeline_text(obj))
+    return 0
+
+
 COMMANDS: Final[tuple[Callable[["Subcommands[argparse.ArgumentParser]"], None], ...]] = (
     add_models_command,
     add_size_command,
@@ -697,6 +730,7 @@ COMMANDS: Final[tuple[Callable[["Subcommands[argparse.ArgumentParser]"], None], 
     add_run_command,
     add_gateway_command,
     add_usage_report_command,
+    add_status_command,
 )
 
 

@@ -92,6 +92,10 @@ grant only what it has: no `escalate` or `bind` needed.
   resources: [secrets]
   verbs: [get]
 {{- end }}
+# The running download's progress lines (controller/progress.py).
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
 - apiGroups: [""]
   resources: [persistentvolumeclaims, services, configmaps, serviceaccounts]
   verbs: [get, list, watch, create, update, patch, delete]

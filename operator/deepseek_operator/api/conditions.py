@@ -29,6 +29,7 @@ REASON_CLAIM_IMMUTABLE: Final = "ClaimImmutable"
 REASON_DOWNLOADED: Final = "Downloaded"
 REASON_DOWNLOADING: Final = "Downloading"
 REASON_DOWNLOAD_FAILED: Final = "DownloadFailed"
+REASON_DOWNLOAD_STALLED: Final = "DownloadStalled"
 REASON_WAITING_FOR_STORAGE: Final = "WaitingForStorage"
 # Scheduled
 REASON_ALL_SCHEDULED: Final = "AllPodsScheduled"

@@ -149,6 +149,8 @@ def _printer_columns() -> list[dict[str, Any]]:
         column("Ready", "integer", ".status.readyReplicas", "Ready replicas"),
         column("QPS", "number", ".status.autoscaling.observedQPS", "Observed requests/s"),
         column("Status", "string", ".status.phase", "Phase"),
+        column("Download%", "number", ".status.modelCache.percent",
+               "Model cache filled, percent, while the download runs"),
         column("Age", "date", ".metadata.creationTimestamp", "Age"),
         column("GPU", "string", ".status.sizing.gpuType", "GPU type sized against", 1),
         column("Engine", "string", ".spec.engine.type", "Inference engine", 1),

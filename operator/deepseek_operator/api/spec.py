@@ -894,6 +894,50 @@ def _creates_cache(spec: "DeepSeekDeploymentSpec") -> bool:
     return spec.storage.existing_claim == "" and not spec.model.uri.startswith("pvc://")
 
 
+DEFAULT_MIN_DOWNLOAD_MIB_PER_SECOND: Final = 10.0
+DEFAULT_STALL_SECONDS: Final = 900
+
+
+class DownloadSpec(SpecModel):
+    """Bounds of the download Job that fills the model cache (docs/api.md, "Download
+    progress"): a deadline derived from the checkpoint size and a minimum rate, and how long
+    no progress at all counts as a stall."""
+
+    min_mib_per_second: float = Field(
+        DEFAULT_MIN_DOWNLOAD_MIB_PER_SECOND,
+        alias="minMiBPerSecond",
+        gt=0,
+        le=1048576,
+        description=(
+            "Slowest link the download is allowed, MiB/s (2^20 bytes per second): the Job's "
+            "activeDeadlineSeconds is the checkpoint size at this rate plus one hour for "
+            "start-up. 10 MiB/s gives the full R1 (641.7 GiB) about 19 hours."
+        ),
+    )
+    active_deadline_seconds: int | None = Field(
+        None,
+        alias="activeDeadlineSeconds",
+        ge=1,
+        le=2592000,
+        description=(
+            "The download Job's activeDeadlineSeconds, replacing the one derived from "
+            "minMiBPerSecond. The Job fails with DeadlineExceeded when it runs longer "
+            "(retries included)."
+        ),
+    )
+    stall_seconds: int = Field(
+        DEFAULT_STALL_SECONDS,
+        alias="stallSeconds",
+        ge=30,
+        le=86400,
+        description=(
+            "Seconds without one byte of progress after which ModelCached says "
+            "DownloadStalled (a Warning event; delete the download pod to restart it: the "
+            "download resumes from what is on the claim)."
+        ),
+    )
+
+
 class DeepSeekDeploymentSpec(SpecModel):
     """Desired state: a model served on GPUs, its cache, scaling, access and Service."""
 
@@ -914,6 +958,10 @@ class DeepSeekDeploymentSpec(SpecModel):
         default_factory=AutoscalingSpec, description="Scaling on request rate."
     )
     storage: StorageSpec = Field(default_factory=StorageSpec, description="The model cache.")
+    download: DownloadSpec = Field(
+        default_factory=DownloadSpec,
+        description="Deadline and stall detection of the download that fills the model cache.",
+    )
     access: AccessSpec = Field(default_factory=AccessSpec, description="Roles and bindings.")
     scheduling: SchedulingSpec = Field(
         default_factory=SchedulingSpec, description="Extra pod placement constraints."

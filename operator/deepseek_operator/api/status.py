@@ -150,6 +150,45 @@ class AutoscalingStatus(StatusModel):
     reason: str | None = Field(None, max_length=1024, description="Why the last decision was made.")
 
 
+class ModelCacheStatus(StatusModel):
+    """Progress of the download that fills the model cache, while it runs (and the last
+    figures of one that stalled or failed). Bytes are bytes (1 GiB = 2^30 bytes); figures
+    come from the download container's progress lines (controller/progress.py)."""
+
+    bytes_present: int | None = Field(
+        None, alias="bytesPresent", ge=0,
+        description="Bytes in the model directory on the claim (partial files included).",
+    )
+    bytes_expected: int | None = Field(
+        None, alias="bytesExpected", ge=0,
+        description=("Bytes of the whole checkpoint: the source's file list when it gives "
+                     "one (s3://), else the catalog's checkpoint size."),
+    )
+    percent: float | None = Field(
+        None, ge=0, le=100, description="bytesPresent / bytesExpected x 100, at most 100.",
+    )
+    bytes_per_second: float | None = Field(
+        None, alias="bytesPerSecond", ge=0,
+        description="Download rate over the last minute, bytes per second.",
+    )
+    eta_seconds: int | None = Field(
+        None, alias="etaSeconds", ge=0,
+        description="Seconds left at bytesPerSecond (absent while the rate is 0 or unknown).",
+    )
+    last_progress_time: str | None = Field(
+        None, alias="lastProgressTime", json_schema_extra={"format": "date-time"},
+        description="When bytesPresent last grew (RFC 3339, UTC, the download pod's clock).",
+    )
+    sample_time: str | None = Field(
+        None, alias="sampleTime", json_schema_extra={"format": "date-time"},
+        description="When these figures were measured (RFC 3339, UTC, the pod's clock).",
+    )
+    deadline_seconds: int | None = Field(
+        None, alias="deadlineSeconds", ge=0,
+        description="The download Job's activeDeadlineSeconds.",
+    )
+
+
 class DeepSeekDeploymentStatus(StatusModel):
     """Observed state of a DeepSeekDeployment."""
 
@@ -199,6 +238,10 @@ class DeepSeekDeploymentStatus(StatusModel):
                      "Service's."),
     )
     sizing: SizingStatus | None = Field(None, description="GPU sizing of one replica.")
+    model_cache: ModelCacheStatus | None = Field(
+        None, alias="modelCache",
+        description="Progress of the download that fills the model cache, while it runs.",
+    )
     autoscaling: AutoscalingStatus | None = Field(
         None, description="Last autoscaler observation and decision."
     )

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import urllib3
 from kubernetes import client
 from kubernetes.client import ApiException
 from kubernetes.dynamic.exceptions import NotFoundError
@@ -75,6 +76,10 @@ def _api_message(exc: ApiException) -> str:
     except (TypeError, ValueError, AttributeError):
         message = str(exc.body)
     return message.strip().splitlines()[0] if message.strip() else ""
+
+
+LOG_TIMEOUT_SECONDS = 5.0
+"""Longest wait for a download pod's log (pods/log goes through the node's kubelet)."""
 
 
 @dataclass
@@ -160,6 +165,21 @@ class Cluster:
     def storage_class_exists(self, name: str) -> bool:
         """True when the cluster has a StorageClass of this name (from the cache)."""
         return self.cache.storage_class_exists(name)
+
+    def download_log(self, namespace: str, pod: str, tail_lines: int) -> tuple[str | None, str]:
+        """The last ``tail_lines`` lines of the download container of ``pod`` through
+        ``pods/log`` (controller/progress.py reads its progress lines), as (text, "") or,
+        when the API cannot give it (no kubelet answering, no permission), (None, why).
+        Waits at most LOG_TIMEOUT_SECONDS: a reconcile must not hang on a node."""
+        try:
+            text = client.CoreV1Api(self.api).read_namespaced_pod_log(
+                pod, namespace, container="download", tail_lines=tail_lines,
+                _request_timeout=LOG_TIMEOUT_SECONDS)
+        except ApiException as exc:
+            return None, f"pods/log of {pod}: {exc.status} {exc.reason}"
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
+            return None, f"pods/log of {pod}: {type(exc).__name__}"
+        return str(text), ""
 
     def read_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The DeepSeekDeployment as stored, or None when it is gone."""

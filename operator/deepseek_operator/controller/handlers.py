@@ -17,6 +17,7 @@ from typing import Any
 import kopf
 from kubernetes.client import ApiException
 
+from deepseek_operator.api.conditions import REASON_DOWNLOAD_STALLED, REASON_DOWNLOADING
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
 from deepseek_operator.api.crd import build_crd
 from deepseek_operator.controller import crd_sync, metrics
@@ -42,6 +43,11 @@ CHILD_EVENT_DELAY = 0.5
 # The autoscaler timer ticks this often and evaluates when intervalSeconds (>= 5) passed
 # (the default; `run --autoscaler-tick-seconds` sets it).
 AUTOSCALER_TICK_SECONDS = 5.0
+# A running download is reconciled this often to read its progress (one pods/log read);
+# each new figure is one status write, so a download costs about one write per poll
+# (the default; `run --download-poll-seconds` sets it).
+DOWNLOAD_POLL_SECONDS = 30.0
+DOWNLOAD_REASONS = frozenset({REASON_DOWNLOADING, REASON_DOWNLOAD_STALLED})
 _CHILDREN = {MANAGED_BY_LABEL: MANAGED_BY_VALUE}
 # Watched for drift and progress, as kopf resource selectors (group/version, plural): every
 # child kind, and the pods (serving and download) whose state status reports.
@@ -123,6 +129,22 @@ def autoscale(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Drive the operator's autoscaler; it acts every spec.autoscaling.intervalSeconds."""
     meta = body["metadata"]
     _reconciler(memo).autoscale(meta["namespace"], meta["name"])
+
+
+def downloading(status: kopf.Status, **_: Any) -> bool:
+    """True while status says the model cache is being filled (ModelCached Downloading or
+    DownloadStalled): the download progress timer runs only then."""
+    return any(c.get("type") == "ModelCached" and c.get("reason") in DOWNLOAD_REASONS
+               for c in status.get("conditions") or [])
+
+
+def download_progress(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Reconcile a running download (the timer's interval: `run --download-poll-seconds`):
+    the reconcile reads the download pod's progress (controller/progress.py), so
+    status.modelCache moves and a stall is seen; nothing else changes while a download
+    runs."""
+    meta = body["metadata"]
+    _reconciler(memo).trigger(meta["namespace"], meta["name"], dict(body))
 
 
 async def _cache_object(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -227,6 +249,11 @@ def _operator_autoscaling(spec: kopf.Spec, meta: kopf.Meta, memo: kopf.Memo,
     return mode == "operator" and _watched(meta, memo)
 
 
+def _downloading_and_watched(status: kopf.Status, meta: kopf.Meta, memo: kopf.Memo,
+                             **_: Any) -> bool:
+    return downloading(status) and _watched(meta, memo)
+
+
 def _without_finalizer(handler_id: str,
                        registry: kopf.OperatorRegistry | None = None) -> None:
     """Let the registered timer `handler_id` run without kopf's finalizer.
@@ -250,16 +277,20 @@ def _without_finalizer(handler_id: str,
 
 def register_timers(resync_seconds: float = SAFETY_RESYNC_SECONDS,
                     autoscaler_tick_seconds: float = AUTOSCALER_TICK_SECONDS,
+                    download_poll_seconds: float = DOWNLOAD_POLL_SECONDS,
                     registry: kopf.OperatorRegistry | None = None) -> None:
-    """Register the two timers, whose intervals (seconds) are operator settings: kopf reads
-    a timer's interval when it is registered, so they are registered by `run`, once,
-    before kopf starts, rather than by a decorator at import. Neither puts a finalizer on
-    the DeepSeekDeployments (`_without_finalizer`). `registry`: kopf's default one unless
-    given (tests)."""
+    """Register the three timers, whose intervals (seconds) are operator settings: kopf
+    reads a timer's interval when it is registered, so they are registered by `run`, once,
+    before kopf starts, rather than by a decorator at import. None puts a finalizer on the
+    DeepSeekDeployments (`_without_finalizer`). The download timer runs only while a
+    download does (``downloading``). `registry`: kopf's default one unless given (tests)."""
     kopf.timer(GROUP, VERSION, PLURAL, id="safety_resync", interval=resync_seconds,
                initial_delay=resync_seconds, idle=None, backoff=5, when=_watched,
                registry=registry)(safety_resync)
     kopf.timer(GROUP, VERSION, PLURAL, id="autoscale", interval=autoscaler_tick_seconds,
                idle=None, backoff=5, when=_operator_autoscaling, registry=registry)(autoscale)
-    for handler_id in ("safety_resync", "autoscale"):
+    kopf.timer(GROUP, VERSION, PLURAL, id="download_progress", interval=download_poll_seconds,
+               initial_delay=download_poll_seconds, idle=None, backoff=5,
+               when=_downloading_and_watched, registry=registry)(download_progress)
+    for handler_id in ("safety_resync", "autoscale", "download_progress"):
         _without_finalizer(handler_id, registry)

@@ -25,6 +25,7 @@ from deepseek_operator.api.conditions import (
     REASON_API_NOT_INSTALLED,
     REASON_APPLY_FAILED,
     REASON_CLAIM_IMMUTABLE,
+    REASON_DOWNLOAD_STALLED,
     REASON_INVALID_SPEC,
     REASON_NAME_CONFLICT,
     ConditionType,
@@ -38,6 +39,7 @@ from deepseek_operator.controller.cluster import ApplyError, Cluster
 from deepseek_operator.controller.desired import DesiredState, child, desired_state
 from deepseek_operator.controller.plan import FIELD_MANAGER, ObjectKey, Plan, calculate_plan
 from deepseek_operator.controller.predicates import job_finished
+from deepseek_operator.controller.progress import TAIL_LINES
 from deepseek_operator.controller.status import (
     WAITING_FOR_API,
     WAITING_FOR_OBJECT,
@@ -170,7 +172,24 @@ def condition_events(before: DeepSeekDeploymentStatus | None,
                                                     and stalled))
         events.append(Event("Warning" if bad else "Normal", cond.reason,
                             f"{cond.type}={cond.status}: {cond.message}"))
-    return events
+    return events + _reason_warnings(before, after)
+
+
+# (condition type, reason) that are news although the condition's status does not change
+# (ModelCached stays False from Downloading to DownloadStalled): a Warning when it appears.
+# Ready and Progressing repeat the reason and post nothing of their own.
+REASON_WARNINGS = frozenset({(ConditionType.MODEL_CACHED, REASON_DOWNLOAD_STALLED)})
+
+
+def _reason_warnings(before: DeepSeekDeploymentStatus | None,
+                     after: DeepSeekDeploymentStatus) -> list[Event]:
+    """A Warning for each condition whose reason turned into one of REASON_WARNINGS while
+    its status stayed (a change of status is reported by ``condition_events`` itself)."""
+    old = {c.type: c for c in (before.conditions if before else [])}
+    return [Event("Warning", c.reason, f"{c.type}={c.status}: {c.message}")
+            for c in after.conditions
+            if (c.type, c.reason) in REASON_WARNINGS and c.type in old
+            and old[c.type].status == c.status and old[c.type].reason != c.reason]
 
 
 def _finish(previous: DeepSeekDeploymentStatus | None, status: DeepSeekDeploymentStatus,
@@ -309,6 +328,7 @@ def _observe(cluster: Cluster, dsd: DeepSeekDeployment,
         job = None  # it filled an earlier claim; the next reconcile replaces it
     job_pods = [] if job is None or job_finished(job) else cluster.pods(
         (namespace, name), {"batch.kubernetes.io/job-name": job["metadata"]["name"]})
+    log, log_error = _download_log(cluster, namespace, job_pods)
     storage_class = dsd.spec.storage.storage_class_name  # only for a claim the operator makes
     missing_class = storage_class if storage_class and creates_model_cache(dsd) \
         and not cluster.storage_class_exists(storage_class) else None
@@ -319,7 +339,22 @@ def _observe(cluster: Cluster, dsd: DeepSeekDeployment,
         claim_name=claim_name, spec_replicas=dsd.spec.replicas,
         download_bytes=checkpoint_bytes(dsd.spec) if needs_download(dsd) else None,
         desired_replicas=desired_replicas, needs_download=needs_download(dsd),
-        storage_class_missing=missing_class, autoscaler=autoscaler)
+        storage_class_missing=missing_class, autoscaler=autoscaler,
+        download_log=log, download_log_error=log_error,
+        stall_seconds=float(dsd.spec.download.stall_seconds),
+        deadline_seconds=((job or {}).get("spec") or {}).get("activeDeadlineSeconds"))
+
+
+def _download_log(cluster: Cluster, namespace: str,
+                  job_pods: list[dict[str, Any]]) -> tuple[str | None, str]:
+    """The log tail of the newest running download pod (controller/progress.py), or
+    (None, why not); (None, "") when no download pod runs."""
+    running = [p for p in job_pods if (p.get("status") or {}).get("phase") == "Running"
+               and not p["metadata"].get("deletionTimestamp")]
+    if not running:
+        return None, ""
+    pod = max(running, key=lambda p: p["metadata"].get("creationTimestamp") or "")
+    return cluster.download_log(namespace, pod["metadata"]["name"], TAIL_LINES)
 
 
 def _foreign_objects(cluster: Cluster, plan: Plan, uid: str, owner_name: str) -> list[str]:

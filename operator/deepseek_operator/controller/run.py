@@ -22,7 +22,8 @@ def run_operator(settings: OperatorSettings) -> None:
     from deepseek_operator.controller import handlers
 
     handlers.register_timers(resync_seconds=settings.resync_seconds,
-                             autoscaler_tick_seconds=settings.autoscaler_tick_seconds)
+                             autoscaler_tick_seconds=settings.autoscaler_tick_seconds,
+                             download_poll_seconds=settings.download_poll_seconds)
     kopf.configure(verbose=settings.verbose,
                    log_format=kopf.LogFormat[settings.log_format.upper()])
     logging.getLogger("kubernetes").setLevel(logging.WARNING)

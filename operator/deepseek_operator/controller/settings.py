@@ -84,6 +84,8 @@ class OperatorSettings(BaseSettings):
     - `resync_seconds`: how often each DeepSeekDeployment is reconciled without any event.
     - `manage_crd`: apply the operator's own CRD at start (server-side apply), so an
       upgraded operator serves its new fields (controller/crd_sync.py).
+    - `download_poll_seconds`: how often a running download's progress (its pod's log) is
+      read; each new figure is one status write (docs/api.md, "Download progress").
     - `autoscaler_tick_seconds`: how often the operator's autoscaler looks at each
       deployment (it acts every spec.autoscaling.intervalSeconds; a tick longer than that
       interval makes the interval longer).
@@ -121,6 +123,7 @@ class OperatorSettings(BaseSettings):
     relist_seconds: Seconds = 600.0
     resync_seconds: Seconds = 600.0
     manage_crd: bool = False
+    download_poll_seconds: Annotated[float, Field(ge=1, le=3600, allow_inf_nan=False)] = 30.0
     autoscaler_tick_seconds: Annotated[float, Field(ge=1, le=300, allow_inf_nan=False)] = 5.0
     vllm_image: Image = ""
     sglang_image: Image = ""

@@ -30,6 +30,7 @@ from deepseek_operator.api.conditions import (
     REASON_CLAIM_TERMINATING,
     REASON_CLAIM_TOO_SMALL,
     REASON_DOWNLOAD_FAILED,
+    REASON_DOWNLOAD_STALLED,
     REASON_DOWNLOADED,
     REASON_DOWNLOADING,
     REASON_HPA_MISSING,
@@ -56,6 +57,7 @@ from deepseek_operator.api.status import (
     Condition,
     ConditionType,
     DeepSeekDeploymentStatus,
+    ModelCacheStatus,
     Phase,
 )
 from deepseek_operator.controller.predicates import (
@@ -67,6 +69,14 @@ from deepseek_operator.controller.predicates import (
     pod_condition,
     stuck_container,
     workload_counts,
+)
+from deepseek_operator.controller.progress import (
+    GIB,
+    MIB,
+    Progress,
+    duration,
+    parse_samples,
+    progress,
 )
 
 GPU_NODE_LABELS = ("nvidia.com/gpu.product", "nvidia.com/gpu.memory")
@@ -95,7 +105,11 @@ class Observed:
     HorizontalPodAutoscaler or ScaledObject, when that mode is on; ``spec_replicas``: the
     custom resource's spec.replicas, which modes hpa and keda do not use;
     ``download_bytes``: what the download writes into the claim, None when nothing is
-    downloaded.
+    downloaded. ``download_log``: the last lines of the running download container's log
+    (controller/progress.py reads its progress lines), None when not read;
+    ``download_log_error``: why it could not be read. ``stall_seconds``: seconds without
+    progress that make a stall (spec.download.stallSeconds); ``deadline_seconds``: the
+    download Job's activeDeadlineSeconds.
     """
 
     claim: dict[str, Any] | None
@@ -110,6 +124,10 @@ class Observed:
     job_pods: list[dict[str, Any]] = field(default_factory=list)
     spec_replicas: int | None = None
     download_bytes: float | None = None
+    download_log: str | None = None
+    download_log_error: str = ""
+    stall_seconds: float = float("inf")
+    deadline_seconds: int | None = None
 
 
 
@@ -166,7 +184,8 @@ def _bound_claim(obs: Observed, claim: dict[str, Any]) -> Cond:
                 f"PersistentVolumeClaim {name} is Bound")
 
 
-def _cached(obs: Observed, storage: Cond) -> Cond:
+def _cached(obs: Observed, storage: Cond, last: ModelCacheStatus | None = None) -> Cond:
+    """ModelCached; ``last``: the stored status.modelCache (the figures a failure names)."""
     storage_ok = bool(storage.status)
     if not obs.needs_download:
         return Cond(ConditionType.MODEL_CACHED, storage_ok,
@@ -187,16 +206,56 @@ def _cached(obs: Observed, storage: Cond) -> Cond:
     failed = job_condition(obs.job, "Failed")
     if failed:
         return Cond(ConditionType.MODEL_CACHED, False, REASON_DOWNLOAD_FAILED,
-                    f"Job {name} failed: {failed.get('reason', '')}: "
-                    f"{failed.get('message', '')}".strip())
+                    _failure_message(name, failed, obs, last))
     if not storage_ok:
         return Cond(ConditionType.MODEL_CACHED, False, REASON_WAITING_FOR_STORAGE,
                     f"Job {name} waits for the model cache claim: {storage.message}")
     stuck = stuck_container(obs.job_pods)
     if stuck is not None:
         return Cond(ConditionType.MODEL_CACHED, False, stuck[0], f"Job {name}: {stuck[1]}")
+    figures = download_progress(obs)
+    if figures is not None and figures.stalled_seconds >= obs.stall_seconds:
+        return Cond(ConditionType.MODEL_CACHED, False, REASON_DOWNLOAD_STALLED,
+                    f"Job {name} made no progress for {duration(figures.stalled_seconds)} "
+                    f"(spec.download.stallSeconds {obs.stall_seconds:.0f}): "
+                    f"{figures.summary()}. Delete its pod (kubectl delete pod -l "
+                    f"batch.kubernetes.io/job-name={name}): the Job starts another, which "
+                    "resumes from what is on the claim")
+    if figures is not None:
+        return Cond(ConditionType.MODEL_CACHED, False, REASON_DOWNLOADING,
+                    f"Job {name} is downloading the weights: {figures.summary()}")
+    why = f" ({obs.download_log_error})" if obs.download_log_error else ""
     return Cond(ConditionType.MODEL_CACHED, False, REASON_DOWNLOADING,
-                f"Job {name} is downloading the weights")
+                f"Job {name} is downloading the weights (no progress figures yet{why})")
+
+
+def download_progress(obs: Observed) -> Progress | None:
+    """The running download's figures from its log (None without progress lines)."""
+    if not obs.download_log:
+        return None
+    return progress(parse_samples(obs.download_log), obs.download_bytes)
+
+
+def _failure_message(name: str, failed: dict[str, Any], obs: Observed,
+                     last: ModelCacheStatus | None) -> str:
+    """ModelCached's message for a failed download Job; a deadline says which, and why."""
+    reason, message = failed.get("reason", ""), failed.get("message", "")
+    if reason != "DeadlineExceeded":
+        return f"Job {name} failed: {reason}: {message}".strip()
+    deadline = ((obs.job or {}).get("spec") or {}).get("activeDeadlineSeconds")
+    figures = ""
+    if last is not None and last.bytes_present is not None:
+        figures = f"; last figures: {last.bytes_present / GIB:.1f} GiB"
+        if last.bytes_expected:
+            figures += f" of {last.bytes_expected / GIB:.1f} GiB"
+        if last.bytes_per_second is not None:
+            figures += f" at {last.bytes_per_second / MIB:.1f} MiB/s"
+    return (f"Job {name} failed: DeadlineExceeded: the download ran longer than its "
+            f"deadline, activeDeadlineSeconds {deadline} ({duration(float(deadline or 0))}: "
+            "the checkpoint at spec.download.minMiBPerSecond plus an hour, or "
+            f"spec.download.activeDeadlineSeconds){figures}. For a slower link lower "
+            "minMiBPerSecond or raise activeDeadlineSeconds, then delete the Job: the "
+            "operator creates it again and the download resumes from what is on the claim")
 
 
 def autoscaler_condition(mode: str, obs: Observed,
@@ -387,7 +446,7 @@ def compute_status(*, generation: int, mode: str, observed: Observed,
     prev_conds = previous.conditions if previous else []
     prev_by_type = {c.type: c for c in prev_conds}
     storage = _storage(observed)
-    cached = _cached(observed, storage)
+    cached = _cached(observed, storage, previous.model_cache if previous else None)
     scheduled = _scheduled(observed, storage)
     scaler = autoscaler_condition(mode, observed, prev_by_type.get(ConditionType.AUTOSCALER_READY))
     is_ready, reason, message = _verdict(observed, storage, cached, scheduled, scaler)
@@ -404,7 +463,26 @@ def compute_status(*, generation: int, mode: str, observed: Observed,
         "desired_replicas": observed.desired_replicas,
         "selector": selector,
         "endpoint": endpoint,
+        "model_cache": _model_cache(observed, cached, previous),
     })
+
+
+def _model_cache(obs: Observed, cached: Cond,
+                 previous: DeepSeekDeploymentStatus | None) -> ModelCacheStatus | None:
+    """status.modelCache: the running download's figures; a failed or otherwise waiting
+    download keeps the last ones; none once the weights are cached (or not downloaded)."""
+    last = previous.model_cache if previous else None
+    if cached.status or not obs.needs_download:
+        return None
+    if cached.reason in (REASON_DOWNLOADING, REASON_DOWNLOAD_STALLED):
+        figures = download_progress(obs)
+        if figures is not None:
+            return figures.to_status(obs.deadline_seconds)
+        if last is None:
+            return ModelCacheStatus.model_validate({
+                "bytesExpected": int(obs.download_bytes or 0) or None,
+                "deadlineSeconds": obs.deadline_seconds})
+    return last
 
 
 def phase(conditions: list[Condition], ready_replicas: int) -> Phase:

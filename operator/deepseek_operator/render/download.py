@@ -23,9 +23,11 @@ their root directory prepared for that UID/GID.
 
 import hashlib
 import json
+import math
 from typing import Any, Final
 
 from ..api import DeepSeekDeployment
+from ..catalog import checkpoint_bytes
 from .engine import k8s_literal
 from .labels import labels_for
 from .scheduling import GPU_TOLERATION
@@ -38,6 +40,28 @@ BACKOFF_LIMIT: Final = 4
 # unauthorized); the Job's podFailurePolicy fails the Job on it at once.
 PERMANENT_FAILURE_EXIT_CODE: Final = 3
 JOB_HOME: Final = "/tmp"
+# The download script's progress lines: this prefix, a space, then JSON
+# {"bytes", "expectedBytes", "changedAt", "time"} (controller/progress.py reads them).
+PROGRESS_PREFIX: Final = "deepseek-operator-progress"
+PROGRESS_SECONDS: Final = 10
+# Added to the transfer time at the minimum rate: scheduling, image pull, start-up.
+DEADLINE_STARTUP_SECONDS: Final = 3600
+MIB: Final = 2**20
+
+
+def deadline_seconds(dsd: DeepSeekDeployment) -> int:
+    """activeDeadlineSeconds of the download Job, seconds: spec.download.activeDeadlineSeconds
+    when set, else ceil(checkpoint bytes / (spec.download.minMiBPerSecond x 2^20 bytes/s))
+    + DEADLINE_STARTUP_SECONDS. The checkpoint size is the catalog's (`checkpoint_bytes`;
+    0 for a model it cannot size, which leaves only the start-up hour).
+
+    Raises the catalog's UnknownNameError as `checkpoint_bytes` does.
+    """
+    download = dsd.spec.download
+    if download.active_deadline_seconds is not None:
+        return download.active_deadline_seconds
+    rate = download.min_mib_per_second * MIB
+    return math.ceil(checkpoint_bytes(dsd.spec) / rate) + DEADLINE_STARTUP_SECONDS
 
 
 def download_image(dsd: DeepSeekDeployment, settings: RenderSettings, source: ModelSource) -> str:
@@ -66,6 +90,13 @@ def download_env(source: ModelSource) -> list[dict[str, str]]:
     return [{"name": name, "value": k8s_literal(value)} for name, value in sorted(env.items())]
 
 
+def download_script(scheme: str) -> str:
+    """The shell script of the download container for `scheme` (hf or s3)."""
+    return render_text(f"scripts/download-{scheme}.sh.j2",
+                       permanent_failure_exit_code=PERMANENT_FAILURE_EXIT_CODE,
+                       prefix=PROGRESS_PREFIX, interval_seconds=PROGRESS_SECONDS)
+
+
 def download_pod_template(dsd: DeepSeekDeployment, settings: RenderSettings) -> dict[str, Any]:
     """The Job's pod template. Raises ValueError for a pvc:// source (nothing to download)
     and InvalidSpecError as `source.model_source` does."""
@@ -79,8 +110,7 @@ def download_pod_template(dsd: DeepSeekDeployment, settings: RenderSettings) -> 
         gid=settings.run_as_group,
         tolerations=[dict(GPU_TOLERATION)],
         image=download_image(dsd, settings, source),
-        script=render_text(f"scripts/download-{source.scheme}.sh.j2",
-                           permanent_failure_exit_code=PERMANENT_FAILURE_EXIT_CODE),
+        script=download_script(source.scheme),
         env=download_env(source),
         credentials_secret=dsd.spec.model.credentials_secret,
         cache_mount=MODEL_CACHE_MOUNT,
@@ -101,6 +131,7 @@ def download_job_manifest(dsd: DeepSeekDeployment, settings: RenderSettings) -> 
         "download-job.yaml.j2",
         name=_job_name(dsd, template),
         backoff_limit=BACKOFF_LIMIT,
+        active_deadline_seconds=deadline_seconds(dsd),
         permanent_failure_exit_code=PERMANENT_FAILURE_EXIT_CODE,
         pod_template=template,
     )

@@ -1,0 +1,240 @@
+"""Download progress: figures from progress lines, status.modelCache, stall, deadline, and
+the number of status writes one download costs."""
+
+from __future__ import annotations
+
+import json
+import types
+from typing import Any
+
+import pytest
+from kubernetes.client import ApiClient
+
+from deepseek_operator.api import parse_deployment
+from deepseek_operator.api.conditions import (
+    REASON_DOWNLOAD_FAILED,
+    REASON_DOWNLOAD_STALLED,
+    REASON_DOWNLOADED,
+    REASON_DOWNLOADING,
+)
+from deepseek_operator.api.status import ConditionType, DeepSeekDeploymentStatus
+from deepseek_operator.autoscaler.loop import Autoscaler
+from deepseek_operator.controller import reconciler as reconciler_module
+from deepseek_operator.controller.cache import ChildCache
+from deepseek_operator.controller.cluster import Cluster
+from deepseek_operator.controller.handlers import DOWNLOAD_POLL_SECONDS
+from deepseek_operator.controller.progress import Sample, parse_samples, progress
+from deepseek_operator.controller.reconcile import (
+    Outcome,
+    _finish,
+    previous_status,
+    status_dict,
+    status_urgent,
+)
+from deepseek_operator.controller.reconciler import PROGRESS_WRITE_SECONDS, Reconciler
+from deepseek_operator.controller.status import Observed, compute_status
+from deepseek_operator.render import RenderSettings
+from deepseek_operator.render.download import (
+    DEADLINE_STARTUP_SECONDS,
+    PROGRESS_PREFIX,
+    deadline_seconds,
+    download_job_manifest,
+)
+
+GIB, MIB = 2**30, 2**20
+CLAIM = {"metadata": {"name": "r1-model-cache"}, "status": {"phase": "Bound"}}
+RUNNING_JOB = {"metadata": {"name": "r1-download-0"}, "spec": {"activeDeadlineSeconds": 9000},
+               "status": {"active": 1}}
+
+
+def _line(present: int, changed: float, at: float, expected: int = 0) -> str:
+    return f"{PROGRESS_PREFIX} " + json.dumps(
+        {"bytes": present, "expectedBytes": expected, "changedAt": changed, "time": at})
+
+
+def _dsd(**spec: Any) -> Any:
+    return parse_deployment({
+        "apiVersion": "deepseek-operator.io/v1alpha1", "kind": "DeepSeekDeployment",
+        "metadata": {"name": "r1", "namespace": "ai"},
+        "spec": {"model": {"name": "deepseek-r1"}, **spec}})
+
+
+def _observed(log: str | None, job: dict[str, Any] | None = None,
+              stall_seconds: float = 900.0) -> Observed:
+    return Observed(claim=CLAIM, job=job or RUNNING_JOB, workload=None,
+                    download_bytes=float(100 * GIB), download_log=log,
+                    stall_seconds=stall_seconds, deadline_seconds=9000)
+
+
+def _compute(obs: Observed,
+             previous: DeepSeekDeploymentStatus | None = None) -> DeepSeekDeploymentStatus:
+    return compute_status(generation=1, mode="none", observed=obs, previous=previous,
+                          now="2026-01-01T00:00:00Z", selector="", endpoint="",
+                          base=previous or DeepSeekDeploymentStatus())
+
+
+def _cached(status: DeepSeekDeploymentStatus) -> tuple[str, str]:
+    cond = next(c for c in status.conditions if c.type == ConditionType.MODEL_CACHED)
+    return cond.reason, cond.message
+
+
+def test_progress_lines_are_found_among_other_output() -> None:
+    log = "\n".join(["some aws warning", _line(10, 0, 0), "deepseek-operator-progress {bad",
+                     "2026-01-01T00:00:10Z " + _line(20, 10, 10, expected=40)])
+    assert parse_samples(log) == [Sample(10, 0, 0, 0), Sample(20, 40, 10, 10)]
+
+
+def test_rate_is_over_the_last_minute_and_eta_follows() -> None:
+    samples = [Sample(0, 0, 0, 0), Sample(100 * MIB, 0, 10, 10),  # older than the window
+               Sample(400 * MIB, 0, 20, 20), Sample(1000 * MIB, 0, 80, 80)]
+    figures = progress(samples, expected_fallback=float(2000 * MIB))
+    assert figures is not None
+    assert figures.bytes_per_second == pytest.approx(10 * MIB)  # (1000 - 400) MiB / 60 s
+    assert figures.bytes_expected == 2000 * MIB  # the catalog's, the source gave none
+    assert figures.percent == 50.0
+    assert figures.eta_seconds == 100
+    assert figures.summary() == ("1.0 GiB of 2.0 GiB (50.0 %), 10.0 MiB/s over the last "
+                                 "minute, about 1m40s left")
+
+
+def test_the_sources_total_wins_and_percent_stops_at_100() -> None:
+    figures = progress([Sample(120, 100, 5, 5)], expected_fallback=1e9)
+    assert figures is not None
+    assert (figures.bytes_expected, figures.percent, figures.bytes_per_second) == (100, 100.0,
+                                                                                  None)
+
+
+def test_running_download_reports_its_figures_in_the_condition_and_status() -> None:
+    log = "\n".join([_line(10 * GIB, 0, 0), _line(10 * GIB + 600 * MIB, 60, 60)])
+    status = _compute(_observed(log))
+    reason, message = _cached(status)
+    assert reason == REASON_DOWNLOADING
+    assert message == ("Job r1-download-0 is downloading the weights: 10.6 GiB of 100.0 GiB "
+                       "(10.6 %), 10.0 MiB/s over the last minute, about 2h32m left")
+    assert status_dict(status)["modelCache"] == {
+        "bytesPresent": 10 * GIB + 600 * MIB, "bytesExpected": 100 * GIB, "percent": 10.6,
+        "bytesPerSecond": 10 * MIB, "etaSeconds": 9156,
+        "lastProgressTime": "1970-01-01T00:01:00Z", "sampleTime": "1970-01-01T00:01:00Z",
+        "deadlineSeconds": 9000}
+    assert status.phase == "Downloading"
+
+
+def test_without_a_readable_log_the_expected_size_is_still_shown() -> None:
+    obs = Observed(claim=CLAIM, job=RUNNING_JOB, workload=None, download_bytes=float(GIB),
+                   download_log=None, download_log_error="pods/log of p: 502 Bad Gateway",
+                   deadline_seconds=9000)
+    status = _compute(obs)
+    assert _cached(status) == (REASON_DOWNLOADING, "Job r1-download-0 is downloading the "
+                               "weights (no progress figures yet (pods/log of p: 502 Bad "
+                               "Gateway))")
+    assert status_dict(status)["modelCache"] == {"bytesExpected": GIB, "deadlineSeconds": 9000}
+
+
+def test_no_progress_for_stall_seconds_is_download_stalled_and_a_warning() -> None:
+    moving = _compute(_observed(_line(5 * GIB, 100, 100)))
+    log = "\n".join([_line(5 * GIB, 100, 100), _line(5 * GIB, 100, 1000)])
+    stalled = _compute(_observed(log, stall_seconds=900), previous=moving)
+    reason, message = _cached(stalled)
+    assert reason == REASON_DOWNLOAD_STALLED
+    assert message.startswith("Job r1-download-0 made no progress for 15m00s "
+                              "(spec.download.stallSeconds 900): 5.0 GiB of 100.0 GiB (5.0 %)")
+    assert "kubectl delete pod -l batch.kubernetes.io/job-name=r1-download-0" in message
+    assert stalled.phase == "Downloading"
+    outcome = _finish(moving, stalled, [])
+    assert outcome.urgent, "a stall is written at once, not coalesced"
+    assert [(e.type, e.reason) for e in outcome.status_events] == [
+        ("Warning", REASON_DOWNLOAD_STALLED)]
+
+
+def test_new_figures_alone_are_coalesced() -> None:
+    before = _compute(_observed(_line(GIB, 0, 0)))
+    after = _compute(_observed(_line(2 * GIB, 10, 10)), previous=before)
+    assert status_dict(before) != status_dict(after)
+    assert not status_urgent(before, after, [])
+
+
+def test_deadline_failure_says_so_with_the_last_figures() -> None:
+    running = _compute(_observed(_line(30 * GIB, 0, 0)))
+    job = {"metadata": {"name": "r1-download-0"}, "spec": {"activeDeadlineSeconds": 9000},
+           "status": {"conditions": [{"type": "Failed", "status": "True",
+                                      "reason": "DeadlineExceeded",
+                                      "message": "Job was active longer than specified "
+                                                 "deadline"}]}}
+    failed = _compute(_observed(None, job=job), previous=running)
+    reason, message = _cached(failed)
+    assert reason == REASON_DOWNLOAD_FAILED
+    assert message.startswith("Job r1-download-0 failed: DeadlineExceeded: the download ran "
+                              "longer than its deadline, activeDeadlineSeconds 9000 (2h30m")
+    assert "last figures: 30.0 GiB of 100.0 GiB" in message
+    assert "delete the Job" in message
+    assert failed.model_cache == running.model_cache, "the last figures are kept"
+    assert failed.phase == "Failed"
+
+
+def test_cached_weights_drop_the_figures() -> None:
+    running = _compute(_observed(_line(30 * GIB, 0, 0)))
+    done = {"metadata": {"name": "r1-download-0"},
+            "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    status = _compute(_observed(None, job=done), previous=running)
+    assert _cached(status)[0] == REASON_DOWNLOADED
+    assert status.model_cache is None
+    assert "modelCache" in (_finish(running, status, []).status or {}), "removed (null)"
+
+
+def test_deadline_from_checkpoint_size_and_minimum_rate() -> None:
+    r1 = _dsd()
+    # deepseek-r1: 689 GB on disk at 10 MiB/s, plus an hour.
+    assert deadline_seconds(r1) == pytest.approx(689e9 / (10 * MIB) + DEADLINE_STARTUP_SECONDS,
+                                                 abs=1)
+    assert deadline_seconds(_dsd(download={"minMiBPerSecond": 100})) < deadline_seconds(r1)
+    assert deadline_seconds(_dsd(download={"activeDeadlineSeconds": 600})) == 600
+    job = download_job_manifest(_dsd(download={"activeDeadlineSeconds": 600}), RenderSettings())
+    assert job["spec"]["activeDeadlineSeconds"] == 600
+
+
+def test_status_writes_per_download_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 1-hour download polled every DOWNLOAD_POLL_SECONDS, with a burst of child events
+    (pod status changes) every 5 s in its first 5 minutes: every reconcile sees new figures,
+    but status is written at most once per PROGRESS_WRITE_SECONDS."""
+    clock = [0.0]
+    monkeypatch.setattr(reconciler_module, "time",
+                        types.SimpleNamespace(monotonic=lambda: clock[0]))
+    body: dict[str, Any] = {
+        "apiVersion": "deepseek-operator.io/v1alpha1", "kind": "DeepSeekDeployment",
+        "metadata": {"name": "r1", "namespace": "ai", "generation": 1},
+        "spec": {"model": {"name": "deepseek-r1"}}}
+    writes: list[dict[str, Any]] = []
+    deferred: list[float] = []
+
+    def write_status(namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        writes.append(patch)
+        status = {**body.get("status", {}), **patch}
+        body["status"] = {k: v for k, v in status.items() if v is not None}
+        return body
+
+    def reconcile(current: dict[str, Any], cluster: Any, settings: Any, now: str) -> Outcome:
+        at = clock[0]  # 50 MiB/s from 0
+        log = "\n".join(_line(int(50 * MIB * t), t, t) for t in (max(0.0, at - 60), at))
+        previous = previous_status(current)
+        return _finish(previous, _compute(_observed(log), previous), [])
+
+    worker = Reconciler(cluster=Cluster(ApiClient(), ChildCache()),
+                        autoscaler=Autoscaler(ApiClient()), post_event=lambda *a: None,
+                        settings=RenderSettings())
+    monkeypatch.setattr(worker.cluster, "write_status", write_status)
+    monkeypatch.setattr(worker, "read", lambda namespace, name: body)
+    monkeypatch.setattr(reconciler_module, "reconcile", reconcile)
+    monkeypatch.setattr(worker._deferred, "request",
+                        lambda namespace, name, delay: deferred.append(delay))
+    duration = 3600
+    triggers = sorted({*range(0, duration, int(DOWNLOAD_POLL_SECONDS)), *range(0, 300, 5)})
+    for at in triggers:
+        clock[0] = float(at)
+        worker.trigger("ai", "r1")
+    polls = duration / DOWNLOAD_POLL_SECONDS
+    assert len(triggers) == 170
+    # 1 first (urgent) status + 300 s of bursts at one per PROGRESS_WRITE_SECONDS + one
+    # per poll afterwards.
+    assert len(writes) <= 1 + 300 / PROGRESS_WRITE_SECONDS + polls
+    assert len(writes) == 140  # measured: 1 + 29 in the bursts + 110 polls
+    assert all("modelCache" in w for w in writes[1:])

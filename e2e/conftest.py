@@ -17,6 +17,7 @@ import pytest
 from kubernetes import client
 
 from e2e.cluster import build, controlplane, paths
+from e2e.gateway_rig import GATEWAY_ACCOUNT, GATEWAY_NAMESPACE
 from e2e.kube import api_client, wait_for
 from e2e.operator_process import OperatorProcess, install_manifests
 from e2e.rig.fixtures import rig_fleet, rig_load, rig_prometheus  # noqa: F401  (fixtures)
@@ -75,7 +76,8 @@ def operator(kubeconfig: Path, kubectl: Path) -> Iterator[OperatorProcess]:
     install_manifests(kubectl, kubeconfig)
     proc = OperatorProcess(controlplane.kubeconfig_path("operator"),
                            paths.state_dir() / "logs" / "operator-e2e.log",
-                           ["--download-poll-seconds=5"])  # e2e downloads take seconds
+                           [f"--gateway-service-account={GATEWAY_NAMESPACE}/{GATEWAY_ACCOUNT}",
+                            "--download-poll-seconds=5"])  # e2e downloads take seconds
     proc.start()
     yield proc
     proc.stop()

@@ -41,6 +41,8 @@ GATEWAY_RULES: list[dict[str, Any]] = [
     {"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["get", "list", "watch"]},
     # The <name>-gateway-policy ConfigMaps (as the Helm chart's ClusterRole grants).
     {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
+    # No Secrets: the operator (run with --gateway-service-account GATEWAY_NAMESPACE/
+    # GATEWAY_ACCOUNT) renders a Role per engine API key Secret, as with the chart.
 ]
 
 
@@ -162,6 +164,7 @@ class StandInProcess:
     args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     port: int = 0
+    api_key: str | None = None  # enforced as vLLM does (VLLM_API_KEY in its environment)
 
     def start(self) -> StandInProcess:
         """Start it and learn its port."""
@@ -170,7 +173,8 @@ class StandInProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "e2e.rig.model_server", "--port", "0", "--model",
                  self.model, "--pod", f"{self.model}-0", "--engine", "vllm", *self.args],
-                stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+                stdout=subprocess.PIPE, stderr=log, start_new_session=True,
+                env={**os.environ, **({"VLLM_API_KEY": self.api_key} if self.api_key else {})})
         self.port = int(_read_ready_line(self.proc, READY_LINE_PREFIX, None, 15))
         return self
 

@@ -223,9 +223,23 @@ def _bounds(node: dict[str, Any]) -> tuple[float | None, float | None, bool, boo
             bool(node.get("exclusiveMaximum")))
 
 
-def _pattern_strings(node: dict[str, Any]) -> st.SearchStrategy[str]:
+def _pattern(node: dict[str, Any]) -> str | None:
+    """The syntax a string node must match: its `pattern`, or the regex of the CEL rule
+    `self.matches(r'...')` that crd.py writes in its place."""
+    if "pattern" in node:
+        return str(node["pattern"])
+    for rule in node.get("x-kubernetes-validations") or []:
+        found = re.fullmatch(r"self\.matches\(r'(.*)'\)", rule["rule"])
+        if found:
+            return found.group(1)
+    return None
+
+
+def _pattern_strings(node: dict[str, Any], *, cel: bool = False) -> st.SearchStrategy[str]:
+    """Strings of `node`'s length bounds matching its `pattern` (with `cel`, also the
+    pattern of its CEL `matches` rule)."""
     low, high = node.get("minLength", 0), node.get("maxLength")
-    pattern = node.get("pattern")
+    pattern = _pattern(node) if cel else node.get("pattern")
     if pattern is None:
         return st.text(min_size=low, max_size=min(high or 40, 40))
     # Python's \w and \S are unicode-aware, the apiserver's (RE2) are ASCII: a string made
@@ -421,6 +435,8 @@ def minimal_value(node: dict[str, Any]) -> st.SearchStrategy[Any]:
         return st.just([])
     if node.get("type") == "object":
         return st.just({})
+    if node.get("type") == "string" and "enum" not in node:
+        return _pattern_strings(node, cel=True)  # a required name must not be the refusal
     return valid_value(node)
 
 

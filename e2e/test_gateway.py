@@ -78,11 +78,13 @@ def start_gateway(gateway_kubeconfig: Path, tmp_path: Path,
 
 @pytest.fixture
 def start_engine(tmp_path: Path) -> Iterator[Callable[..., StandInProcess]]:
-    """Start stand-ins serving a model name (extra model_server flags as arguments)."""
+    """Start stand-ins serving a model name (extra model_server flags as arguments; an
+    `api_key` it then requires, as vLLM does)."""
     started: list[StandInProcess] = []
 
-    def start(model: str, *args: str) -> StandInProcess:
-        engine = StandInProcess(model, tmp_path / f"engine-{len(started)}.log", list(args))
+    def start(model: str, *args: str, api_key: str | None = None) -> StandInProcess:
+        engine = StandInProcess(model, tmp_path / f"engine-{len(started)}.log", list(args),
+                                api_key=api_key)
         started.append(engine)
         return engine.start()
 

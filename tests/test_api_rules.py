@@ -23,6 +23,7 @@ from deepseek_operator.api import (
     CustomModelFacts,
     DeepSeekDeployment,
     DeepSeekDeploymentSpec,
+    EngineSpec,
     EnvVar,
     EnvVarSource,
     FieldRef,
@@ -199,6 +200,51 @@ def test_env_var_rules(value: str | None, value_from: EnvVarSource | None) -> No
     assert_rules_agree(EnvVar.model_construct(name="A", value=value, value_from=value_from))
 
 
+ENV_NAMES = ["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "hf_token", "AWS_SECRET_ACCESS_KEY",
+             "OPENAI_API_KEY", "OPENAI-APIKEY", "DB.PASSWORD", "TOKEN", "VLLM_API_KEY",
+             "DEEPSEEK_ENGINE_API_KEY", "VLLM_MAX_TOKENS", "TOKENIZERS_PARALLELISM",
+             "NCCL_DEBUG", "KEY", "SECRETARY", "MY_SECRET"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(name=st.sampled_from(ENV_NAMES) | st.text(alphabet="AEKNOSTY_-.", min_size=1,
+                                                  max_size=12),
+       value=st.sampled_from([None, "", "hf_x"]), value_from=st.sampled_from([None, SOURCE]))
+def test_secret_env_rules(name: str, value: str | None, value_from: EnvVarSource | None) -> None:
+    assert_rules_agree(EnvVar.model_construct(name=name, value=value, value_from=value_from))
+
+
+SECRET_ARGS = ["--api-key", "--api-key=sk-1", "--api_key", "--api-k", "--a", "--api-key x",
+               "--api-key\tx", "--admin-api-key", "--admin_api", "--hf-token=hf_1", "--hf-t",
+               "--hf", "--h"]
+OTHER_ARGS = ["--api-keys", "--api-server-count", "--hf-overrides", "--async-scheduling",
+              "-a", "sk-test-123", "api-key", "---api-key", "--enable-prefix-caching",
+              "--kv-cache-dtype", "fp8", "--", "--admin-apikey"]
+
+
+@pytest.mark.parametrize("arg", SECRET_ARGS)
+def test_secret_flags_are_refused_in_both_forms(arg: str) -> None:
+    engine = EngineSpec.model_construct(args=[arg])
+    (rule,) = EngineSpec.cel_rules
+    assert not rule.check(engine)
+    assert_rules_agree(engine)
+
+
+@pytest.mark.parametrize("arg", OTHER_ARGS)
+def test_other_flags_pass_in_both_forms(arg: str) -> None:
+    engine = EngineSpec.model_construct(args=[arg])
+    (rule,) = EngineSpec.cel_rules
+    assert rule.check(engine)
+    assert_rules_agree(engine)
+
+
+@settings(max_examples=100, deadline=None)
+@given(args=st.lists(st.sampled_from(SECRET_ARGS + OTHER_ARGS)
+                     | st.text(alphabet="-_=akpiey htfo", max_size=12), max_size=4))
+def test_secret_flag_rule_agrees_on_generated_args(args: list[str]) -> None:
+    assert_rules_agree(EngineSpec.model_construct(args=args))
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     attention=st.sampled_from(["gqa", "mla"]),
@@ -301,6 +347,12 @@ EXAMPLES: dict[type[SpecModel], list[SpecModel]] = {
     EnvVar: [
         EnvVar.model_construct(name="A", value="1", value_from=None),
         EnvVar.model_construct(name="A", value="1", value_from=SOURCE),
+        EnvVar.model_construct(name="HF_TOKEN", value="hf_x", value_from=None),
+        EnvVar.model_construct(name="VLLM_API_KEY", value=None, value_from=SOURCE),
+    ],
+    EngineSpec: [
+        EngineSpec.model_construct(args=["--enable-prefix-caching"]),
+        EngineSpec.model_construct(args=["--api-key", "sk-test-123"]),
     ],
     EnvVarSource: [
         SOURCE,

@@ -252,6 +252,12 @@ def cel_errors(node: dict[str, Any], value: Any, path: str = "") -> list[tuple[s
         (("model", "uri"), "ftp://x/y"),
         (("model", "revision"), "bräch"),
         (("storage", "existingClaim"), "Bad_Claim"),
+        (("engine", "args"), ["--api-key", "sk-test-123"]),
+        (("engine", "env"), [{"name": "HF_TOKEN", "value": "hf_x"}]),
+        (("engine", "env"), [{"name": "VLLM_API_KEY", "valueFrom": {
+            "secretKeyRef": {"name": "k", "key": "v"}}}]),
+        (("engine", "apiKeySecret"), {"name": "Bad_Name"}),
+        (("engine", "apiKeySecret"), {"name": "k", "key": "a/b"}),
     ],
 )
 def test_schema_and_models_refuse_the_same_bad_values(

@@ -163,7 +163,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "quantized": small(model={"uri": "hf://org/qwen-7b-awq", "quantization": "awq"}),
     "env-and-args": small(
         engine={
-            "args": ["--enable-prefix-caching", "--api-key", "sk-secret"],
+            "args": ["--enable-prefix-caching"],
+            "apiKeySecret": {"name": "engine-key"},
             "env": [
                 {"name": "HF_HUB_OFFLINE", "value": "0"},
                 {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "t"}}},
@@ -444,12 +445,14 @@ def test_secrets_are_referenced_never_copied() -> None:
     # The user's secretKeyRef is passed through as a reference, not resolved.
     env = engine_container(one(objects, "Deployment")["spec"]["template"])["env"]
     assert {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "t"}}} in env
-    # The runtime ConfigMap lists environment names only and hides --api-key values.
+    # The engine's API key: an environment variable from the Secret, named in the runtime.
+    assert {"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {
+        "name": "engine-key", "key": "api-key"}}} in env
+    # The runtime ConfigMap lists environment names only, and the API key's Secret.
     runtime = yaml.safe_load(by_kind(objects, "ConfigMap")[1]["data"]["runtime.yaml"])
-    assert runtime["pods"]["single"]["env"] == ["HOME", "VLLM_NO_USAGE_STATS",
+    assert runtime["pods"]["single"]["env"] == ["HOME", "VLLM_API_KEY", "VLLM_NO_USAGE_STATS",
                                                 "HF_HUB_OFFLINE", "TOKEN", "DERIVED"]
-    assert "sk-secret" not in by_kind(objects, "ConfigMap")[1]["data"]["runtime.yaml"]
-    assert runtime["pods"]["single"]["args"][-2:] == ["--api-key", "REDACTED"]
+    assert runtime["apiKeySecret"] == {"name": "engine-key", "key": "api-key"}
     assert "Secret" not in {o["kind"] for o in objects}
 
 
@@ -519,9 +522,11 @@ def test_custom_models_get_no_reasoning_parser() -> None:
 def test_user_args_and_env_come_after_the_operators() -> None:
     dsd = cr(VARIANTS["env-and-args"])
     container = engine_container(one(render(dsd, SETTINGS), "Deployment")["spec"]["template"])
-    assert container["args"][-3:] == ["--enable-prefix-caching", "--api-key", "sk-secret"]
+    assert container["args"][-1:] == ["--enable-prefix-caching"]
     assert container["env"] == [
         {"name": "HOME", "value": "/home/engine"},
+        {"name": "VLLM_API_KEY",
+         "valueFrom": {"secretKeyRef": {"name": "engine-key", "key": "api-key"}}},
         {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
         {"name": "HF_HUB_OFFLINE", "value": "0"},  # the user's value replaces the operator's
         {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "t"}}},
@@ -540,7 +545,7 @@ def test_user_args_and_env_come_after_the_operators() -> None:
         ("vllm", ["--max_num_seqs", "8"], 0, "--max-num-seqs is set by the operator from "
                                              "spec.gpu.maxConcurrentSequences"),
         ("vllm", ["--max-model", "999"], 0, "--max-model (taken as --max-model-len)"),
-        ("vllm", ["--api-key", "k", "-tp", "2"], 2, "-tp is set by the operator from "
+        ("vllm", ["--seed", "1", "-tp", "2"], 2, "-tp is set by the operator from "
                                                     "status.sizing"),
         ("vllm", ["--pipeline-parallel-size=2"], 0, "from status.sizing"),
         ("vllm", ["--port=9000"], 0, "spec.service.port sets the port clients use"),
@@ -1184,7 +1189,8 @@ def test_a_flag_and_its_value_in_one_string_is_refused(arg: str) -> None:
     with pytest.raises(InvalidSpecError) as error:
         render(dsd, SETTINGS)
     assert error.value.paths == ("spec.engine.args[2]",)
-    assert "holds a flag and its value in one string" in str(error.value)
+    assert "and its value are in one string" in str(error.value)
+    assert arg not in str(error.value)  # the value is never quoted: it may be a secret
 
 
 # Child kinds are declared once (render/kinds.py): everything render emits is declared,

@@ -18,6 +18,10 @@ One process plays one pod of the workload. It binds 127.0.0.1 only and answers:
   or the prompt), streamed in pieces of N characters: a data-protection test plants data
   in the prompt and finds it in the answer, split across chunks.
 
+With ``VLLM_API_KEY`` in its environment it checks the key as vLLM does
+(``AuthenticationMiddleware`` in vllm/entrypoints: every ``/v1`` path needs
+``Authorization: Bearer <key>``, else 401; ``/health`` and ``/metrics`` stay open).
+
 Run it as ``python -m e2e.rig.model_server --port P --model NAME --pod POD --engine vllm``.
 With ``--port 0`` the kernel picks a free port. Once the socket is bound the process prints
 one line, ``READY_LINE_PREFIX`` followed by the port, to stdout, so a parent knows where
@@ -36,7 +40,9 @@ Metric names and labels follow the engines' own code:
 from __future__ import annotations
 
 import argparse
+import hmac
 import json
+import os
 import signal
 import socket
 import sys
@@ -469,9 +475,11 @@ class StandInServer(ThreadingHTTPServer):
     # benchmark's 256 streams opening at once) into SYN retransmits of a second or more.
     request_queue_size = 1024
 
-    def __init__(self, port: int, app: StandInApp) -> None:
-        """Bind ``LISTEN_HOST``:``port`` (0 = a free port chosen by the kernel)."""
+    def __init__(self, port: int, app: StandInApp, api_key: str | None = None) -> None:
+        """Bind ``LISTEN_HOST``:``port`` (0 = a free port chosen by the kernel); with
+        ``api_key``, ``/v1`` paths need ``Authorization: Bearer <api_key>``."""
         self.app = app
+        self.api_key = api_key
         super().__init__((LISTEN_HOST, port), _Handler)
 
     @property
@@ -492,8 +500,24 @@ class _Handler(BaseHTTPRequestHandler):
         # measured through the stand-in.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    def _authorized(self) -> bool:
+        """True when no key is set, the path is outside /v1, or the bearer token is the
+        key; otherwise answers 401 as vLLM does and returns False."""
+        key = self.server.api_key
+        if key is None or not self.path.startswith("/v1"):
+            return True
+        if hmac.compare_digest(self.headers.get("Authorization", ""), f"Bearer {key}"):
+            return True
+        length = self.headers.get("Content-Length", "0")
+        if length.isdigit():
+            self.rfile.read(int(length))  # keep the connection usable
+        self._send_json(HTTPStatus.UNAUTHORIZED, {"error": "Unauthorized"})
+        return False
+
     def do_GET(self) -> None:
         app = self.server.app
+        if not self._authorized():
+            return
         if self.path == "/health":
             self._send(HTTPStatus.OK, b"", "text/plain")
         elif self.path == "/v1/models":
@@ -508,6 +532,8 @@ class _Handler(BaseHTTPRequestHandler):
         app = self.server.app
         routes = {"/v1/chat/completions": app.chat_completion, "/v1/completions": app.completion}
         handle = routes.get(self.path)
+        if not self._authorized():
+            return
         try:
             length = self.headers.get("Content-Length", "0")
             if not length.isdigit():
@@ -593,7 +619,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      max_num_seqs=args.max_num_seqs, latency_s=args.latency_seconds,
                      token_interval_s=args.token_interval_seconds,
                      stamp_chunks=args.stamp_chunks, echo=args.echo)
-    server = StandInServer(args.port, app)
+    server = StandInServer(args.port, app, api_key=os.environ.get("VLLM_API_KEY") or None)
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:

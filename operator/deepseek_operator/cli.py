@@ -261,6 +261,11 @@ def add_render_command(commands: "Subcommands[argparse.ArgumentParser]") -> None
         "--gateway", action="store_true",
         help="render as an operator run with --gateway (autoscaling queries read the gateway)"
     )
+    parser.add_argument(
+        "--gateway-service-account", metavar="NAMESPACE/NAME", type=_service_account,
+        default="", help="render as an operator run with this --gateway-service-account "
+                         "(the gateway's Role for an engine API key Secret)"
+    )
     parser.set_defaults(handler=run_render)
 
 
@@ -282,7 +287,8 @@ def run_render(args: argparse.Namespace) -> int:
     a DeepSeekDeployment.
     """
     settings = RenderSettings(pod_monitor=args.pod_monitor, cluster_domain=args.cluster_domain,
-                              gateway=args.gateway)
+                              gateway=args.gateway,
+                              gateway_service_account=args.gateway_service_account)
     objects: list[dict[str, Any]] = []
     skipped: list[str] = []
     failed = False
@@ -383,6 +389,9 @@ def add_run_command(commands: "Subcommands[argparse.ArgumentParser]") -> None:
     option("--gateway-url", metavar="URL",
            help="base URL of the gateway's Service (implies --gateway): each deployment's "
                 "status.endpoint is URL/v1")
+    option("--gateway-service-account", metavar="NAMESPACE/NAME",
+           help="the gateway's ServiceAccount: a deployment with spec.engine.apiKeySecret "
+                "gets a Role letting it get that one Secret (default: none rendered)")
     option("--scraper-namespace-selector", metavar="K=V,...",
            help="labels of the namespaces whose metrics scraper the engine NetworkPolicy "
                 "admits (default: any namespace)")
@@ -412,6 +421,16 @@ def add_run_command(commands: "Subcommands[argparse.ArgumentParser]") -> None:
                 "cluster's default class)")
     option("-v", "--verbose", action="store_true", help="debug logging")
     parser.set_defaults(handler=run_run)
+
+
+def _service_account(text: str) -> str:
+    """argparse type: NAMESPACE/NAME of a ServiceAccount (as RenderSettings checks it)."""
+    try:
+        RenderSettings(gateway_service_account=text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not NAMESPACE/NAME of a ServiceAccount: {text!r}") from None
+    return text
 
 
 def _positive_seconds(text: str) -> float:

@@ -85,6 +85,13 @@ grant only what it has: no `escalate` or `bind` needed.
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]
+{{- if .Values.gateway.enabled }}
+# Only granted on: the Role <name>.engine-api-key lets the gateway get the one Secret
+# spec.engine.apiKeySecret names (resourceNames). The operator reads no Secret.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+{{- end }}
 # The running download's progress lines (controller/progress.py).
 - apiGroups: [""]
   resources: [pods/log]

@@ -2,7 +2,7 @@
 parser that turns a custom resource dict into them, and the CRD generated from them.
 
 Everything public is re-exported here; the submodules (constants, patterns, engine_args,
-spec, status, resource, rules, errors, crd) are stable import paths too. Nothing here
+secrets, spec, status, resource, rules, errors, crd) are stable import paths too. Nothing here
 imports the rest of the operator: the data flows api -> catalog -> render ->
 controller/autoscaler.
 """
@@ -50,6 +50,7 @@ from .spec import (
     Quantization,
     ResourceFieldRef,
     SchedulingSpec,
+    SecretKeyRef,
     ServiceSpec,
     ServiceType,
     StorageSpec,
@@ -119,6 +120,7 @@ __all__ = [
     "Quantization",
     "ResourceFieldRef",
     "SchedulingSpec",
+    "SecretKeyRef",
     "ServiceSpec",
     "ServiceType",
     "SizingStatus",

@@ -38,6 +38,8 @@ GPU_TYPE: Final = r"^$|^[A-Za-z0-9][-A-Za-z0-9.]*$"
 QUANTITY: Final = r"^$|^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
 ENV_VAR_NAME: Final = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 PROMETHEUS_URL: Final = r"^https?://\S+$"
+SECRET_KEY: Final = r"^[-._a-zA-Z0-9]+$"
+"""A key of a Secret's data (Kubernetes: alphanumerics, '-', '_' and '.')."""
 CONDITION_TYPE: Final = rf"^({_DNS_SUBDOMAIN}/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
 """metav1.Condition's type: an optional DNS subdomain prefix and '/', then a name."""
 CONDITION_REASON: Final = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
@@ -70,6 +72,7 @@ PATTERN_HINTS: Final[dict[str, str]] = {
     QUANTITY: "a Kubernetes quantity such as 900Gi or 1T",
     ENV_VAR_NAME: "a variable name of letters, digits, '_', '-' and '.', not starting with a digit",
     PROMETHEUS_URL: "an http:// or https:// URL without spaces",
+    SECRET_KEY: "a Secret key: letters, digits, '-', '_' and '.'",
     CONDITION_TYPE: (
         "a condition type such as Ready: letters, digits, '-', '_' and '.', starting and "
         "ending with a letter or digit, optionally after a DNS subdomain and '/'"

@@ -4,7 +4,7 @@ import re
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -133,10 +133,21 @@ def _issues(model: type[BaseModel], error: ValidationError, prefix: str) -> list
             issues.append(FieldIssue(path, "required field is missing"))
         elif detail["type"] == "string_pattern_mismatch":
             message = pattern_message(detail["ctx"]["pattern"])
-            issues.append(FieldIssue(path, f"{message} (got {_short(detail['input'])})"))
+            issues.append(FieldIssue(path, f"{message}{_got(path, detail['input'])}"))
         else:
-            issues.append(FieldIssue(path, f"{detail['msg']} (got {_short(detail['input'])})"))
+            issues.append(FieldIssue(path, f"{detail['msg']}{_got(path, detail['input'])}"))
     return issues
+
+
+_MAY_HOLD_SECRETS: Final = re.compile(r"(^|\.)engine\.(args\[\d+\]|env\[\d+\]\.value)$")
+"""Paths of the values a message never quotes: engine arguments and environment values
+may hold a secret (api/secrets.py), and messages reach status and events."""
+
+
+def _got(path: str, value: Any) -> str:
+    """` (got <value>)` for a message about the value at `path`, or "" where the value
+    may be a secret."""
+    return "" if _MAY_HOLD_SECRETS.search(path) else f" (got {_short(value)})"
 
 
 def _join(prefix: str, loc: tuple[int | str, ...]) -> str:

@@ -23,9 +23,20 @@ from .patterns import (
     PROMETHEUS_URL,
     QUANTITY,
     REVISION,
+    SECRET_KEY,
     SERVED_NAME,
 )
 from .rules import CelRule, SpecModel, cross_field_error
+from .secrets import (
+    ARGS_MESSAGE,
+    ENV_VALUE_MESSAGE,
+    RESERVED_ENV,
+    RESERVED_ENV_MESSAGE,
+    SECRET_ENV_NAME,
+    SECRET_FLAG_ARG,
+    is_secret_env_name,
+    is_secret_flag_arg,
+)
 
 Quantization = Literal["none", "fp8", "int8", "awq", "gptq"]
 """Weight format to serve: `none` is the checkpoint's native dtype (fp8 for R1, bf16 for
@@ -365,7 +376,28 @@ class EnvVar(SpecModel):
             field_path=".valueFrom",
             check=lambda e: e.value is None or e.value_from is None,
         ),
+        CelRule(
+            rule=f"!has(self.value) || !self.name.matches(r'{SECRET_ENV_NAME}')",
+            message=ENV_VALUE_MESSAGE,
+            field_path=".value",
+            check=lambda e: e.value is None or not is_secret_env_name(e.name),
+        ),
+        CelRule(
+            rule="!(self.name in [" + ", ".join(f"'{n}'" for n in RESERVED_ENV) + "])",
+            message=RESERVED_ENV_MESSAGE,
+            field_path=".name",
+            check=lambda e: e.name not in RESERVED_ENV,
+        ),
     )
+
+
+class SecretKeyRef(SpecModel):
+    """A key of a Secret in the deployment's namespace that holds a secret value."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=OPTIONAL_DNS_SUBDOMAIN,
+                      description="Name of the Secret, in the DeepSeekDeployment's namespace.")
+    key: str = Field("api-key", min_length=1, max_length=253, pattern=SECRET_KEY,
+                     description="Key in the Secret's data whose value is the secret.")
 
 
 class EngineSpec(SpecModel):
@@ -394,6 +426,20 @@ class EngineSpec(SpecModel):
         description="Extra environment variables of the engine container; names are unique.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
+    api_key_secret: SecretKeyRef | None = Field(
+        None,
+        alias="apiKeySecret",
+        description=(
+            "Secret key holding the API key the engine requires on its OpenAI API (vLLM "
+            "and SGLang --api-key). The engine container gets it from the Secret as an "
+            "environment variable, never in its arguments; the gateway reads the Secret "
+            "and sends it to the engine (Authorization: Bearer), and refuses requests "
+            "while the Secret is missing. Callers still authenticate to the gateway with "
+            "their Kubernetes token. Unset: the engine takes no key (the NetworkPolicy "
+            "admits only the gateway and the metrics scraper). A changed key reaches the "
+            "engine when its pods restart."
+        ),
+    )
     gpu_memory_utilization: float = Field(
         0.9,
         alias="gpuMemoryUtilization",
@@ -403,6 +449,15 @@ class EngineSpec(SpecModel):
             "Fraction of each GPU's memory the engine may use for weights, KV cache and "
             "activations (vLLM --gpu-memory-utilization, SGLang --mem-fraction-static). "
             "Sizing divides by it."
+        ),
+    )
+
+    cel_rules = (
+        CelRule(
+            rule=f"self.args.all(a, !a.matches(r'{SECRET_FLAG_ARG}'))",
+            message=ARGS_MESSAGE,
+            field_path=".args",
+            check=lambda e: not any(is_secret_flag_arg(arg) for arg in e.args),
         ),
     )
 

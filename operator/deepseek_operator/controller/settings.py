@@ -105,6 +105,8 @@ class OperatorSettings(BaseSettings):
       cluster's default class.
     - `gateway`, `gateway_url`, `scraper_namespace_selector`, `scraper_pod_selector`: as
       the `run` flags of the same names say (a gateway URL implies the gateway).
+    - `gateway_service_account`: NAMESPACE/NAME of the gateway's ServiceAccount, which
+      gets a Role per engine API key Secret (`render.engine_key_access`); empty: none.
 
     The process: `peering` (kopf peering name; None: standalone), `priority` (peering
     priority; None: the start time), `liveness` (URL of the liveness endpoint),
@@ -135,6 +137,7 @@ class OperatorSettings(BaseSettings):
     storage_class: Annotated[str, Field(max_length=253, pattern=rf"^$|^{_DNS_SUBDOMAIN}$")] = ""
     gateway: bool = False
     gateway_url: Annotated[str, Field(max_length=2048)] = ""
+    gateway_service_account: Annotated[str, Field(max_length=317)] = ""
     scraper_namespace_selector: LabelPairs = ()
     scraper_pod_selector: LabelPairs = DEFAULT_SCRAPER_POD_LABELS
     peering: Annotated[str | None, Field(max_length=253,
@@ -152,6 +155,13 @@ class OperatorSettings(BaseSettings):
         if value and not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", value):
             raise ValueError(f"not an http(s) base URL: {value!r} "
                              "(e.g. http://deepseek-gateway.ns.svc)")
+        return value
+
+    @field_validator("gateway_service_account")
+    @classmethod
+    def _service_account(cls, value: str) -> str:
+        """NAMESPACE/NAME, as RenderSettings checks it, or empty."""
+        RenderSettings(gateway_service_account=value)  # raises ValueError naming the form
         return value
 
     @field_validator("liveness")
@@ -183,6 +193,7 @@ class OperatorSettings(BaseSettings):
             storage_class_name=self.storage_class,
             gateway=self.gateway or bool(self.gateway_url),
             gateway_url=self.gateway_url,
+            gateway_service_account=self.gateway_service_account,
             scraper_namespace_labels=self.scraper_namespace_selector,
             scraper_pod_labels=self.scraper_pod_selector,
         )

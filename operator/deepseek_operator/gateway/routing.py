@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..api import DeepSeekDeployment, InvalidSpecError, parse_deployment
+from .engine_auth import KeyRef
 
 QUERY_PERMISSION = "model:query"
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
@@ -37,6 +38,7 @@ class Target:
     ready_replicas: int
     max_concurrent_sequences: int
     grants: tuple[Grant, ...] = ()
+    api_key: KeyRef | None = None  # spec.engine.apiKeySecret: the engine wants this key
 
     @property
     def key(self) -> tuple[str, str]:
@@ -67,6 +69,8 @@ class Target:
             ready_replicas=ready if isinstance(ready, int) and ready > 0 else 0,
             max_concurrent_sequences=dsd.spec.gpu.max_concurrent_sequences,
             grants=query_grants(dsd),
+            api_key=(KeyRef(key.name, key.key)
+                     if (key := dsd.spec.engine.api_key_secret) is not None else None),
         )
 
 

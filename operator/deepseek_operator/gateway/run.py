@@ -16,6 +16,7 @@ from kubernetes import client, config
 
 from .audit import AuditSink
 from .auth import KubeReviewer
+from .engine_auth import kube_secret_reader
 from .server import Gateway, GatewayOptions
 from .watch import deployment_watch, policy_watch
 
@@ -57,7 +58,8 @@ def run_gateway(options: GatewayOptions) -> int:
 
 async def _serve(options: GatewayOptions, sink: AuditSink) -> None:
     api = api_client()
-    gateway = Gateway(options, KubeReviewer(api, options.review_timeout_seconds), sink)
+    gateway = Gateway(options, KubeReviewer(api, options.review_timeout_seconds), sink,
+                      secrets=kube_secret_reader(api))
     loop = asyncio.get_running_loop()
 
     def later(apply: Callable[..., None]) -> Callable[..., None]:

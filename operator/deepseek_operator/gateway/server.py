@@ -15,7 +15,10 @@ Request flow of `POST /v1/chat/completions` and `POST /v1/completions`:
    naming the detector types);
 4. a slot of the deployment (admission.py): held in its queue while no replica is ready or
    all are busy; 503 with Retry-After when the queue is full or the wait ends;
-5. forwarded to the engine Service; a stream is passed on event by event as it arrives,
+5. forwarded to the engine Service with only the gateway's own headers (never the
+   caller's Authorization), plus the engine's API key when spec.engine.apiKeySecret names
+   one (engine_auth.py; 503 when that Secret cannot be read: nothing is forwarded without
+   it); a stream is passed on event by event as it arrives,
    with the engine's `usage` read on the way (asked for with `stream_options` when the
    client did not, and that extra chunk then not passed on); in modes `redact` and
    `block` the answer's matches are replaced by `[REDACTED:<type>]`, whole or streamed;
@@ -55,6 +58,7 @@ from .auth import (
     see_access,
 )
 from .detect import Scanner
+from .engine_auth import EngineKeys, EngineKeyUnavailable, SecretMissing, SecretReader
 from .metrics import GatewayMetrics
 from .policy import DataProtection, Policy, policy_from_config_map
 from .protect import StreamProtector, inspect_prompt, redact_answer
@@ -132,7 +136,8 @@ class Gateway:
     """The aiohttp application and the state it shares: routes, admission, auth, audit."""
 
     def __init__(self, options: GatewayOptions, reviewer: Reviewer, sink: AuditSink,
-                 metrics: GatewayMetrics | None = None) -> None:
+                 metrics: GatewayMetrics | None = None,
+                 secrets: SecretReader | None = None) -> None:
         self.options = options
         self.routes = RouteTable()
         self.metrics = metrics or GatewayMetrics()
@@ -143,6 +148,7 @@ class Gateway:
                                      max_size=options.auth_cache_size,
                                      audiences=options.audiences)
         self.admission = Admission(options.max_queued, self._gauges)
+        self.engine_keys = EngineKeys(secrets or _no_secrets, self.executor)
         self.policies: dict[Key, Policy] = {}
         self.scanner = Scanner()
         self.synced = False
@@ -541,21 +547,44 @@ class Gateway:
             url = self.options.upstream_template.format(
                 name=target.name, namespace=target.namespace,
                 port=target.port) + request.path
+            headers = await self._engine_headers(current)
             rewrite = None if protection is None else protection.mode != "audit"
             if stream:
                 protector = None if rewrite is None else StreamProtector(self.scanner,
                                                                          rewrite=rewrite)
-                return await self._forward_stream(request, call, url, body, injected,
-                                                  protector)
-            return await self._forward(call, url, body, rewrite)
+                response = await self._forward_stream(request, call, url, body, injected,
+                                                      protector, headers)
+            else:
+                response = await self._forward(call, url, body, rewrite, headers)
+            if response.status == 401 and current.api_key is not None and not response.prepared:
+                # The engine refused the gateway's key, not the caller: read the Secret
+                # again next time, and do not tell the caller its own token was wrong.
+                self.engine_keys.forget(current.namespace, current.api_key.name)
+                raise HttpError(502, f"the engine of {current.namespace}/{current.name} "
+                                     "refused the API key in Secret "
+                                     f"{current.namespace}/{current.api_key.name}; after a "
+                                     "key rotation its pods need a restart")
+            return response
         finally:
             self.admission.release(target.key)
 
-    async def _forward(self, call: _Call, url: str, body: bytes,
-                       rewrite: bool | None) -> web.Response:
+    async def _engine_headers(self, target: Target) -> dict[str, str]:
+        """The headers sent to `target`'s engine: content type, and its API key if it has
+        one. Raises HttpError(503) when the key cannot be read (fail closed)."""
+        try:
+            key = await self.engine_keys.headers(target.namespace, target.api_key)
+        except EngineKeyUnavailable as error:
+            log.error("engine API key of %s/%s: %s", *target.key, error)
+            raise HttpError(503, f"the engine API key of {target.namespace}/{target.name} "
+                                 f"cannot be read: {error}; the request was not forwarded",
+                            headers={"Retry-After": "10"}) from None
+        return {**_UPSTREAM_HEADERS, **key}
+
+    async def _forward(self, call: _Call, url: str, body: bytes, rewrite: bool | None,
+                       headers: dict[str, str]) -> web.Response:
         assert self._session is not None
         try:
-            async with self._session.post(url, data=body, headers=_UPSTREAM_HEADERS) as up:
+            async with self._session.post(url, data=body, headers=headers) as up:
                 call.record.ttfb_seconds = time.monotonic() - call.started
                 data = await up.read()
                 status = up.status
@@ -584,11 +613,11 @@ class Gateway:
 
     async def _forward_stream(self, request: web.Request, call: _Call, url: str, body: bytes,
                               injected: bool, protector: StreamProtector | None,
-                              ) -> web.StreamResponse:
+                              headers: dict[str, str]) -> web.StreamResponse:
         assert self._session is not None
         record = call.record
         try:
-            up = await self._session.post(url, data=body, headers=_UPSTREAM_HEADERS)
+            up = await self._session.post(url, data=body, headers=headers)
         except (aiohttp.ClientError, TimeoutError) as error:
             raise HttpError(502, f"the engine did not answer: {type(error).__name__}") from None
         try:
@@ -676,6 +705,12 @@ class Gateway:
 
 
 _UPSTREAM_HEADERS: Final = {"Content-Type": "application/json"}
+"""The only headers the engine gets besides its API key: the caller's are not passed on."""
+
+
+def _no_secrets(namespace: str, name: str) -> dict[str, str]:
+    """The SecretReader of a gateway given none: every Secret is missing (fail closed)."""
+    raise SecretMissing(f"{namespace}/{name}: this gateway reads no Secrets")
 
 
 def _parse_json(body: bytes) -> dict[str, Any]:

@@ -25,6 +25,13 @@ The reasoning parser splits DeepSeek-R1's `<think>` section into `reasoning_cont
 set for catalog models (all of the R1 family); a custom model gets it only through
 spec.engine.args, since not every model emits `<think>`.
 
+API key (spec.engine.apiKeySecret; api/secrets.py has the engines' sources): vLLM reads
+`VLLM_API_KEY`, which the container gets from the Secret by `secretKeyRef`; SGLang reads
+only `--api-key`, so it gets `--api-key $(DEEPSEEK_ENGINE_API_KEY)` and that variable from
+the Secret: the kubelet substitutes the value when it starts the container, so the pod
+spec holds only the reference. spec.engine.args may not carry a secret flag (refused at
+admission), so the operator's `$(...)` is the only one.
+
 In multi-node replicas `$(LWS_LEADER_ADDRESS)` and `$(LWS_WORKER_INDEX)` are expanded by the
 kubelet from the variables the LeaderWorkerSet controller injects into every container.
 
@@ -42,6 +49,7 @@ from typing import Final, Literal
 
 from ..api import DeepSeekDeployment, EnvVar, FieldIssue, InvalidSpecError
 from ..api.engine_args import flag_name, names_flag
+from ..api.secrets import ENGINE_API_KEY_ENV, VLLM_API_KEY_ENV
 from ..catalog import SizingResult, resolve_model
 from .settings import RenderSettings
 
@@ -139,6 +147,7 @@ SGLANG_FLAGS: Final = _table(
               "for the PodMonitor and the autoscaler's queries; it cannot be changed"),
     OwnedFlag(("--quantization",), _from_field("spec.model.quantization")),
     OwnedFlag(("--reasoning-parser",), _REASONING, catalog_only=True),
+    OwnedFlag(("--api-key",), _from_field("spec.engine.apiKeySecret (a Secret)")),
     OwnedFlag(("--nnodes",), _NODES),
     OwnedFlag(("--node-rank",), _NODES),
     OwnedFlag(("--dist-init-addr",), _NODES),
@@ -185,10 +194,12 @@ def check_engine_args(dsd: DeepSeekDeployment) -> None:
         name = flag_name(arg)
         if name is None:
             continue
-        if _FLAG_AND_VALUE.match(arg):  # argparse would take it for a positional argument
+        joined = _FLAG_AND_VALUE.match(arg)
+        if joined:  # argparse would take it for a positional argument
+            # The value is not quoted: it may be a secret, and this message reaches status.
             issues.append(FieldIssue(f"spec.engine.args[{index}]",
-                                     f"{arg!r} holds a flag and its value in one string: "
-                                     "give them as two list elements"))
+                                     f"{joined.group().strip()} and its value are in one "
+                                     "string: give them as two list elements"))
             continue
         for flag in owned:
             if names_flag(name, flag.names):
@@ -284,6 +295,8 @@ def _sglang(dsd: DeepSeekDeployment, sizing: SizingResult, port: str, model_dir:
     ]
     if sizing.pipeline_parallel_size > 1:
         args += _flag(flags, "--pp-size", str(sizing.pipeline_parallel_size))
+    if spec.engine.api_key_secret is not None:
+        args += _flag(flags, "--api-key", f"$({ENGINE_API_KEY_ENV})")
     args += [
         *_flag(flags, "--context-length", str(spec.model.max_model_len)),
         *_flag(flags, "--max-running-requests", str(spec.gpu.max_concurrent_sequences)),
@@ -304,8 +317,9 @@ def _sglang(dsd: DeepSeekDeployment, sizing: SizingResult, port: str, model_dir:
 
 
 def engine_env(dsd: DeepSeekDeployment) -> list[dict[str, object]]:
-    """Environment of the engine container: the operator's variables sorted by name, then
-    spec.engine.env in its order. A user variable with an operator variable's name
+    """Environment of the engine container: the operator's variables sorted by name (the
+    API key from spec.engine.apiKeySecret by `secretKeyRef`), then spec.engine.env in its
+    order. A user variable with an operator variable's name
     replaces it (Kubernetes env lists are keyed by name under server-side apply)."""
     own = {
         "HF_HUB_OFFLINE": "1",  # weights are local; never reach for the hub while serving
@@ -313,12 +327,16 @@ def engine_env(dsd: DeepSeekDeployment) -> list[dict[str, object]]:
     }
     if dsd.spec.engine.type == "vllm":
         own["VLLM_NO_USAGE_STATS"] = "1"  # no usage reports from inside a cluster
+    own_vars: dict[str, dict[str, object]] = {
+        name: {"name": name, "value": value} for name, value in own.items()}
+    key = dsd.spec.engine.api_key_secret
+    if key is not None:
+        name = VLLM_API_KEY_ENV if dsd.spec.engine.type == "vllm" else ENGINE_API_KEY_ENV
+        own_vars[name] = {"name": name, "valueFrom": {
+            "secretKeyRef": {"name": key.name, "key": key.key}}}
     user = [_env_var(var) for var in dsd.spec.engine.env]
     overridden = {var.name for var in dsd.spec.engine.env}
-    mine: list[dict[str, object]] = [
-        {"name": name, "value": value} for name, value in sorted(own.items())
-        if name not in overridden
-    ]
+    mine = [var for name, var in sorted(own_vars.items()) if name not in overridden]
     return mine + user
 
 

@@ -11,6 +11,7 @@ from .source import model_cache_claim
 __all__ = [
     "autoscaler",
     "download_job",
+    "engine_key_access",
     "gateway_policy_config_map",
     "model_cache_claim",
     "network_policy",
@@ -75,3 +76,10 @@ def network_policy(dsd: DeepSeekDeployment) -> str:
     """The NetworkPolicy that admits only the gateway, the metrics scraper and the
     deployment's own pods to its engine pods: `<name>-engine`."""
     return f"{dsd.metadata.name}-engine"
+
+
+def engine_key_access(dsd: DeepSeekDeployment) -> str:
+    """`<name>.engine-api-key`: the Role and RoleBinding letting the gateway read the
+    engine's API key Secret. The `.` keeps it apart from every `<name>-<role>` of
+    spec.access (role names have no `.`)."""
+    return f"{dsd.metadata.name}.engine-api-key"

@@ -7,6 +7,7 @@ from ..catalog import size_deployment
 from .access import rbac_config_map_manifest, role_manifests, service_account_manifest
 from .autoscaling import hpa_manifest, qps_query, scaled_object_manifest
 from .download import download_job_manifest
+from .engine_key_access import engine_key_access_manifests
 from .gateway_policy import gateway_policy_manifest
 from .labels import adopt
 from .monitoring import pod_monitor_manifest
@@ -22,7 +23,8 @@ from .workload import workload_manifest
 def render(dsd: DeepSeekDeployment, settings: RenderSettings) -> list[dict[str, Any]]:
     """The desired children of `dsd` as manifests (see the package docstring for the
     contract). Order: ServiceAccount, ConfigMaps `<name>-rbac`, `<name>-runtime` and
-    `<name>-gateway-policy`, Roles, RoleBindings, NetworkPolicy `<name>-engine`, model-cache
+    `<name>-gateway-policy`, Roles, RoleBindings (spec.access's, then the gateway's
+    `<name>.engine-api-key`), NetworkPolicy `<name>-engine`, model-cache
     PVC, download Job, Deployment or LeaderWorkerSet, Service,
     HorizontalPodAutoscaler or ScaledObject, PodMonitor; each only when it applies.
 
@@ -45,6 +47,7 @@ def render(dsd: DeepSeekDeployment, settings: RenderSettings) -> list[dict[str, 
         adopt(runtime_config_map_manifest(dsd, runtime), dsd, "runtime"),
         adopt(gateway_policy_manifest(dsd, sizing, settings), dsd, "gateway-policy"),
         *(adopt(obj, dsd, "rbac") for obj in role_manifests(dsd)),
+        *(adopt(obj, dsd, "rbac") for obj in engine_key_access_manifests(dsd, settings)),
         adopt(network_policy_manifest(dsd, settings), dsd, "network-policy"),
     ]
     if creates_model_cache(dsd):

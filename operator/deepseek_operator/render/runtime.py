@@ -3,7 +3,9 @@ debugging (`kubectl get cm <name>-runtime -o yaml`).
 
 It holds what the operator decided: image, command and arguments per pod role, the
 names (never the values) of the environment variables, the model source and directory,
-and the sizing numbers. Values of `--api-key` arguments are replaced by REDACTED.
+the Secret (name and key) of the engine's API key, and the sizing numbers. Arguments
+cannot hold a secret: spec.engine.args with a secret flag is refused at admission
+(api/secrets.py), and the operator's own `--api-key` is a `$(VAR)` reference.
 """
 
 from typing import Any, Final
@@ -21,24 +23,6 @@ from .templating import SAFE_DUMPER, render_manifest
 from .workload import workload_kind
 
 RUNTIME_KEY: Final = "runtime.yaml"
-SECRET_FLAGS: Final = ("--api-key",)
-REDACTED: Final = "REDACTED"
-
-
-def redact_args(args: list[str]) -> list[str]:
-    """`args` with the values of SECRET_FLAGS (`--flag VALUE` or `--flag=VALUE`) replaced."""
-    redacted: list[str] = []
-    hide_next = False
-    for arg in args:
-        flag, equals, _ = arg.partition("=")
-        if hide_next:
-            redacted.append(REDACTED)
-        elif equals and flag in SECRET_FLAGS:
-            redacted.append(f"{flag}={REDACTED}")
-        else:
-            redacted.append(arg)
-        hide_next = arg in SECRET_FLAGS
-    return redacted
 
 
 def pod_roles(dsd: DeepSeekDeployment, sizing: SizingResult) -> tuple[PodRole, ...]:
@@ -57,11 +41,11 @@ def runtime_config(
         engine = engine_command(dsd, sizing, settings, source.model_dir, role)
         pods[role] = {
             "command": engine.command,
-            "args": redact_args(engine.args),
+            "args": engine.args,
             "env": [str(var["name"]) for var in engine.env],
         }
     status = sizing.to_status().model_dump(exclude_none=True)
-    return {
+    config: dict[str, Any] = {
         "engine": dsd.spec.engine.type,
         "image": engine_image(dsd, settings),
         "workload": workload_kind(dsd, sizing),
@@ -78,6 +62,10 @@ def runtime_config(
         "sizing": status,
         "pods": pods,
     }
+    key = dsd.spec.engine.api_key_secret
+    if key is not None:  # only then: the hash of every other runtime stays as it was
+        config["apiKeySecret"] = {"name": key.name, "key": key.key}
+    return config
 
 
 def runtime_config_map_manifest(dsd: DeepSeekDeployment, runtime: dict[str, Any]) -> dict[str, Any]:

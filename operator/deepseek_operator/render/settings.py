@@ -4,6 +4,7 @@ Rendering reads no global configuration: the controller (or the CLI) builds one
 `RenderSettings` and passes it in. Every field has a default, so `RenderSettings()` works.
 """
 
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -52,6 +53,10 @@ class RenderSettings:
       `http://deepseek-gateway.deepseek-operator-system.svc`); when set, `status.endpoint`
       is `<gateway_url>/v1`, where callers go, instead of the engine Service (which only
       the gateway may reach).
+    - `gateway_service_account`: `NAMESPACE/NAME` of the gateway's ServiceAccount. When
+      set, a deployment with spec.engine.apiKeySecret gets a Role and RoleBinding letting
+      that account `get` exactly that Secret (`render.engine_key_access`), so the gateway
+      needs no cluster-wide access to Secrets. Empty: none is rendered.
     - `scraper_namespace_labels`, `scraper_pod_labels`: label pairs (matchLabels) of the
       namespaces and pods of the metrics scraper the engine NetworkPolicy admits
       (`render.network`); empty namespace labels: any namespace.
@@ -76,7 +81,8 @@ class RenderSettings:
       CPU/memory requests; `shm_gib_per_gpu` (GiB): size of the memory-backed /dev/shm
       that NCCL and the engine's worker processes share.
 
-    Raises ValueError from `__post_init__` for a non-positive number or an empty image.
+    Raises ValueError from `__post_init__` for a non-positive number, an empty image or a
+    gateway_service_account that is not NAMESPACE/NAME.
     """
 
     vllm_image: str = DEFAULT_ENGINE_IMAGES["vllm"]
@@ -88,6 +94,7 @@ class RenderSettings:
     hpa_tolerance: bool = True
     gateway: bool = False
     gateway_url: str = ""
+    gateway_service_account: str = ""
     scraper_namespace_labels: tuple[tuple[str, str], ...] = ()
     scraper_pod_labels: tuple[tuple[str, str], ...] = DEFAULT_SCRAPER_POD_LABELS
     engine_port: int = 8000
@@ -123,6 +130,10 @@ class RenderSettings:
                 raise ValueError(f"RenderSettings.{name} must be positive")
         if self.drain_delay_seconds < 0:
             raise ValueError("RenderSettings.drain_delay_seconds must not be negative")
+        if self.gateway_service_account and not re.fullmatch(
+                r"[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?",
+                self.gateway_service_account):
+            raise ValueError("RenderSettings.gateway_service_account must be NAMESPACE/NAME")
         if self.engine_port > 65535:
             raise ValueError("RenderSettings.engine_port must be a port number (1-65535)")
 

@@ -3,6 +3,7 @@ the number of status writes one download costs."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import types
 from typing import Any
@@ -238,3 +239,20 @@ def test_status_writes_per_download_are_bounded(monkeypatch: pytest.MonkeyPatch)
     assert len(writes) <= 1 + 300 / PROGRESS_WRITE_SECONDS + polls
     assert len(writes) == 140  # measured: 1 + 29 in the bursts + 110 polls
     assert all("modelCache" in w for w in writes[1:])
+
+
+def test_a_pod_that_stopped_printing_stalls_by_the_operators_clock() -> None:
+    """The last line says the bytes grew at t=100 and was printed at t=200; the pod then
+    hung and printed nothing more. Read at t=1200 (the operator's clock), that is 1100 s
+    without growth: DownloadStalled, although the pod's own last line said 100 s."""
+    obs = dataclasses.replace(_observed(_line(5 * GIB, 100, 200), stall_seconds=900),
+                              download_log_read_at=1200.0)
+    reason, message = _cached(_compute(obs))
+    assert reason == REASON_DOWNLOAD_STALLED
+    assert message.startswith("Job r1-download-0 made no progress for 18m20s")
+    fresh = dataclasses.replace(obs, download_log_read_at=250.0)
+    assert _cached(_compute(fresh))[0] == REASON_DOWNLOADING
+    # An operator clock behind the pod's never shortens what the pod itself reports.
+    behind = dataclasses.replace(_observed(_line(5 * GIB, 100, 1100), stall_seconds=900),
+                                 download_log_read_at=50.0)
+    assert _cached(_compute(behind))[0] == REASON_DOWNLOAD_STALLED

@@ -130,12 +130,15 @@ class Progress:
         })
 
 
-def progress(samples: Sequence[Sample], expected_fallback: float | None) -> Progress | None:
+def progress(samples: Sequence[Sample], expected_fallback: float | None,
+             now: float | None = None) -> Progress | None:
     """Figures from ``samples`` (oldest first); None without any.
 
     ``expected_fallback``: bytes of the checkpoint by the catalog, used when the source gave
     no total. The rate is (last bytes - first bytes) / (last time - first time) over the
-    samples no older than RATE_WINDOW_SECONDS before the last one.
+    samples no older than RATE_WINDOW_SECONDS before the last one. ``now``: when the log
+    was read (seconds since 1970, the operator's clock): a download pod that hung and
+    stopped printing stalls from its last growth to now, not to its last line.
     """
     if not samples:
         return None
@@ -147,7 +150,7 @@ def progress(samples: Sequence[Sample], expected_fallback: float | None) -> Prog
         rate = max(0.0, (last.bytes - first.bytes) / (last.time - first.time))
     expected = last.expected or int(expected_fallback or 0)
     return Progress(bytes_present=last.bytes, bytes_expected=expected, bytes_per_second=rate,
-                    stalled_seconds=max(0.0, last.time - last.changed_at),
+                    stalled_seconds=max(0.0, max(last.time, now or 0.0) - last.changed_at),
                     sample_time=last.time, changed_at=last.changed_at)
 
 

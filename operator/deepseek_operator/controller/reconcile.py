@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -342,7 +343,8 @@ def _observe(cluster: Cluster, dsd: DeepSeekDeployment,
         download_bytes=checkpoint_bytes(dsd.spec) if needs_download(dsd) else None,
         desired_replicas=desired_replicas, needs_download=needs_download(dsd),
         storage_class_missing=missing_class, autoscaler=autoscaler,
-        download_log=log, download_log_error=log_error,
+        download_log=log, download_log_read_at=time.time() if log else None,
+        download_log_error=log_error,
         stall_seconds=float(dsd.spec.download.stall_seconds),
         deadline_seconds=((job or {}).get("spec") or {}).get("activeDeadlineSeconds"))
 

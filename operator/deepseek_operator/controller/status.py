@@ -125,6 +125,7 @@ class Observed:
     spec_replicas: int | None = None
     download_bytes: float | None = None
     download_log: str | None = None
+    download_log_read_at: float | None = None  # seconds since 1970, the operator's clock
     download_log_error: str = ""
     stall_seconds: float = float("inf")
     deadline_seconds: int | None = None
@@ -233,7 +234,8 @@ def download_progress(obs: Observed) -> Progress | None:
     """The running download's figures from its log (None without progress lines)."""
     if not obs.download_log:
         return None
-    return progress(parse_samples(obs.download_log), obs.download_bytes)
+    return progress(parse_samples(obs.download_log), obs.download_bytes,
+                    now=obs.download_log_read_at)
 
 
 def _failure_message(name: str, failed: dict[str, Any], obs: Observed,

@@ -13,7 +13,7 @@ from kubernetes import client
 from e2e.cluster import controlplane
 from e2e.kube import wait_for
 from e2e.operator_process import OperatorProcess
-from e2e.test_controller import create, small_model, wait_condition
+from e2e.test_controller import create, get, small_model, wait_condition
 
 PEERING = "e2e-peering"
 
@@ -108,6 +108,30 @@ def test_operator_settings_from_the_environment_shape_what_it_creates(
             "deepseek-operator.io", "v1alpha1", namespace, "deepseekdeployments",
             "configured")["status"]
         assert status["endpoint"] == f"http://configured.{namespace}.svc.corp.internal:8000/v1"
+    finally:
+        configured.stop()
+        operator.start()
+
+
+def test_a_missing_default_storage_class_is_named_in_status(
+        operator: OperatorProcess, dsd_api: client.CustomObjectsApi, namespace: str,
+        tmp_path: Path) -> None:
+    """The operator's --storage-class names a class the cluster lacks: the claim stays
+    Pending and StorageReady says which class, and that it is the operator's default."""
+    operator.stop()
+    configured = OperatorProcess(controlplane.kubeconfig_path("operator"),
+                                 tmp_path / "missing-class.log",
+                                 extra_env={"DEEPSEEK_OPERATOR_STORAGE_CLASS": "no-such-class"})
+    try:
+        configured.start()
+        create(dsd_api, namespace, small_model("classless"))
+        cond = wait_for("StorageReady StorageClassNotFound", lambda: next(
+            (c for c in (get(dsd_api, namespace, "classless").get("status") or {}).get(
+                "conditions") or [] if c["type"] == "StorageReady"
+             and c["reason"] == "StorageClassNotFound"), None), timeout=60)
+        assert cond["status"] == "False"
+        assert '"no-such-class" does not exist' in cond["message"]
+        assert "operator's default, its --storage-class" in cond["message"]
     finally:
         configured.stop()
         operator.start()

@@ -11,6 +11,7 @@ from deepseek_operator.api.status import Condition, DeepSeekDeploymentStatus
 from deepseek_operator.controller.status import (
     WAITING_FOR_OBJECT,
     Observed,
+    _storage,
     compute_status,
     phase,
     stalled_status,
@@ -418,3 +419,13 @@ def test_waiting_for_the_claim_to_bind_is_not_unschedulable() -> None:
     scheduled = next(c for c in status.conditions if c.type == "Scheduled")
     assert (scheduled.status, scheduled.reason) == ("Unknown", "WaitingForStorage")
     assert status.phase == "Pending"
+
+
+def test_a_missing_default_class_names_the_operator_setting() -> None:
+    spec = Observed(_claim("Pending"), None, None, [], 1, storage_class_missing="fast")
+    default = Observed(_claim("Pending"), None, None, [], 1, storage_class_missing="fast",
+                       storage_class_is_default=True)
+    assert "--storage-class" not in _storage(spec).message
+    assert _storage(default).message == (
+        'StorageClass "fast" does not exist; create it or set spec.storage.storageClassName '
+        "to an existing class (the class is the operator's default, its --storage-class)")

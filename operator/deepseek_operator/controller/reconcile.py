@@ -297,7 +297,8 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
         log.info("%s/%s: %s", ctx.namespace, ctx.name, "; ".join(writes))
         observed = cluster.observe(owner)  # the executor stored what the API returned
 
-    snapshot = _observe(cluster, dsd, observed, state, given_claim)
+    snapshot = _observe(cluster, dsd, observed, state, given_claim,
+                        default_class=settings.storage_class_name)
     base = ctx.base.model_copy(update={"sizing": size_deployment(dsd.spec).to_status()})
     if dsd.spec.autoscaling.mode != "operator":
         base = base.model_copy(update={"autoscaling": None})  # another owner decides
@@ -310,7 +311,7 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
 
 def _observe(cluster: Cluster, dsd: DeepSeekDeployment,
              observed: Mapping[ObjectKey, dict[str, Any]], state: DesiredState,
-             given_claim: dict[str, Any] | None) -> Observed:
+             given_claim: dict[str, Any] | None, default_class: str = "") -> Observed:
     """The snapshot status is computed from: the children that matter, and the pods."""
     namespace, name = dsd.metadata.namespace or "", dsd.metadata.name
     claim_name = names.model_cache_claim(dsd)
@@ -332,7 +333,8 @@ def _observe(cluster: Cluster, dsd: DeepSeekDeployment,
     job_pods = [] if job is None or job_finished(job) else cluster.pods(
         (namespace, name), {"batch.kubernetes.io/job-name": job["metadata"]["name"]})
     log, log_error = _download_log(cluster, namespace, job_pods)
-    storage_class = dsd.spec.storage.storage_class_name  # only for a claim the operator makes
+    # Only for a claim the operator makes: the spec's class, else the operator's default.
+    storage_class = dsd.spec.storage.storage_class_name or default_class
     missing_class = storage_class if storage_class and creates_model_cache(dsd) \
         and not cluster.storage_class_exists(storage_class) else None
     return Observed(
@@ -343,6 +345,7 @@ def _observe(cluster: Cluster, dsd: DeepSeekDeployment,
         download_bytes=checkpoint_bytes(dsd.spec) if needs_download(dsd) else None,
         desired_replicas=desired_replicas, needs_download=needs_download(dsd),
         storage_class_missing=missing_class, autoscaler=autoscaler,
+        storage_class_is_default=not dsd.spec.storage.storage_class_name,
         download_log=log, download_log_read_at=time.time() if log else None,
         download_log_error=log_error,
         stall_seconds=float(dsd.spec.download.stall_seconds),

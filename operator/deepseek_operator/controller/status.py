@@ -119,6 +119,7 @@ class Observed:
     desired_replicas: int = 1
     needs_download: bool = True
     storage_class_missing: str | None = None
+    storage_class_is_default: bool = False  # the missing class is the operator's --storage-class
     autoscaler: dict[str, Any] | None = None
     claim_name: str = ""
     job_pods: list[dict[str, Any]] = field(default_factory=list)
@@ -137,7 +138,9 @@ def _storage(obs: Observed) -> Cond:
     if obs.storage_class_missing:
         return Cond(ConditionType.STORAGE_READY, False, REASON_STORAGE_CLASS_NOT_FOUND,
                     f'StorageClass "{obs.storage_class_missing}" does not exist; create it '
-                    "or set spec.storage.storageClassName to an existing class")
+                    "or set spec.storage.storageClassName to an existing class"
+                    + (" (the class is the operator's default, its --storage-class)"
+                       if obs.storage_class_is_default else ""))
     if obs.claim is None:
         return Cond(ConditionType.STORAGE_READY, False, REASON_CLAIM_NOT_FOUND,
                     f'PersistentVolumeClaim "{obs.claim_name}" does not exist: create it, or '

@@ -38,3 +38,14 @@ def test_worked_kv_cache_figures_match_the_catalog() -> None:
     text = (REPO / "docs" / "sizing.md").read_text()
     for name in ("deepseek-r1", "deepseek-r1-distill-qwen-32b"):
         assert f"= {get_model(name).kv_bytes_per_token} bytes" in text, name
+
+
+def test_every_condition_reason_is_in_the_troubleshooting_table() -> None:
+    from deepseek_operator.api import conditions
+
+    reasons = {value for name, value in vars(conditions).items()
+               if name.startswith("REASON_") and isinstance(value, str)}
+    text = (REPO / "docs" / "operations.md").read_text()
+    table = text[text.index("## Troubleshooting by condition reason"):]
+    assert len(reasons) >= 40
+    assert sorted(r for r in reasons if f"`{r}`" not in table) == []

@@ -375,6 +375,11 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "s3DownloadImage": "own/aws:4", "clusterDomain": "corp.internal", "runAsUser": 2000,
         "runAsGroup": 2000, "storageClass": "fast", "resyncSeconds": 300,
         "relistSeconds": 300, "autoscalerTickSeconds": 2, "downloadPollSeconds": 20}},
+    "monitoring": {
+        "serviceMonitor": {"enabled": True, "interval": "15s",
+                           "labels": {"release": "kube-prometheus-stack"}},
+        "grafanaDashboard": {"enabled": True, "namespace": "monitoring",
+                             "labels": {"grafana_dashboard": "1", "team": "ml"}}},
     "gateway": {"gateway": {
         "replicaCount": 3, "queueTimeoutSeconds": 60, "maxQueued": 8,
         "audit": {"volume": "persistentVolumeClaim", "claimName": "audit", "sizeLimit": "2Gi"},

@@ -487,6 +487,11 @@ def add_gateway_command(commands: "Subcommands[argparse.ArgumentParser]") -> Non
                         help="rotate the audit file past this size (default: %(default)s)")
     parser.add_argument("--audit-backups", type=_non_negative_int, default=5,
                         help="rotated audit files kept (default: %(default)s)")
+    parser.add_argument("--audit-digest-key-file", type=_digest_key, default=b"",
+                        metavar="PATH",
+                        help="file holding the key of each audit line's request_hmac (at "
+                             "least 16 bytes; mount it from a Secret, the same for every "
+                             "replica); default: a random key per process")
     parser.add_argument("--audit-fail-open", action="store_true",
                         help="serve a request even when its audit line cannot be written "
                              "(default: refuse it)")
@@ -515,6 +520,19 @@ def add_gateway_command(commands: "Subcommands[argparse.ArgumentParser]") -> Non
                              "the policies say (audit lines show data_protection null; "
                              "for benchmarks and emergencies)")
     parser.set_defaults(handler=run_gateway_command)
+
+
+def _digest_key(path: str) -> bytes:
+    """argparse type: the key in file `path` (surrounding whitespace removed), at least 16
+    bytes. The error names the file, never its content."""
+    try:
+        key = Path(path).read_bytes().strip()
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot read {path}: {error.strerror}") from None
+    if len(key) < 16:
+        raise argparse.ArgumentTypeError(f"{path} holds {len(key)} bytes; the key needs at "
+                                         "least 16")
+    return key
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -563,6 +581,7 @@ def run_gateway_command(args: argparse.Namespace) -> int:
         audiences=tuple(a.strip() for a in args.audiences.split(",") if a.strip()),
         audit_file=args.audit_file, audit_max_bytes=args.audit_max_bytes,
         audit_backups=args.audit_backups, audit_fail_open=args.audit_fail_open,
+        audit_digest_key=args.audit_digest_key_file,
         queue_timeout_seconds=args.queue_timeout_seconds, max_queued=args.max_queued,
         per_replica_concurrency=args.per_replica_concurrency,
         max_body_bytes=args.max_body_bytes, body_timeout_seconds=args.body_timeout_seconds,

@@ -34,8 +34,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import json
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -95,6 +97,9 @@ class GatewayOptions:
     review_timeout_seconds: float = 5.0
     per_replica_concurrency: int = 0  # 0: each deployment's spec.gpu.maxConcurrentSequences
     data_protection: bool = True  # False: inspect nothing (--no-data-protection)
+    # Key of the audit line's request_hmac (--audit-digest-key-file); empty: a random key
+    # per process, so digests compare only within one gateway process.
+    audit_digest_key: bytes = field(default=b"", repr=False)
 
 
 class HttpError(Exception):
@@ -139,6 +144,7 @@ class Gateway:
                  metrics: GatewayMetrics | None = None,
                  secrets: SecretReader | None = None) -> None:
         self.options = options
+        self._digest_key = options.audit_digest_key or os.urandom(32)
         self.routes = RouteTable()
         self.metrics = metrics or GatewayMetrics()
         self.sink = sink
@@ -483,7 +489,9 @@ class Gateway:
         except web.HTTPRequestEntityTooLarge:
             raise HttpError(413, f"the request body is over the gateway's limit of {limit} "
                                  "bytes") from None
-        call.record.request_sha256 = hashlib.sha256(body).hexdigest()
+        # Keyed, not a plain SHA-256: a plain digest lets whoever reads the audit trail
+        # confirm a guessed prompt (or the SSN inside a known template).
+        call.record.request_hmac = hmac.new(self._digest_key, body, hashlib.sha256).hexdigest()
         return body
 
     async def _route(self, identity: Identity, model: str, call: _Call) -> Target:

@@ -32,7 +32,14 @@ from .render import (
     with_namespace,
 )
 from .usage.contributions import Cell
-from .usage.limits import MAX_CELLS, MAX_EPSILON, MAX_REQUESTS, MAX_TOKENS, MIN_EPSILON
+from .usage.limits import (
+    MAX_CELLS,
+    MAX_EPSILON,
+    MAX_REQUESTS,
+    MAX_TOKENS,
+    MIN_EPSILON,
+    MIN_METRIC_EPSILON,
+)
 
 Subcommands = argparse._SubParsersAction  # argparse has no public name for it
 Handler = Callable[[argparse.Namespace], int]
@@ -602,7 +609,8 @@ def add_usage_report_command(commands: "Subcommands[argparse.ArgumentParser]") -
     parser.add_argument("--daily-budget", type=_positive_number, default=1.0,
                         help="ε all releases of one day may spend (default: %(default)s)")
     parser.add_argument("--requests-share", type=_share, default=0.5,
-                        help="part of --epsilon for request counts, the rest for tokens "
+                        help="part of --epsilon for request counts, the rest for tokens; "
+                             f"each part at least {MIN_METRIC_EPSILON:g} "
                              "(default: %(default)s)")
     parser.add_argument("--max-cells-per-user", type=_int_up_to(MAX_CELLS), default=2,
                         help="deployment/role cells one user counts in per day; the ones "
@@ -610,10 +618,10 @@ def add_usage_report_command(commands: "Subcommands[argparse.ArgumentParser]") -
                              "(default: %(default)s)")
     parser.add_argument("--max-requests", type=_int_up_to(MAX_REQUESTS), default=50,
                         help="requests one user counts per cell and day, more are clamped, "
-                             f"1 to {MAX_REQUESTS:.0e} (default: %(default)s)")
+                             f"1 to {MAX_REQUESTS} (default: %(default)s)")
     parser.add_argument("--max-tokens", type=_int_up_to(MAX_TOKENS), default=50_000,
                         help="tokens one user counts per cell and day, more are clamped, "
-                             f"1 to {MAX_TOKENS:.0e} (default: %(default)s)")
+                             f"1 to {MAX_TOKENS} (default: %(default)s)")
     parser.add_argument("--ledger", type=Path, default=None,
                         help="the budget ledger (JSON; default: the first --audit-file with "
                              "suffix .usage-ledger.json)")

@@ -62,7 +62,10 @@ PATTERN_HINTS: Final[dict[str, str]] = {
         "a name of lowercase letters, digits, '-', '.' and '_', starting and ending with a "
         "letter or digit"
     ),
-    MODEL_URI: "hf://ORG/REPO, s3://BUCKET/PATH or pvc://CLAIM/PATH",
+    MODEL_URI: (
+        "hf://ORG/REPO, s3://BUCKET/PATH or pvc://CLAIM/PATH, without credentials "
+        "(no user:password@): put them in a Secret named by spec.model.credentialsSecret"
+    ),
     REVISION: "a branch, tag or commit: letters, digits, '-', '_', '.' and '/'",
     SERVED_NAME: "a name of letters, digits, '-', '_', '.', '/' and ':'",
     GPU_TYPE: (

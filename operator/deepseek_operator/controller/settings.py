@@ -38,8 +38,11 @@ _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 # Loose on purpose (the registry has the final word), strict enough to refuse spaces,
 # quotes and shell syntax.
 _IMAGE = r"^$|^[A-Za-z0-9][-A-Za-z0-9._/:@]*$"
-# A registry or registry/path prefix for mirrors, e.g. `mirror.example.com/dockerhub`.
-_REGISTRY_PREFIX = r"^$|^[A-Za-z0-9][-A-Za-z0-9._:/]*$"
+# A registry or registry/path prefix for mirrors, e.g. `mirror.example.com/dockerhub`: a
+# lowercase host[:port] and lowercase path components as image references spell them (the
+# pinned images go behind it, so uppercase or a scheme would make every default invalid).
+_PATH_COMPONENT = r"[a-z0-9]+([._-]+[a-z0-9]+)*"
+_REGISTRY_PREFIX = rf"^$|^{_DNS_SUBDOMAIN}(:[0-9]{{1,5}})?(/{_PATH_COMPONENT})*/?$"
 
 
 def _label_pairs(value: Any) -> Any:
@@ -68,7 +71,11 @@ def _words(value: Any) -> Any:
 
 Namespace = Annotated[str, Field(max_length=63, pattern=rf"^{_DNS_LABEL}$")]
 LabelPairs = Annotated[tuple[tuple[str, str], ...], NoDecode, BeforeValidator(_label_pairs)]
-Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+MIN_PERIOD_SECONDS: Final = 10.0
+"""The shortest relist and resync period: each lists every child kind or reconciles every
+DeepSeekDeployment, so a shorter one loads the apiserver without finding more (watches
+report changes at once; these only catch what a watch missed)."""
+Period = Annotated[float, Field(ge=MIN_PERIOD_SECONDS, allow_inf_nan=False)]
 Image = Annotated[str, Field(max_length=512, pattern=_IMAGE)]
 
 
@@ -82,6 +89,8 @@ class OperatorSettings(BaseSettings):
     - `relist_seconds`: how often every child kind is listed to find objects deleted while
       a watch was down (controller/resync.py).
     - `resync_seconds`: how often each DeepSeekDeployment is reconciled without any event.
+      Both at least MIN_PERIOD_SECONDS (10 s): they only catch what a watch missed, and
+      each costs a list of every child kind or a reconcile of every deployment.
     - `manage_crd`: apply the operator's own CRD at start (server-side apply), so an
       upgraded operator serves its new fields (controller/crd_sync.py).
     - `download_poll_seconds`: how often a running download's progress (its pod's log) is
@@ -120,8 +129,8 @@ class OperatorSettings(BaseSettings):
                                       env_ignore_empty=True)
 
     namespaces: Annotated[tuple[Namespace, ...], NoDecode, BeforeValidator(_words)] = ()
-    relist_seconds: Seconds = 600.0
-    resync_seconds: Seconds = 600.0
+    relist_seconds: Period = 600.0
+    resync_seconds: Period = 600.0
     manage_crd: bool = False
     download_poll_seconds: Annotated[float, Field(ge=1, le=3600, allow_inf_nan=False)] = 30.0
     autoscaler_tick_seconds: Annotated[float, Field(ge=1, le=300, allow_inf_nan=False)] = 5.0
@@ -214,7 +223,8 @@ _PATTERN_WORDS: Final = {
     "cluster_domain": "a DNS domain (lowercase letters, digits, '-' and '.')",
     "storage_class": "a StorageClass name (lowercase letters, digits, '-' and '.')",
     "peering": "a DNS subdomain (lowercase letters, digits, '-' and '.')",
-    "registry_prefix": "a registry host[:port][/path] without spaces or quotes",
+    "registry_prefix": ("a registry host[:port][/path] in lowercase, without a scheme "
+                        "(e.g. mirror.example.com:5000/dockerhub)"),
 }
 """What a setting's pattern accepts, in words: errors never show a regex."""
 
@@ -226,6 +236,19 @@ class SettingsError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
+
+
+TOOLING_VARIABLES: Final = frozenset({"DEEPSEEK_OPERATOR_STATE", "DEEPSEEK_OPERATOR_CACHE"})
+"""Variables of the prefix that are not settings: the test tooling's (e2e/cluster)."""
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """The names in ``environ`` that start with ENV_PREFIX but name no setting (a typo such
+    as DEEPSEEK_OPERATOR_RELIST_SECOND would otherwise be ignored without a word), sorted;
+    TOOLING_VARIABLES are not reported. Names only: a value may be a secret."""
+    known = {env_var(name) for name in OperatorSettings.model_fields} | TOOLING_VARIABLES
+    return sorted(name for name in environ
+                  if name.upper().startswith(ENV_PREFIX) and name.upper() not in known)
 
 
 def settings_given(parsed: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from deepseek_operator.api.patterns import IMAGE
 from deepseek_operator.render import (
     DEFAULT_ENGINE_IMAGES,
     DEFAULT_S3_DOWNLOAD_IMAGE,
@@ -34,10 +35,8 @@ _DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS_SUBDOMAIN = rf"{_DNS_LABEL}(\.{_DNS_LABEL})*"
 _LABEL_KEY = re.compile(rf"^({_DNS_SUBDOMAIN}/)?[A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
-# An image reference as the container runtime reads it: [registry[:port]/]path[:tag][@digest].
-# Loose on purpose (the registry has the final word), strict enough to refuse spaces,
-# quotes and shell syntax.
-_IMAGE = r"^$|^[A-Za-z0-9][-A-Za-z0-9._/:@]*$"
+# An image reference, as spec.engine.image takes it (api/patterns.py).
+_IMAGE = IMAGE
 # A registry or registry/path prefix for mirrors, e.g. `mirror.example.com/dockerhub`: a
 # lowercase host[:port] and lowercase path components as image references spell them (the
 # pinned images go behind it, so uppercase or a scheme would make every default invalid).

@@ -161,3 +161,10 @@ def test_unknown_variables_of_the_prefix_are_named_but_not_the_tooling_ones() ->
                "HOME": "/root"}
     assert unknown_variables(environ) == ["DEEPSEEK_OPERATOR_RELIST_SECOND",
                                           "DEEPSEEK_OPERATOR_TOKEN"]
+
+
+def test_a_bad_gateway_url_is_refused_without_quoting_it() -> None:
+    with pytest.raises(SettingsError) as error:
+        load({"gateway_url": "ftp://user:hunter2-secret@gateway"})
+    assert "not an http(s) base URL" in str(error.value)
+    assert "hunter2" not in str(error.value)

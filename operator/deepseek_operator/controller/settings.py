@@ -159,10 +159,10 @@ class OperatorSettings(BaseSettings):
     @field_validator("gateway_url")
     @classmethod
     def _base_url(cls, value: str) -> str:
-        """An http(s) URL with a host and no query or fragment, or empty."""
+        """An http(s) URL with a host and no query or fragment, or empty. The error does
+        not quote the value: a URL may carry ``user:password@``."""
         if value and not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", value):
-            raise ValueError(f"not an http(s) base URL: {value!r} "
-                             "(e.g. http://deepseek-gateway.ns.svc)")
+            raise ValueError("not an http(s) base URL (e.g. http://deepseek-gateway.ns.svc)")
         return value
 
     @field_validator("gateway_service_account")

@@ -16,6 +16,7 @@ from kubernetes import client
 from kubernetes.client import ApiException
 
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
+from deepseek_operator.controller.reconciler import FRESH_READ_SECONDS
 from e2e.cluster import audit, build, controlplane, paths
 from e2e.kube import wait_for
 from e2e.operator_process import OperatorProcess
@@ -249,6 +250,36 @@ def test_spec_that_cannot_fit_is_stalled_with_numbers(
     events = client.CoreV1Api(kube).list_namespaced_event(
         namespace, field_selector="involvedObject.name=too-big").items
     assert any(e.type == "Warning" and e.reason == "InvalidSpec" for e in events)
+
+
+def test_a_forged_status_does_not_survive_the_next_reconcile(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    """`kubectl patch --subresource=status` on a stalled DeepSeekDeployment without a
+    Deployment: the next reconcile (here: an annotation) writes every field it owns, so the
+    forged ready count (the READY column, the gateway's capacity) is gone."""
+    body = small_model("forged")
+    body["spec"]["model"] = {"name": "deepseek-r1", "maxModelLen": 8192}
+    body["spec"]["gpu"] = {"type": "A100-40GB", "count": 1}
+    create(dsd_api, namespace, body)
+    wait_condition(dsd_api, namespace, "forged", "Stalled", "True", 60)
+    # Within FRESH_READ_SECONDS of its own status write the operator takes a copy that does
+    # not show that write for an old one (only it writes status): forge after that window,
+    # as a hand edit would come.
+    time.sleep(FRESH_READ_SECONDS + 1)
+    dsd_api.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, PLURAL, "forged",
+        {"status": {"phase": "Ready", "readyReplicas": 5, "replicas": 5}})
+    dsd_api.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "forged",
+        {"metadata": {"annotations": {"example.com/touched": "1"}}})
+
+    def repaired() -> dict[str, Any] | None:
+        status = get(dsd_api, namespace, "forged").get("status") or {}
+        return status if status.get("phase") == "Failed" else None
+
+    status = wait_for("the forged status overwritten", repaired, timeout=60)
+    assert (status["readyReplicas"], status["replicas"]) == (0, 0)
+    assert not _exists(lambda: deployment(kube, namespace, "forged"))
 
 
 def test_more_gpus_than_the_cluster_has_is_unschedulable(

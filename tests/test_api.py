@@ -450,7 +450,11 @@ def test_tolerances_outside_0_to_1_are_refused(field: str, value: float) -> None
 
 @pytest.mark.parametrize(("spec", "path", "message"), [
     ({"model": {"name": "deepseek-r1", "uri": "ftp://x/y"}}, "spec.model.uri",
-     "must be hf://ORG/REPO, s3://BUCKET/PATH or pvc://CLAIM/PATH (got 'ftp://x/y')"),
+     "must be hf://ORG/REPO, s3://BUCKET/PATH or pvc://CLAIM/PATH, without credentials "
+     "(no user:password@): put them in a Secret named by spec.model.credentialsSecret"),
+    ({**MINIMAL, "engine": {"image": "$(rm -rf /)"}}, "spec.engine.image",
+     "must be an image reference such as vllm/vllm-openai:v0.8.5: letters, digits, '-', "
+     "'_', '.', '/', ':' and '@', starting with a letter or digit"),
     ({**MINIMAL, "storage": {"size": "lots"}}, "spec.storage.size",
      "must be a Kubernetes quantity such as 900Gi or 1T (got 'lots')"),
     ({**MINIMAL, "storage": {"existingClaim": "Bad_Claim"}}, "spec.storage.existingClaim",

@@ -166,7 +166,8 @@ def test_size_explains_memory_reserved_above_the_sum(capsys: pytest.CaptureFixtu
     (["run", "--metrics-port", "-1"],
      "--metrics-port / DEEPSEEK_OPERATOR_METRICS_PORT: Input should be greater than or equal"),
     (["run", "--relist-seconds", "0"],
-     "--relist-seconds / DEEPSEEK_OPERATOR_RELIST_SECONDS: Input should be greater than 0"),
+     "--relist-seconds / DEEPSEEK_OPERATOR_RELIST_SECONDS: Input should be greater than or "
+     "equal to 10"),
     (["run", "--relist-seconds", "soon"],
      "--relist-seconds / DEEPSEEK_OPERATOR_RELIST_SECONDS: Input should be a valid number"),
     (["run", "--liveness", "notaurl"],
@@ -191,6 +192,18 @@ def test_run_refuses_bad_settings_before_starting(
     and the operator never starts (exit code 2, before any connection)."""
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_run_warns_of_an_unknown_variable_by_name_only(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DEEPSEEK_OPERATOR_RESYNC_SECOND", "secret-looking-value")
+    monkeypatch.setenv("DEEPSEEK_OPERATOR_STATE", "/tmp/state")
+    monkeypatch.setenv("DEEPSEEK_OPERATOR_RUN_AS_USER", "0")  # stops before the start
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert "warning: DEEPSEEK_OPERATOR_RESYNC_SECOND is not a setting of the operator" in err
+    assert "DEEPSEEK_OPERATOR_STATE" not in err
+    assert "secret-looking-value" not in err
 
 
 def test_run_refuses_a_bad_environment_variable_naming_it(

@@ -327,6 +327,7 @@ def schema_patterns(node: Any) -> set[str]:
         ((".spec.storage.size"), "900Gi", "900 GB"),
         ((".spec.storage.existingClaim"), "models.cache", "Models"),
         ((".spec.engine.env[].name"), "HF_TOKEN", "1TOKEN"),
+        ((".spec.engine.image"), "registry:5000/vllm/vllm-openai:v1@sha256:ab", "$(rm -rf /)"),
         ((".status.conditions[].type"), "deepseek-operator.io/Ready", "Ready/"),
     ],
 )

@@ -9,6 +9,8 @@ import types
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kubernetes.client import ApiClient
 
 from deepseek_operator.api import parse_deployment
@@ -81,8 +83,77 @@ def _cached(status: DeepSeekDeploymentStatus) -> tuple[str, str]:
 
 def test_progress_lines_are_found_among_other_output() -> None:
     log = "\n".join(["some aws warning", _line(10, 0, 0), "deepseek-operator-progress {bad",
-                     "2026-01-01T00:00:10Z " + _line(20, 10, 10, expected=40)])
+                     _line(20, 10, 10, expected=40)])
     assert parse_samples(log) == [Sample(10, 0, 0, 0), Sample(20, 40, 10, 10)]
+
+
+def test_a_line_counts_only_when_it_starts_with_the_prefix() -> None:
+    log = "\n".join(["echo: " + _line(10, 0, 0), " " + _line(20, 0, 0),
+                     PROGRESS_PREFIX + _line(30, 0, 0), _line(40, 0, 0)])
+    assert parse_samples(log) == [Sample(40, 0, 0, 0)]
+
+
+GOOD = '"expectedBytes": 0, "changedAt": 5, "time": 5'
+HOSTILE_PAYLOADS = [
+    '{"bytes": 1e400, ' + GOOD + '}',  # inf: OverflowError in int()
+    '{"bytes": -5, ' + GOOD + '}',  # negative: ValidationError in ModelCacheStatus
+    '{"bytes": 1e30, ' + GOOD + '}',  # beyond int64: 422 from the API server
+    '{"bytes": 9007199254740993, ' + GOOD + '}',  # 2^53 + 1
+    '{"bytes": 12.5, ' + GOOD + '}',
+    '{"bytes": NaN, ' + GOOD + '}',
+    '{"bytes": Infinity, ' + GOOD + '}',
+    '{"bytes": true, ' + GOOD + '}',
+    '{"bytes": "12", ' + GOOD + '}',
+    '{"bytes": null, ' + GOOD + '}',
+    '{"bytes": 1' + "0" * 5000 + ', ' + GOOD + '}',  # more digits than int() reads
+    '{"bytes": 1, "expectedBytes": -1, "changedAt": 5, "time": 5}',
+    '{"bytes": 1, "expectedBytes": 1e300, "changedAt": 5, "time": 5}',
+    '{"bytes": 1, "changedAt": 1e400, "time": 5}',
+    '{"bytes": 1, "changedAt": NaN, "time": 5}',
+    '{"bytes": 1, "changedAt": -1, "time": 5}',
+    '{"bytes": 1, "changedAt": 5, "time": 1e20}',  # beyond year 9999: rfc3339 raises
+    '{"bytes": 1, "changedAt": 5, "time": -Infinity}',
+    '{"bytes": 1, "changedAt": 5, "time": [5]}',
+    '{"bytes": 1, "changedAt": 5}',
+    '[1, 2]',
+    '"text"',
+    '[' * 100_000 + ']' * 100_000,  # RecursionError in json.loads
+]
+
+
+@pytest.mark.parametrize("payload", HOSTILE_PAYLOADS)
+def test_a_hostile_progress_line_is_skipped_and_the_status_still_computes(
+        payload: str) -> None:
+    log = "\n".join([_line(GIB, 0, 0), f"{PROGRESS_PREFIX} {payload}"])
+    assert parse_samples(log) == [Sample(GIB, 0, 0, 0)]
+    status = _compute(_observed(log))
+    assert status_dict(status)["modelCache"]["bytesPresent"] == GIB
+
+
+def test_the_largest_figures_still_make_a_valid_status() -> None:
+    # 1 byte over 9999 years: the rate is tiny, the time left beyond any estimate (no eta).
+    log = "\n".join([_line(0, 0, 0, expected=2**53), _line(1, 253402300799, 253402300799,
+                                                            expected=2**53)])
+    status = _compute(_observed(log))
+    cache = status_dict(status)["modelCache"]
+    assert (cache["bytesPresent"], cache["bytesExpected"]) == (1, 2**53)
+    assert "etaSeconds" not in cache
+    assert cache["sampleTime"] == "9999-12-31T23:59:59Z"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["bytes", "expectedBytes", "changedAt", "time"]), inner),
+    max_leaves=8))
+def test_no_progress_payload_makes_the_status_computation_raise(payload: Any) -> None:
+    text = json.dumps(payload)  # NaN and Infinity included, as Python's json writes them
+    log = "\n".join([_line(GIB, 0, 0), f"{PROGRESS_PREFIX} {text}"])
+    status = _compute(_observed(log))
+    cache = status_dict(status)["modelCache"]
+    for key in ("bytesPresent", "bytesExpected", "etaSeconds", "deadlineSeconds"):
+        assert 0 <= cache.get(key, 0) <= 2**63 - 1
 
 
 def test_rate_is_over_the_last_minute_and_eta_follows() -> None:

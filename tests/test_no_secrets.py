@@ -123,6 +123,51 @@ def test_a_hostile_spec_is_refused_without_quoting_the_secret(
     assert VALUE not in err and VALUE[:12] not in err
 
 
+@pytest.mark.parametrize("uri", [
+    f"s3://AKIAIOSFODNN7EXAMPLE:{VALUE}@bucket/path",
+    f"s3://user:{VALUE}@bucket/path",
+    f"hf://user:{VALUE}@org/repo",
+    f"https://user:{VALUE}@example.com/weights",
+    f"s3://bucket/{VALUE}" + "x" * 1024,  # too long
+])
+def test_a_model_uri_with_credentials_is_refused_without_quoting_it(
+        uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cr = yaml.safe_load(SAMPLES[0].read_text())
+    cr["spec"]["model"]["uri"] = uri
+    code, out, err = render(cr, tmp_path, capsys)
+    assert (code, out) == (EXIT_INVALID, "")
+    assert "spec.model.uri" in err
+    assert VALUE not in err and VALUE[:12] not in err
+    if len(uri) <= 1024:
+        assert "spec.model.credentialsSecret" in err
+
+
+@pytest.mark.parametrize("engine", [
+    {"args": [f"--seed={index}" for index in range(1000)] + [VALUE]},  # too many
+    {"env": [{"name": f"V{index}", "value": VALUE} for index in range(1000)]},  # too many
+    {"args": VALUE},  # not a list
+    {"env": {"HF_TOKEN": VALUE}},  # not a list
+])
+def test_a_hostile_engine_list_is_refused_without_quoting_it(
+        engine: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cr = yaml.safe_load(SAMPLES[0].read_text())
+    cr["spec"]["engine"] = engine
+    code, _, err = render(cr, tmp_path, capsys)
+    assert code == EXIT_INVALID
+    assert "spec.engine." in err
+    assert VALUE not in err and VALUE[:12] not in err
+
+
+def test_a_prometheus_url_is_never_quoted(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    cr = yaml.safe_load(SAMPLES[0].read_text())
+    cr["spec"]["autoscaling"] = {"mode": "hpa", "prometheus": {"url": f"ftp://u:{VALUE}@x"}}
+    code, _, err = render(cr, tmp_path, capsys)
+    assert code == EXIT_INVALID
+    assert "prometheus.url" in err
+    assert VALUE not in err and VALUE[:12] not in err
+
+
 def test_the_gateway_may_get_exactly_the_key_secret_and_the_operator_may_grant_it() -> None:
     cr = with_key(SAMPLES[0], "vllm")
     cr["metadata"]["namespace"] = "ai"

@@ -9,11 +9,13 @@ import pytest
 
 from deepseek_operator.api import parse_deployment
 from deepseek_operator.controller.settings import (
+    MIN_PERIOD_SECONDS,
     OperatorSettings,
     SettingsError,
     env_var,
     flag,
     load,
+    unknown_variables,
 )
 from deepseek_operator.render import DEFAULT_ENGINE_IMAGES, DEFAULT_S3_DOWNLOAD_IMAGE, render
 from deepseek_operator.render.service import endpoint
@@ -119,3 +121,50 @@ def test_a_class_in_the_spec_wins_over_the_operator_default() -> None:
     plain = render(_dsd({"model": {"name": "deepseek-r1-distill-qwen-1.5b"}}),
                    load().render_settings())
     assert "storageClassName" not in _kind(plain, "PersistentVolumeClaim")["spec"]
+
+
+@pytest.mark.parametrize("prefix", [
+    "http://x/", "https://mirror.example.com", "UPPER/Case", "Mirror.example.com",
+    "mirror.example.com/Hub", "mirror.example.com:port", "mirror..example.com", "-mirror",
+    "mirror.example.com//hub", "mirror.example.com/hub/_x", "mirror example",
+])
+def test_a_registry_prefix_that_would_spoil_every_default_image_is_refused(
+        prefix: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        load({"registry_prefix": prefix})
+    (problem,) = error.value.problems
+    assert problem.startswith("--registry-prefix / DEEPSEEK_OPERATOR_REGISTRY_PREFIX: must be "
+                              "a registry host[:port][/path] in lowercase, without a scheme")
+    assert prefix not in problem
+
+
+@pytest.mark.parametrize("prefix", [
+    "", "mirror.local", "localhost:5000", "mirror.example.com:5000/hub/",
+    "registry-1.example.com/team_a/docker-hub", "10.0.0.1:5000/x.y",
+])
+def test_a_lowercase_registry_host_port_and_path_is_accepted(prefix: str) -> None:
+    assert load({"registry_prefix": prefix}).registry_prefix == prefix
+
+
+@pytest.mark.parametrize("name", ["relist_seconds", "resync_seconds"])
+def test_relist_and_resync_periods_have_a_floor(name: str) -> None:
+    with pytest.raises(SettingsError, match=f"{flag(name)} / {env_var(name)}: Input should be "
+                                            "greater than or equal to 10"):
+        load({name: "0.0001"})
+    assert getattr(load({name: str(MIN_PERIOD_SECONDS)}), name) == MIN_PERIOD_SECONDS
+
+
+def test_unknown_variables_of_the_prefix_are_named_but_not_the_tooling_ones() -> None:
+    environ = {"DEEPSEEK_OPERATOR_RELIST_SECOND": "5", "DEEPSEEK_OPERATOR_STATE": "/x",
+               "DEEPSEEK_OPERATOR_CACHE": "/y", "DEEPSEEK_OPERATOR_CLUSTER_DOMAIN": "a.b",
+               "deepseek_operator_verbose": "1", "DEEPSEEK_OPERATOR_TOKEN": "secret-value",
+               "HOME": "/root"}
+    assert unknown_variables(environ) == ["DEEPSEEK_OPERATOR_RELIST_SECOND",
+                                          "DEEPSEEK_OPERATOR_TOKEN"]
+
+
+def test_a_bad_gateway_url_is_refused_without_quoting_it() -> None:
+    with pytest.raises(SettingsError) as error:
+        load({"gateway_url": "ftp://user:hunter2-secret@gateway"})
+    assert "not an http(s) base URL" in str(error.value)
+    assert "hunter2" not in str(error.value)

@@ -63,6 +63,26 @@ def test_a_stall_is_marked_as_a_problem_with_its_message() -> None:
                         "progress for 15m00s")
 
 
+def test_a_stalled_deployment_says_what_is_blocked_and_why() -> None:
+    message = "spec.model.uri: must be hf://ORG/REPO, s3://BUCKET/PATH or pvc://CLAIM/PATH"
+    invalid = {"metadata": {"name": "r1", "namespace": "ai"},
+               "spec": {"model": {"name": "deepseek-r1"}},
+               "status": {"phase": "Failed", "observedGeneration": 1, "conditions": [
+                   _cond("Ready", "False", "InvalidSpec", message),
+                   _cond("Stalled", "True", "InvalidSpec", message),
+                   _cond("Progressing", "False", "InvalidSpec", "waiting for a spec change")],
+                   "readyReplicas": 0, "replicas": 0, "desiredReplicas": 0}}
+    assert pipeline_text(invalid).splitlines() == [
+        "ai/r1: Failed (model deepseek-r1)",
+        f"stalled   !!  InvalidSpec: {message}",
+        "claim     !!  blocked: stalled by InvalidSpec",
+        "download  !!  blocked: stalled by InvalidSpec",
+        "workload  !!  InvalidSpec: 0/0 replicas ready (0 exist)",
+        "scaling   !!  mode operator: blocked: stalled by InvalidSpec",
+        "endpoint  ..  none yet",
+    ]
+
+
 def test_a_serving_deployment_shows_the_scaling_decision() -> None:
     ready = {"metadata": {"name": "small", "namespace": "ai"},
              "spec": {"model": {"name": "deepseek-r1-distill-qwen-7b"}},

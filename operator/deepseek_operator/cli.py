@@ -13,6 +13,7 @@ the release failed after its budget was charged).
 import argparse
 import datetime
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -379,9 +380,10 @@ def add_run_command(commands: "Subcommands[argparse.ArgumentParser]") -> None:
     option("--log-format", choices=["plain", "full", "json"])
     option("--relist-seconds", metavar="S",
            help="list every child kind this often to find objects deleted while a watch "
-                "was down (default: 600)")
+                "was down (default: 600, at least 10)")
     option("--resync-seconds", metavar="S",
-           help="reconcile each DeepSeekDeployment this often without events (default: 600)")
+           help="reconcile each DeepSeekDeployment this often without events (default: 600, "
+                "at least 10)")
     option("--manage-crd", action="store_true",
            help="apply this operator's DeepSeekDeployment CRD at start (server-side apply; "
                 "needs patch on it), so an upgrade serves the new fields")
@@ -457,8 +459,16 @@ def run_run(args: argparse.Namespace) -> int:
     """Run the operator until interrupted; exit code 2 when a setting is invalid (one line
     per bad setting on stderr, naming its flag and environment variable)."""
     from deepseek_operator.controller.run import run_operator
-    from deepseek_operator.controller.settings import SettingsError, load, settings_given
+    from deepseek_operator.controller.settings import (
+        SettingsError,
+        load,
+        settings_given,
+        unknown_variables,
+    )
 
+    for name in unknown_variables(os.environ):
+        print(f"warning: {name} is not a setting of the operator and is ignored "
+              "(`deepseek-operator run --help` lists the settings)", file=sys.stderr)
     try:
         settings = load(settings_given(vars(args)))
     except SettingsError as error:

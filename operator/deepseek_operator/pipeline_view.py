@@ -44,8 +44,10 @@ def pipeline_text(obj: Mapping[str, Any]) -> str:
     """The pipeline view of a stored DeepSeekDeployment (a dict as the API returns it).
 
     One line per stage, marked ``ok`` (done), ``..`` (on its way) or ``!!`` (a problem),
-    then the condition's reason and message. Raises pydantic's ValidationError for a status
-    that is not the operator's.
+    then the condition's reason and message. A stalled deployment (Stalled=True) gets a
+    ``stalled`` line with why, and the stages it never reached say they are blocked rather
+    than "not reported yet". Raises pydantic's ValidationError for a status that is not the
+    operator's.
     """
     meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
     status = DeepSeekDeploymentStatus.model_validate(obj.get("status") or {})
@@ -54,10 +56,16 @@ def pipeline_text(obj: Mapping[str, Any]) -> str:
              f"{status.phase or 'not reconciled yet'} (model "
              f"{(spec.get('model') or {}).get('name', '?')})"]
 
+    stall = conds.get("Stalled")
+    blocked = f"blocked: stalled by {stall.reason}" if stall and stall.status == "True" else ""
+    if stall is not None and blocked:
+        lines.append(f"{'stalled':<9} !!  {stall.reason}: {stall.message}")
+
     def stage(label: str, cond_type: str, detail: str = "") -> None:
         cond = conds.get(cond_type)
         if cond is None:
-            lines.append(f"{label:<9} ..  not reported yet")
+            lines.append(f"{label:<9} !!  {blocked}" if blocked
+                         else f"{label:<9} ..  not reported yet")
             return
         lines.append(f"{label:<9} {_mark(cond.status, cond.reason)}  {cond.reason}: "
                      f"{detail or cond.message}")
@@ -91,15 +99,16 @@ def pipeline_text(obj: Mapping[str, Any]) -> str:
         qps = "" if scaler.observed_qps is None else f" at {scaler.observed_qps:.2f} QPS"
         decision = f"{scaler.desired_replicas} replicas{qps}: {scaler.reason or ''}".rstrip(": ")
     mode = (spec.get("autoscaling") or {}).get("mode", "operator")
-    lines.append(_scaling_line(mode, conds.get("AutoscalerReady"), decision))
+    lines.append(_scaling_line(mode, conds.get("AutoscalerReady"), decision, blocked))
     lines.append(f"{'endpoint':<9} {'ok' if status.endpoint else '..'}  "
                  f"{status.endpoint or 'none yet'}")
     return "\n".join(lines)
 
 
-def _scaling_line(mode: str, cond: Any, decision: str) -> str:
+def _scaling_line(mode: str, cond: Any, decision: str, blocked: str) -> str:
     if cond is None:
-        return f"{'scaling':<9} ..  mode {mode}: not reported yet"
+        return (f"{'scaling':<9} !!  mode {mode}: {blocked}" if blocked
+                else f"{'scaling':<9} ..  mode {mode}: not reported yet")
     return (f"{'scaling':<9} {_mark(cond.status, cond.reason)}  mode {mode}: "
             f"{decision or cond.message}")
 

@@ -32,6 +32,10 @@ MODEL_URI: Final = (
     rf"^$|^hf://[A-Za-z0-9][-{_WORD}.]*/[-{_WORD}.]+$|^s3://[a-z0-9][-a-z0-9.]*(/\S*)?$"
     rf"|^pvc://{_DNS_SUBDOMAIN}(/\S*)?$"
 )
+IMAGE: Final = r"^$|^[A-Za-z0-9][-A-Za-z0-9._/:@]*$"
+"""A container image reference as the runtime reads it, [registry[:port]/]path[:tag][@digest],
+or empty. Loose on purpose (the registry has the final word), strict enough to refuse
+spaces, quotes and shell syntax; the operator's image settings use the same."""
 REVISION: Final = rf"^[-{_WORD}./]+$"
 SERVED_NAME: Final = rf"^[-{_WORD}./:]*$"
 GPU_TYPE: Final = r"^$|^[A-Za-z0-9][-A-Za-z0-9.]*$"
@@ -62,7 +66,14 @@ PATTERN_HINTS: Final[dict[str, str]] = {
         "a name of lowercase letters, digits, '-', '.' and '_', starting and ending with a "
         "letter or digit"
     ),
-    MODEL_URI: "hf://ORG/REPO, s3://BUCKET/PATH or pvc://CLAIM/PATH",
+    MODEL_URI: (
+        "hf://ORG/REPO, s3://BUCKET/PATH or pvc://CLAIM/PATH, without credentials "
+        "(no user:password@): put them in a Secret named by spec.model.credentialsSecret"
+    ),
+    IMAGE: (
+        "an image reference such as vllm/vllm-openai:v0.8.5: letters, digits, '-', '_', "
+        "'.', '/', ':' and '@', starting with a letter or digit"
+    ),
     REVISION: "a branch, tag or commit: letters, digits, '-', '_', '.' and '/'",
     SERVED_NAME: "a name of letters, digits, '-', '_', '.', '/' and ':'",
     GPU_TYPE: (

@@ -139,9 +139,12 @@ def _issues(model: type[BaseModel], error: ValidationError, prefix: str) -> list
     return issues
 
 
-_MAY_HOLD_SECRETS: Final = re.compile(r"(^|\.)engine\.(args\[\d+\]|env\[\d+\]\.value)$")
-"""Paths of the values a message never quotes: engine arguments and environment values
-may hold a secret (api/secrets.py), and messages reach status and events."""
+_MAY_HOLD_SECRETS: Final = re.compile(
+    r"(^|\.)(engine\.(args|env)([\[.].*)?|uri|url|image)$")
+"""Paths of the values a message never quotes, as messages reach status and events: engine
+arguments and environment variables, as a whole or any part (api/secrets.py), URIs and
+URLs (``model.uri``, the Prometheus ``url``), which may carry ``user:password@``, and
+``engine.image`` (a refused one is often pasted shell or a credential)."""
 
 
 def _got(path: str, value: Any) -> str:

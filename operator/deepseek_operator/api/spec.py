@@ -15,6 +15,7 @@ from .engine_args import EngineType, KVCacheFormat, kv_cache_dtype_issues, kv_ca
 from .patterns import (
     ENV_VAR_NAME,
     GPU_TYPE,
+    IMAGE,
     MODEL_NAME,
     MODEL_URI,
     NAME,
@@ -407,6 +408,7 @@ class EngineSpec(SpecModel):
     image: str = Field(
         "",
         max_length=512,
+        pattern=IMAGE,
         description="Engine container image. Empty means the operator's pinned image for type.",
     )
     args: list[Annotated[str, Field(max_length=4096)]] = Field(

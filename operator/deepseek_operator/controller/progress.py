@@ -50,22 +50,67 @@ class Sample:
     time: float
 
 
+MAX_BYTES: Final = 2**53
+"""The largest byte count a progress line may carry (9 PiB): exact as a JSON/float number,
+far within int64 (the status fields' format), far above any checkpoint."""
+MAX_TIME: Final = 253402300799.0
+"""The largest ``time``/``changedAt`` a progress line may carry: 9999-12-31T23:59:59Z, the
+last second RFC 3339 (and ``status.modelCache``) can express."""
+
+
 def parse_samples(log: str) -> list[Sample]:
     """The progress lines of ``log`` (the container's output), oldest first; other lines
-    and malformed progress lines are skipped."""
+    and malformed progress lines are skipped.
+
+    A progress line starts with ``PROGRESS_PREFIX`` and a space (the operator reads the log
+    without timestamps); a line that only contains it elsewhere is other output. Malformed:
+    not a JSON object, ``bytes``/``expectedBytes`` not a whole number in [0, MAX_BYTES],
+    ``changedAt``/``time`` not a finite number in [0, MAX_TIME]. The log is the download
+    image's output, not trusted: no line of it can make this (or the status computed from
+    it) raise.
+    """
     samples = []
     for line in log.splitlines():
-        # kubectl/pods-log may prefix a timestamp; the prefix is searched, not anchored.
-        _, found, payload = line.partition(PROGRESS_PREFIX + " ")
-        if not found:
+        if not line.startswith(PROGRESS_PREFIX + " "):
             continue
-        try:
-            data = json.loads(payload)
-            samples.append(Sample(int(data["bytes"]), int(data.get("expectedBytes") or 0),
-                                  float(data["changedAt"]), float(data["time"])))
-        except (ValueError, KeyError, TypeError):
-            continue
+        sample = _sample(line.removeprefix(PROGRESS_PREFIX + " "))
+        if sample is not None:
+            samples.append(sample)
     return samples
+
+
+def _sample(payload: str) -> Sample | None:
+    """The sample of one progress line's JSON ``payload``; None when it is malformed."""
+    try:
+        data = json.loads(payload)
+    except (ValueError, RecursionError):  # bad JSON, too many digits, nested too deeply
+        return None
+    if not isinstance(data, dict):
+        return None
+    present = _count(data.get("bytes"))
+    expected = _count(data.get("expectedBytes") or 0)
+    changed_at = _moment(data.get("changedAt"))
+    at = _moment(data.get("time"))
+    if present is None or expected is None or changed_at is None or at is None:
+        return None
+    return Sample(present, expected, changed_at, at)
+
+
+def _count(value: object) -> int | None:
+    """``value`` as a byte count: a whole number (``12`` or ``12.0``) in [0, MAX_BYTES]."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return None
+    return int(value) if 0 <= value <= MAX_BYTES else None
+
+
+def _moment(value: object) -> float | None:
+    """``value`` as seconds since 1970: a finite number in [0, MAX_TIME]."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    moment = float(value) if abs(value) < 2 * MAX_TIME else math.inf  # huge ints too
+    return moment if 0 <= moment <= MAX_TIME else None
 
 
 @dataclass(frozen=True)
@@ -94,11 +139,12 @@ class Progress:
 
     @property
     def eta_seconds(self) -> int | None:
-        """Seconds left at the last minute's rate; None when the rate is 0 or unknown."""
+        """Seconds left at the last minute's rate; None when the rate is 0 or unknown, or
+        when it is so low that the time left is beyond MAX_TIME (no estimate, and no int64)."""
         if not self.bytes_per_second or self.bytes_expected <= 0:
             return None
-        return math.ceil(max(0, self.bytes_expected - self.bytes_present)
-                         / self.bytes_per_second)
+        left = max(0, self.bytes_expected - self.bytes_present) / self.bytes_per_second
+        return math.ceil(left) if left <= MAX_TIME else None
 
     def summary(self) -> str:
         """One line for a condition message, e.g. ``12.0 GiB of 641.7 GiB (1.9 %), 95.0

@@ -20,7 +20,9 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, get_args
+
+from pydantic import BaseModel
 
 from deepseek_operator.api.conditions import (
     REASON_API_NOT_INSTALLED,
@@ -39,7 +41,7 @@ from deepseek_operator.catalog import checkpoint_bytes, size_deployment
 from deepseek_operator.controller.cluster import ApplyError, Cluster
 from deepseek_operator.controller.desired import DesiredState, child, desired_state
 from deepseek_operator.controller.plan import FIELD_MANAGER, ObjectKey, Plan, calculate_plan
-from deepseek_operator.controller.predicates import job_finished
+from deepseek_operator.controller.predicates import job_finished, workload_counts
 from deepseek_operator.controller.progress import TAIL_LINES
 from deepseek_operator.controller.status import (
     WAITING_FOR_API,
@@ -147,6 +149,25 @@ def previous_status(body: Mapping[str, Any]) -> DeepSeekDeploymentStatus | None:
         return None
 
 
+STATUS_KEYS: Final = tuple(info.alias or name for name, info
+                          in DeepSeekDeploymentStatus.model_fields.items())
+"""Every top-level key of ``.status``: all the operator's, each written on every write."""
+
+
+def _with_nulls(wire: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    """``wire`` (a status model's wire form) with every field of ``model`` it lacks as
+    None, in nested objects too (a merge patch merges them key by key)."""
+    full: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        key = info.alias or name
+        value = wire.get(key)
+        nested = next((t for t in (info.annotation, *get_args(info.annotation))
+                       if isinstance(t, type) and issubclass(t, BaseModel)), None)
+        full[key] = _with_nulls(value, nested) if nested and isinstance(value, dict) \
+            else value
+    return full
+
+
 def status_dict(status: DeepSeekDeploymentStatus) -> dict[str, Any]:
     """The wire form (camelCase, no nulls) of a status model."""
     return status.model_dump(by_alias=True, exclude_none=True, mode="json")
@@ -199,10 +220,11 @@ def _finish(previous: DeepSeekDeploymentStatus | None, status: DeepSeekDeploymen
             writes: list[str], stalled: bool = False, message: str = "") -> Outcome:
     new = status_dict(status)
     old = status_dict(previous) if previous else None
-    if old is not None and new != old:
-        # A JSON merge patch keeps keys it does not mention: null removes the ones that
-        # no longer apply (e.g. the operator autoscaler's block after a switch to hpa).
-        new = {**{key: None for key in old if key not in new}, **new}
+    if new != old:
+        # A JSON merge patch keeps keys it does not mention: every field the operator owns
+        # is written, null removing the ones that do not apply (the operator autoscaler's
+        # block after a switch to hpa, a figure patched in by hand).
+        new = _with_nulls(new, DeepSeekDeploymentStatus)
     transitions = condition_events(previous, status)
     events = [Event("Normal", "Applied", "; ".join(writes))] if writes else []
     return Outcome(status=None if new == old else new, writes=writes, events=events,
@@ -226,13 +248,29 @@ class _Context:
         return self.previous or DeepSeekDeploymentStatus()
 
 
-def _stall(ctx: _Context, reason: str, message: str, waiting: str,
+def _stall(ctx: _Context, cluster: Cluster, reason: str, message: str, waiting: str,
            writes: list[str] | None = None,
            base: DeepSeekDeploymentStatus | None = None) -> Outcome:
     """The one way a reconcile ends Stalled: status says ``reason`` and ``message`` and what
-    it waits for; nothing more is written."""
+    it waits for; nothing more is written.
+
+    The replica counts and the selector are observed, not carried over from the stored
+    status: what the last valid spec created may still serve (or be gone), and a status
+    patched by hand must not survive the operator's write (a forged readyReplicas would
+    show in ``kubectl get`` and count as capacity in the gateway).
+    """
+    workloads = [obj for key, obj in cluster.observe((ctx.namespace, ctx.name)).items()
+                 if key.kind in WORKLOAD_API_VERSIONS]
+    # Two workloads only while one kind replaces the other: the one serving more counts.
+    counts = max((workload_counts(w) for w in workloads), key=lambda c: c[1],
+                 default=(0, 0, False))
+    desired = max((int((w.get("spec") or {}).get("replicas") or 0) for w in workloads),
+                  default=0)
+    observed = (base or ctx.base).model_copy(update={
+        "replicas": counts[0], "ready_replicas": counts[1], "desired_replicas": desired,
+        "selector": pod_selector(ctx.name)})
     status = stalled_status(generation=ctx.generation, reason=reason, message=message,
-                            previous=ctx.previous, now=ctx.now, base=base or ctx.base,
+                            previous=ctx.previous, now=ctx.now, base=observed,
                             waiting=waiting)
     return _finish(ctx.previous, status, writes or [], stalled=True, message=message)
 
@@ -256,7 +294,7 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
         dsd = parse_deployment(body)
         rendered = render(dsd, settings)
     except InvalidSpecError as exc:
-        return _stall(ctx, REASON_INVALID_SPEC, str(exc), WAITING_FOR_SPEC)
+        return _stall(ctx, cluster, REASON_INVALID_SPEC, str(exc), WAITING_FOR_SPEC)
 
     owner = (ctx.namespace, ctx.name)
     observed = cluster.observe(owner)
@@ -267,19 +305,20 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
     state = desired_state(dsd, rendered, observed, served=cluster.served,
                           given_claim=given_claim, field_manager=FIELD_MANAGER)
     if state.claim_conflict is not None:
-        return _stall(ctx, REASON_CLAIM_IMMUTABLE, state.claim_conflict, WAITING_FOR_OBJECT)
+        return _stall(ctx, cluster, REASON_CLAIM_IMMUTABLE, state.claim_conflict,
+                      WAITING_FOR_OBJECT)
     if state.missing_apis:
         # Nothing of a spec the cluster cannot serve is applied: not a larger claim for a
         # model that will not run, not the removal of the autoscaler it would replace.
-        return _stall(ctx, REASON_API_NOT_INSTALLED, missing_apis_message(state.missing_apis),
-                      WAITING_FOR_API)
+        return _stall(ctx, cluster, REASON_API_NOT_INSTALLED,
+                      missing_apis_message(state.missing_apis), WAITING_FOR_API)
     if state.outdated_job is not None:
         log.info("%s/%s: the model cache claim is newer than %s, downloading again",
                  ctx.namespace, ctx.name, state.outdated_job)
     plan = calculate_plan(state.objects, observed, keep=state.keep, field_manager=FIELD_MANAGER)
     foreign = _foreign_objects(cluster, plan, ctx.uid, ctx.name)
     if foreign:
-        return _stall(ctx, REASON_NAME_CONFLICT,
+        return _stall(ctx, cluster, REASON_NAME_CONFLICT,
                       f"{'; '.join(foreign)}: the operator does not take over objects it did "
                       "not create (it would change them and delete them with this "
                       "DeepSeekDeployment); rename or delete them, or give this "
@@ -291,7 +330,7 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
             raise  # a conflict or an overloaded apiserver: retried with backoff
         # The API refuses the write (e.g. a hand edit made the desired object invalid):
         # retrying cannot help, say so instead of reporting the last good state.
-        return _stall(ctx, REASON_APPLY_FAILED, f"{exc}; {_apply_hint(exc)}",
+        return _stall(ctx, cluster, REASON_APPLY_FAILED, f"{exc}; {_apply_hint(exc)}",
                       WAITING_FOR_OBJECT)
     if writes:
         log.info("%s/%s: %s", ctx.namespace, ctx.name, "; ".join(writes))

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from deepseek_operator.api.patterns import IMAGE
 from deepseek_operator.render import (
     DEFAULT_ENGINE_IMAGES,
     DEFAULT_S3_DOWNLOAD_IMAGE,
@@ -34,12 +35,13 @@ _DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS_SUBDOMAIN = rf"{_DNS_LABEL}(\.{_DNS_LABEL})*"
 _LABEL_KEY = re.compile(rf"^({_DNS_SUBDOMAIN}/)?[A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
-# An image reference as the container runtime reads it: [registry[:port]/]path[:tag][@digest].
-# Loose on purpose (the registry has the final word), strict enough to refuse spaces,
-# quotes and shell syntax.
-_IMAGE = r"^$|^[A-Za-z0-9][-A-Za-z0-9._/:@]*$"
-# A registry or registry/path prefix for mirrors, e.g. `mirror.example.com/dockerhub`.
-_REGISTRY_PREFIX = r"^$|^[A-Za-z0-9][-A-Za-z0-9._:/]*$"
+# An image reference, as spec.engine.image takes it (api/patterns.py).
+_IMAGE = IMAGE
+# A registry or registry/path prefix for mirrors, e.g. `mirror.example.com/dockerhub`: a
+# lowercase host[:port] and lowercase path components as image references spell them (the
+# pinned images go behind it, so uppercase or a scheme would make every default invalid).
+_PATH_COMPONENT = r"[a-z0-9]+([._-]+[a-z0-9]+)*"
+_REGISTRY_PREFIX = rf"^$|^{_DNS_SUBDOMAIN}(:[0-9]{{1,5}})?(/{_PATH_COMPONENT})*/?$"
 
 
 def _label_pairs(value: Any) -> Any:
@@ -68,7 +70,11 @@ def _words(value: Any) -> Any:
 
 Namespace = Annotated[str, Field(max_length=63, pattern=rf"^{_DNS_LABEL}$")]
 LabelPairs = Annotated[tuple[tuple[str, str], ...], NoDecode, BeforeValidator(_label_pairs)]
-Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+MIN_PERIOD_SECONDS: Final = 10.0
+"""The shortest relist and resync period: each lists every child kind or reconciles every
+DeepSeekDeployment, so a shorter one loads the apiserver without finding more (watches
+report changes at once; these only catch what a watch missed)."""
+Period = Annotated[float, Field(ge=MIN_PERIOD_SECONDS, allow_inf_nan=False)]
 Image = Annotated[str, Field(max_length=512, pattern=_IMAGE)]
 
 
@@ -82,6 +88,8 @@ class OperatorSettings(BaseSettings):
     - `relist_seconds`: how often every child kind is listed to find objects deleted while
       a watch was down (controller/resync.py).
     - `resync_seconds`: how often each DeepSeekDeployment is reconciled without any event.
+      Both at least MIN_PERIOD_SECONDS (10 s): they only catch what a watch missed, and
+      each costs a list of every child kind or a reconcile of every deployment.
     - `manage_crd`: apply the operator's own CRD at start (server-side apply), so an
       upgraded operator serves its new fields (controller/crd_sync.py).
     - `download_poll_seconds`: how often a running download's progress (its pod's log) is
@@ -120,8 +128,8 @@ class OperatorSettings(BaseSettings):
                                       env_ignore_empty=True)
 
     namespaces: Annotated[tuple[Namespace, ...], NoDecode, BeforeValidator(_words)] = ()
-    relist_seconds: Seconds = 600.0
-    resync_seconds: Seconds = 600.0
+    relist_seconds: Period = 600.0
+    resync_seconds: Period = 600.0
     manage_crd: bool = False
     download_poll_seconds: Annotated[float, Field(ge=1, le=3600, allow_inf_nan=False)] = 30.0
     autoscaler_tick_seconds: Annotated[float, Field(ge=1, le=300, allow_inf_nan=False)] = 5.0
@@ -151,10 +159,10 @@ class OperatorSettings(BaseSettings):
     @field_validator("gateway_url")
     @classmethod
     def _base_url(cls, value: str) -> str:
-        """An http(s) URL with a host and no query or fragment, or empty."""
+        """An http(s) URL with a host and no query or fragment, or empty. The error does
+        not quote the value: a URL may carry ``user:password@``."""
         if value and not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", value):
-            raise ValueError(f"not an http(s) base URL: {value!r} "
-                             "(e.g. http://deepseek-gateway.ns.svc)")
+            raise ValueError("not an http(s) base URL (e.g. http://deepseek-gateway.ns.svc)")
         return value
 
     @field_validator("gateway_service_account")
@@ -214,7 +222,8 @@ _PATTERN_WORDS: Final = {
     "cluster_domain": "a DNS domain (lowercase letters, digits, '-' and '.')",
     "storage_class": "a StorageClass name (lowercase letters, digits, '-' and '.')",
     "peering": "a DNS subdomain (lowercase letters, digits, '-' and '.')",
-    "registry_prefix": "a registry host[:port][/path] without spaces or quotes",
+    "registry_prefix": ("a registry host[:port][/path] in lowercase, without a scheme "
+                        "(e.g. mirror.example.com:5000/dockerhub)"),
 }
 """What a setting's pattern accepts, in words: errors never show a regex."""
 
@@ -226,6 +235,19 @@ class SettingsError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
+
+
+TOOLING_VARIABLES: Final = frozenset({"DEEPSEEK_OPERATOR_STATE", "DEEPSEEK_OPERATOR_CACHE"})
+"""Variables of the prefix that are not settings: the test tooling's (e2e/cluster)."""
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """The names in ``environ`` that start with ENV_PREFIX but name no setting (a typo such
+    as DEEPSEEK_OPERATOR_RELIST_SECOND would otherwise be ignored without a word), sorted;
+    TOOLING_VARIABLES are not reported. Names only: a value may be a secret."""
+    known = {env_var(name) for name in OperatorSettings.model_fields} | TOOLING_VARIABLES
+    return sorted(name for name in environ
+                  if name.upper().startswith(ENV_PREFIX) and name.upper() not in known)
 
 
 def settings_given(parsed: Mapping[str, Any]) -> dict[str, Any]:

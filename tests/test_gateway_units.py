@@ -468,3 +468,50 @@ def test_the_gateway_flag_turns_data_protection_off() -> None:
 
     assert build_parser().parse_args(["gateway"]).no_data_protection is False
     assert build_parser().parse_args(["gateway", "--no-data-protection"]).no_data_protection
+
+
+def observed(body: dict[str, Any], generation: int, observed_generation: int,
+             stalled: bool = False, ready: int = 1) -> dict[str, Any]:
+    """`body` at metadata.generation `generation` with the operator's status."""
+    conditions = [{"type": "Stalled", "status": "True" if stalled else "False",
+                   "reason": "InvalidSpec" if stalled else "Reconciled", "message": "",
+                   "lastTransitionTime": "2026-01-01T00:00:00Z"}]
+    return {**body, "metadata": {**body["metadata"], "generation": generation},
+            "status": {"observedGeneration": observed_generation, "readyReplicas": ready,
+                       "conditions": conditions}}
+
+
+def test_a_refused_or_unseen_spec_change_keeps_routing_to_what_serves() -> None:
+    from deepseek_operator.gateway.server import Gateway, GatewayOptions
+
+    sink = AuditSink(None, max_bytes=1, backups=0, stream=io.StringIO())
+    gateway = Gateway(GatewayOptions(), CountingReviewer(), sink)
+    try:
+        old = dsd("a", model={"name": "deepseek-r1-distill-qwen-7b"})
+        gateway.apply_list([observed(old, 1, 1)])
+        assert [t.served_name for t in gateway.routes.candidates(
+            "deepseek-r1-distill-qwen-7b")] == ["deepseek-r1-distill-qwen-7b"]
+        refused = dsd("a", model={"name": "deepseek-r1"}, gpu={"count": 1},
+                      service={"port": 9000},
+                      engine={"apiKeySecret": {"name": "k", "key": "key"}})
+        for status in (observed(refused, 2, 1, ready=2),  # not yet observed
+                       observed(refused, 2, 2, stalled=True, ready=2)):  # refused
+            gateway.apply_event("MODIFIED", status)
+            target = gateway.routes.get("ns", "a")
+            assert target is not None
+            assert (target.served_name, target.port, target.api_key) == (
+                "deepseek-r1-distill-qwen-7b", 8000, None)
+            assert target.ready_replicas == 2, "the ready replicas are the current status"
+            assert gateway.routes.candidates("deepseek-r1") == []
+        gateway.apply_list([observed(refused, 2, 2, stalled=True)])
+        assert gateway.routes.get("ns", "a").served_name == "deepseek-r1-distill-qwen-7b", (
+            "a relist keeps the last good target")
+        accepted = dsd("a", model={"name": "deepseek-r1-distill-llama-8b"})
+        gateway.apply_event("MODIFIED", observed(accepted, 3, 3))
+        assert gateway.routes.get("ns", "a").served_name == "deepseek-r1-distill-llama-8b"
+        gateway.apply_event("DELETED", observed(accepted, 3, 3))
+        gateway.apply_event("ADDED", observed(refused, 1, 1, stalled=True))
+        assert gateway.routes.get("ns", "a").served_name == "deepseek-r1", (
+            "no last good target: routed by spec")
+    finally:
+        gateway.executor.shutdown()

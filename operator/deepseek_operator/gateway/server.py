@@ -39,7 +39,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -62,7 +62,7 @@ from .engine_auth import EngineKeys, EngineKeyUnavailable, SecretMissing, Secret
 from .metrics import GatewayMetrics
 from .policy import DataProtection, Policy, policy_from_config_map
 from .protect import StreamProtector, inspect_prompt, redact_answer
-from .routing import QUERY_PERMISSION, RouteTable, Target, granting_role
+from .routing import QUERY_PERMISSION, RouteTable, Target, granting_role, reconciled
 from .sse import DONE, EventSplitter, error_event, event_data, event_json, is_usage_only, usage_of
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,12 @@ class HttpError(Exception):
         return web.json_response(body, status=self.status, headers=self.headers)
 
 
+def _key_of(obj: dict[str, Any]) -> Key:
+    """(namespace, name) of a watched object."""
+    metadata = obj.get("metadata") or {}
+    return (str(metadata.get("namespace", "")), str(metadata.get("name", "")))
+
+
 def not_found(model: str) -> HttpError:
     """The same 404 for a model that does not exist and one the caller may not see."""
     return HttpError(404, f"The model `{model}` does not exist or you do not have access "
@@ -150,6 +156,9 @@ class Gateway:
         self.admission = Admission(options.max_queued, self._gauges)
         self.engine_keys = EngineKeys(secrets or _no_secrets, self.executor)
         self.policies: dict[Key, Policy] = {}
+        # per deployment, the target of the last object the operator reconciled without a
+        # stall: what serves while a later spec change is refused or not yet seen
+        self.last_good: dict[Key, Target] = {}
         self.scanner = Scanner()
         self.synced = False
         self.policies_synced = False
@@ -159,6 +168,9 @@ class Gateway:
 
     def apply_list(self, objects: list[dict[str, Any]]) -> None:
         """Replace the table with `objects` (a fresh list of DeepSeekDeployments)."""
+        listed = {_key_of(obj) for obj in objects}
+        for key in set(self.last_good) - listed:
+            del self.last_good[key]
         targets = [t for t in (self._target(obj) for obj in objects) if t is not None]
         gone = {t.key for t in self.routes.all()} - {t.key for t in targets}
         self.routes.replace_all(targets)
@@ -172,8 +184,9 @@ class Gateway:
 
     def apply_event(self, kind: str, obj: dict[str, Any]) -> None:
         """Apply one watch event (ADDED, MODIFIED, DELETED)."""
-        metadata = obj.get("metadata") or {}
-        key = (str(metadata.get("namespace", "")), str(metadata.get("name", "")))
+        key = _key_of(obj)
+        if kind == "DELETED":
+            self.last_good.pop(key, None)
         target = None if kind == "DELETED" else self._target(obj)
         if target is None:
             self.routes.remove(*key)
@@ -257,15 +270,33 @@ class Gateway:
             if target is not None:
                 self._refresh(target)
 
-    @staticmethod
-    def _target(obj: dict[str, Any]) -> Target | None:
+    def _target(self, obj: dict[str, Any]) -> Target | None:
+        """The target to route `obj` by: its spec's once the operator reconciled it without
+        a stall (remembered as the last good one); while it is stalled or not yet observed,
+        the last good target with the current ready replicas (the old engine still serves);
+        with none known (a new object, or the gateway started during a stall), the spec's."""
+        key = _key_of(obj)
+        good = reconciled(obj)
         try:
-            return Target.from_object(obj)
+            target: Target | None = Target.from_object(obj)
         except Exception as error:  # an object this version cannot read is not routable
-            metadata = obj.get("metadata") or {}
-            log.warning("DeepSeekDeployment %s/%s not routable: %s", metadata.get("namespace"),
-                        metadata.get("name"), str(error)[:500])
-            return None
+            log.warning("DeepSeekDeployment %s/%s not routable: %s", key[0], key[1],
+                        str(error)[:500])
+            target = None
+        if good and target is not None:
+            self.last_good[key] = target
+            return target
+        last = self.last_good.get(key)
+        if last is None:
+            return target
+        status = obj.get("status") or {}
+        ready = status.get("readyReplicas") if isinstance(status, dict) else None
+        kept = replace(last, ready_replicas=ready if isinstance(ready, int) and ready > 0
+                       else 0)
+        if target is None or target != replace(kept, ready_replicas=target.ready_replicas):
+            log.info("DeepSeekDeployment %s/%s: spec change not reconciled (stalled or not "
+                     "yet observed); routing by the last reconciled spec", *key)
+        return kept
 
     def _gauges(self, key: Key, queued: int, inflight: int) -> None:
         self.metrics.queued.labels(*key).set(queued)

@@ -515,3 +515,73 @@ def test_a_refused_or_unseen_spec_change_keeps_routing_to_what_serves() -> None:
             "no last good target: routed by spec")
     finally:
         gateway.executor.shutdown()
+
+
+def test_data_protection_modes_are_case_insensitive() -> None:
+    from deepseek_operator.gateway.policy import DataProtection, policy_from_config_map
+
+    for text, mode in (("dataProtection: {mode: Block}", "block"),
+                       ("dataProtection: {mode: REDACT, blockThreshold: 0.25}", "redact")):
+        read = policy_from_config_map(policy_cm(text))
+        assert read is not None and read[2] == [], text
+        assert read[1].data_protection is not None and read[1].data_protection.mode == mode
+        assert not read[1].data_protection_invalid
+    read = policy_from_config_map(policy_cm("dataProtection: {mode: REDACT, "
+                                            "blockThreshold: 0.25}"))
+    assert read is not None and read[1].data_protection == DataProtection("redact", 0.25)
+
+
+@pytest.mark.parametrize("text", [
+    "dataProtection: {mode: redcat}",
+    "dataProtection: block",
+    "dataProtection: [block]",
+    "dataProtection: {mode: audit, blockThreshold: 2}",
+    "dataProtection: {Mode: audit}",
+    "dataProtection: {mode: [audit}",  # not YAML, but it names dataProtection
+    "- dataProtection: {mode: audit}",  # a list
+])
+def test_an_invalid_data_protection_fails_closed(text: str) -> None:
+    from deepseek_operator.gateway.policy import FAIL_CLOSED, policy_from_config_map
+
+    read = policy_from_config_map(policy_cm(text))
+    assert read is not None
+    _, policy, problems = read
+    assert policy.data_protection == FAIL_CLOSED and FAIL_CLOSED.mode == "block"
+    assert policy.data_protection_invalid
+    assert problems and all("ns/m-gateway-policy policy.yaml" in p for p in problems)
+
+
+def test_an_unreadable_policy_without_data_protection_is_not_failed_closed() -> None:
+    from deepseek_operator.gateway.policy import Policy, policy_from_config_map
+
+    read = policy_from_config_map(policy_cm("maxQueuedRequests: [1"))
+    assert read is not None and read[1] == Policy() and not read[1].data_protection_invalid
+
+
+def test_an_invalid_policy_is_an_error_log_and_a_gauge(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from deepseek_operator.gateway.server import Gateway, GatewayOptions
+
+    sink = AuditSink(None, max_bytes=1, backups=0, stream=io.StringIO())
+    gateway = Gateway(GatewayOptions(), CountingReviewer(), sink)
+
+    def gauge() -> float | None:
+        return gateway.metrics.registry.get_sample_value(
+            "deepseek_gateway_policy_invalid", {"namespace": "ns", "deployment": "m"})
+    try:
+        gateway.apply_list([dsd("m")])
+        with caplog.at_level("WARNING"):
+            gateway.apply_policy_list([policy_cm("dataProtection: {mode: redcat}\n")])
+        errors = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert len(errors) == 1
+        assert "ns/m-gateway-policy policy.yaml" in errors[0].getMessage()
+        assert "dataProtection.mode" in errors[0].getMessage()
+        assert gauge() == 1
+        assert gateway.policy(("ns", "m")).data_protection.mode == "block"
+        gateway.apply_policy_event("MODIFIED", policy_cm("dataProtection: {mode: audit}\n"))
+        assert gauge() == 0
+        assert gateway.policy(("ns", "m")).data_protection.mode == "audit"
+        gateway.apply_policy_event("DELETED", policy_cm(None))
+        assert gauge() is None
+    finally:
+        gateway.executor.shutdown()

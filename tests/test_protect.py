@@ -132,7 +132,7 @@ def policy_cm(text: str) -> dict[str, Any]:
             "data": {"policy.yaml": text}}
 
 
-def test_data_protection_policy_is_read_and_bad_values_fall_back() -> None:
+def test_data_protection_policy_is_read_and_bad_values_fail_closed() -> None:
     read = policy_from_config_map(policy_cm(
         "dataProtection: {mode: block, blockThreshold: 0.8}\n"))
     assert read is not None and read[1].data_protection == DataProtection("block", 0.8)
@@ -141,13 +141,16 @@ def test_data_protection_policy_is_read_and_bad_values_fall_back() -> None:
     assert read is not None and read[1].data_protection is None
     read = policy_from_config_map(policy_cm(
         "dataProtection: {mode: shred, blockThreshold: 2, extra: 1}\n"))
-    assert read is not None and read[1].data_protection == DataProtection("audit", 0.5)
+    assert read is not None and read[1].data_protection == DataProtection("block", 0.5)
+    assert read[1].data_protection_invalid
     assert [p.split(": ", 2)[1] for p in read[2]] == [
-        "dataProtection.mode must be one of audit, redact, block, got 'shred'; using audit",
-        "dataProtection.blockThreshold must be a number in [0, 1], got 2; using 0.5",
+        "dataProtection.mode must be one of audit, redact, block, got 'shred'; "
+        "failing closed with mode block",
+        "dataProtection.blockThreshold must be a number in [0, 1], got 2; "
+        "failing closed with mode block",
         "dataProtection"]
     read = policy_from_config_map(policy_cm("dataProtection: redact\n"))
-    assert read is not None and read[1].data_protection == DataProtection()
+    assert read is not None and read[1].data_protection == DataProtection("block", 0.5)
     assert "must be a mapping" in read[2][0]
 
 

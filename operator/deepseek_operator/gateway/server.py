@@ -232,7 +232,8 @@ class Gateway:
             max_queued=self.options.max_queued if policy.max_queued is None
             else policy.max_queued,
             max_concurrent_per_replica=policy.max_concurrent_per_replica,
-            data_protection=policy.data_protection or DataProtection())
+            data_protection=policy.data_protection or DataProtection(),
+            data_protection_invalid=policy.data_protection_invalid)
 
     def apply_policy_list(self, objects: list[dict[str, Any]]) -> None:
         """Replace the policies with those of `objects` (policy ConfigMaps)."""
@@ -240,6 +241,9 @@ class Gateway:
         self.policies.clear()
         for obj in objects:
             self._apply_policy(obj)
+        for key in before - set(self.policies):
+            with contextlib.suppress(KeyError):
+                self.metrics.policy_invalid.remove(*key)
         self._recompute(before | set(self.policies))
         self.policies_synced = True
 
@@ -251,6 +255,8 @@ class Gateway:
         key = read[0]
         if kind == "DELETED":
             self.policies.pop(key, None)
+            with contextlib.suppress(KeyError):
+                self.metrics.policy_invalid.remove(*key)
         else:
             self._apply_policy(obj)
         self._recompute({key})
@@ -261,7 +267,11 @@ class Gateway:
             return
         key, policy, problems = read
         for problem in problems:
-            log.warning("%s", problem)
+            if policy.data_protection_invalid and "dataProtection" in problem:
+                log.error("%s", problem)  # failed closed: block until it is fixed
+            else:
+                log.warning("%s", problem)
+        self.metrics.policy_invalid.labels(*key).set(1 if policy.data_protection_invalid else 0)
         self.policies[key] = policy
 
     def _recompute(self, keys: set[Key]) -> None:

@@ -384,7 +384,7 @@ class Gateway:
                 raise HttpError(400, "field 'model': a served model name is required")
             call.record.model = model
             target = await self._route(identity, model, call)
-            protection = self._inspect_prompt(call, target, request.path, document)
+            protection = self._inspect_prompt(call, target, document)
             stream = document.get("stream") is True
             call.record.stream = stream
             injected = False
@@ -401,7 +401,7 @@ class Gateway:
 
         return await self._audited(request, handle)
 
-    def _inspect_prompt(self, call: _Call, target: Target, path: str,
+    def _inspect_prompt(self, call: _Call, target: Target,
                         document: dict[str, Any]) -> DataProtection | None:
         """Count and score the prompt's detectors into the audit record; refuse it (400)
         in mode block when its score is over the threshold. Returns the policy (None
@@ -409,7 +409,7 @@ class Gateway:
         if not self.options.data_protection:
             return None
         protection = self.policy(target.key).data_protection or DataProtection()
-        findings = inspect_prompt(self.scanner, path, document)
+        findings = inspect_prompt(self.scanner, document)
         record = call.record
         record.data_protection = protection.mode
         record.prompt_detectors = findings.counts

@@ -585,3 +585,20 @@ def test_an_invalid_policy_is_an_error_log_and_a_gauge(
         assert gauge() is None
     finally:
         gateway.executor.shutdown()
+
+
+def test_deeply_nested_json_is_a_400_not_a_recursion_error() -> None:
+    from deepseek_operator.gateway.server import HttpError, _dump_json, _parse_json
+
+    for depth in (2000, 100_000):
+        body = b'{"model": "m", "messages": ' + b"[" * depth + b"]" * depth + b"}"
+        with pytest.raises(HttpError) as refused:
+            _parse_json(body)
+        assert refused.value.status == 400 and "too deeply" in refused.value.message
+    assert _parse_json(b'{"a": [[[1]]]}') == {"a": [[[1]]]}
+    deep: Any = 1
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(HttpError) as refused:
+        _dump_json({"prompt": deep})
+    assert refused.value.status == 400

@@ -394,7 +394,7 @@ class Gateway:
                     document["stream_options"] = {
                         **(options if isinstance(options, dict) else {}),
                         "include_usage": True}
-                    body = json.dumps(document).encode()
+                    body = _dump_json(document)
                     injected = True
             return await self._admitted(request, call, target, body, stream, injected,
                                         protection)
@@ -754,11 +754,27 @@ def _no_secrets(namespace: str, name: str) -> dict[str, str]:
     raise SecretMissing(f"{namespace}/{name}: this gateway reads no Secrets")
 
 
+def _dump_json(document: dict[str, Any]) -> bytes:
+    """`document` as JSON; a 400 when it nests too deeply to write back (it parsed just
+    under the recursion limit)."""
+    try:
+        return json.dumps(document).encode()
+    except RecursionError:
+        raise HttpError(400, "the request body nests JSON arrays or objects too deeply") \
+            from None
+
+
 def _parse_json(body: bytes) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400: not JSON, not an object, or nested
+    deeper than the parser's recursion limit (about 1000 levels; the OpenAI API needs a
+    handful)."""
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
         raise HttpError(400, f"the request body is not JSON: {error}"[:300]) from None
+    except RecursionError:
+        raise HttpError(400, "the request body nests JSON arrays or objects too deeply") \
+            from None
     if not isinstance(document, dict):
         raise HttpError(400, "the request body must be a JSON object")
     return document

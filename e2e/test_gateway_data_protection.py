@@ -169,7 +169,7 @@ def test_block_mode_inspects_every_string_and_ignores_zero_width_characters(
         start_gateway: GatewayFactory) -> None:
     set_policy(kube, namespace, "m", "dataProtection: {mode: block}\n")
     gateway = start_gateway()
-    hidden = [
+    hidden: list[tuple[str, dict[str, Any]]] = [
         ("/v1/chat/completions", {"messages": [
             {"role": "user", "content": "hi", "name": f"{SSN} {CARD}"}]}),
         ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}],

@@ -494,6 +494,18 @@ def test_a_refused_spec_change_keeps_the_gateway_routing_to_what_serves(
     assert alice["engine"].finished("stop") >= 2
 
 
+def test_metrics_on_their_own_listener_leave_the_api_port(
+        alice: dict[str, Any], start_gateway: GatewayFactory, namespace: str) -> None:
+    gateway = start_gateway("--metrics-listen-address", "127.0.0.1:0")
+    assert gateway.metrics_port not in (0, gateway.port)
+    assert requests.get(f"{gateway.url}/metrics", timeout=5).status_code == 404
+    assert call(gateway, alice["token"], chat(alice["served"])).status_code == 200
+    assert gateway.metric("deepseek_gateway_requests_total",
+                          {"namespace": namespace, "deployment": "m"}) == 1
+    assert requests.get(f"http://127.0.0.1:{gateway.metrics_port}/v1/models",
+                        timeout=5).status_code == 404, "no API on the metrics listener"
+
+
 def test_engine_dying_mid_stream_ends_the_stream_with_an_error_event(
         kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str,
         start_engine: Callable[..., StandInProcess], start_gateway: GatewayFactory) -> None:

@@ -602,3 +602,27 @@ def test_deeply_nested_json_is_a_400_not_a_recursion_error() -> None:
     with pytest.raises(HttpError) as refused:
         _dump_json({"prompt": deep})
     assert refused.value.status == 400
+
+
+def test_metrics_move_to_their_own_listener_when_asked() -> None:
+    from deepseek_operator.gateway.server import Gateway, GatewayOptions
+
+    args = build_parser().parse_args(["gateway"])
+    assert args.metrics_listen_address is None, "default: /metrics on the API port"
+    args = build_parser().parse_args(["gateway", "--metrics-listen-address", "0.0.0.0:9090"])
+    assert args.metrics_listen_address == ("0.0.0.0", 9090)
+
+    def paths(options: GatewayOptions) -> tuple[set[str], set[str]]:
+        sink = AuditSink(None, max_bytes=1, backups=0, stream=io.StringIO())
+        gateway = Gateway(options, CountingReviewer(), sink)
+        try:
+            return ({r.canonical for r in gateway.app().router.resources()},
+                    {r.canonical for r in gateway.metrics_app().router.resources()})
+        finally:
+            gateway.executor.shutdown()
+
+    api, _ = paths(GatewayOptions())
+    assert "/metrics" in api and "/v1/models" in api
+    api, metrics = paths(GatewayOptions(metrics_address=("127.0.0.1", 0)))
+    assert "/metrics" not in api and "/v1/chat/completions" in api
+    assert metrics == {"/metrics", "/healthz"}

@@ -95,6 +95,9 @@ class GatewayOptions:
     review_timeout_seconds: float = 5.0
     per_replica_concurrency: int = 0  # 0: each deployment's spec.gpu.maxConcurrentSequences
     data_protection: bool = True  # False: inspect nothing (--no-data-protection)
+    # --metrics-listen-address: /metrics on its own listener (and not on the API port);
+    # None: /metrics on the API port
+    metrics_address: tuple[str, int] | None = None
 
 
 class HttpError(Exception):
@@ -319,11 +322,21 @@ class Gateway:
         app = web.Application(client_max_size=self.options.max_body_bytes)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
-        app.router.add_get("/metrics", self.metrics_page)
+        if self.options.metrics_address is None:
+            app.router.add_get("/metrics", self.metrics_page)
         app.router.add_get("/v1/models", self.models)
         for path in INFERENCE_PATHS:
             app.router.add_post(path, self.inference)
         app.cleanup_ctx.append(self._upstream_session)
+        return app
+
+    def metrics_app(self) -> web.Application:
+        """The application of the separate metrics listener (--metrics-listen-address):
+        `/metrics` and `/healthz` only, so the API port does not list every deployment to
+        anyone who can reach it."""
+        app = web.Application()
+        app.router.add_get("/metrics", self.metrics_page)
+        app.router.add_get("/healthz", self.healthz)
         return app
 
     async def _upstream_session(self, app: web.Application) -> Any:

@@ -225,6 +225,9 @@ def test_gateway_values_reach_its_objects() -> None:
                      "gateway.audit.claimName=audit", "gateway.replicaCount=3")
     monitor = objects[("ServiceMonitor", "deepseek-gateway")]["spec"]
     assert monitor["endpoints"][0]["path"] == "/metrics"
+    assert monitor["endpoints"][0]["port"] == "metrics"
+    assert monitor["selector"]["matchLabels"]["app.kubernetes.io/component"] == (
+        "gateway-metrics")
     assert objects[("Service", "deepseek-gateway")]["spec"]["type"] == "LoadBalancer"
     pod = objects[("Deployment", "deepseek-gateway")]["spec"]["template"]["spec"]
     assert objects[("Deployment", "deepseek-gateway")]["spec"]["replicas"] == 3
@@ -376,7 +379,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "runAsGroup": 2000, "storageClass": "fast", "resyncSeconds": 300,
         "relistSeconds": 300, "autoscalerTickSeconds": 2, "downloadPollSeconds": 20}},
     "gateway": {"gateway": {
-        "replicaCount": 3, "queueTimeoutSeconds": 60, "maxQueued": 8,
+        "replicaCount": 3, "queueTimeoutSeconds": 60, "maxQueued": 8, "metricsPort": 9100,
         "audit": {"volume": "persistentVolumeClaim", "claimName": "audit", "sizeLimit": "2Gi"},
         "service": {"type": "LoadBalancer", "port": 8080},
         "resources": {"requests": {"cpu": "500m", "memory": "512Mi"},

@@ -210,11 +210,16 @@ def sample(text: str, name: str, labels: dict[str, str]) -> float:
     return total
 
 
+DIGEST_KEY = b"e2e-audit-digest-key-0123456789"
+"""The audit digest key the e2e gateways run with (test data, not a secret)."""
+
+
 @dataclass
 class GatewayProcess:
     """`deepseek-operator gateway` on 127.0.0.1 (a free port), stand-ins as upstream
     (`--upstream-template http://127.0.0.1:{port}`: a deployment's spec.service.port is
-    its stand-in's port). Audit lines on stdout go to `audit_stdout`."""
+    its stand-in's port). Audit lines on stdout go to `audit_stdout`; the audit digest key
+    is DIGEST_KEY (from a file in `workdir`), so tests can recompute request_hmac."""
 
     kubeconfig: Path
     workdir: Path
@@ -236,13 +241,16 @@ class GatewayProcess:
     def start(self, timeout: float = 30.0) -> GatewayProcess:
         """Start it and wait for /readyz (DeepSeekDeployments listed)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
+        key_file = self.workdir / "audit-digest.key"
+        key_file.write_bytes(DIGEST_KEY)
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log, self.audit_stdout.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "deepseek_operator.cli", "gateway",
                  "--listen-address", "127.0.0.1:0",
-                 "--upstream-template", "http://127.0.0.1:{port}", *self.args],
+                 "--upstream-template", "http://127.0.0.1:{port}",
+                 "--audit-digest-key-file", str(key_file), *self.args],
                 stdout=out, stderr=log, env=env, start_new_session=True)
         address = _read_ready_line(self.proc, LISTENING_PREFIX, self.log_path, timeout,
                                    offset)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import http.client
 import json
 import threading
@@ -31,6 +32,7 @@ from kubernetes import client
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
 from e2e.cluster import controlplane, paths
 from e2e.gateway_rig import (
+    DIGEST_KEY,
     GatewayProcess,
     StandInProcess,
     TcpRelay,
@@ -212,7 +214,10 @@ def test_an_allowed_call_is_answered_counted_and_audited(
     assert (line["namespace"], line["deployment"], line["model"]) == (namespace, "m",
                                                                        alice["served"])
     assert (line["permission"], line["role"], line["allowed"]) == ("model:query", "user", True)
-    assert line["request_sha256"] == hashlib.sha256(body).hexdigest()
+    # Keyed: the plain SHA-256 of the body (which anyone could recompute from a guess)
+    # is not in the line; the HMAC under the gateway's key is.
+    assert line["request_hmac"] == hmac.new(DIGEST_KEY, body, hashlib.sha256).hexdigest()
+    assert hashlib.sha256(body).hexdigest() not in json.dumps(line)
     assert (line["prompt_tokens"], line["completion_tokens"]) == (
         answer["usage"]["prompt_tokens"], answer["usage"]["completion_tokens"])
     assert line["status"] == 200 and line["client"] == "127.0.0.1"

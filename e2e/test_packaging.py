@@ -236,6 +236,13 @@ def test_gateway_values_reach_its_objects() -> None:
     assert audit == {"name": "audit", "persistentVolumeClaim": {"claimName": "audit"}}
     mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "audit")
     assert mount["subPathExpr"] == "$(POD_NAME)"
+    assert not any(a.startswith("--audit-digest-key-file") for a in pod["containers"][0]["args"])
+    keyed = _kinds("gateway.audit.digestKeySecret=audit-digest")[
+        ("Deployment", "deepseek-gateway")]["spec"]["template"]["spec"]
+    assert "--audit-digest-key-file=/etc/deepseek-gateway/digest/key" in keyed["containers"][0][
+        "args"]
+    assert {"name": "digest-key", "secret": {"secretName": "audit-digest",
+                                             "defaultMode": 0o400}} in keyed["volumes"]
 
 
 @pytest.mark.parametrize(("value", "message"), [
@@ -378,9 +385,15 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "s3DownloadImage": "own/aws:4", "clusterDomain": "corp.internal", "runAsUser": 2000,
         "runAsGroup": 2000, "storageClass": "fast", "resyncSeconds": 300,
         "relistSeconds": 300, "autoscalerTickSeconds": 2, "downloadPollSeconds": 20}},
+    "monitoring": {
+        "serviceMonitor": {"enabled": True, "interval": "15s",
+                           "labels": {"release": "kube-prometheus-stack"}},
+        "grafanaDashboard": {"enabled": True, "namespace": "monitoring",
+                             "labels": {"grafana_dashboard": "1", "team": "ml"}}},
     "gateway": {"gateway": {
         "replicaCount": 3, "queueTimeoutSeconds": 60, "maxQueued": 8, "metricsPort": 9100,
-        "audit": {"volume": "persistentVolumeClaim", "claimName": "audit", "sizeLimit": "2Gi"},
+        "audit": {"volume": "persistentVolumeClaim", "claimName": "audit", "sizeLimit": "2Gi",
+                  "digestKeySecret": "audit-digest"},
         "service": {"type": "LoadBalancer", "port": 8080},
         "resources": {"requests": {"cpu": "500m", "memory": "512Mi"},
                       "limits": {"memory": "1Gi"}},

@@ -132,7 +132,7 @@ def record(**fields: Any) -> AuditRecord:
 def test_audit_line_has_every_field_and_no_prompt() -> None:
     line = json.loads(audit_line(record(user="alice", uid="u", groups=["g"], namespace="ns",
                                         deployment="m", model="r1", permission="model:query",
-                                        role="user", allowed=True, request_sha256="ab" * 32,
+                                        role="user", allowed=True, request_hmac="ab" * 32,
                                         prompt_tokens=3, completion_tokens=7, status=200,
                                         latency_seconds=0.1234567, ttfb_seconds=0.01)))
     assert line["time"] == "2026-09-21T14:13:20.250Z"
@@ -140,7 +140,7 @@ def test_audit_line_has_every_field_and_no_prompt() -> None:
     assert line["latency_seconds"] == 0.123457
     assert set(line) == {
         "time", "user", "client", "method", "path", "namespace", "deployment", "model",
-        "permission", "role", "allowed", "status", "error", "request_sha256",
+        "permission", "role", "allowed", "status", "error", "request_hmac",
         "prompt_tokens", "completion_tokens", "stream", "latency_seconds", "ttfb_seconds",
         "sensitivity", "detectors", "data_protection"}
     assert line["sensitivity"] is None and line["detectors"] is None

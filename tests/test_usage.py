@@ -12,11 +12,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deepseek_operator.usage import ledger
+from deepseek_operator.usage import ledger, mechanism
 from deepseek_operator.usage.contributions import Bounds, Cell, cells_in, contributions
-from deepseek_operator.usage.mechanism import ALPHA, cell_sum, check_epsilon, release
+from deepseek_operator.usage.limits import MAX_CELLS, MAX_REQUESTS, MAX_TOKENS, MIN_EPSILON
+from deepseek_operator.usage.mechanism import (
+    ALPHA,
+    calibrated,
+    cell_sum,
+    check_epsilon,
+    release,
+)
 from deepseek_operator.usage.report import to_json, to_table
-from deepseek_operator.usage.run import UsageError, UsageOptions, usage_report
+from deepseek_operator.usage.run import (
+    ReleaseFailedError,
+    UsageError,
+    UsageOptions,
+    usage_report,
+)
 from deepseek_operator.usage.trail import (
     MalformedLineError,
     Request,
@@ -121,6 +133,32 @@ def test_bounds_below_one_are_refused() -> None:
         Bounds(max_cells=1, max_requests=1, max_tokens=0)
 
 
+@pytest.mark.parametrize("changes", [{"max_cells": MAX_CELLS + 1},
+                                     {"max_requests": MAX_REQUESTS + 1},
+                                     {"max_tokens": MAX_TOKENS + 1},
+                                     {"max_tokens": 10**20}])
+def test_bounds_above_their_limit_are_refused(changes: dict[str, int]) -> None:
+    values = {"max_cells": 1, "max_requests": 1, "max_tokens": 1} | changes
+    (name, value), = changes.items()
+    with pytest.raises(ValueError, match=rf"{name} must be >= 1 and <= \d+, got {value}"):
+        Bounds(**values)
+
+
+def test_the_largest_bounds_calibrate_at_the_smallest_epsilon_of_a_metric() -> None:
+    """The limits keep OpenDP inside i64: the sensitivity at the caps and the scale for
+    the least ε (MIN_EPSILON split in two) are built without error, scale ~ Δ / ε."""
+    for upper in (MAX_REQUESTS, MAX_TOKENS):
+        noise = calibrated(upper, MAX_CELLS, MIN_EPSILON / 2)
+        assert noise.sensitivity == MAX_CELLS * upper
+        assert noise.scale == pytest.approx(noise.sensitivity / (MIN_EPSILON / 2))
+        assert noise.epsilon <= MIN_EPSILON / 2
+
+
+def test_an_epsilon_too_small_for_any_scale_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="no finite noise scale"):
+        calibrated(MAX_TOKENS, 2, 1e-300)
+
+
 usages = st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d"]),
                             st.sampled_from([R1, R2, Cell("ai", "r3", "x")]),
                             st.integers(0, 5000)), max_size=40)
@@ -151,7 +189,8 @@ def test_one_users_day_moves_the_clamped_sums_by_at_most_the_sensitivity(
 # --- ε and the mechanism -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("epsilon", [0.5000001, 0.7, 1.0, 0.0, -0.1, math.nan, math.inf])
+@pytest.mark.parametrize("epsilon", [0.5000001, 0.7, 1.0, 0.0, -0.1, math.nan, math.inf,
+                                     0.000999, 1e-300])
 def test_epsilon_above_half_or_not_positive_is_refused(epsilon: float) -> None:
     with pytest.raises(ValueError, match=r"at most 0\.5"):
         check_epsilon(epsilon)
@@ -318,4 +357,40 @@ def test_a_refused_report_charges_nothing(tmp_path: Path, make_audit_line: Line)
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(UsageError, match="no --key"):
         usage_report(options(tmp_path, audit_files=(tmp_path / "empty.jsonl",)), NOW)
+    with pytest.raises(UsageError, match=r"--requests-share 1e-300 .* requests ε 5e-301"):
+        usage_report(options(tmp_path, requests_share=1e-300), NOW)
+    with pytest.raises(UsageError, match=r"leaves tokens ε 5e-05, below 0\.0001"):
+        usage_report(options(tmp_path, epsilon=0.001, requests_share=0.95), NOW)
     assert not (tmp_path / "ledger.json").exists()
+
+
+def test_a_calibration_failure_charges_nothing(tmp_path: Path, make_audit_line: Line,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenDP's measurements are built before the charge: a failure in the search leaves
+    the ledger as it was."""
+    (tmp_path / "audit.jsonl").write_text(make_audit_line("alice") + "\n")
+    usage_report(options(tmp_path, days=(DAY - datetime.timedelta(days=1),)), NOW)
+    before = (tmp_path / "ledger.json").read_bytes()
+
+    def fail(sensitivity: int, epsilon: float) -> float:
+        raise ValueError(f"induced: no scale for {sensitivity} at {epsilon}")
+
+    monkeypatch.setattr(mechanism, "calibrate", fail)
+    with pytest.raises(UsageError, match="nothing charged: induced: no scale"):
+        usage_report(options(tmp_path), NOW)
+    assert (tmp_path / "ledger.json").read_bytes() == before
+
+
+def test_a_failure_after_the_charge_keeps_it_and_says_so(
+        tmp_path: Path, make_audit_line: Line, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "audit.jsonl").write_text(make_audit_line("alice") + "\n")
+
+    def fail(self: mechanism.Calibrated, per_cell: object) -> mechanism.NoisyVector:
+        raise RuntimeError("induced sampler failure")
+
+    monkeypatch.setattr(mechanism.Calibrated, "release", fail)
+    with pytest.raises(ReleaseFailedError, match=(
+            r"failed after its budget was spent: ε 0\.5 stays charged to 2026-11-29 .*"
+            r"noise may have been drawn.*RuntimeError: induced sampler failure")):
+        usage_report(options(tmp_path), NOW)
+    assert ledger.spent(ledger.read(tmp_path / "ledger.json"), DAY) == 0.5

@@ -1,5 +1,5 @@
 """`deepseek-operator usage-report` run as a subprocess over a generated audit trail
-(rotations included): table, JSON, the ε limit and the budget refusal."""
+(rotations included): table, JSON, the limits of the flags and the budget refusal."""
 
 import json
 import shutil
@@ -82,3 +82,75 @@ def test_epsilon_above_half_is_refused_naming_the_flag(audit: Path) -> None:
         done.stderr)
     assert done.stdout == ""
     assert not (audit.parent / "audit.jsonl.usage-ledger.json").exists()
+
+
+LEDGER = ('{"version": 1, "days": {"2026-11-28": [{"epsilon": 0.25, '
+          '"released_at": "2026-11-29T08:00:00.000Z", "budget": 1.0}]}}\n')
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--max-tokens", "100000000000000000000"],
+     "argument --max-tokens: must be >= 1 and <= 1000000000000, got '100000000000000000000'"),
+    (["--max-requests", "9223372036854775808"],
+     "argument --max-requests: must be >= 1 and <= 1000000000, got '9223372036854775808'"),
+    (["--max-cells-per-user", "1001"],
+     "argument --max-cells-per-user: must be >= 1 and <= 1000, got '1001'"),
+    (["--max-requests", "-5"], "argument --max-requests: must be >= 1, got '-5'"),
+    (["--max-requests", "0"], "argument --max-requests: must be >= 1, got '0'"),
+    (["--max-tokens", "ten"], "argument --max-tokens: not an integer: 'ten'"),
+    (["--epsilon", "1e-300"],
+     "argument --epsilon: 1e-300 is below 0.001, the least one release may spend"),
+    (["--epsilon", "nan"], "argument --epsilon: must be a number > 0, got 'nan'"),
+    (["--requests-share", "1e-300"],
+     "error: --requests-share 1e-300 of --epsilon 0.5 leaves requests ε 5e-301, below "
+     "0.0001"),
+])
+def test_a_bad_bound_is_refused_naming_the_flag_and_charges_nothing(
+        audit: Path, argv: list[str], message: str) -> None:
+    """Each out-of-range flag: exit 2, one clear line naming it, no traceback, and the
+    ledger byte for byte as it was (before: OpenDP crashed after charging ε)."""
+    ledger = audit.parent / "ledger.json"
+    ledger.write_text(LEDGER)
+    done = usage_report(audit, "--day", "2026-11-29", "--ledger", str(ledger), *argv)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
+    assert ledger.read_text() == LEDGER
+    assert not (audit.parent / "audit.jsonl.usage-ledger.json").exists()
+
+
+def test_the_largest_bounds_at_the_least_epsilon_release(audit: Path) -> None:
+    """The limits themselves work end to end: OpenDP calibrates, the ledger is charged."""
+    done = usage_report(audit, "--day", "2026-11-29", "--epsilon", "0.001",
+                        "--max-tokens", "1000000000000", "--max-requests", "1000000000",
+                        "--max-cells-per-user", "1000", "-o", "json")
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert document["tokens"]["sensitivity"] == 10**15
+    assert document["spent"] == {"2026-11-29": 0.001}
+
+
+def test_a_failure_after_the_charge_exits_1_saying_the_budget_is_spent(
+        audit: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In process (to induce it): a failure once ε is charged is one error line, exit 1,
+    never a traceback, and the ledger keeps the charge."""
+    from deepseek_operator.cli import main
+    from deepseek_operator.usage import mechanism
+
+    def fail(self: mechanism.Calibrated, per_cell: object) -> mechanism.NoisyVector:
+        raise RuntimeError("induced sampler failure")
+
+    monkeypatch.setattr(mechanism.Calibrated, "release", fail)
+    ledger = audit.parent / "ledger.json"
+    code = main(["usage-report", "--audit-file", str(audit), "--day", "2026-11-29",
+                 "--ledger", str(ledger)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.out == ""
+    assert captured.err.splitlines()[-1].startswith(
+        "error: the release failed after its budget was spent: ε 0.5 stays charged to "
+        "2026-11-29")
+    assert "RuntimeError: induced sampler failure" in captured.err
+    assert json.loads(ledger.read_text())["days"]["2026-11-29"][0]["epsilon"] == 0.5

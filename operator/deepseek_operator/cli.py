@@ -6,7 +6,8 @@ command (render, run), write its two functions and append the adder to `COMMANDS
 
 Exit codes: 0 success, 2 invalid input (argparse's usage errors, and any
 InvalidSpecError, printed to stderr one line per offending field), 3 refused
-(`usage-report`: the day's privacy budget would be exceeded).
+(`usage-report`: the day's privacy budget would be exceeded), 1 failed (`usage-report`:
+the release failed after its budget was charged).
 """
 
 import argparse
@@ -31,13 +32,21 @@ from .render import (
     with_namespace,
 )
 from .usage.contributions import Cell
-from .usage.limits import MAX_EPSILON
+from .usage.limits import (
+    MAX_CELLS,
+    MAX_EPSILON,
+    MAX_REQUESTS,
+    MAX_TOKENS,
+    MIN_EPSILON,
+    MIN_METRIC_EPSILON,
+)
 
 Subcommands = argparse._SubParsersAction  # argparse has no public name for it
 Handler = Callable[[argparse.Namespace], int]
 
 EXIT_INVALID: Final = 2
 EXIT_REFUSED: Final = 3
+EXIT_FAILED: Final = 1
 DEPLOYMENT_KIND: Final = "DeepSeekDeployment"
 
 # Spec fields the `size` options set, so errors can name the option too.
@@ -492,6 +501,11 @@ def add_gateway_command(commands: "Subcommands[argparse.ArgumentParser]") -> Non
                         help="rotate the audit file past this size (default: %(default)s)")
     parser.add_argument("--audit-backups", type=_non_negative_int, default=5,
                         help="rotated audit files kept (default: %(default)s)")
+    parser.add_argument("--audit-digest-key-file", type=_digest_key, default=b"",
+                        metavar="PATH",
+                        help="file holding the key of each audit line's request_hmac (at "
+                             "least 16 bytes; mount it from a Secret, the same for every "
+                             "replica); default: a random key per process")
     parser.add_argument("--audit-fail-open", action="store_true",
                         help="serve a request even when its audit line cannot be written "
                              "(default: refuse it)")
@@ -522,6 +536,19 @@ def add_gateway_command(commands: "Subcommands[argparse.ArgumentParser]") -> Non
     parser.set_defaults(handler=run_gateway_command)
 
 
+def _digest_key(path: str) -> bytes:
+    """argparse type: the key in file `path` (surrounding whitespace removed), at least 16
+    bytes. The error names the file, never its content."""
+    try:
+        key = Path(path).read_bytes().strip()
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot read {path}: {error.strerror}") from None
+    if len(key) < 16:
+        raise argparse.ArgumentTypeError(f"{path} holds {len(key)} bytes; the key needs at "
+                                         "least 16")
+    return key
+
+
 def _host_port(text: str) -> tuple[str, int]:
     """argparse type: HOST:PORT (IPv6 hosts in brackets)."""
     host, sep, port = text.rpartition(":")
@@ -532,7 +559,10 @@ def _host_port(text: str) -> tuple[str, int]:
 
 def _positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
-    value = _non_negative_int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
     return value
@@ -568,6 +598,7 @@ def run_gateway_command(args: argparse.Namespace) -> int:
         audiences=tuple(a.strip() for a in args.audiences.split(",") if a.strip()),
         audit_file=args.audit_file, audit_max_bytes=args.audit_max_bytes,
         audit_backups=args.audit_backups, audit_fail_open=args.audit_fail_open,
+        audit_digest_key=args.audit_digest_key_file,
         queue_timeout_seconds=args.queue_timeout_seconds, max_queued=args.max_queued,
         per_replica_concurrency=args.per_replica_concurrency,
         max_body_bytes=args.max_body_bytes, body_timeout_seconds=args.body_timeout_seconds,
@@ -598,22 +629,24 @@ def add_usage_report_command(commands: "Subcommands[argparse.ArgumentParser]") -
                         help="a cell to release, ROLE '-' for none (repeatable); default: "
                              "every cell in the trail, which the noise does not protect")
     parser.add_argument("--epsilon", type=_release_epsilon, default=MAX_EPSILON,
-                        help=f"ε this release spends per day, at most {MAX_EPSILON} "
-                             "(default: %(default)s)")
+                        help=f"ε this release spends per day, from {MIN_EPSILON:g} to "
+                             f"{MAX_EPSILON} (default: %(default)s)")
     parser.add_argument("--daily-budget", type=_positive_number, default=1.0,
                         help="ε all releases of one day may spend (default: %(default)s)")
     parser.add_argument("--requests-share", type=_share, default=0.5,
-                        help="part of --epsilon for request counts, the rest for tokens "
+                        help="part of --epsilon for request counts, the rest for tokens; "
+                             f"each part at least {MIN_METRIC_EPSILON:g} "
                              "(default: %(default)s)")
-    parser.add_argument("--max-cells-per-user", type=_positive_int, default=2,
+    parser.add_argument("--max-cells-per-user", type=_int_up_to(MAX_CELLS), default=2,
                         help="deployment/role cells one user counts in per day; the ones "
-                             "with the most requests are kept (default: %(default)s)")
-    parser.add_argument("--max-requests", type=_positive_int, default=50,
-                        help="requests one user counts per cell and day, more are clamped "
+                             f"with the most requests are kept, 1 to {MAX_CELLS} "
                              "(default: %(default)s)")
-    parser.add_argument("--max-tokens", type=_positive_int, default=50_000,
-                        help="tokens one user counts per cell and day, more are clamped "
-                             "(default: %(default)s)")
+    parser.add_argument("--max-requests", type=_int_up_to(MAX_REQUESTS), default=50,
+                        help="requests one user counts per cell and day, more are clamped, "
+                             f"1 to {MAX_REQUESTS} (default: %(default)s)")
+    parser.add_argument("--max-tokens", type=_int_up_to(MAX_TOKENS), default=50_000,
+                        help="tokens one user counts per cell and day, more are clamped, "
+                             f"1 to {MAX_TOKENS} (default: %(default)s)")
     parser.add_argument("--ledger", type=Path, default=None,
                         help="the budget ledger (JSON; default: the first --audit-file with "
                              "suffix .usage-ledger.json)")
@@ -649,9 +682,26 @@ def _positive_number(text: str) -> float:
     return value
 
 
+def _int_up_to(most: int) -> Callable[[str], int]:
+    """argparse type: an integer from 1 to `most` (a per-user bound of usage-report,
+    capped so that OpenDP's integers cannot overflow: usage/limits.py)."""
+
+    def parse(text: str) -> int:
+        value = _positive_int(text)
+        if value > most:
+            raise argparse.ArgumentTypeError(f"must be >= 1 and <= {most}, got {text!r}")
+        return value
+
+    return parse
+
+
 def _release_epsilon(text: str) -> float:
-    """argparse type: ε of one release, 0 < ε <= MAX_EPSILON."""
+    """argparse type: ε of one release, MIN_EPSILON <= ε <= MAX_EPSILON."""
     value = _positive_number(text)
+    if value < MIN_EPSILON:
+        raise argparse.ArgumentTypeError(
+            f"{text} is below {MIN_EPSILON:g}, the least one release may spend (below it "
+            "the noise drowns every count)")
     if value > MAX_EPSILON:
         raise argparse.ArgumentTypeError(
             f"{text} is above {MAX_EPSILON}, the most one release may spend; ask for at "
@@ -672,7 +722,12 @@ def run_usage_report(args: argparse.Namespace) -> int:
     from deepseek_operator.usage.contributions import Bounds
     from deepseek_operator.usage.ledger import BudgetExceededError, LedgerError
     from deepseek_operator.usage.report import to_json, to_table
-    from deepseek_operator.usage.run import UsageError, UsageOptions, usage_report
+    from deepseek_operator.usage.run import (
+        ReleaseFailedError,
+        UsageError,
+        UsageOptions,
+        usage_report,
+    )
 
     now = datetime.datetime.now(datetime.UTC)
     days = tuple(args.day) or (now.date() - datetime.timedelta(days=1),)
@@ -692,6 +747,9 @@ def run_usage_report(args: argparse.Namespace) -> int:
     except (UsageError, LedgerError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INVALID
+    except ReleaseFailedError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
     for line in diagnostics.lines():
         print(line, file=sys.stderr)
     print(to_json(release) if args.output == "json" else to_table(release))

@@ -6,7 +6,9 @@ append mode, so lines written before a restart stay and the sizes carry on.
 
 What a line never holds: the bearer token, the prompt or the completion, or any text a
 detector matched (data protection records detector names and counts only). The request
-body is recorded as its SHA-256 only.
+body is recorded only as an HMAC-SHA256 under the gateway's digest key (`request_hmac`):
+equal bodies give equal values under one key, and without the key a guessed prompt (or the
+SSN inside a known template) cannot be confirmed from the trail.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class AuditRecord:
     permission: str | None = None
     role: str | None = None
     allowed: bool = False
-    request_sha256: str | None = None
+    request_hmac: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     status: int = 0
@@ -68,7 +70,7 @@ def rfc3339(epoch_seconds: float) -> str:
 def audit_line(record: AuditRecord) -> str:
     """The JSON line (no trailing newline) for `record`. Fields, always present (null when
     unknown): time, user {name, uid, groups}, client, method, path, namespace, deployment,
-    model, permission, role, allowed, status, error, request_sha256, prompt_tokens,
+    model, permission, role, allowed, status, error, request_hmac, prompt_tokens,
     completion_tokens, stream, latency_seconds, ttfb_seconds, sensitivity, detectors,
     data_protection.
 
@@ -91,7 +93,7 @@ def audit_line(record: AuditRecord) -> str:
         "allowed": record.allowed,
         "status": record.status,
         "error": record.error,
-        "request_sha256": record.request_sha256,
+        "request_hmac": record.request_hmac,
         "prompt_tokens": record.prompt_tokens,
         "completion_tokens": record.completion_tokens,
         "stream": record.stream,

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .limits import MAX_CELLS, MAX_REQUESTS, MAX_TOKENS
+
 if TYPE_CHECKING:
     from .trail import Request
 
@@ -43,9 +45,11 @@ class Cell:
 class Bounds:
     """How much one user's day may add, before noise.
 
-    max_cells: cells (deployment, role) one user counts in per UTC day, >= 1.
-    max_requests: requests one user counts per cell per day, >= 1 (more are clamped).
-    max_tokens: tokens (prompt + completion) one user counts per cell per day, >= 1.
+    max_cells: cells (deployment, role) one user counts in per UTC day, 1..MAX_CELLS.
+    max_requests: requests one user counts per cell per day, 1..MAX_REQUESTS (more are
+        clamped).
+    max_tokens: tokens (prompt + completion) one user counts per cell per day,
+        1..MAX_TOKENS.
     """
 
     max_cells: int
@@ -53,10 +57,12 @@ class Bounds:
     max_tokens: int
 
     def __post_init__(self) -> None:
-        """Raises ValueError when a bound is below 1."""
-        for name in ("max_cells", "max_requests", "max_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        """Raises ValueError when a bound is below 1 or above its limit (limits.py)."""
+        for name, most in (("max_cells", MAX_CELLS), ("max_requests", MAX_REQUESTS),
+                           ("max_tokens", MAX_TOKENS)):
+            value = getattr(self, name)
+            if not 1 <= value <= most:
+                raise ValueError(f"{name} must be >= 1 and <= {most}, got {value}")
 
 
 @dataclass(frozen=True)

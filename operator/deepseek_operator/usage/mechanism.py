@@ -32,7 +32,7 @@ from typing import Final
 import opendp.prelude as dp
 from opendp.accuracy import discrete_laplacian_scale_to_accuracy
 
-from .limits import MAX_EPSILON
+from .limits import MAX_EPSILON, MIN_EPSILON
 
 dp.enable_features("contrib")
 
@@ -55,10 +55,10 @@ class NoisyVector:
 
 
 def check_epsilon(epsilon: float) -> None:
-    """Raises ValueError unless 0 < `epsilon` <= MAX_EPSILON."""
-    if not (0 < epsilon <= MAX_EPSILON):
-        raise ValueError(f"epsilon must be > 0 and at most {MAX_EPSILON} per release, got "
-                         f"{epsilon}")
+    """Raises ValueError unless MIN_EPSILON <= `epsilon` <= MAX_EPSILON."""
+    if not (MIN_EPSILON <= epsilon <= MAX_EPSILON):
+        raise ValueError(f"epsilon must be at least {MIN_EPSILON:g} and at most "
+                         f"{MAX_EPSILON} per release, got {epsilon}")
 
 
 def cell_sum(upper: int) -> dp.Transformation:
@@ -79,37 +79,86 @@ def laplace(scale: float) -> dp.Measurement:
 
 def calibrate(sensitivity: int, epsilon: float) -> float:
     """The smallest scale OpenDP finds for which `laplace(scale)` is (`sensitivity`,
-    `epsilon`)-close; about sensitivity / epsilon (same unit as the values).
+    `epsilon`)-close; about sensitivity / epsilon (same unit as the values). The search
+    runs between 0 and twice that, so a large quotient is found as well as a small one.
 
     Raises:
-        ValueError: OpenDP's search finds no such scale (epsilon not > 0).
+        ValueError: OpenDP's search finds no such scale or fails (the message says why).
     """
-    scale = dp.binary_search_param(laplace, d_in=sensitivity, d_out=epsilon, T=float)
+    upper = 2.0 * sensitivity / epsilon if epsilon > 0 else math.inf
+    if not math.isfinite(upper):
+        raise ValueError(f"no finite noise scale for sensitivity {sensitivity} at ε "
+                         f"{epsilon:g}")
+    try:
+        scale = dp.binary_search_param(laplace, d_in=sensitivity, d_out=epsilon, T=float,
+                                       bounds=(0.0, upper))
+    except dp.OpenDPException as error:
+        raise ValueError(f"OpenDP found no noise scale for sensitivity {sensitivity} at ε "
+                         f"{epsilon:g}: {str(error).strip()}") from None
     return float(scale)
 
 
-def release(per_cell: Sequence[Sequence[int]], upper: int, max_cells: int,
-            epsilon: float) -> NoisyVector:
-    """Release the clamped per-cell sums of `per_cell` (each cell: one value per user,
-    unclamped) with noise for `epsilon`, each user in at most `max_cells` cells.
+@dataclass(frozen=True)
+class Calibrated:
+    """One metric's OpenDP pipeline, built and checked, no noise drawn yet: `summed`
+    clamps and sums a cell, `measurement` adds noise of `scale` calibrated to
+    `sensitivity`, and OpenDP's privacy map there is `epsilon`."""
+
+    upper: int
+    summed: dp.Transformation
+    measurement: dp.Measurement
+    scale: float
+    sensitivity: int
+    epsilon: float
+
+    def release(self, per_cell: Sequence[Sequence[int]]) -> NoisyVector:
+        """Draw the noise: the clamped per-cell sums of `per_cell` (each cell: one value
+        per user, unclamped) plus discrete Laplace noise. Spends the ε: charge first."""
+        sums = [int(self.summed(list(values))) for values in per_cell]
+        noisy = [int(v) for v in self.measurement(sums)] if sums else []
+        return NoisyVector(
+            values=tuple(noisy), scale=self.scale, sensitivity=self.sensitivity,
+            epsilon=self.epsilon,
+            accuracy=float(discrete_laplacian_scale_to_accuracy(self.scale, ALPHA)))
+
+
+def calibrated(upper: int, max_cells: int, epsilon: float) -> Calibrated:
+    """Build and check the OpenDP pipeline for per-user bound `upper`, each user in at
+    most `max_cells` cells, at `epsilon`; draws no noise (safe before the charge).
 
     Raises:
-        ValueError: epsilon <= 0 or not finite, upper < 1 or max_cells < 1.
+        ValueError: epsilon <= 0 or not finite, upper < 1 or max_cells < 1, or OpenDP
+            cannot build or calibrate the pipeline (the message says why).
         AssertionError: OpenDP's map at the sensitivity exceeds epsilon (never expected).
     """
     if not (epsilon > 0 and math.isfinite(epsilon)):
         raise ValueError(f"epsilon must be > 0, got {epsilon}")
     if upper < 1 or max_cells < 1:
         raise ValueError(f"upper and max_cells must be >= 1, got {upper}, {max_cells}")
-    summed = cell_sum(upper)
-    sensitivity = max_cells * int(summed.map(1))  # type: ignore[no-untyped-call]
-    scale = calibrate(sensitivity, epsilon)
-    measurement = laplace(scale)
-    spent = float(measurement.map(sensitivity))  # type: ignore[no-untyped-call]
+    try:
+        summed = cell_sum(upper)
+        sensitivity = max_cells * int(summed.map(1))  # type: ignore[no-untyped-call]
+        scale = calibrate(sensitivity, epsilon)
+        measurement = laplace(scale)
+        spent = float(measurement.map(sensitivity))  # type: ignore[no-untyped-call]
+    except (dp.OpenDPException, OverflowError, TypeError) as error:
+        raise ValueError(f"OpenDP cannot build the release for bound {upper} x "
+                         f"{max_cells} cell(s) at ε {epsilon:g}: "
+                         f"{str(error).strip()}") from None
     if spent > epsilon:  # binary_search_param returns a passing value; keep it honest
         raise AssertionError(f"OpenDP calibrated {scale} to {spent} > {epsilon}")
-    sums = [int(summed(list(values))) for values in per_cell]
-    noisy = [int(v) for v in measurement(sums)] if sums else []
-    return NoisyVector(values=tuple(noisy), scale=scale, sensitivity=sensitivity,
-                       epsilon=spent,
-                       accuracy=float(discrete_laplacian_scale_to_accuracy(scale, ALPHA)))
+    return Calibrated(upper=upper, summed=summed, measurement=measurement, scale=scale,
+                      sensitivity=sensitivity, epsilon=spent)
+
+
+def release(per_cell: Sequence[Sequence[int]], upper: int, max_cells: int,
+            epsilon: float) -> NoisyVector:
+    """Release the clamped per-cell sums of `per_cell` (each cell: one value per user,
+    unclamped) with noise for `epsilon`, each user in at most `max_cells` cells
+    (`calibrated` then `Calibrated.release`).
+
+    Raises:
+        ValueError: as `calibrated`.
+        AssertionError: as `calibrated`.
+    """
+    return calibrated(upper, max_cells, epsilon).release(per_cell)

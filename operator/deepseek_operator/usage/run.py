@@ -1,8 +1,12 @@
-"""One usage report: parse the trail, bound contributions, charge the budget, add noise.
+"""One usage report: parse the trail, bound contributions, calibrate the noise, charge
+the budget, add noise.
 
-The order matters for the budget: the ledger is charged (under its lock) before any noisy
-value exists, so a refused release computes nothing, and a value is never shown without
-its ε on the ledger.
+The order matters for the budget: everything that can be checked without drawing noise
+(the options, the trail, OpenDP's measurements and their scales) is done before the
+ledger is charged, so a refused or impossible release charges nothing; the ledger is
+charged (under its lock) before any noisy value exists, so a value is never shown without
+its ε on the ledger. A failure after the charge keeps the charge (noise may have been
+drawn) and says so (ReleaseFailedError).
 """
 
 from __future__ import annotations
@@ -13,13 +17,20 @@ from pathlib import Path
 
 from . import ledger
 from .contributions import Bounds, Cell, cells_in, contributions
-from .mechanism import check_epsilon, release
+from .limits import MIN_METRIC_EPSILON
+from .mechanism import calibrated, check_epsilon
 from .report import Release
 from .trail import Trail, read_trail
 
 
 class UsageError(ValueError):
-    """Invalid options or input: the message says which."""
+    """Invalid options or input, or noise that cannot be calibrated: the message says
+    which. Nothing was charged."""
+
+
+class ReleaseFailedError(RuntimeError):
+    """The release failed after its ε was charged; the charge stays (noise may have been
+    drawn, so taking it back could leak). The message says so and why."""
 
 
 @dataclass(frozen=True)
@@ -30,7 +41,7 @@ class UsageOptions:
     days: UTC days to release (each charged `epsilon`).
     keys: the cells to release; None: every cell found in the trail (not protected).
     bounds: per-user clamping (contributions.Bounds).
-    epsilon: ε of this release per day, 0 < ε <= 0.5.
+    epsilon: ε of this release per day, limits.MIN_EPSILON <= ε <= limits.MAX_EPSILON.
     requests_share: the part of ε for request counts (0 < share < 1); the rest is tokens.
     daily_budget: ε a day may spend over all releases (> 0).
     ledger: the budget ledger's path.
@@ -80,9 +91,11 @@ def usage_report(options: UsageOptions,
 
     Raises:
         UsageError: ε out of range, no day, a bad share or budget, no audit file, no
-            cell to release.
+            cell to release, a metric's ε below MIN_METRIC_EPSILON, noise OpenDP cannot
+            calibrate (ledger unchanged).
         ledger.BudgetExceededError: a day would pass its budget (ledger unchanged).
         ledger.LedgerError: the ledger cannot be read or written.
+        ReleaseFailedError: anything failed after the charge (the charge stays).
     """
     try:
         check_epsilon(options.epsilon)
@@ -93,6 +106,13 @@ def usage_report(options: UsageOptions,
     if not 0 < options.requests_share < 1:
         raise UsageError(f"requests_share must be between 0 and 1, got "
                          f"{options.requests_share}")
+    split = {"requests": options.epsilon * options.requests_share,
+             "tokens": options.epsilon * (1 - options.requests_share)}
+    for metric, part in split.items():
+        if part < MIN_METRIC_EPSILON:
+            raise UsageError(f"--requests-share {options.requests_share:g} of --epsilon "
+                             f"{options.epsilon:g} leaves {metric} ε {part:g}, below "
+                             f"{MIN_METRIC_EPSILON:g}: the noise would drown every count")
     if not options.daily_budget > 0:
         raise UsageError(f"the daily budget must be > 0, got {options.daily_budget}")
     try:
@@ -108,15 +128,28 @@ def usage_report(options: UsageOptions,
     days = tuple(sorted(options.days))
     per_day = [contributions(trail.requests, day, cells, options.bounds.max_cells)
                for day in days]
+    bounds = options.bounds
+    epsilon_requests = options.epsilon * options.requests_share
+    try:
+        request_noise = calibrated(bounds.max_requests, bounds.max_cells, epsilon_requests)
+        token_noise = calibrated(bounds.max_tokens, bounds.max_cells,
+                                 options.epsilon - epsilon_requests)
+    except (ValueError, AssertionError) as error:
+        raise UsageError(f"cannot calibrate the noise, nothing charged: {error}") from None
     released_at = rfc3339(now)
     spent = ledger.charge(options.ledger, days, options.epsilon, options.daily_budget,
                           released_at)
-    bounds = options.bounds
-    epsilon_requests = options.epsilon * options.requests_share
-    requests = release([[u.requests for u in users] for d in per_day for users in d.per_cell],
-                       bounds.max_requests, bounds.max_cells, epsilon_requests)
-    tokens = release([[u.tokens for u in users] for d in per_day for users in d.per_cell],
-                     bounds.max_tokens, bounds.max_cells, options.epsilon - epsilon_requests)
+    try:
+        requests = request_noise.release(
+            [[u.requests for u in users] for d in per_day for users in d.per_cell])
+        tokens = token_noise.release(
+            [[u.tokens for u in users] for d in per_day for users in d.per_cell])
+    except Exception as error:  # any failure once ε is spent is reported, not raised raw
+        charged = ", ".join(day.isoformat() for day in days)
+        raise ReleaseFailedError(
+            f"the release failed after its budget was spent: ε {options.epsilon:g} stays "
+            f"charged to {charged} in {options.ledger} (noise may have been drawn): "
+            f"{type(error).__name__}: {error}") from error
     return Release(days=days, cells=cells, keys_from_data=keys_from_data, bounds=bounds,
                    epsilon=options.epsilon, requests=requests, tokens=tokens, spent=spent,
                    daily_budget=options.daily_budget, released_at=released_at), Diagnostics(

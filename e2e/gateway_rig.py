@@ -26,7 +26,7 @@ import yaml
 from kubernetes import client
 
 from deepseek_operator.api.constants import GROUP, PLURAL
-from deepseek_operator.gateway.run import LISTENING_PREFIX
+from deepseek_operator.gateway.run import LISTENING_PREFIX, METRICS_LISTENING_PREFIX
 from e2e.rig.model_server import READY_LINE_PREFIX
 
 GATEWAY_NAMESPACE = "deepseek-gateway-e2e"
@@ -226,6 +226,7 @@ class GatewayProcess:
     args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     port: int = 0
+    metrics_port: int = 0  # --metrics-listen-address's, else `port`
 
     @property
     def log_path(self) -> Path:
@@ -254,6 +255,11 @@ class GatewayProcess:
         address = _read_ready_line(self.proc, LISTENING_PREFIX, self.log_path, timeout,
                                    offset)
         self.port = int(address.rsplit(":", 1)[1])
+        log_text = self.log_path.read_bytes()[offset:].decode(errors="replace")
+        self.metrics_port = self.port
+        for line in log_text.splitlines():  # printed before LISTENING_PREFIX
+            if line.startswith(METRICS_LISTENING_PREFIX):
+                self.metrics_port = int(line.rsplit(":", 1)[1])
         deadline = time.monotonic() + timeout
         while not self.ready():
             if time.monotonic() > deadline:
@@ -275,8 +281,10 @@ class GatewayProcess:
             return False
 
     def metric(self, name: str, labels: dict[str, str]) -> float:
-        """A sample of the gateway's /metrics (summed over other labels)."""
-        with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as resp:
+        """A sample of the gateway's /metrics (summed over other labels), from its
+        metrics listener."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                    timeout=5) as resp:
             return sample(resp.read().decode(), name, labels)
 
     def audit(self) -> list[dict[str, Any]]:

@@ -422,6 +422,11 @@ def test_bad_input_is_refused(alice: dict[str, Any], start_gateway: GatewayFacto
     assert "not JSON" in malformed.json()["error"]["message"]
     assert call(gateway, bearer, b"[1, 2]").status_code == 400
     assert call(gateway, bearer, {"messages": []}).status_code == 400, "no model"
+    nested = call(gateway, bearer, b'{"model": "x", "messages": ' + b"[" * 1500
+                  + b"]" * 1500 + b"}")
+    assert nested.status_code == 400
+    assert "too deeply" in nested.json()["error"]["message"]
+    assert "Traceback" not in gateway.log_tail()
     huge = chat(alice["served"], "word " * 2000)
     assert call(gateway, bearer, huge).status_code == 413
 
@@ -441,8 +446,69 @@ def test_bad_input_is_refused(alice: dict[str, Any], start_gateway: GatewayFacto
     slow = conn.getresponse()
     assert slow.status == 408
     conn.close()
-    assert [a["status"] for a in gateway.audit()] == [400, 400, 400, 413, 413, 408]
+    assert [a["status"] for a in gateway.audit()] == [400, 400, 400, 400, 413, 413, 408]
     assert alice["engine"].finished("stop") == 0
+
+
+def test_openai_shapes_beyond_plain_text_are_answered(
+        alice: dict[str, Any], start_gateway: GatewayFactory) -> None:
+    gateway = start_gateway()
+    bearer = alice["token"]
+    tool_turn = {"model": alice["served"], "messages": [
+        {"role": "user", "content": "What is the weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "weather", "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        {"role": "user", "content": [{"type": "text", "text": "And tomorrow?"}]}]}
+    answer = call(gateway, bearer, tool_turn)
+    assert answer.status_code == 200, answer.text
+    token_prompts: list[tuple[Any, int]] = [([1, 2, 3], 3), ([[1, 2, 3], [4, 5]], 5)]
+    for prompt, tokens in token_prompts:
+        answer = call(gateway, bearer, {"model": alice["served"], "prompt": prompt},
+                      "/v1/completions")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["usage"]["prompt_tokens"] == tokens
+    no_content = call(gateway, bearer, chat(alice["served"]) | {"messages": [
+        {"role": "user", "content": None}]})
+    assert no_content.status_code == 400, "content may be null only beside tool_calls"
+
+
+def test_a_refused_spec_change_keeps_the_gateway_routing_to_what_serves(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str,
+        alice: dict[str, Any], start_gateway: GatewayFactory) -> None:
+    gateway = start_gateway()
+    bearer = alice["token"]
+    assert call(gateway, bearer, chat(alice["served"])).status_code == 200
+    renamed = served_name()
+    dsd_api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "m", {
+        "spec": {"model": {"name": "deepseek-r1", "servedName": renamed},
+                 "gpu": {"count": 1}}})
+
+    def stalled() -> bool:
+        obj: Any = dsd_api.get_namespaced_custom_object(GROUP, VERSION, namespace,
+                                                        PLURAL, "m")
+        status = obj.get("status") or {}
+        return bool(status.get("observedGeneration") == obj["metadata"]["generation"]
+                    and any(c.get("type") == "Stalled" and c.get("status") == "True"
+                            for c in status.get("conditions") or []))
+    wait_for("the operator to refuse the change (Stalled)", stalled, 60)
+    answer = call(gateway, bearer, chat(alice["served"]))
+    assert answer.status_code == 200, "the old engine still serves under its name"
+    assert call(gateway, bearer, chat(renamed)).status_code == 404
+    assert alice["engine"].finished("stop") >= 2
+
+
+def test_metrics_on_their_own_listener_leave_the_api_port(
+        alice: dict[str, Any], start_gateway: GatewayFactory, namespace: str) -> None:
+    gateway = start_gateway("--metrics-listen-address", "127.0.0.1:0")
+    assert gateway.metrics_port not in (0, gateway.port)
+    assert requests.get(f"{gateway.url}/metrics", timeout=5).status_code == 404
+    assert call(gateway, alice["token"], chat(alice["served"])).status_code == 200
+    assert gateway.metric("deepseek_gateway_requests_total",
+                          {"namespace": namespace, "deployment": "m"}) == 1
+    assert requests.get(f"http://127.0.0.1:{gateway.metrics_port}/v1/models",
+                        timeout=5).status_code == 404, "no API on the metrics listener"
 
 
 def test_engine_dying_mid_stream_ends_the_stream_with_an_error_event(

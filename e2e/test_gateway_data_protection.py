@@ -142,12 +142,47 @@ def test_block_mode_refuses_a_sensitive_prompt_and_redacts_answers(
     assert_no_planted_text(gateway)
 
 
-def test_a_bad_policy_value_falls_back_to_audit_and_is_logged(
+def test_a_bad_policy_value_fails_closed_and_is_an_error(
         kube: client.ApiClient, namespace: str, echo: dict[str, Any],
         start_gateway: GatewayFactory) -> None:
     set_policy(kube, namespace, "m", "dataProtection: {mode: shred}\n")
     gateway = start_gateway()
+    refused = call(gateway, echo["token"], chat(echo["served"], PLANTED))
+    assert refused.status_code == 400, "block, the fail-closed mode"
+    assert gateway.audit()[-1]["data_protection"] == "block"
+    text, _ = streamed(gateway, echo["token"], chat(echo["served"], PHONE_ONLY))
+    assert text == "Call me at [REDACTED:PHONE_NUMBER] tomorrow.", "answers redacted"
+    log = gateway.log_tail()
+    assert "ERROR" in log and f"{namespace}/m-gateway-policy policy.yaml" in log
+    assert "dataProtection.mode must be one of audit, redact, block" in log
+    labels = {"namespace": namespace, "deployment": "m"}
+    assert gateway.metric("deepseek_gateway_policy_invalid", labels) == 1
+    set_policy(kube, namespace, "m", "dataProtection: {mode: Audit}\n")
+    wait_for("the fixed policy to apply", lambda: gateway.metric(
+        "deepseek_gateway_policy_invalid", labels) == 0, 30)
     answer = call(gateway, echo["token"], chat(echo["served"], PLANTED))
     assert answer.json()["choices"][0]["message"]["content"] == PLANTED
-    assert gateway.audit()[-1]["data_protection"] == "audit"
-    assert "dataProtection.mode must be one of audit, redact, block" in gateway.log_tail()
+
+
+def test_block_mode_inspects_every_string_and_ignores_zero_width_characters(
+        kube: client.ApiClient, namespace: str, echo: dict[str, Any],
+        start_gateway: GatewayFactory) -> None:
+    set_policy(kube, namespace, "m", "dataProtection: {mode: block}\n")
+    gateway = start_gateway()
+    hidden: list[tuple[str, dict[str, Any]]] = [
+        ("/v1/chat/completions", {"messages": [
+            {"role": "user", "content": "hi", "name": f"{SSN} {CARD}"}]}),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}],
+                                  "tools": [{"type": "function", "function": {
+                                      "name": "f", "description": f"{SSN} {CARD}"}}]}),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}],
+                                  "chat_template": f"{SSN} {CARD}"}),
+        ("/v1/completions", {"prompt": "hi", "suffix": f"{SSN} {CARD}"}),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content":
+                                                "078-05\u200b-1120 4111 1111\u200b 1111 1111"}]}),
+    ]
+    for path, body in hidden:
+        refused = call(gateway, echo["token"], {"model": echo["served"], **body}, path)
+        assert refused.status_code == 400, (path, sorted(body))
+        assert "US_SSN" in refused.json()["error"]["message"]
+    assert_no_planted_text(gateway)

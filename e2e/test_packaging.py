@@ -225,6 +225,9 @@ def test_gateway_values_reach_its_objects() -> None:
                      "gateway.audit.claimName=audit", "gateway.replicaCount=3")
     monitor = objects[("ServiceMonitor", "deepseek-gateway")]["spec"]
     assert monitor["endpoints"][0]["path"] == "/metrics"
+    assert monitor["endpoints"][0]["port"] == "metrics"
+    assert monitor["selector"]["matchLabels"]["app.kubernetes.io/component"] == (
+        "gateway-metrics")
     assert objects[("Service", "deepseek-gateway")]["spec"]["type"] == "LoadBalancer"
     pod = objects[("Deployment", "deepseek-gateway")]["spec"]["template"]["spec"]
     assert objects[("Deployment", "deepseek-gateway")]["spec"]["replicas"] == 3
@@ -388,7 +391,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "grafanaDashboard": {"enabled": True, "namespace": "monitoring",
                              "labels": {"grafana_dashboard": "1", "team": "ml"}}},
     "gateway": {"gateway": {
-        "replicaCount": 3, "queueTimeoutSeconds": 60, "maxQueued": 8,
+        "replicaCount": 3, "queueTimeoutSeconds": 60, "maxQueued": 8, "metricsPort": 9100,
         "audit": {"volume": "persistentVolumeClaim", "claimName": "audit", "sizeLimit": "2Gi",
                   "digestKeySecret": "audit-digest"},
         "service": {"type": "LoadBalancer", "port": 8080},

@@ -144,7 +144,7 @@ def test_the_service_monitors_select_the_metrics_services_and_keep_their_labels(
     monitors = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ServiceMonitor"}
     schema = _crd_schema("ServiceMonitor")
     for monitor_name, service_name in (("x", "x-metrics"), ("deepseek-gateway",
-                                                            "deepseek-gateway")):
+                                                            "deepseek-gateway-metrics")):
         monitor, service = monitors[monitor_name], services[service_name]
         jsonschema.validate(monitor, schema)
         selector = monitor["spec"]["selector"]["matchLabels"]
@@ -155,6 +155,9 @@ def test_the_service_monitors_select_the_metrics_services_and_keep_their_labels(
         assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
         assert endpoint["honorLabels"] is True
     assert monitors["x"]["metadata"]["labels"]["release"] == "kps"
+    gateway_endpoint = monitors["deepseek-gateway"]["spec"]["endpoints"][0]
+    assert gateway_endpoint["port"] == "metrics", "the metrics listener, not the API port"
+    assert services["deepseek-gateway-metrics"]["spec"]["type"] == "ClusterIP"
 
 
 def test_the_dashboard_configmap_carries_the_committed_json() -> None:

@@ -468,3 +468,161 @@ def test_the_gateway_flag_turns_data_protection_off() -> None:
 
     assert build_parser().parse_args(["gateway"]).no_data_protection is False
     assert build_parser().parse_args(["gateway", "--no-data-protection"]).no_data_protection
+
+
+def observed(body: dict[str, Any], generation: int, observed_generation: int,
+             stalled: bool = False, ready: int = 1) -> dict[str, Any]:
+    """`body` at metadata.generation `generation` with the operator's status."""
+    conditions = [{"type": "Stalled", "status": "True" if stalled else "False",
+                   "reason": "InvalidSpec" if stalled else "Reconciled", "message": "",
+                   "lastTransitionTime": "2026-01-01T00:00:00Z"}]
+    return {**body, "metadata": {**body["metadata"], "generation": generation},
+            "status": {"observedGeneration": observed_generation, "readyReplicas": ready,
+                       "conditions": conditions}}
+
+
+def test_a_refused_or_unseen_spec_change_keeps_routing_to_what_serves() -> None:
+    from deepseek_operator.gateway.server import Gateway, GatewayOptions
+
+    sink = AuditSink(None, max_bytes=1, backups=0, stream=io.StringIO())
+    gateway = Gateway(GatewayOptions(), CountingReviewer(), sink)
+    try:
+        old = dsd("a", model={"name": "deepseek-r1-distill-qwen-7b"})
+        gateway.apply_list([observed(old, 1, 1)])
+        assert [t.served_name for t in gateway.routes.candidates(
+            "deepseek-r1-distill-qwen-7b")] == ["deepseek-r1-distill-qwen-7b"]
+        refused = dsd("a", model={"name": "deepseek-r1"}, gpu={"count": 1},
+                      service={"port": 9000},
+                      engine={"apiKeySecret": {"name": "k", "key": "key"}})
+        for status in (observed(refused, 2, 1, ready=2),  # not yet observed
+                       observed(refused, 2, 2, stalled=True, ready=2)):  # refused
+            gateway.apply_event("MODIFIED", status)
+            target = gateway.routes.get("ns", "a")
+            assert target is not None
+            assert (target.served_name, target.port, target.api_key) == (
+                "deepseek-r1-distill-qwen-7b", 8000, None)
+            assert target.ready_replicas == 2, "the ready replicas are the current status"
+            assert gateway.routes.candidates("deepseek-r1") == []
+        gateway.apply_list([observed(refused, 2, 2, stalled=True)])
+        assert gateway.routes.get("ns", "a").served_name == "deepseek-r1-distill-qwen-7b", (
+            "a relist keeps the last good target")
+        accepted = dsd("a", model={"name": "deepseek-r1-distill-llama-8b"})
+        gateway.apply_event("MODIFIED", observed(accepted, 3, 3))
+        assert gateway.routes.get("ns", "a").served_name == "deepseek-r1-distill-llama-8b"
+        gateway.apply_event("DELETED", observed(accepted, 3, 3))
+        gateway.apply_event("ADDED", observed(refused, 1, 1, stalled=True))
+        assert gateway.routes.get("ns", "a").served_name == "deepseek-r1", (
+            "no last good target: routed by spec")
+    finally:
+        gateway.executor.shutdown()
+
+
+def test_data_protection_modes_are_case_insensitive() -> None:
+    from deepseek_operator.gateway.policy import DataProtection, policy_from_config_map
+
+    for text, mode in (("dataProtection: {mode: Block}", "block"),
+                       ("dataProtection: {mode: REDACT, blockThreshold: 0.25}", "redact")):
+        read = policy_from_config_map(policy_cm(text))
+        assert read is not None and read[2] == [], text
+        assert read[1].data_protection is not None and read[1].data_protection.mode == mode
+        assert not read[1].data_protection_invalid
+    read = policy_from_config_map(policy_cm("dataProtection: {mode: REDACT, "
+                                            "blockThreshold: 0.25}"))
+    assert read is not None and read[1].data_protection == DataProtection("redact", 0.25)
+
+
+@pytest.mark.parametrize("text", [
+    "dataProtection: {mode: redcat}",
+    "dataProtection: block",
+    "dataProtection: [block]",
+    "dataProtection: {mode: audit, blockThreshold: 2}",
+    "dataProtection: {Mode: audit}",
+    "dataProtection: {mode: [audit}",  # not YAML, but it names dataProtection
+    "- dataProtection: {mode: audit}",  # a list
+])
+def test_an_invalid_data_protection_fails_closed(text: str) -> None:
+    from deepseek_operator.gateway.policy import FAIL_CLOSED, policy_from_config_map
+
+    read = policy_from_config_map(policy_cm(text))
+    assert read is not None
+    _, policy, problems = read
+    assert policy.data_protection == FAIL_CLOSED and FAIL_CLOSED.mode == "block"
+    assert policy.data_protection_invalid
+    assert problems and all("ns/m-gateway-policy policy.yaml" in p for p in problems)
+
+
+def test_an_unreadable_policy_without_data_protection_is_not_failed_closed() -> None:
+    from deepseek_operator.gateway.policy import Policy, policy_from_config_map
+
+    read = policy_from_config_map(policy_cm("maxQueuedRequests: [1"))
+    assert read is not None and read[1] == Policy() and not read[1].data_protection_invalid
+
+
+def test_an_invalid_policy_is_an_error_log_and_a_gauge(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from deepseek_operator.gateway.server import Gateway, GatewayOptions
+
+    sink = AuditSink(None, max_bytes=1, backups=0, stream=io.StringIO())
+    gateway = Gateway(GatewayOptions(), CountingReviewer(), sink)
+
+    def gauge() -> float | None:
+        return gateway.metrics.registry.get_sample_value(
+            "deepseek_gateway_policy_invalid", {"namespace": "ns", "deployment": "m"})
+    try:
+        gateway.apply_list([dsd("m")])
+        with caplog.at_level("WARNING"):
+            gateway.apply_policy_list([policy_cm("dataProtection: {mode: redcat}\n")])
+        errors = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert len(errors) == 1
+        assert "ns/m-gateway-policy policy.yaml" in errors[0].getMessage()
+        assert "dataProtection.mode" in errors[0].getMessage()
+        assert gauge() == 1
+        assert gateway.policy(("ns", "m")).data_protection.mode == "block"
+        gateway.apply_policy_event("MODIFIED", policy_cm("dataProtection: {mode: audit}\n"))
+        assert gauge() == 0
+        assert gateway.policy(("ns", "m")).data_protection.mode == "audit"
+        gateway.apply_policy_event("DELETED", policy_cm(None))
+        assert gauge() is None
+    finally:
+        gateway.executor.shutdown()
+
+
+def test_deeply_nested_json_is_a_400_not_a_recursion_error() -> None:
+    from deepseek_operator.gateway.server import HttpError, _dump_json, _parse_json
+
+    for depth in (2000, 100_000):
+        body = b'{"model": "m", "messages": ' + b"[" * depth + b"]" * depth + b"}"
+        with pytest.raises(HttpError) as refused:
+            _parse_json(body)
+        assert refused.value.status == 400 and "too deeply" in refused.value.message
+    assert _parse_json(b'{"a": [[[1]]]}') == {"a": [[[1]]]}
+    deep: Any = 1
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(HttpError) as refused:
+        _dump_json({"prompt": deep})
+    assert refused.value.status == 400
+
+
+def test_metrics_move_to_their_own_listener_when_asked() -> None:
+    from deepseek_operator.gateway.server import Gateway, GatewayOptions
+
+    args = build_parser().parse_args(["gateway"])
+    assert args.metrics_listen_address is None, "default: /metrics on the API port"
+    args = build_parser().parse_args(["gateway", "--metrics-listen-address", "0.0.0.0:9090"])
+    assert args.metrics_listen_address == ("0.0.0.0", 9090)
+
+    def paths(options: GatewayOptions) -> tuple[set[str], set[str]]:
+        sink = AuditSink(None, max_bytes=1, backups=0, stream=io.StringIO())
+        gateway = Gateway(options, CountingReviewer(), sink)
+        try:
+            return ({r.canonical for r in gateway.app().router.resources()},
+                    {r.canonical for r in gateway.metrics_app().router.resources()})
+        finally:
+            gateway.executor.shutdown()
+
+    api, _ = paths(GatewayOptions())
+    assert "/metrics" in api and "/v1/models" in api
+    api, metrics = paths(GatewayOptions(metrics_address=("127.0.0.1", 0)))
+    assert "/metrics" not in api and "/v1/chat/completions" in api
+    assert metrics == {"/metrics", "/healthz"}

@@ -43,13 +43,15 @@ def test_the_base_ships_the_gateway_deployment_as_the_engines_expect_it() -> Non
     # The label the engines' NetworkPolicy admits (render/network.py).
     assert pod["metadata"]["labels"]["app.kubernetes.io/name"] == GATEWAY_APP
     (container,) = pod["spec"]["containers"]
-    assert container["args"][:3] == ["gateway", "--listen-address=0.0.0.0:8080",
+    assert container["args"][:4] == ["gateway", "--listen-address=0.0.0.0:8080",
+                                     "--metrics-listen-address=0.0.0.0:9090",
                                      "--audit-file=/var/log/deepseek-gateway/audit.jsonl"]
     assert any(a.startswith("--queue-timeout-seconds=") for a in container["args"])
     assert any(a.startswith("--max-queued=") for a in container["args"])
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-    assert container["ports"] == [{"name": "http", "containerPort": 8080}]
+    assert container["ports"] == [{"name": "http", "containerPort": 8080},
+                                  {"name": "metrics", "containerPort": 9090}]
     assert set(container["resources"]["requests"]) == {"cpu", "memory"}
     assert not any("gpu" in key for part in container["resources"].values() for key in part)
     security = container["securityContext"]
@@ -72,6 +74,19 @@ def test_the_base_keeps_one_gateway_up_and_serves_it_on_port_80() -> None:
     assert service["type"] == "ClusterIP" and service["selector"] == selector
     assert service["ports"] == [{"name": "http", "port": 80, "targetPort": "http",
                                  "protocol": "TCP"}]
+    metrics = _base("Service", "deepseek-gateway-metrics")["spec"]
+    assert metrics["type"] == "ClusterIP" and metrics["selector"] == selector
+    assert metrics["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics",
+                                 "protocol": "TCP"}]
+
+
+def test_the_gateway_metrics_port_admits_only_the_scraper() -> None:
+    ingress = _base("NetworkPolicy", "deepseek-gateway")["spec"]["ingress"]
+    by_port = {rule["ports"][0]["port"]: rule for rule in ingress}
+    assert set(by_port) == {8080, 9090}
+    assert "from" not in by_port[8080], "the API port is open to every caller"
+    (scraper,) = by_port[9090]["from"]
+    assert scraper["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}
 
 
 def test_the_gateway_may_review_tokens_and_access_and_read_deployments() -> None:

@@ -16,6 +16,7 @@ from deepseek_operator.gateway.protect import (
     inspect_prompt,
     prompt_strings,
     redact_answer,
+    without_format_characters,
 )
 from deepseek_operator.gateway.sse import EventSplitter, event_json
 
@@ -26,19 +27,59 @@ REDACTED = ("my SSN is [REDACTED:US_SSN] and card [REDACTED:CREDIT_CARD], mail "
 FOUND = {"us_ssn": 1, "credit_card": 1, "email": 1}
 
 
-def test_prompt_strings_of_chat_and_completions() -> None:
-    chat = {"messages": [{"role": "system", "content": "a"},
+def test_prompt_strings_are_every_string_value_but_the_model() -> None:
+    chat = {"model": "r1@example.com",
+            "messages": [{"role": "system", "content": "a"},
                          {"role": "user", "content": [{"type": "text", "text": "b"},
                                                       {"type": "image_url"}]},
                          {"role": "assistant", "content": None}, "junk"]}
-    assert list(prompt_strings("/v1/chat/completions", chat)) == ["a", "b"]
-    assert list(prompt_strings("/v1/completions", {"prompt": ["c", [1, 2], "d"]})) == ["c", "d"]
-    assert list(prompt_strings("/v1/completions", {"prompt": "e"})) == ["e"]
-    assert list(prompt_strings("/v1/completions", {"prompt": [1, 2]})) == []
+    assert list(prompt_strings(chat)) == ["system", "a", "user", "text", "b", "image_url",
+                                          "assistant", "junk"]
+    assert list(prompt_strings({"prompt": ["c", [1, 2], "d"]})) == ["c", "d"]
+    assert list(prompt_strings({"prompt": "e", "suffix": "f"})) == ["e", "f"]
+    assert list(prompt_strings({"prompt": [1, 2]})) == []
+    assert list(prompt_strings({"k@example.com": 1})) == [], "keys are not values"
+    deep: Any = "x"
+    for _ in range(100_000):
+        deep = [deep]
+    assert list(prompt_strings({"prompt": deep})) == ["x"], "no recursion"
+
+
+SSN = "078-05-1120"
+SSN_SPLIT = "078-05\u200b-1120"
+AWS_SPLIT = "AKIA\u200bIOSFODNN7EXAMPLE"
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi",
+                                            "name": SSN}]}),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "tools": [
+        {"type": "function", "function": {"name": "f", "description": f"call {SSN}",
+                                          "parameters": {"type": "object"}}}]}),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}],
+                              "chat_template": f"{{{{ messages }}}} {SSN}"}),
+    ("/v1/completions", {"prompt": "hi", "suffix": f"mine is {SSN}"}),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": f"ssn {SSN_SPLIT}"}]}),
+    ("/v1/completions", {"prompt": "ssn 078\u00ad-05-1120\ufeff"}),
+])
+def test_every_string_of_the_request_is_inspected(path: str, body: dict[str, Any]) -> None:
+    assert path.startswith("/v1/")
+    findings = inspect_prompt(SCANNER, {"model": "r1", **body})
+    assert findings.counts == {"us_ssn": 1}
+    assert findings.score > 0.5, "over the default block threshold"
+
+
+def test_a_key_split_by_a_zero_width_character_is_found() -> None:
+    findings = inspect_prompt(SCANNER, {"prompt": f"key {AWS_SPLIT} ok"})
+    assert findings.types(SCANNER) == inspect_prompt(
+        SCANNER, {"prompt": "key AKIAIOSFODNN7EXAMPLE ok"}).types(SCANNER)
+    assert findings.counts != {}
+    assert without_format_characters("a\u200b\u200c\u200d\u2060\u00ad\ufeff\u202eb") == "ab"
+    assert without_format_characters("caf\u00e9 \u4e2d") == "caf\u00e9 \u4e2d", "letters stay"
 
 
 def test_inspect_prompt_counts_and_scores() -> None:
-    findings = inspect_prompt(SCANNER, "/v1/chat/completions", {
+    findings = inspect_prompt(SCANNER, {
         "messages": [{"role": "user", "content": SECRET}]})
     assert findings.counts == FOUND
     assert findings.score == round(1 - 0.1 * 0.1 * 0.6, 4)
@@ -132,7 +173,7 @@ def policy_cm(text: str) -> dict[str, Any]:
             "data": {"policy.yaml": text}}
 
 
-def test_data_protection_policy_is_read_and_bad_values_fall_back() -> None:
+def test_data_protection_policy_is_read_and_bad_values_fail_closed() -> None:
     read = policy_from_config_map(policy_cm(
         "dataProtection: {mode: block, blockThreshold: 0.8}\n"))
     assert read is not None and read[1].data_protection == DataProtection("block", 0.8)
@@ -141,13 +182,16 @@ def test_data_protection_policy_is_read_and_bad_values_fall_back() -> None:
     assert read is not None and read[1].data_protection is None
     read = policy_from_config_map(policy_cm(
         "dataProtection: {mode: shred, blockThreshold: 2, extra: 1}\n"))
-    assert read is not None and read[1].data_protection == DataProtection("audit", 0.5)
+    assert read is not None and read[1].data_protection == DataProtection("block", 0.5)
+    assert read[1].data_protection_invalid
     assert [p.split(": ", 2)[1] for p in read[2]] == [
-        "dataProtection.mode must be one of audit, redact, block, got 'shred'; using audit",
-        "dataProtection.blockThreshold must be a number in [0, 1], got 2; using 0.5",
+        "dataProtection.mode must be one of audit, redact, block, got 'shred'; "
+        "failing closed with mode block",
+        "dataProtection.blockThreshold must be a number in [0, 1], got 2; "
+        "failing closed with mode block",
         "dataProtection"]
     read = policy_from_config_map(policy_cm("dataProtection: redact\n"))
-    assert read is not None and read[1].data_protection == DataProtection()
+    assert read is not None and read[1].data_protection == DataProtection("block", 0.5)
     assert "must be a mapping" in read[2][0]
 
 

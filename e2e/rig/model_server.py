@@ -63,7 +63,7 @@ from prometheus_client import (
     Gauge,
     generate_latest,
 )
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 Engine = Literal["vllm", "sglang"]
 ENGINES: tuple[str, ...] = get_args(Engine)
@@ -78,9 +78,30 @@ DEFAULT_MAX_NUM_SEQS = 256
 
 
 class _Message(BaseModel):
+    """A chat message as the OpenAI API takes it: `content` a string or a list of parts,
+    or null in an assistant message that carries `tool_calls` (or `function_call`)."""
+
     model_config = ConfigDict(extra="allow")
     role: str
-    content: str
+    content: str | list[dict[str, Any]] | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    function_call: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _content_or_a_call(self) -> _Message:
+        if self.content is None and not (self.role == "assistant"
+                                         and (self.tool_calls or self.function_call)):
+            raise ValueError("content is required unless an assistant message carries "
+                             "tool_calls")
+        return self
+
+    @property
+    def text(self) -> str:
+        """The message's text: the string, the `text` of its parts, or ""."""
+        if isinstance(self.content, str):
+            return self.content
+        return " ".join(part["text"] for part in self.content or ()
+                        if isinstance(part.get("text"), str))
 
 
 class _StreamOptions(BaseModel):
@@ -100,7 +121,8 @@ class _ChatCompletionRequest(BaseModel):
 class _CompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
     model: str
-    prompt: str | list[str]
+    # as the OpenAI API: text, texts, one token-id list or several
+    prompt: str | list[str] | list[int] | list[list[int]]
     max_tokens: int | None = Field(default=None, ge=1)
     stream: bool = False
     stream_options: _StreamOptions | None = None
@@ -324,11 +346,11 @@ class StandInApp:
                 error), or asks for another model.
         """
         request = _parse(_ChatCompletionRequest, raw)
-        prompt_tokens = sum(len(message.content.split()) for message in request.messages)
+        prompt_tokens = sum(len(message.text.split()) for message in request.messages)
         words, reason = self._generate(request.model, request.max_tokens)
         content = " ".join(words)
         if self.echo:
-            content = request.messages[-1].content
+            content = request.messages[-1].text
         return self._document("chat.completion", prompt_tokens, len(words), {
             "index": 0,
             "message": {"role": "assistant", "content": content},
@@ -342,7 +364,7 @@ class StandInApp:
             ApiError: as for ``chat_completion``.
         """
         request = _parse(_CompletionRequest, raw)
-        prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
+        prompts = _prompt_texts(request.prompt)
         prompt_tokens = sum(len(prompt.split()) for prompt in prompts)
         words, reason = self._generate(request.model, request.max_tokens)
         text = prompts[-1] if self.echo else " ".join(words)
@@ -361,10 +383,10 @@ class StandInApp:
         request: _ChatCompletionRequest | _CompletionRequest
         if chat:
             request = _parse(_ChatCompletionRequest, raw)
-            prompt_tokens = sum(len(message.content.split()) for message in request.messages)
+            prompt_tokens = sum(len(message.text.split()) for message in request.messages)
         else:
             request = _parse(_CompletionRequest, raw)
-            prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
+            prompts = _prompt_texts(request.prompt)
             prompt_tokens = sum(len(prompt.split()) for prompt in prompts)
         if request.model != self.model:
             raise ApiError(HTTPStatus.NOT_FOUND, f"The model `{request.model}` does not exist.",
@@ -374,7 +396,7 @@ class StandInApp:
         tokens = [words[i % len(words)] if i == 0 else " " + words[i % len(words)]
                   for i in range(count)]
         if self.echo:
-            text = (request.messages[-1].content if isinstance(request, _ChatCompletionRequest)
+            text = (request.messages[-1].text if isinstance(request, _ChatCompletionRequest)
                     else prompts[-1])
             tokens = [text[i:i + self.echo] for i in range(0, len(text), self.echo)]
         include_usage = request.stream_options is not None and request.stream_options.include_usage
@@ -451,6 +473,18 @@ class StandInApp:
 
 def _event(document: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(document).encode() + b"\n\n"
+
+
+def _prompt_texts(prompt: str | list[str] | list[int] | list[list[int]]) -> list[str]:
+    """A completions prompt as texts: token ids become space-separated numbers, so one
+    id counts as one token (words stand in for tokens)."""
+    if isinstance(prompt, str):
+        return [prompt]
+    if not prompt or isinstance(prompt[0], str):
+        return [p for p in prompt if isinstance(p, str)]
+    if isinstance(prompt[0], int):
+        return [" ".join(str(token) for token in prompt)]
+    return [" ".join(str(token) for token in ids) for ids in prompt if isinstance(ids, list)]
 
 
 def _parse(schema: type[_Request], raw: bytes) -> _Request:

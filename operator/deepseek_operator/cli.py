@@ -485,11 +485,16 @@ def add_gateway_command(commands: "Subcommands[argparse.ArgumentParser]") -> Non
         "gateway", help="run the gateway: authorized, audited OpenAI API for every model",
         description="Authenticate (TokenReview), authorize model:query "
                     "(SubjectAccessReview), route by `model`, queue while no replica is "
-                    "ready, audit every request; /metrics, /healthz and /readyz on the same "
-                    "port. docs/gateway.md has the details.")
+                    "ready, audit every request; /healthz and /readyz on the same port, "
+                    "/metrics too unless --metrics-listen-address moves it. "
+                    "docs/gateway.md has the details.")
     parser.add_argument("--listen-address", type=_host_port, default="0.0.0.0:8080",
                         help="HOST:PORT to serve on (default: %(default)s; port 0: any free "
                              "port, printed on stderr)")
+    parser.add_argument("--metrics-listen-address", type=_host_port, default=None,
+                        help="HOST:PORT of a separate listener for /metrics (and /healthz), "
+                             "which then leaves the API port: its series name every "
+                             "deployment (default: /metrics on --listen-address)")
     parser.add_argument("--upstream-template", default="http://{name}.{namespace}.svc:{port}",
                         help="engine base URL per DeepSeekDeployment; {name}, {namespace} "
                              "and {port} (spec.service.port) are filled in "
@@ -608,7 +613,8 @@ def run_gateway_command(args: argparse.Namespace) -> int:
         per_replica_concurrency=args.per_replica_concurrency,
         max_body_bytes=args.max_body_bytes, body_timeout_seconds=args.body_timeout_seconds,
         auth_cache_seconds=args.auth_cache_seconds, auth_cache_size=args.auth_cache_size,
-        data_protection=not args.no_data_protection))
+        data_protection=not args.no_data_protection,
+        metrics_address=args.metrics_listen_address))
 
 
 def add_usage_report_command(commands: "Subcommands[argparse.ArgumentParser]") -> None:

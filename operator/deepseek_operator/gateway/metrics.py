@@ -58,6 +58,10 @@ class GatewayMetrics:
             "deepseek_gateway_queue_timeout_seconds", "How long a request waits for a "
             "replica (its policy's queueTimeoutSeconds, or --queue-timeout-seconds).", LABELS,
             registry=self.registry)
+        self.policy_invalid = Gauge(
+            "deepseek_gateway_policy_invalid", "1 while the deployment's policy ConfigMap "
+            "has an invalid dataProtection (the gateway then blocks, failing closed), else "
+            "0.", LABELS, registry=self.registry)
         self.auth_failures = Counter(
             "deepseek_gateway_auth_unavailable", "TokenReviews and SubjectAccessReviews that "
             "failed (the request was answered 503).", ["review"], registry=self.registry)

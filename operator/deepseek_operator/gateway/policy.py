@@ -5,8 +5,11 @@ once and the holders of `system:configure` edit (key `policy.yaml`).
 - `maxQueuedRequests`: requests waiting at once; more get 503 at once;
 - `maxConcurrentPerReplica`: requests one ready replica takes at once;
 - `dataProtection`: `{mode: audit|redact|block, blockThreshold: 0..1}` (docs/gateway.md,
-  "Data protection"): what the gateway does with sensitive data it detects. A bad `mode`
-  or `blockThreshold` falls back to the default (audit, 0.5) and is reported.
+  "Data protection"): what the gateway does with sensitive data it detects. Mode names are
+  case-insensitive. An invalid `dataProtection` (not a mapping, a bad mode or threshold,
+  an unknown key), or a policy that is not a YAML mapping while its text mentions
+  `dataProtection`, fails closed: mode block with the default threshold, flagged in
+  `Policy.data_protection_invalid` for the gateway to report as an error.
 
 A key that is missing or not a valid number falls back to the gateway's flag (or, for the
 per-replica cap, the deployment's maxConcurrentSequences); the problem is reported so the
@@ -63,6 +66,11 @@ class Policy:
     max_queued: int | None = None
     max_concurrent_per_replica: int | None = None
     data_protection: DataProtection | None = None
+    data_protection_invalid: bool = False  # True: dataProtection unreadable, failed closed
+
+
+FAIL_CLOSED: Final = DataProtection("block", DEFAULT_BLOCK_THRESHOLD)
+"""What an invalid dataProtection means: block (and redact) with the default threshold."""
 
 
 def policy_from_config_map(obj: Mapping[str, Any],
@@ -80,14 +88,19 @@ def policy_from_config_map(obj: Mapping[str, Any],
     text = (obj.get("data") or {}).get(POLICY_KEY)
     if text is None:
         return (namespace, deployment), Policy(), []
+    mentions = "dataprotection" in str(text).lower()
+    unreadable = Policy(data_protection=FAIL_CLOSED, data_protection_invalid=True) \
+        if mentions else Policy()
+    closed = "; it mentions dataProtection: failing closed with mode block" if mentions else ""
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        return (namespace, deployment), Policy(), [f"{where}: not YAML: {error}"[:300]]
+        return (namespace, deployment), unreadable, [
+            f"{where}: not YAML: {str(error)[:200]}{closed}"]
     if document is None:
         document = {}
     if not isinstance(document, dict):
-        return (namespace, deployment), Policy(), [f"{where}: not a mapping"]
+        return (namespace, deployment), unreadable, [f"{where}: not a mapping{closed}"]
     problems: list[str] = []
 
     def number(key: str, integer: bool, minimum: float) -> Any:
@@ -103,35 +116,42 @@ def policy_from_config_map(obj: Mapping[str, Any],
         return value
 
     timeout = number("queueTimeoutSeconds", False, 0)
+    protection_problems: list[str] = []
+    protection = data_protection(document.get("dataProtection"), where, protection_problems)
     policy = Policy(
         queue_timeout_seconds=None if timeout is None else float(timeout),
         max_queued=number("maxQueuedRequests", True, 0),
         max_concurrent_per_replica=number("maxConcurrentPerReplica", True, 1),
-        data_protection=data_protection(document.get("dataProtection"), where, problems))
-    return (namespace, deployment), policy, problems
+        data_protection=protection,
+        data_protection_invalid=bool(protection_problems))
+    return (namespace, deployment), policy, problems + protection_problems
 
 
 def data_protection(value: Any, where: str, problems: list[str]) -> DataProtection | None:
-    """`dataProtection` of a policy document (None when absent); a bad mode or threshold
-    is replaced by its default and reported in `problems`."""
+    """`dataProtection` of a policy document (None when absent). Mode names are
+    case-insensitive. Anything invalid (not a mapping, a bad mode or threshold, an unknown
+    key) fails closed: FAIL_CLOSED, with each problem reported in `problems`."""
     if value is None:
         return None
+    closed = "; failing closed with mode block"
     if not isinstance(value, dict):
-        problems.append(f"{where}: dataProtection must be a mapping, got {value!r:.80}; "
-                        "using mode audit")
-        return DataProtection()
+        problems.append(f"{where}: dataProtection must be a mapping, got {value!r:.80}"
+                        f"{closed}")
+        return FAIL_CLOSED
     mode = value.get("mode", "audit")
-    if mode not in MODES:
+    if isinstance(mode, str) and mode.lower() in MODES:
+        mode = mode.lower()
+    else:
         problems.append(f"{where}: dataProtection.mode must be one of {', '.join(MODES)}, "
-                        f"got {mode!r:.80}; using audit")
-        mode = "audit"
+                        f"got {mode!r:.80}{closed}")
     threshold = value.get("blockThreshold", DEFAULT_BLOCK_THRESHOLD)
     if (isinstance(threshold, bool) or not isinstance(threshold, int | float)
             or not math.isfinite(threshold) or not 0 <= threshold <= 1):
         problems.append(f"{where}: dataProtection.blockThreshold must be a number in "
-                        f"[0, 1], got {threshold!r:.80}; using {DEFAULT_BLOCK_THRESHOLD}")
-        threshold = DEFAULT_BLOCK_THRESHOLD
-    unknown = sorted(set(value) - {"mode", "blockThreshold"})
+                        f"[0, 1], got {threshold!r:.80}{closed}")
+    unknown = sorted(str(key) for key in set(value) - {"mode", "blockThreshold"})
     if unknown:
-        problems.append(f"{where}: dataProtection: unknown keys {unknown} ignored")
+        problems.append(f"{where}: dataProtection: unknown keys {unknown}{closed}")
+    if problems:
+        return FAIL_CLOSED
     return DataProtection(mode, float(threshold))

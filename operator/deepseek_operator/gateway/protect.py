@@ -1,12 +1,19 @@
 """Data protection on the OpenAI API's shapes: which strings of a request and an answer
 are inspected, and how an answer is redacted, whole or streamed.
 
-Inspected: a chat request's `messages[].content` (a string, or the `text` of its parts)
-and a completions request's `prompt` (a string or strings; token ids are not text); an
-answer's `choices[].message.content` and `.reasoning_content` (chat), `choices[].text`
-(completions), and the same under `delta` in stream chunks. Not inspected: tool calls and
-their arguments, names, `logprobs` (when redacting, `logprobs` are removed from the answer,
-as they repeat the text token by token).
+Inspected in a request (its score, the block decision and the audit counts): every string
+value of the request JSON, at any depth (`messages[].content` and `.name`, tool
+descriptions, `chat_template`, `suffix`, ...), except the top-level `model`; keys are
+not. Before detection, Unicode format characters (category Cf: zero-width space and
+joiners, soft hyphen, BOM, bidi controls) are removed, so `123-45\u200b-6789` is an SSN.
+Token ids are not text.
+
+Inspected in an answer: `choices[].message.content` and `.reasoning_content` (chat),
+`choices[].text` (completions), and the same under `delta` in stream chunks. Answers are
+redacted as they are, without that normalization (positions stay those of the text
+sent): a match split by a format character in an answer is not found. Not inspected in
+answers: tool calls and their arguments, names, `logprobs` (when redacting, `logprobs`
+are removed from the answer, as they repeat the text token by token).
 
 Pure (no I/O): `inspect_prompt` and `redact_answer` work on parsed documents,
 `StreamProtector` on server-sent events as `sse.EventSplitter` yields them.
@@ -15,6 +22,8 @@ Pure (no I/O): `inspect_prompt` and `redact_answer` work on parsed documents,
 from __future__ import annotations
 
 import json
+import sys
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,31 +57,46 @@ class Findings:
             self.counts[name] = self.counts.get(name, 0) + count
 
 
-def prompt_strings(path: str, document: dict[str, Any]) -> Iterator[str]:
-    """The texts of a chat (`/v1/chat/completions`) or completions request body."""
-    if path.endswith("/chat/completions"):
-        messages = document.get("messages")
-        for message in messages if isinstance(messages, list) else ():
-            content = message.get("content") if isinstance(message, dict) else None
-            if isinstance(content, str):
-                yield content
-            elif isinstance(content, list):
-                for part in content:
-                    if isinstance(part, dict) and isinstance(part.get("text"), str):
-                        yield part["text"]
+def prompt_strings(document: Any) -> Iterator[str]:
+    """Every string value of a request body, at any depth, in document order, except the
+    top-level `model` (keys are not values). Iterative: depth costs no stack."""
+    if isinstance(document, dict):
+        stack: list[Any] = [v for k, v in reversed(document.items()) if k != "model"]
     else:
-        prompt = document.get("prompt")
-        if isinstance(prompt, str):
-            yield prompt
-        elif isinstance(prompt, list):
-            yield from (p for p in prompt if isinstance(p, str))
+        stack = [document]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, dict):
+            stack.extend(reversed(value.values()))
+        elif isinstance(value, list):
+            stack.extend(reversed(value))
 
 
-def inspect_prompt(scanner: Scanner, path: str, document: dict[str, Any]) -> Findings:
-    """The findings of a request body's texts (each scanned on its own)."""
+FORMAT_CHARACTERS: dict[int, None] = {
+    code: None for code in range(sys.maxunicode + 1)
+    if unicodedata.category(chr(code)) == "Cf"}
+"""str.translate table deleting every Unicode format character (category Cf); built at
+import (about 0.1 s) so no request pays for it."""
+
+
+def without_format_characters(text: str) -> str:
+    """`text` without Unicode format characters (category Cf: U+200B zero-width space,
+    U+200C/D joiners, U+00AD soft hyphen, U+FEFF BOM, bidi controls...), which render as
+    nothing and would otherwise split an entity so that no detector sees it."""
+    if text.isascii():
+        return text
+    return text.translate(FORMAT_CHARACTERS)
+
+
+def inspect_prompt(scanner: Scanner, document: dict[str, Any]) -> Findings:
+    """The findings of a request body's strings (`prompt_strings`, each scanned on its
+    own, without format characters)."""
     findings = Findings()
-    for text in prompt_strings(path, document):
-        findings.add(counts(scanner.scan(text.encode("utf-8", "surrogatepass"))))
+    for text in prompt_strings(document):
+        cleaned = without_format_characters(text)
+        findings.add(counts(scanner.scan(cleaned.encode("utf-8", "surrogatepass"))))
     return findings
 
 

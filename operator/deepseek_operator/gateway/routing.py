@@ -74,6 +74,28 @@ class Target:
         )
 
 
+def reconciled(obj: Mapping[str, Any]) -> bool:
+    """Whether the operator reconciled the object's current spec without a stall:
+    status.observedGeneration equals metadata.generation and condition Stalled is not True.
+
+    A refused spec change (Stalled, e.g. InvalidSpec) leaves the old engine serving, so its
+    spec then does not describe what serves; neither does a spec the operator has not seen.
+    """
+    metadata = obj.get("metadata") or {}
+    status = obj.get("status") or {}
+    if not isinstance(metadata, Mapping) or not isinstance(status, Mapping):
+        return False
+    generation = metadata.get("generation")
+    observed = status.get("observedGeneration")
+    if not isinstance(generation, int) or observed != generation:
+        return False
+    conditions = status.get("conditions") or []
+    if not isinstance(conditions, list):
+        return False
+    return not any(isinstance(c, Mapping) and c.get("type") == "Stalled"
+                   and c.get("status") == "True" for c in conditions)
+
+
 def query_grants(dsd: DeepSeekDeployment) -> tuple[Grant, ...]:
     """The bindings of spec.access whose role holds model:query, in spec order, with their
     subjects as the authenticator names them (a ServiceAccount as
@@ -167,4 +189,4 @@ class RouteTable:
 
 
 __all__ = ["Grant", "InvalidSpecError", "RouteTable", "Target", "granting_role",
-           "query_grants"]
+           "query_grants", "reconciled"]

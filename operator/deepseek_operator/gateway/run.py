@@ -23,6 +23,7 @@ from .watch import deployment_watch, policy_watch
 log = logging.getLogger(__name__)
 
 LISTENING_PREFIX: Final = "gateway listening on "
+METRICS_LISTENING_PREFIX: Final = "gateway metrics listening on "
 SHUTDOWN_GRACE_SECONDS: Final = 30.0
 
 
@@ -77,19 +78,35 @@ async def _serve(options: GatewayOptions, sink: AuditSink) -> None:
     await runner.setup()
     site = web.TCPSite(runner, options.host, options.port)
     await site.start()
+    metrics_runner = None
+    if options.metrics_address is not None:
+        metrics_runner = web.AppRunner(gateway.metrics_app(), access_log=None)
+        await metrics_runner.setup()
+        metrics_site = web.TCPSite(metrics_runner, *options.metrics_address)
+        await metrics_site.start()
+        print(f"{METRICS_LISTENING_PREFIX}http://{options.metrics_address[0]}:"
+              f"{_bound_port(metrics_site, options.metrics_address[1])}", file=sys.stderr,
+              flush=True)
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     for watch in watches:
         watch.start()
-    server = getattr(site, "_server", None)
-    sockets = getattr(server, "sockets", None) or []
-    port = sockets[0].getsockname()[1] if sockets else options.port
+    port = _bound_port(site, options.port)
     print(f"{LISTENING_PREFIX}http://{options.host}:{port}", file=sys.stderr, flush=True)
     log.info("watching DeepSeekDeployments in %s; upstream %s",
              options.namespace or "all namespaces", options.upstream_template)
     await stop.wait()
     log.info("stopping")
     await runner.cleanup()
+    if metrics_runner is not None:
+        await metrics_runner.cleanup()
     for watch in watches:
         await asyncio.to_thread(watch.stop)
+
+
+def _bound_port(site: web.TCPSite, asked: int) -> int:
+    """The port `site` listens on (the kernel's choice when `asked` is 0)."""
+    server = getattr(site, "_server", None)
+    sockets = getattr(server, "sockets", None) or []
+    return int(sockets[0].getsockname()[1]) if sockets else asked

@@ -41,7 +41,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -64,7 +64,7 @@ from .engine_auth import EngineKeys, EngineKeyUnavailable, SecretMissing, Secret
 from .metrics import GatewayMetrics
 from .policy import DataProtection, Policy, policy_from_config_map
 from .protect import StreamProtector, inspect_prompt, redact_answer
-from .routing import QUERY_PERMISSION, RouteTable, Target, granting_role
+from .routing import QUERY_PERMISSION, RouteTable, Target, granting_role, reconciled
 from .sse import DONE, EventSplitter, error_event, event_data, event_json, is_usage_only, usage_of
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,9 @@ class GatewayOptions:
     review_timeout_seconds: float = 5.0
     per_replica_concurrency: int = 0  # 0: each deployment's spec.gpu.maxConcurrentSequences
     data_protection: bool = True  # False: inspect nothing (--no-data-protection)
+    # --metrics-listen-address: /metrics on its own listener (and not on the API port);
+    # None: /metrics on the API port
+    metrics_address: tuple[str, int] | None = None
     # Key of the audit line's request_hmac (--audit-digest-key-file); empty: a random key
     # per process, so digests compare only within one gateway process.
     audit_digest_key: bytes = field(default=b"", repr=False)
@@ -118,6 +121,12 @@ class HttpError(Exception):
         body = {"error": {"message": self.message, "type": self.kind, "param": None,
                           "code": self.status}}
         return web.json_response(body, status=self.status, headers=self.headers)
+
+
+def _key_of(obj: dict[str, Any]) -> Key:
+    """(namespace, name) of a watched object."""
+    metadata = obj.get("metadata") or {}
+    return (str(metadata.get("namespace", "")), str(metadata.get("name", "")))
 
 
 def not_found(model: str) -> HttpError:
@@ -156,6 +165,9 @@ class Gateway:
         self.admission = Admission(options.max_queued, self._gauges)
         self.engine_keys = EngineKeys(secrets or _no_secrets, self.executor)
         self.policies: dict[Key, Policy] = {}
+        # per deployment, the target of the last object the operator reconciled without a
+        # stall: what serves while a later spec change is refused or not yet seen
+        self.last_good: dict[Key, Target] = {}
         self.scanner = Scanner()
         self.synced = False
         self.policies_synced = False
@@ -165,6 +177,9 @@ class Gateway:
 
     def apply_list(self, objects: list[dict[str, Any]]) -> None:
         """Replace the table with `objects` (a fresh list of DeepSeekDeployments)."""
+        listed = {_key_of(obj) for obj in objects}
+        for key in set(self.last_good) - listed:
+            del self.last_good[key]
         targets = [t for t in (self._target(obj) for obj in objects) if t is not None]
         gone = {t.key for t in self.routes.all()} - {t.key for t in targets}
         self.routes.replace_all(targets)
@@ -178,8 +193,9 @@ class Gateway:
 
     def apply_event(self, kind: str, obj: dict[str, Any]) -> None:
         """Apply one watch event (ADDED, MODIFIED, DELETED)."""
-        metadata = obj.get("metadata") or {}
-        key = (str(metadata.get("namespace", "")), str(metadata.get("name", "")))
+        key = _key_of(obj)
+        if kind == "DELETED":
+            self.last_good.pop(key, None)
         target = None if kind == "DELETED" else self._target(obj)
         if target is None:
             self.routes.remove(*key)
@@ -225,7 +241,8 @@ class Gateway:
             max_queued=self.options.max_queued if policy.max_queued is None
             else policy.max_queued,
             max_concurrent_per_replica=policy.max_concurrent_per_replica,
-            data_protection=policy.data_protection or DataProtection())
+            data_protection=policy.data_protection or DataProtection(),
+            data_protection_invalid=policy.data_protection_invalid)
 
     def apply_policy_list(self, objects: list[dict[str, Any]]) -> None:
         """Replace the policies with those of `objects` (policy ConfigMaps)."""
@@ -233,6 +250,9 @@ class Gateway:
         self.policies.clear()
         for obj in objects:
             self._apply_policy(obj)
+        for key in before - set(self.policies):
+            with contextlib.suppress(KeyError):
+                self.metrics.policy_invalid.remove(*key)
         self._recompute(before | set(self.policies))
         self.policies_synced = True
 
@@ -244,6 +264,8 @@ class Gateway:
         key = read[0]
         if kind == "DELETED":
             self.policies.pop(key, None)
+            with contextlib.suppress(KeyError):
+                self.metrics.policy_invalid.remove(*key)
         else:
             self._apply_policy(obj)
         self._recompute({key})
@@ -254,7 +276,11 @@ class Gateway:
             return
         key, policy, problems = read
         for problem in problems:
-            log.warning("%s", problem)
+            if policy.data_protection_invalid and "dataProtection" in problem:
+                log.error("%s", problem)  # failed closed: block until it is fixed
+            else:
+                log.warning("%s", problem)
+        self.metrics.policy_invalid.labels(*key).set(1 if policy.data_protection_invalid else 0)
         self.policies[key] = policy
 
     def _recompute(self, keys: set[Key]) -> None:
@@ -263,15 +289,33 @@ class Gateway:
             if target is not None:
                 self._refresh(target)
 
-    @staticmethod
-    def _target(obj: dict[str, Any]) -> Target | None:
+    def _target(self, obj: dict[str, Any]) -> Target | None:
+        """The target to route `obj` by: its spec's once the operator reconciled it without
+        a stall (remembered as the last good one); while it is stalled or not yet observed,
+        the last good target with the current ready replicas (the old engine still serves);
+        with none known (a new object, or the gateway started during a stall), the spec's."""
+        key = _key_of(obj)
+        good = reconciled(obj)
         try:
-            return Target.from_object(obj)
+            target: Target | None = Target.from_object(obj)
         except Exception as error:  # an object this version cannot read is not routable
-            metadata = obj.get("metadata") or {}
-            log.warning("DeepSeekDeployment %s/%s not routable: %s", metadata.get("namespace"),
-                        metadata.get("name"), str(error)[:500])
-            return None
+            log.warning("DeepSeekDeployment %s/%s not routable: %s", key[0], key[1],
+                        str(error)[:500])
+            target = None
+        if good and target is not None:
+            self.last_good[key] = target
+            return target
+        last = self.last_good.get(key)
+        if last is None:
+            return target
+        status = obj.get("status") or {}
+        ready = status.get("readyReplicas") if isinstance(status, dict) else None
+        kept = replace(last, ready_replicas=ready if isinstance(ready, int) and ready > 0
+                       else 0)
+        if target is None or target != replace(kept, ready_replicas=target.ready_replicas):
+            log.info("DeepSeekDeployment %s/%s: spec change not reconciled (stalled or not "
+                     "yet observed); routing by the last reconciled spec", *key)
+        return kept
 
     def _gauges(self, key: Key, queued: int, inflight: int) -> None:
         self.metrics.queued.labels(*key).set(queued)
@@ -284,11 +328,21 @@ class Gateway:
         app = web.Application(client_max_size=self.options.max_body_bytes)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
-        app.router.add_get("/metrics", self.metrics_page)
+        if self.options.metrics_address is None:
+            app.router.add_get("/metrics", self.metrics_page)
         app.router.add_get("/v1/models", self.models)
         for path in INFERENCE_PATHS:
             app.router.add_post(path, self.inference)
         app.cleanup_ctx.append(self._upstream_session)
+        return app
+
+    def metrics_app(self) -> web.Application:
+        """The application of the separate metrics listener (--metrics-listen-address):
+        `/metrics` and `/healthz` only, so the API port does not list every deployment to
+        anyone who can reach it."""
+        app = web.Application()
+        app.router.add_get("/metrics", self.metrics_page)
+        app.router.add_get("/healthz", self.healthz)
         return app
 
     async def _upstream_session(self, app: web.Application) -> Any:
@@ -349,7 +403,7 @@ class Gateway:
                 raise HttpError(400, "field 'model': a served model name is required")
             call.record.model = model
             target = await self._route(identity, model, call)
-            protection = self._inspect_prompt(call, target, request.path, document)
+            protection = self._inspect_prompt(call, target, document)
             stream = document.get("stream") is True
             call.record.stream = stream
             injected = False
@@ -359,14 +413,14 @@ class Gateway:
                     document["stream_options"] = {
                         **(options if isinstance(options, dict) else {}),
                         "include_usage": True}
-                    body = json.dumps(document).encode()
+                    body = _dump_json(document)
                     injected = True
             return await self._admitted(request, call, target, body, stream, injected,
                                         protection)
 
         return await self._audited(request, handle)
 
-    def _inspect_prompt(self, call: _Call, target: Target, path: str,
+    def _inspect_prompt(self, call: _Call, target: Target,
                         document: dict[str, Any]) -> DataProtection | None:
         """Count and score the prompt's detectors into the audit record; refuse it (400)
         in mode block when its score is over the threshold. Returns the policy (None
@@ -374,7 +428,7 @@ class Gateway:
         if not self.options.data_protection:
             return None
         protection = self.policy(target.key).data_protection or DataProtection()
-        findings = inspect_prompt(self.scanner, path, document)
+        findings = inspect_prompt(self.scanner, document)
         record = call.record
         record.data_protection = protection.mode
         record.prompt_detectors = findings.counts
@@ -721,11 +775,27 @@ def _no_secrets(namespace: str, name: str) -> dict[str, str]:
     raise SecretMissing(f"{namespace}/{name}: this gateway reads no Secrets")
 
 
+def _dump_json(document: dict[str, Any]) -> bytes:
+    """`document` as JSON; a 400 when it nests too deeply to write back (it parsed just
+    under the recursion limit)."""
+    try:
+        return json.dumps(document).encode()
+    except RecursionError:
+        raise HttpError(400, "the request body nests JSON arrays or objects too deeply") \
+            from None
+
+
 def _parse_json(body: bytes) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400: not JSON, not an object, or nested
+    deeper than the parser's recursion limit (about 1000 levels; the OpenAI API needs a
+    handful)."""
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
         raise HttpError(400, f"the request body is not JSON: {error}"[:300]) from None
+    except RecursionError:
+        raise HttpError(400, "the request body nests JSON arrays or objects too deeply") \
+            from None
     if not isinstance(document, dict):
         raise HttpError(400, "the request body must be a JSON object")
     return document

@@ -588,14 +588,21 @@ def test_an_invalid_policy_is_an_error_log_and_a_gauge(
 
 
 def test_deeply_nested_json_is_a_400_not_a_recursion_error() -> None:
-    from deepseek_operator.gateway.server import HttpError, _dump_json, _parse_json
+    from deepseek_operator.gateway.server import (
+        MAX_JSON_DEPTH,
+        HttpError,
+        _dump_json,
+        _parse_json,
+    )
 
-    for depth in (2000, 100_000):
+    for depth in (MAX_JSON_DEPTH + 1, 2000, 100_000):
         body = b'{"model": "m", "messages": ' + b"[" * depth + b"]" * depth + b"}"
         with pytest.raises(HttpError) as refused:
             _parse_json(body)
         assert refused.value.status == 400 and "too deeply" in refused.value.message
     assert _parse_json(b'{"a": [[[1]]]}') == {"a": [[[1]]]}
+    at_limit = b'{"a": ' + b"[" * (MAX_JSON_DEPTH - 1) + b"]" * (MAX_JSON_DEPTH - 1) + b"}"
+    assert _parse_json(at_limit)["a"]
     deep: Any = 1
     for _ in range(100_000):
         deep = [deep]

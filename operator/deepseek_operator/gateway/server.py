@@ -785,17 +785,40 @@ def _dump_json(document: dict[str, Any]) -> bytes:
             from None
 
 
+MAX_JSON_DEPTH: Final = 200
+"""Deepest nesting of arrays and objects a request may have: the OpenAI API needs a
+handful (tool schemas a dozen or two); the limit keeps every later walk of the document
+(detection, re-encoding) far from Python's recursion limit, whatever it is set to."""
+
+
+def _depth(document: Any) -> int:
+    """How deeply arrays and objects nest in `document` (a scalar: 0); iterative."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        node, level = stack.pop()
+        children = node.values() if isinstance(node, dict) else node \
+            if isinstance(node, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children
+                     if isinstance(child, dict | list))
+    return deepest
+
+
 def _parse_json(body: bytes) -> dict[str, Any]:
     """The request body as a JSON object, or a 400: not JSON, not an object, or nested
-    deeper than the parser's recursion limit (about 1000 levels; the OpenAI API needs a
-    handful)."""
+    deeper than MAX_JSON_DEPTH (also when the parser itself hits the recursion limit)."""
+    too_deep = HttpError(400, "the request body nests JSON arrays or objects too deeply "
+                              f"(more than {MAX_JSON_DEPTH} levels)")
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
         raise HttpError(400, f"the request body is not JSON: {error}"[:300]) from None
     except RecursionError:
-        raise HttpError(400, "the request body nests JSON arrays or objects too deeply") \
-            from None
+        raise too_deep from None
+    if _depth(document) > MAX_JSON_DEPTH:
+        raise too_deep
     if not isinstance(document, dict):
         raise HttpError(400, "the request body must be a JSON object")
     return document

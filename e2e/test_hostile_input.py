@@ -468,3 +468,13 @@ def test_finding_f7_free_form_values_kubernetes_refuses_are_named_in_the_spec(
     stalled = condition(wait_settled(dsd_api, namespace, "f7b", 60), "Stalled")
     assert stalled["status"] == "True", stalled
     assert "comes from spec.scheduling.tolerations" in stalled["message"], stalled
+
+
+def test_finding_f8_an_empty_divisor_is_refused_naming_it(
+        dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    """(accepted before, the apiserver answered the Deployment's apply with 500: an empty
+    quantity cannot be converted; the reconcile retried it forever and wrote no status)"""
+    body = small_model("f8", engine={"env": [{"name": "MEM", "valueFrom": {"resourceFieldRef": {
+        "resource": "limits.memory", "divisor": ""}}}]})
+    assert "spec.engine.env[0].valueFrom.resourceFieldRef.divisor" in refusal(
+        dsd_api, namespace, body)

@@ -555,3 +555,17 @@ def test_a_kv_cache_dtype_sizing_does_not_know_is_refused(
     assert list(issues) == [path]
     assert issues[path].startswith("--kv-cache-dtype ")
     assert "fp8_e5m2 (fp8)" in issues[path] and "auto (16-bit)" in issues[path]
+
+
+def test_an_empty_resource_field_divisor_is_refused() -> None:
+    """The apiserver cannot convert an empty quantity (it answers 500), so the API refuses
+    it; an absent divisor stays the default."""
+    from deepseek_operator.api import InvalidSpecError
+
+    env = [{"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory",
+                                                               "divisor": ""}}}]
+    with pytest.raises(InvalidSpecError) as refused:
+        parse_spec({"model": {"name": "deepseek-r1-distill-qwen-1.5b"}, "engine": {"env": env}})
+    assert "engine.env[0].valueFrom.resourceFieldRef.divisor" in str(refused.value)
+    del env[0]["valueFrom"]["resourceFieldRef"]["divisor"]
+    parse_spec({"model": {"name": "deepseek-r1-distill-qwen-1.5b"}, "engine": {"env": env}})

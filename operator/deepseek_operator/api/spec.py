@@ -314,7 +314,9 @@ class ResourceFieldRef(SpecModel):
     resource: str = Field(min_length=1, max_length=64, description="e.g. limits.memory.")
     container_name: str | None = Field(None, alias="containerName", max_length=63,
                                        description="Container; default: the engine.")
-    divisor: str | None = Field(None, max_length=64, pattern=QUANTITY,
+    # Not empty: the apiserver cannot convert an empty quantity and answers 500, which
+    # would retry forever instead of stalling (found by the hostile-input suite).
+    divisor: str | None = Field(None, min_length=1, max_length=64, pattern=QUANTITY,
                                 description="Unit of the value, a quantity such as 1Mi.")
 
 

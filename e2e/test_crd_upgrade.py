@@ -178,7 +178,7 @@ def test_a_stale_crd_is_reported_by_event_log_and_metric(
     assert event.type == "Warning"
     assert "lacks 1 field(s)" in event.message and "spec.engine.args" in event.message
     assert "--manage-crd" in event.message
-    assert "is not the one this operator was built with" in reporting.log_tail()
+    assert "is not the one this operator was built with" in reporting.log_tail(2_000_000)
     # The CRD it was built with, applied again, is seen at once (its watch event).
     install_manifests(kubectl, kubeconfig)
     wait_for("crd_schema_current 1",

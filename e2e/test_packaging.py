@@ -8,6 +8,7 @@ import json
 import shlex
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -167,8 +168,9 @@ def test_the_namespaced_rbac_serves_the_watched_namespace(
         scoped = OperatorProcess(
             _token_kubeconfig(kubeconfig, token, tmp_path / "scoped.kubeconfig"),
             tmp_path / "operator-scoped.log",
-            extra_env={"DEEPSEEK_OPERATOR_RELIST_SECONDS": "1"}, namespaces=[watched])
+            extra_env={"DEEPSEEK_OPERATOR_RELIST_SECONDS": "10"}, namespaces=[watched])
         scoped.start()
+        started = time.monotonic()
         client.CustomObjectsApi(kube).create_namespaced_custom_object(
             GROUP, VERSION, watched, PLURAL, small_model("scoped"))
         wait_for("the DeepSeekDeployment to be Ready", lambda: (
@@ -176,6 +178,8 @@ def test_the_namespaced_rbac_serves_the_watched_namespace(
                 c["type"] == "Ready" and c["status"] == "True"
                 for c in (d.get("status") or {}).get("conditions") or []))(
                 _dsd(kube, watched, "scoped")), 90)
+        # At least one relist (every 10 s, the shortest the settings allow) has run.
+        time.sleep(max(0.0, 12.0 - (time.monotonic() - started)))
         log = scoped.log_tail(200_000)
         assert "relisting the children failed" not in log and "Forbidden" not in log, log
     finally:

@@ -93,17 +93,6 @@ def command_line(pid: int) -> list[str]:
     return [arg.decode() for arg in raw.split(b"\0")[:-1]]
 
 
-def restart(name: str, grace_seconds: float = 10.0) -> int:
-    """Stop the recorded process ``name`` (``stop``: SIGKILL after ``grace_seconds``; 0 is
-    a crash) and start it again with the same command line (so the same ports,
-    certificates and data); returns the new PID. The environment is this process's (no
-    component started with extra variables is restarted this way)."""
-    pid = recorded()[name]
-    argv = command_line(pid)
-    stop(name, pid, grace_seconds)
-    return start(name, argv)
-
-
 def stop_all() -> list[str]:
     """Stop every recorded process, newest first; returns the names stopped."""
     names = list(recorded().items())

@@ -20,6 +20,10 @@ _DNS_LABEL = rf"[a-z0-9]{_LABEL_TAIL}"
 _DNS_SUBDOMAIN = rf"{_DNS_LABEL}(\.{_DNS_LABEL})*"
 _WORD = "A-Za-z0-9_"  # RE2's \w, spelled out
 
+DNS_LABEL_PART: Final = _DNS_LABEL
+"""A DNS label, unanchored: to compose into larger syntaxes (namespaces, registries)."""
+DNS_SUBDOMAIN_PART: Final = _DNS_SUBDOMAIN
+"""A DNS subdomain, unanchored: to compose into larger syntaxes."""
 NAME: Final = rf"^[a-z]{_LABEL_TAIL}$"
 """An RFC 1035 label: metadata.name of a DeepSeekDeployment and access role names (both
 prefix names of Kubernetes objects, and Service names must start with a letter)."""

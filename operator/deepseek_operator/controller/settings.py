@@ -21,7 +21,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from deepseek_operator.api.patterns import IMAGE
+from deepseek_operator.api.patterns import DNS_LABEL_PART, DNS_SUBDOMAIN_PART, IMAGE
 from deepseek_operator.render import (
     DEFAULT_ENGINE_IMAGES,
     DEFAULT_S3_DOWNLOAD_IMAGE,
@@ -31,17 +31,14 @@ from deepseek_operator.render import (
 
 ENV_PREFIX: Final = "DEEPSEEK_OPERATOR_"
 
-_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS_SUBDOMAIN = rf"{_DNS_LABEL}(\.{_DNS_LABEL})*"
-_LABEL_KEY = re.compile(rf"^({_DNS_SUBDOMAIN}/)?[A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?$")
+_LABEL_KEY = re.compile(
+    rf"^({DNS_SUBDOMAIN_PART}/)?[A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
-# An image reference, as spec.engine.image takes it (api/patterns.py).
-_IMAGE = IMAGE
 # A registry or registry/path prefix for mirrors, e.g. `mirror.example.com/dockerhub`: a
 # lowercase host[:port] and lowercase path components as image references spell them (the
 # pinned images go behind it, so uppercase or a scheme would make every default invalid).
 _PATH_COMPONENT = r"[a-z0-9]+([._-]+[a-z0-9]+)*"
-_REGISTRY_PREFIX = rf"^$|^{_DNS_SUBDOMAIN}(:[0-9]{{1,5}})?(/{_PATH_COMPONENT})*/?$"
+_REGISTRY_PREFIX = rf"^$|^{DNS_SUBDOMAIN_PART}(:[0-9]{{1,5}})?(/{_PATH_COMPONENT})*/?$"
 
 
 def _label_pairs(value: Any) -> Any:
@@ -68,14 +65,14 @@ def _words(value: Any) -> Any:
     return value
 
 
-Namespace = Annotated[str, Field(max_length=63, pattern=rf"^{_DNS_LABEL}$")]
+Namespace = Annotated[str, Field(max_length=63, pattern=rf"^{DNS_LABEL_PART}$")]
 LabelPairs = Annotated[tuple[tuple[str, str], ...], NoDecode, BeforeValidator(_label_pairs)]
 MIN_PERIOD_SECONDS: Final = 10.0
 """The shortest relist and resync period: each lists every child kind or reconciles every
 DeepSeekDeployment, so a shorter one loads the apiserver without finding more (watches
 report changes at once; these only catch what a watch missed)."""
 Period = Annotated[float, Field(ge=MIN_PERIOD_SECONDS, allow_inf_nan=False)]
-Image = Annotated[str, Field(max_length=512, pattern=_IMAGE)]
+Image = Annotated[str, Field(max_length=512, pattern=IMAGE)]  # as spec.engine.image takes it
 
 
 class OperatorSettings(BaseSettings):
@@ -138,18 +135,18 @@ class OperatorSettings(BaseSettings):
     hf_download_image: Image = ""
     s3_download_image: Image = ""
     registry_prefix: Annotated[str, Field(max_length=253, pattern=_REGISTRY_PREFIX)] = ""
-    cluster_domain: Annotated[str, Field(max_length=253, pattern=rf"^{_DNS_SUBDOMAIN}$")] = (
+    cluster_domain: Annotated[str, Field(max_length=253, pattern=rf"^{DNS_SUBDOMAIN_PART}$")] = (
         "cluster.local")
     run_as_user: Annotated[int, Field(ge=1, le=2**31 - 1)] = 1000
     run_as_group: Annotated[int, Field(ge=1, le=2**31 - 1)] = 1000
-    storage_class: Annotated[str, Field(max_length=253, pattern=rf"^$|^{_DNS_SUBDOMAIN}$")] = ""
+    storage_class: Annotated[str, Field(max_length=253, pattern=rf"^$|^{DNS_SUBDOMAIN_PART}$")] = ""
     gateway: bool = False
     gateway_url: Annotated[str, Field(max_length=2048)] = ""
     gateway_service_account: Annotated[str, Field(max_length=317)] = ""
     scraper_namespace_selector: LabelPairs = ()
     scraper_pod_selector: LabelPairs = DEFAULT_SCRAPER_POD_LABELS
     peering: Annotated[str | None, Field(max_length=253,
-                                         pattern=rf"^{_DNS_SUBDOMAIN}$")] = None
+                                         pattern=rf"^{DNS_SUBDOMAIN_PART}$")] = None
     priority: int | None = None
     liveness: str | None = None
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0

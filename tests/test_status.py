@@ -243,6 +243,15 @@ def test_autoscaler_condition_by_mode() -> None:
     with_hpa = Observed(obs.claim, obs.job, obs.workload, obs.pods, 1, autoscaler=hpa)
     assert _conds(_compute(with_hpa, mode="hpa"))["AutoscalerReady"] == (
         "False", "FailedGetPodsMetric")
+    # Created, not yet synced by the HPA controller: not known to work yet.
+    fresh = Observed(obs.claim, obs.job, obs.workload, obs.pods, 1, autoscaler={"status": {}})
+    assert _conds(_compute(fresh, mode="hpa"))["AutoscalerReady"] == (
+        "Unknown", "HorizontalPodAutoscalerPending")
+    synced = Observed(obs.claim, obs.job, obs.workload, obs.pods, 1, autoscaler={
+        "status": {"conditions": [{"type": "AbleToScale", "status": "True"},
+                                  {"type": "ScalingActive", "status": "True"}]}})
+    assert _conds(_compute(synced, mode="hpa"))["AutoscalerReady"] == (
+        "True", "HorizontalPodAutoscalerActive")
 
 
 def _scaled_object(**conditions: str) -> dict[str, Any]:
@@ -276,8 +285,10 @@ def test_keda_mode_reads_the_scaled_objects_own_conditions(
                                              ("keda", "KEDA")])
 def test_another_autoscalers_count_is_desired_and_spec_replicas_is_said_unused(
         mode: str, owner: str) -> None:
+    # AbleToScale: what the HPA controller writes at its first sync (KEDA ignores it).
     obs = Observed(_claim(), _job(), _workload(3, 3), READY_PODS, 3,
-                   autoscaler=_scaled_object(Ready="True", Active="True"), spec_replicas=1)
+                   autoscaler=_scaled_object(Ready="True", Active="True", AbleToScale="True"),
+                   spec_replicas=1)
     status = _compute(obs, mode=mode)
     assert status.desired_replicas == 3
     scaler = next(c for c in status.conditions if c.type == "AutoscalerReady")
@@ -285,7 +296,8 @@ def test_another_autoscalers_count_is_desired_and_spec_replicas_is_said_unused(
     assert scaler.message == (f"replicas are owned by {owner}; spec.replicas (1) is not used "
                               "in this mode (the workload asks for 3)")
     same = Observed(_claim(), _job(), _workload(3, 3), READY_PODS, 3,
-                    autoscaler=_scaled_object(Ready="True", Active="True"), spec_replicas=3)
+                    autoscaler=_scaled_object(Ready="True", Active="True", AbleToScale="True"),
+                    spec_replicas=3)
     assert next(c for c in _compute(same, mode=mode).conditions
                 if c.type == "AutoscalerReady").message == f"replicas are owned by {owner}"
 

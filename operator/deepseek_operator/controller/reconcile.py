@@ -40,6 +40,7 @@ from deepseek_operator.api.status import DeepSeekDeploymentStatus
 from deepseek_operator.catalog import checkpoint_bytes, size_deployment
 from deepseek_operator.controller.cluster import ApplyError, Cluster
 from deepseek_operator.controller.desired import DesiredState, child, desired_state
+from deepseek_operator.controller.hpa_status import hpa_autoscaling
 from deepseek_operator.controller.plan import FIELD_MANAGER, ObjectKey, Plan, calculate_plan
 from deepseek_operator.controller.predicates import job_finished, workload_counts
 from deepseek_operator.controller.progress import TAIL_LINES
@@ -64,6 +65,7 @@ from deepseek_operator.render import (
     render,
     workload_replicas,
 )
+from deepseek_operator.render.autoscaling import HPA_METRIC
 
 log = logging.getLogger(__name__)
 
@@ -339,7 +341,10 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
     snapshot = _observe(cluster, dsd, observed, state, given_claim,
                         default_class=settings.storage_class_name)
     base = ctx.base.model_copy(update={"sizing": size_deployment(dsd.spec).to_status()})
-    if dsd.spec.autoscaling.mode != "operator":
+    if dsd.spec.autoscaling.mode == "hpa":  # what the HPA decided, from its status
+        base = base.model_copy(update={"autoscaling": hpa_autoscaling(
+            snapshot.autoscaler, HPA_METRIC, dsd.spec.autoscaling.target_qps_per_replica)})
+    elif dsd.spec.autoscaling.mode != "operator":
         base = base.model_copy(update={"autoscaling": None})  # another owner decides
     status = compute_status(generation=ctx.generation, mode=dsd.spec.autoscaling.mode,
                             observed=snapshot, previous=ctx.previous, now=ctx.now,

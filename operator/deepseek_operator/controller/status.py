@@ -35,6 +35,7 @@ from deepseek_operator.api.conditions import (
     REASON_DOWNLOADING,
     REASON_HPA_MISSING,
     REASON_HPA_OK,
+    REASON_HPA_PENDING,
     REASON_NO_PODS,
     REASON_RECONCILED,
     REASON_REPLICAS_NOT_READY,
@@ -280,13 +281,20 @@ def autoscaler_condition(mode: str, obs: Observed,
         if obs.autoscaler is None:
             return Cond(ConditionType.AUTOSCALER_READY, False, REASON_HPA_MISSING,
                         "the HorizontalPodAutoscaler does not exist yet")
-        for cond in (obs.autoscaler.get("status") or {}).get("conditions") or []:
+        hpa_conds = (obs.autoscaler.get("status") or {}).get("conditions") or []
+        for cond in hpa_conds:
             if cond.get("status") == "False" and cond.get("type") in (
                     "AbleToScale", "ScalingActive"):
                 return Cond(ConditionType.AUTOSCALER_READY, False,
                             str(cond.get("reason") or "HorizontalPodAutoscalerInactive"),
                             f"HorizontalPodAutoscaler: {cond.get('message', '')}"
                             + _unused(obs))
+        if not {c.get("type") for c in hpa_conds} & {"AbleToScale", "ScalingActive"}:
+            # Not evaluated yet: that it works is not known before its first sync.
+            return Cond(ConditionType.AUTOSCALER_READY, None, REASON_HPA_PENDING,
+                        "the HorizontalPodAutoscaler has no conditions yet: the HPA "
+                        "controller (kube-controller-manager) writes them at its first "
+                        "sync (every 15 s by default)" + _unused(obs))
         return Cond(ConditionType.AUTOSCALER_READY, True, REASON_HPA_OK,
                     "replicas are owned by the HorizontalPodAutoscaler" + _unused(obs))
     if obs.autoscaler is None:

@@ -15,6 +15,7 @@ fetched. Each component is built from its Go module:
   the kstatus library of sigs.k8s.io/cli-utils) and ``promql-selectors``
   (e2e/cluster/promql, Prometheus' PromQL parser), each in a wrapper module requiring
   the pinned library.
+* prometheus-adapter (the custom metrics API of mode hpa), in a wrapper module too.
 
 Binaries land in ``<cache>/bin/<component>-<version>/``; a ``.complete`` marker makes the
 next run skip the build. A rebuild happens only when versions.yaml changes.
@@ -308,6 +309,30 @@ def build_promql(version: str) -> Path:
                           {"github.com/prometheus/prometheus": version})
 
 
+ADAPTER_MODULE = "sigs.k8s.io/prometheus-adapter"
+
+
+def build_prometheus_adapter(version: str) -> Path:
+    """prometheus-adapter ``version`` (its cmd/adapter, e.g. ``v0.12.0``), the custom
+    metrics API the HPA of mode hpa reads (e2e/cluster/metrics_adapter.py starts it).
+    Built in a wrapper module: ``go install module/cmd@version`` asks the module proxy
+    for the module's version list, which the proxy refuses. Returns the binary's path."""
+    out = paths.bin_dir("prometheus-adapter", version)
+    binary = out / "prometheus-adapter"
+    if (out / _MARKER).is_file() and (out / _MARKER).read_text() == version:
+        return binary
+    gomod = "\n".join(["module deepseek-operator.local/prometheus-adapter-tools", "",
+                       "go 1.26.0", "", f"require {ADAPTER_MODULE} {version}", ""])
+    src = _wrapper(f"prometheus-adapter-{version}", gomod, [f"{ADAPTER_MODULE}/cmd/adapter"])
+    out.mkdir(parents=True, exist_ok=True)
+    log(f"building prometheus-adapter {version}")
+    _run(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(binary.with_suffix(".tmp")),
+          f"{ADAPTER_MODULE}/cmd/adapter"], src)
+    binary.with_suffix(".tmp").rename(binary)
+    (out / _MARKER).write_text(version)
+    return binary
+
+
 def build_all() -> dict[str, Path]:
     """Build (or reuse) every component; returns {binary name: path}.
 
@@ -324,12 +349,14 @@ def build_all() -> dict[str, Path]:
     helm = build_helm(v["helm"])
     kstatus = build_kstatus(v["cli-utils"])
     promql = build_promql(v["prometheus"])
+    adapter = build_prometheus_adapter(v["prometheus-adapter"])
     elapsed = time.monotonic() - started
     if elapsed > 5:
         log(f"all binaries ready in {elapsed:.0f}s")
     binaries = {c: kube / c for c in KUBE_COMMANDS}
     binaries.update(etcd=etcd / "etcd", kwok=kwok / "kwok", helm=helm / "helm")
-    binaries.update({"kstatus-check": kstatus, "promql-selectors": promql})
+    binaries.update({"kstatus-check": kstatus, "promql-selectors": promql,
+                     "prometheus-adapter": adapter})
     return binaries
 
 

@@ -1,10 +1,11 @@
 """Run a real Kubernetes control plane as plain processes on 127.0.0.1.
 
 ``up`` builds (or reuses) the binaries, writes certificates and kubeconfigs, then starts
-etcd, kube-apiserver (RBAC on, audit log on, the aggregation layer), kube-controller-manager, kube-scheduler, the
-kwok controller (simulated nodes whose pods become Running and Ready) and the e2e hostPath
-provisioner, registers the simulated nodes and a default StorageClass, and waits until all
-nodes are Ready. ``down`` stops every process by PID and removes the state directory.
+etcd, kube-apiserver (RBAC on, audit log on, the aggregation layer: aggregation.py),
+kube-controller-manager, kube-scheduler, the kwok controller (simulated nodes whose pods
+become Running and Ready) and the e2e hostPath provisioner, registers the simulated nodes
+and a default StorageClass, and waits until all nodes are Ready. ``down`` stops every
+process by PID and removes the state directory.
 
 This is test tooling, not product: it exists because kind, k3s, minikube and envtest cannot
 be downloaded on our machines.

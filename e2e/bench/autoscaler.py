@@ -182,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--startup-seconds", type=int, default=180,
                         help="replica start-up (model load) time, s (default 180)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
+    parser.add_argument("--real-hpa", type=int, default=0, metavar="MINUTES",
+                        help="also replay the MINUTES of the trace where the HPA model "
+                             "changes most through the real HPA controller of the local "
+                             "control plane, compressed 3x (e2e/bench/real_hpa.py); 0 skips")
     args = parser.parse_args(argv)
 
     sim = SimConfig(startup_seconds=args.startup_seconds)
@@ -207,6 +211,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nseeds {min(runs)}..{max(runs)} ({label}), mean per day:")
             print(seed_summary(runs))
 
+    real_hpa = None
+    if args.real_hpa:
+        from e2e.bench import real_hpa as real  # needs the local control plane
+
+        print(f"\nthe HPA model vs the real HPA controller, {args.real_hpa} min of seed "
+              f"{args.seed}:")
+        real_hpa = real.run(trace, hpa.replicas, sim, args.real_hpa)
+        print(real.summary(real_hpa))
+
     args.out.mkdir(parents=True, exist_ok=True)
     report = {
         "seed": args.seed,
@@ -214,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": {result.name: numbers(result) for result in results},
         "target": checks,
         "more_seeds": per_seed,
+        "real_hpa": real_hpa,
     }
     (args.out / "autoscaler.json").write_text(json.dumps(report, indent=2) + "\n")
     plot(trace, results, sim, args.out / "autoscaler.png")

@@ -27,8 +27,6 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
-import yaml
-
 from e2e.cluster import aggregation, build, controlplane, paths, pki, processes
 
 COMPONENT: Final = "prometheus-adapter"
@@ -46,7 +44,6 @@ IDENTITY: Final = pki.ClientIdentity("prometheus-adapter", USER)
 RELIST_INTERVAL: Final = "5s"
 """How often the adapter lists the series Prometheus has (its default is 10 minutes, too
 slow for a test whose pods and series appear while it runs)."""
-_FIELD_MANAGER = "e2e-metrics-adapter"
 
 
 def rbac_manifests() -> list[dict[str, Any]]:
@@ -71,17 +68,6 @@ def rbac_manifests() -> list[dict[str, Any]]:
     return [namespace, *aggregation.delegation_rbac(USER), reader, binding]
 
 
-def _kubectl() -> Path:
-    return paths.bin_dir("kubernetes", paths.versions()["kubernetes"]) / "kubectl"
-
-
-def _apply(manifests: list[dict[str, Any]]) -> None:
-    subprocess.run([str(_kubectl()), "--kubeconfig", str(controlplane.kubeconfig_path()),
-                    "apply", "--server-side", f"--field-manager={_FIELD_MANAGER}",
-                    "-f", "-"], input=yaml.safe_dump_all(manifests), text=True,
-                   capture_output=True, check=True)
-
-
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -94,25 +80,25 @@ def running() -> bool:
     return pid is not None and processes.alive(pid)
 
 
-def start(prometheus_url: str, timeout: float = 90.0) -> int:
+def start(prometheus_url: str, rules_file: Path = RULES_FILE) -> int:
     """Start prometheus-adapter reading ``prometheus_url`` (e.g. ``http://127.0.0.1:41234``)
-    with the rules of ``RULES_FILE``, register it for ``API_GROUP`` at each of
-    ``API_VERSIONS`` and wait until the APIServices are Available. An adapter already
-    running (for another Prometheus) is stopped first. Returns its PID; ``stop`` (or
-    ``python -m e2e.cluster down``) ends it.
+    with the rules of ``rules_file`` (default ``RULES_FILE``, the chart's), register it
+    for ``API_GROUP`` at each of ``API_VERSIONS`` and wait until the APIServices are
+    Available. An adapter already running (for another Prometheus) is stopped first.
+    Returns its PID; ``stop`` (or ``python -m e2e.cluster down``) ends it.
 
-    Raises AssertionError when no local control plane runs, RuntimeError or TimeoutError
-    (with the adapter's log tail) when it does not come up within ``timeout`` seconds.
+    Raises AssertionError when no local control plane runs, RuntimeError (with the
+    adapter's log tail) when an APIService is not Available within 60 s.
     """
     assert controlplane.load_endpoints() is not None, "no local control plane is running"
     binary = build.build_prometheus_adapter(paths.versions()[COMPONENT])
     stop()
     kubeconfig = controlplane.client_kubeconfig(IDENTITY)
-    _apply(rbac_manifests())
+    aggregation.apply(rbac_manifests())
     cert, key = aggregation.serving_pair(SERVICE, NAMESPACE)
     port = _free_port()
     pid = processes.start(COMPONENT, [
-        str(binary), f"--prometheus-url={prometheus_url}", f"--config={RULES_FILE}",
+        str(binary), f"--prometheus-url={prometheus_url}", f"--config={rules_file}",
         f"--metrics-relist-interval={RELIST_INTERVAL}",
         f"--secure-port={port}", "--bind-address=127.0.0.1",
         f"--tls-cert-file={cert}", f"--tls-private-key-file={key}",
@@ -123,7 +109,7 @@ def start(prometheus_url: str, timeout: float = 90.0) -> int:
     try:
         for version in API_VERSIONS:
             if not processes.alive(pid):
-                raise RuntimeError(f"{COMPONENT} exited:\n{log_tail()}")
+                raise RuntimeError(f"{COMPONENT} exited")
             aggregation.register(API_GROUP, version, SERVICE, NAMESPACE, port)
     except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as error:
         raise RuntimeError(f"{COMPONENT} did not become Available after "
@@ -134,10 +120,15 @@ def start(prometheus_url: str, timeout: float = 90.0) -> int:
 
 
 def stop() -> None:
-    """Stop the adapter process, if one runs (its APIServices stay, unavailable)."""
+    """Stop the adapter process, if one runs, and remove its APIServices: one left
+    unavailable makes API discovery incomplete for every client of the control plane
+    (kubectl, the operator), which would report it."""
     pid = processes.recorded().get(COMPONENT)
-    if pid is not None:
-        processes.stop(COMPONENT, pid)
+    if pid is None:
+        return
+    aggregation.run_kubectl("delete", "apiservice", "--ignore-not-found", "--wait=false",
+                            *(f"{version}.{API_GROUP}" for version in API_VERSIONS))
+    processes.stop(COMPONENT, pid)
 
 
 def log_tail(chars: int = 3000) -> str:

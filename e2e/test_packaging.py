@@ -393,7 +393,8 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "serviceMonitor": {"enabled": True, "interval": "15s",
                            "labels": {"release": "kube-prometheus-stack"}},
         "grafanaDashboard": {"enabled": True, "namespace": "monitoring",
-                             "labels": {"grafana_dashboard": "1", "team": "ml"}}},
+                             "labels": {"grafana_dashboard": "1", "team": "ml"}},
+        "prometheusAdapterRules": {"enabled": True, "namespace": "monitoring"}},
     "gateway": {"gateway": {
         "replicaCount": 3, "queueTimeoutSeconds": 60, "maxQueued": 8, "metricsPort": 9100,
         "audit": {"volume": "persistentVolumeClaim", "claimName": "audit", "sizeLimit": "2Gi",

@@ -71,7 +71,7 @@ manifests: crds tools ## Render the kustomize base (manifests/base/operator.yaml
 	} > manifests/base/operator.yaml
 
 .PHONY: tools
-tools: $(STAMP) ## Build (once, cached outside the checkout) etcd, Kubernetes, kwok, helm and the Go checks (kstatus, PromQL) from Go modules
+tools: $(STAMP) ## Build (once, cached outside the checkout) etcd, Kubernetes, kwok, helm, prometheus-adapter and the Go checks (kstatus, PromQL) from Go modules
 	$(PY) -m e2e.cluster build >/dev/null
 
 .PHONY: cluster-up
@@ -94,9 +94,10 @@ test: $(STAMP) $(S3_STAMP) system-deps tools lint ## Everything on a fresh machi
 demo: $(STAMP) tools ## The main job: control plane, operator, the sample DeepSeekDeployments reconciled (DEMO_ARGS=--teardown|--keep)
 	$(PY) -m e2e.demo $(DEMO_ARGS)
 
+BENCH_REAL_HPA_MINUTES ?= 15
 .PHONY: bench-autoscaler
-bench-autoscaler: $(STAMP) ## Replay a 24 h QPS trace through our policy and the HPA; table, JSON and PNG in e2e/bench/out/
-	$(PY) -m e2e.bench.autoscaler --out e2e/bench/out
+bench-autoscaler: $(STAMP) system-deps tools ## Replay a 24 h QPS trace through our policy and the HPA model, then BENCH_REAL_HPA_MINUTES (15; 0 skips) of it through the real HPA controller of the local control plane (3x compressed); table, JSON and PNG in e2e/bench/out/
+	$(PY) -m e2e.bench.autoscaler --out e2e/bench/out --real-hpa $(BENCH_REAL_HPA_MINUTES)
 
 BENCH_SCALE_NS ?= 1,50,200,1000
 BENCH_IDLE_SECONDS ?= 600

@@ -62,3 +62,4 @@ def test_matching_changes_within_one_sync_period() -> None:
     real = step_values(result.real, 100)
     assert list(real[18:22]) == [1, 1, 3, 3]
     assert 0 < numbers["agree_share"] < numbers["agree_within_sync_share"] < 1
+    assert numbers["max_difference_within_sync"] == 1  # 60..75: 2 vs 3 (model's 2 at 90)

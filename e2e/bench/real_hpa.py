@@ -20,7 +20,10 @@ plane), on the stretch of the trace where the model changes the count most often
 - the Deployment's pods are kwok pods (Ready at once): the HPA's inputs are the pod
   count and the metric, not readiness (readiness only matters for CPU metrics).
 
-The model is replayed on the same segment in closed loop (its own count as current),
+Two comparisons. Open loop (``same_inputs``): at each sync of the real controller, the
+model is given exactly what that controller read (its current count, the metric total)
+and must decide the same: the algorithm check, free of timing. Closed loop: the model is
+replayed on the same segment with its own count as current,
 deciding every 15 trace seconds from the same start. The comparison: each change of
 count of one is matched with a change to the same count by the other within one sync
 period (15 trace seconds); the share of trace seconds where the counts agree, exactly and
@@ -37,7 +40,7 @@ import math
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,7 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 from kubernetes import client
+from kubernetes.utils import parse_quantity
 
 from e2e.bench.hpa import (
     POLICY_PERIOD_SECONDS,
@@ -85,6 +89,9 @@ class Replay:
         factor: trace seconds per wall second.
         real: (time, count) changes of the Deployment's spec.replicas, first entry the start.
         model: (time, count) changes of the model's decisions, first entry the start.
+        syncs: what the real controller wrote into the HPA's status at each sync seen
+            (time, currentReplicas, desiredReplicas, the metric total it read: per-pod
+            averageValue x currentReplicas); a sync that changed nothing writes nothing.
     """
 
     start: int
@@ -92,6 +99,7 @@ class Replay:
     factor: float
     real: list[tuple[float, int]]
     model: list[tuple[float, int]]
+    syncs: list[tuple[float, int, int, float]] = field(default_factory=list)
 
 
 def busiest_segment(counts: npt.NDArray[np.int64], seconds: int) -> int:
@@ -280,12 +288,19 @@ def replay(kube: client.ApiClient, prometheus: PrometheusServer, workdir: Path,
         # clock starts (its first sync also records the current count, as the model's).
         wait_for("the HPA reading the replay metric", active, 60, interval=0.5)
         real: list[tuple[float, int]] = [(0.0, initial)]
+        syncs: list[tuple[float, int, int, float]] = []
+        seen: Any = None
         began = time.monotonic()
         while (elapsed := (time.monotonic() - began) * factor) <= seconds:
             publish(start + elapsed)
             replicas = apps.read_namespaced_deployment(NAME, namespace).spec.replicas
             if replicas != real[-1][1]:
                 real.append((round(elapsed, 1), int(replicas)))
+            status = scaling.read_namespaced_horizontal_pod_autoscaler(NAME, namespace).status
+            sync = _sync(status)
+            if sync is not None and sync != seen:
+                seen = sync
+                syncs.append((round(elapsed, 1), *sync))
             time.sleep(TICK_SECONDS)
     finally:
         metrics_adapter.stop()
@@ -293,7 +308,41 @@ def replay(kube: client.ApiClient, prometheus: PrometheusServer, workdir: Path,
         exporter.stop()
         core.delete_namespace(namespace)
     return Replay(start, seconds, factor, real,
-                  model_replay(trace, sim, start, seconds, initial))
+                  model_replay(trace, sim, start, seconds, initial), syncs)
+
+
+def _sync(status: Any) -> tuple[int, int, float] | None:
+    """(currentReplicas, desiredReplicas, metric total) from an HPA status object of the
+    kubernetes client, None before the controller has read the metric."""
+    metrics = status.current_metrics or []
+    if not metrics or metrics[0].pods is None or status.current_replicas is None:
+        return None
+    average = float(parse_quantity(metrics[0].pods.current.average_value))  # type: ignore[no-untyped-call]
+    current = int(status.current_replicas)
+    return current, int(status.desired_replicas), round(average * current, 3)
+
+
+def same_inputs(result: Replay, sim: SimConfig, factor: float) -> tuple[int, int]:
+    """Open loop: the model given, at each sync the real controller made, exactly what
+    that controller read (its current count and the metric total), against its decision.
+    Syncs that wrote nothing (nothing changed) are filled in every sync period with the
+    last values, so the model's windows see as many recommendations as the controller's.
+    Returns (syncs where the model decided the same, syncs compared)."""
+    model = HorizontalPodAutoscalerModel(min_replicas=sim.min_replicas,
+                                         max_replicas=sim.max_replicas,
+                                         target_per_pod=sim.throughput_qps)
+    period = RIG_SYNC_SECONDS * factor
+    filled: list[tuple[float, int, int, float]] = []
+    for index, sync in enumerate(result.syncs):
+        filled.append(sync)
+        end = result.syncs[index + 1][0] if index + 1 < len(result.syncs) else sync[0]
+        at = sync[0] + period
+        while at < end - period / 2:
+            filled.append((at, sync[2], sync[2], sync[3]))  # unchanged: current = desired
+            at += period
+    same = sum(model.decide(at, total, current) == desired
+               for at, current, desired, total in filled)
+    return same, len(filled)
 
 
 def step_values(changes: list[tuple[float, int]], seconds: int) -> npt.NDArray[np.int64]:
@@ -348,7 +397,14 @@ def compare(result: Replay, sync_seconds: int) -> dict[str, Any]:
 
 def summary(numbers: dict[str, Any]) -> str:
     """Lines for the benchmark's output."""
+    lines = []
+    if "syncs_compared" in numbers:
+        lines.append(
+            f"same inputs (open loop): given what the real controller read at each of its "
+            f"{numbers['syncs_compared']} syncs, the model decides as it did at "
+            f"{numbers['same_input_decisions']}")
     return "\n".join([
+        *lines,
         f"segment: trace seconds {numbers['segment_start_s']}.."
         f"{numbers['segment_start_s'] + numbers['segment_seconds']} compressed "
         f"{numbers['compression']:g}x",
@@ -376,6 +432,8 @@ def run(trace: npt.NDArray[np.float64], model_counts: npt.NDArray[np.int64], sim
     ``compare``'s numbers.
 
     Raises what ``controlplane.up``, ``PrometheusServer.start`` and ``replay`` raise.
+    The numbers also hold ``same_inputs``' result (``same_input_decisions`` of
+    ``syncs_compared``) and the syncs seen.
     """
     import tempfile
 
@@ -393,4 +451,7 @@ def run(trace: npt.NDArray[np.float64], model_counts: npt.NDArray[np.int64], sim
     finally:
         if not was_running:
             controlplane.down()
-    return compare(result, sim.interval_seconds)
+    numbers = compare(result, sim.interval_seconds)
+    same, syncs = same_inputs(result, sim, result.factor)
+    numbers.update(same_input_decisions=same, syncs_compared=syncs, syncs=result.syncs)
+    return numbers

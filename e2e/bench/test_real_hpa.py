@@ -13,6 +13,7 @@ from e2e.bench.real_hpa import (
     compare,
     hpa_manifest,
     model_replay,
+    same_inputs,
     step_values,
 )
 from e2e.bench.simulate import SimConfig
@@ -63,3 +64,14 @@ def test_matching_changes_within_one_sync_period() -> None:
     assert list(real[18:22]) == [1, 1, 3, 3]
     assert 0 < numbers["agree_share"] < numbers["agree_within_sync_share"] < 1
     assert numbers["max_difference_within_sync"] == 1  # 60..75: 2 vs 3 (model's 2 at 90)
+
+
+def test_same_inputs_fills_in_silent_syncs_and_checks_each_decision() -> None:
+    # The controller saw 9 req/s at 1 pod and went to 5 (1 + 4 pods), then held 5 (ratio
+    # 0.9 is inside the 10 % tolerance) without writing its status again until 60 s.
+    result = Replay(start=0, seconds=90, factor=3.0, real=[(0.0, 1), (0.5, 5)],
+                    model=[(0.0, 1)], syncs=[(0.0, 1, 5, 9.0), (60.0, 5, 5, 9.1)])
+    assert same_inputs(result, SimConfig(), 3.0) == (5, 5)  # 0, 15, 30, 45 (filled), 60
+    wrong = Replay(start=0, seconds=90, factor=3.0, real=[(0.0, 1)], model=[(0.0, 1)],
+                   syncs=[(0.0, 1, 9, 18.0)])  # 1 -> 9 breaks the max(4 pods, 100 %) limit
+    assert same_inputs(wrong, SimConfig(), 3.0) == (0, 1)

@@ -8,6 +8,10 @@ trace (e2e/bench/trace.py) through three autoscalers under one simulation
 result is not one trace's luck, and writes ``autoscaler.json`` (all numbers) and
 ``autoscaler.png`` (QPS, ideal and actual replicas) to the output directory.
 
+With ``--real-hpa MINUTES`` (the make target's default: 15) it then replays that much of
+the trace through the real HPA controller of the local control plane, compressed 3x, and
+prints how the HPA model compares (e2e/bench/real_hpa.py).
+
 The target: our policy has no more under-provisioned seconds than the HPA, fewer scale
 events, and equal or lower GPU-hours.
 

@@ -16,6 +16,10 @@ Follows kubernetes/kubernetes pkg/controller/podautoscaler (our own code, same a
   autoscaling/v2 (the HPA documentation, "Default Behavior"): scale up by at most
   ``max(4 pods, 100 %)`` per 15 s, scale down by at most 100 % per 15 s, each limit counted
   from the replica changes of the last 15 s.
+
+Checked against the real controller (kube-controller-manager of the pinned Kubernetes) by
+e2e/bench/real_hpa.py, which ``make bench-autoscaler`` runs: given the controller's inputs
+at each sync, it decides the same (README, "Autoscaling").
 """
 
 from __future__ import annotations

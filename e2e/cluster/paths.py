@@ -37,9 +37,9 @@ def state_dir() -> Path:
 
 
 def versions() -> dict[str, str]:
-    """Pinned versions from versions.yaml: kubernetes, etcd, kwok, helm (built),
-    cli-utils and prometheus (libraries of the Go test tools) and prometheus-operator (only
-    its CRDs are used)."""
+    """Pinned versions from versions.yaml: kubernetes, etcd, kwok, helm, prometheus-adapter
+    (built), cli-utils and prometheus (libraries of the Go test tools) and
+    prometheus-operator (only its CRDs are used)."""
     data = yaml.safe_load(VERSIONS_FILE.read_text())
     return {str(k): str(v) for k, v in data.items()}
 

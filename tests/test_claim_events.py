@@ -49,9 +49,13 @@ def test_a_refused_rwx_claim_names_the_provisioners_reason_and_the_way_out() -> 
                                     provisioner="ebs.csi.aws.com")
     assert message.startswith("PersistentVolumeClaim r1-model-cache is Pending: "
                               "ProvisioningFailed: failed to provision volume")
-    # The warning comes first although it is older; the waiting reason follows.
-    assert message.index("ProvisioningFailed") < message.index("ExternalProvisioning")
-    assert "Only AccessModes[ReadWriteOnce] supported" in message
+    waiting = pending_claim_message(_claim(["ReadWriteMany"], "efs"), events[:1],
+                                    provisioner="efs.csi.aws.com")
+    assert waiting == ("PersistentVolumeClaim r1-model-cache is Pending: ExternalProvisioning: "
+                       + EXTERNAL.rstrip("."))
+    # The failure, not the newer "waiting for the provisioner", and one sentence end.
+    assert "ExternalProvisioning" not in message
+    assert "Only AccessModes[ReadWriteOnce] supported. StorageClass" in message
     assert ('StorageClass "gp3" (provisioner ebs.csi.aws.com) provisions ReadWriteOnce '
             "volumes only") in message
     assert "spec.storage.accessMode ReadWriteOnce with replicas 1" in message
@@ -106,6 +110,7 @@ def test_unreadable_events_are_said_and_unread_ones_are_not_guessed() -> None:
 def test_reasons_are_distinct_bounded_of_this_claim_and_without_counts() -> None:
     events = [_event(f"Failure{i}", f"error {i}", "Warning", at=f"2026-12-01T03:00:0{i}Z")
               for i in range(6)]
+    events.append(_event("ExternalProvisioning", EXTERNAL, at="2026-12-01T03:40:00Z"))
     events += [_event("ProvisioningFailed", "old claim's error", "Warning",
                       at="2026-12-01T03:59:59Z", uid="another-uid"),
                _event("Failure5", "an older Failure5", "Warning", at="2026-12-01T02:00:00Z"),
@@ -144,7 +149,8 @@ def test_sanitize_masks_secrets_and_bounds_the_text() -> None:
     assert "nas.example.com/api" in clean and "failed: POST https://" in clean
     # What a provisioner normally says survives untouched.
     assert sanitize(EBS_REFUSAL) == EBS_REFUSAL
-    assert sanitize(f'claim "pvc-{UID}" on node gpu-h100-0') == f'claim "pvc-{UID}" on node gpu-h100-0'
+    plain = f'claim "pvc-{UID}" on node gpu-h100-0'
+    assert sanitize(plain) == plain
     long = sanitize("word " * 200)
     assert len(long) == MAX_EVENT_CHARS and long.endswith("...")
 

@@ -24,7 +24,7 @@ from typing import Any, Final
 from deepseek_operator.controller.cache import owner_of
 
 MAX_REASONS: Final = 3
-"""Distinct Event reasons shown at most (the newest, warnings first)."""
+"""Distinct Event reasons shown at most (the newest; warnings when there are any)."""
 MAX_EVENT_CHARS: Final = 300
 """Characters kept of one Event's message."""
 
@@ -66,8 +66,8 @@ def sanitize(text: str, limit: int = MAX_EVENT_CHARS) -> str:
     """``text`` (an Event message) made safe to copy into a status: control characters
     and line breaks become spaces, runs of whitespace one space; URL credentials,
     ``key=value`` pairs whose key names a secret, bearer/basic credentials, AWS access
-    key ids and long key-like strings become ``[redacted]``; at most ``limit`` characters (a cut one ends
-    with ``...``)."""
+    key ids and long key-like strings become ``[redacted]``; at most ``limit``
+    characters (a cut one ends with ``...``)."""
     text = _CONTROL.sub(" ", text)
     text = _URL_USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
     text = _SECRET_ASSIGNMENT.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
@@ -89,7 +89,9 @@ def _when(event: Mapping[str, Any]) -> str:
 def claim_reasons(events: Iterable[Mapping[str, Any]], claim_uid: str = "") -> list[
         tuple[str, str, str]]:
     """The distinct reasons of the Events about a claim, as (type, reason, sanitized
-    message): warnings first, then the newest; at most MAX_REASONS. Events of another
+    message), newest first: the warnings when there are any (a failure says more than the
+    PV controller's "waiting for the provisioner"), else the waiting reasons; at most
+    MAX_REASONS. Events of another
     object (another uid, when ``claim_uid`` is given) are skipped; of one reason only the
     newest counts."""
     mine = [e for e in events if not claim_uid
@@ -104,8 +106,8 @@ def claim_reasons(events: Iterable[Mapping[str, Any]], claim_uid: str = "") -> l
             continue
         seen[reason] = (str(event.get("type") or "Normal"), reason,
                         sanitize(str(event.get("note") or event.get("message") or "")))
-    ordered = sorted(seen.values(), key=lambda t: t[0] != "Warning")  # stable: newest next
-    return ordered[:MAX_REASONS]
+    warnings = [t for t in seen.values() if t[0] == "Warning"]
+    return (warnings or list(seen.values()))[:MAX_REASONS]
 
 
 def access_mode_hint(access_modes: Iterable[str], storage_class: str, provisioner: str,
@@ -153,7 +155,7 @@ def pending_claim_message(claim: Mapping[str, Any], events: Sequence[Mapping[str
     text = f"PersistentVolumeClaim {meta.get('name', '')} is {phase}"
     reasons = claim_reasons(events or [], str(meta.get("uid") or ""))
     if reasons:
-        text += ": " + "; ".join(f"{reason}: {message}" if message else reason
+        text += ": " + "; ".join(f"{reason}: {message.rstrip('.')}" if message else reason
                                  for _, reason, message in reasons)
     elif events_error:
         text += f" (its events could not be read: {sanitize(events_error, 120)})"

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from deepseek_operator.controller.claim_events import (
     MAX_EVENT_CHARS,
@@ -14,6 +14,7 @@ from deepseek_operator.controller.claim_events import (
     pending_claim_message,
     sanitize,
 )
+from deepseek_operator.controller.reconcile import _pending_claim_events
 from deepseek_operator.render import DEPLOYMENT_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
 UID = "0c7a5f7e-1b7d-4d0e-9a51-5a3f0e0f2c11"
@@ -160,3 +161,33 @@ def test_the_hint_needs_a_rwx_claim_and_a_reason() -> None:
     assert access_mode_hint(["ReadWriteMany"], "efs", "efs.csi.aws.com", False) == ""
     assert access_mode_hint(["ReadWriteMany"], "", "", True).startswith(
         "the default StorageClass may not support ReadWriteMany")
+
+
+class _Reads:
+    """Stands in for Cluster's two reads, counting the Event lists."""
+
+    def __init__(self) -> None:
+        self.lists: list[tuple[str, str, str]] = []
+
+    def claim_events(self, namespace: str, name: str,
+                     uid: str) -> tuple[list[dict[str, Any]] | None, str]:
+        self.lists.append((namespace, name, uid))
+        return [_event("ProvisioningFailed", "no", "Warning")], ""
+
+    def storage_provisioner(self, name: str) -> str:
+        return {"gp3": "ebs.csi.aws.com"}.get(name, "")
+
+
+def test_events_are_read_only_for_a_claim_that_waits() -> None:
+    reads = _Reads()
+    cluster = cast(Any, reads)
+    bound = {**_claim(["ReadWriteMany"]), "status": {"phase": "Bound"}}
+    deleting = _claim(["ReadWriteMany"])
+    deleting["metadata"]["deletionTimestamp"] = "2026-12-01T03:00:00Z"
+    for claim in (None, bound, deleting):
+        assert _pending_claim_events(cluster, claim) == (None, "", "")
+    assert reads.lists == []
+    events, error, provisioner = _pending_claim_events(cluster, _claim(["ReadWriteMany"]))
+    assert reads.lists == [("ai", "r1-model-cache", UID)]
+    assert events is not None and events[0]["reason"] == "ProvisioningFailed"
+    assert (error, provisioner) == ("", "ebs.csi.aws.com")

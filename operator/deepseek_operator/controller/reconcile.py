@@ -376,8 +376,11 @@ def _observe(cluster: Cluster, dsd: DeepSeekDeployment,
     storage_class = dsd.spec.storage.storage_class_name or default_class
     missing_class = storage_class if storage_class and creates_model_cache(dsd) \
         and not cluster.storage_class_exists(storage_class) else None
+    claim = child(observed, "PersistentVolumeClaim", claim_name) or given_claim
+    events, events_error, provisioner = _pending_claim_events(cluster, claim)
     return Observed(
-        claim=child(observed, "PersistentVolumeClaim", claim_name) or given_claim, job=job,
+        claim=claim, job=job, claim_events=events, claim_events_error=events_error,
+        claim_provisioner=provisioner,
         job_pods=job_pods, workload=workload,
         pods=cluster.pods((namespace, name), pod_selector_labels(name)),
         claim_name=claim_name, spec_replicas=dsd.spec.replicas,
@@ -389,6 +392,21 @@ def _observe(cluster: Cluster, dsd: DeepSeekDeployment,
         download_log_error=log_error,
         stall_seconds=float(dsd.spec.download.stall_seconds),
         deadline_seconds=((job or {}).get("spec") or {}).get("activeDeadlineSeconds"))
+
+
+def _pending_claim_events(cluster: Cluster, claim: dict[str, Any] | None) -> tuple[
+        list[dict[str, Any]] | None, str, str]:
+    """For a claim that exists and is neither Bound nor being deleted: its Events, why
+    they could not be read, and its StorageClass's provisioner (controller/claim_events.py);
+    (None, "", "") for any other claim, whose Events are not read."""
+    if claim is None or claim["metadata"].get("deletionTimestamp") or (
+            claim.get("status") or {}).get("phase") == "Bound":
+        return None, "", ""
+    meta = claim["metadata"]
+    events, error = cluster.claim_events(meta.get("namespace") or "", meta["name"],
+                                         meta.get("uid") or "")
+    return events, error, cluster.storage_provisioner(
+        str((claim.get("spec") or {}).get("storageClassName") or ""))
 
 
 def _download_log(cluster: Cluster, namespace: str,

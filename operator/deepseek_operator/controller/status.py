@@ -60,6 +60,7 @@ from deepseek_operator.api.status import (
     ModelCacheStatus,
     Phase,
 )
+from deepseek_operator.controller.claim_events import pending_claim_message
 from deepseek_operator.controller.predicates import (
     claim_shortfall,
     claim_storage,
@@ -109,7 +110,10 @@ class Observed:
     (controller/progress.py reads its progress lines), None when not read;
     ``download_log_error``: why it could not be read. ``stall_seconds``: seconds without
     progress that make a stall (spec.download.stallSeconds); ``deadline_seconds``: the
-    download Job's activeDeadlineSeconds.
+    download Job's activeDeadlineSeconds. ``claim_events``: the Events about a claim that
+    is not Bound (None when not read), ``claim_events_error``: why they could not be read,
+    ``claim_provisioner``: its StorageClass's provisioner ("" when unknown); the
+    StorageReady message says why such a claim waits (controller/claim_events.py).
     """
 
     claim: dict[str, Any] | None
@@ -128,6 +132,9 @@ class Observed:
     download_log: str | None = None
     download_log_read_at: float | None = None  # seconds since 1970, the operator's clock
     download_log_error: str = ""
+    claim_events: list[dict[str, Any]] | None = None
+    claim_events_error: str = ""
+    claim_provisioner: str = ""
     stall_seconds: float = float("inf")
     deadline_seconds: int | None = None
 
@@ -157,7 +164,8 @@ def _storage(obs: Observed) -> Cond:
     if phase == "Bound":
         return _bound_claim(obs, obs.claim)
     return Cond(ConditionType.STORAGE_READY, False, REASON_CLAIM_PENDING,
-                f"PersistentVolumeClaim {name} is {phase}")
+                pending_claim_message(obs.claim, obs.claim_events, obs.claim_events_error,
+                                      obs.claim_provisioner))
 
 
 def _bound_claim(obs: Observed, claim: dict[str, Any]) -> Cond:

@@ -41,7 +41,12 @@ from deepseek_operator.catalog import checkpoint_bytes, size_deployment
 from deepseek_operator.controller.cluster import ApplyError, Cluster
 from deepseek_operator.controller.desired import DesiredState, child, desired_state
 from deepseek_operator.controller.plan import FIELD_MANAGER, ObjectKey, Plan, calculate_plan
-from deepseek_operator.controller.predicates import job_finished, workload_counts
+from deepseek_operator.controller.predicates import (
+    job_failed,
+    job_succeeded,
+    termination_message,
+    workload_counts,
+)
 from deepseek_operator.controller.progress import TAIL_LINES
 from deepseek_operator.controller.status import (
     WAITING_FOR_API,
@@ -369,7 +374,8 @@ def _observe(cluster: Cluster, dsd: DeepSeekDeployment,
     job = child(observed, "Job", job_name) if job_name else None
     if job is not None and ObjectKey.of(job) == state.outdated_job:
         job = None  # it filled an earlier claim; the next reconcile replaces it
-    job_pods = [] if job is None or job_finished(job) else cluster.pods(
+    # A failed Job's pods too: their termination message says why (ModelCached shows it).
+    job_pods = [] if job is None or job_succeeded(job) else cluster.pods(
         (namespace, name), {"batch.kubernetes.io/job-name": job["metadata"]["name"]})
     log, log_error = _download_log(cluster, namespace, job_pods)
     # Only for a claim the operator makes: the spec's class, else the operator's default.
@@ -390,6 +396,8 @@ def _observe(cluster: Cluster, dsd: DeepSeekDeployment,
         storage_class_is_default=not dsd.spec.storage.storage_class_name,
         download_log=log, download_log_read_at=time.time() if log else None,
         download_log_error=log_error,
+        download_failure=termination_message(job_pods, "download") if job is not None
+        and job_failed(job) else "",
         stall_seconds=float(dsd.spec.download.stall_seconds),
         deadline_seconds=((job or {}).get("spec") or {}).get("activeDeadlineSeconds"))
 

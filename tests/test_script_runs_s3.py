@@ -145,11 +145,13 @@ def test_a_download_killed_half_way_leaves_no_marker_and_the_rerun_completes(
     whole = {p.name for p in model_dir.iterdir() if FILES.get(p.name) == p.stat().st_size}
     assert whole != set(FILES), "the kill came before the end"
 
+    partial = {p.name for p in model_dir.iterdir()} - set(FILES)
+    assert partial, "the aws CLI leaves its partial files (NAME.<8 characters>)"
     rerun = local(jobs["whole"], tmp_path, good(moto)).start()
     assert rerun.wait(120) == 0, rerun.log
     assert (model_dir / MARKER_FILE).read_text() == SOURCES["whole"]
-    for name, size in FILES.items():
-        assert (model_dir / name).stat().st_size == size, name
+    assert {p.name: p.stat().st_size for p in model_dir.iterdir()} == \
+        FILES | {MARKER_FILE: len(SOURCES["whole"])}, "the killed run's partial files are gone"
 
 
 @pytest.mark.parametrize(("secret", "said"), [

@@ -205,7 +205,7 @@ class _Handler(BaseHTTPRequestHandler):
         return repo.commit
 
     def _api(self, rest: str, query: dict[str, list[str]], token: str | None) -> None:
-        org, name, verb, revision = (rest.split("/", 3) + ["", "", "", ""])[:4]
+        org, name, verb, revision = [*rest.split("/", 3), "", "", "", ""][:4]
         repo = self._repo(f"{org}/{name}", token)
         if verb == "revision":
             commit = self._commit(repo, revision)

@@ -358,6 +358,8 @@ def test_hf_download_job_fills_the_cache_once_with_a_marker() -> None:
     assert container["image"] == DEFAULT_ENGINE_IMAGES["vllm"]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env == {
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_UPDATE_CHECK": "1",
         "HF_REPO": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
         "HF_REVISION": "v1.0",
         "HOME": "/tmp",

@@ -72,8 +72,7 @@ def local(spec: dict[str, Any], root: Path, hub: LocalHub,
     without it), the Hub at ``hub``."""
     secret = {"HF_TOKEN": token} if token else {}
     return LocalContainer(spec, root, tools=[VENV_BIN], secrets={SECRET: secret},
-                          extra_env={"HF_ENDPOINT": hub.url, "PROGRESS_SECONDS": "1",
-                                     "HF_HUB_DISABLE_TELEMETRY": "1"})
+                          extra_env={"HF_ENDPOINT": hub.url, "PROGRESS_SECONDS": "1"})
 
 
 def test_complete_download_writes_the_marker_after_every_file(
@@ -87,6 +86,13 @@ def test_complete_download_writes_the_marker_after_every_file(
         assert (model_dir / name).read_bytes() == data, name
     assert (model_dir / MARKER_FILE).read_text() == "hf://org/model@main"
     assert not (model_dir / ".download-errors.log").exists(), "work files stay out"
+    # Only the Hub's model API and files (and the registry huggingface_hub 2.x reads for its
+    # user agent); no update check against PyPI, which leaves this file when it runs.
+    paths = {path for _, path, _ in hub.state.requests} - {"/api/agent-harnesses"}
+    assert all(p.startswith(("/api/models/org/model/", "/org/model/resolve/")) for p in paths), \
+        paths
+    assert not (Path(run.env["HOME"]) / ".cache" / "huggingface" / ".check_for_update_done"
+                ).exists()
 
 
 def test_a_gated_repository_downloads_with_a_granted_token(

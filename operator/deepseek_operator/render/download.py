@@ -88,7 +88,11 @@ def download_env(source: ModelSource) -> list[dict[str, str]]:
         "TERMINATION_LOG": TERMINATION_MESSAGE_PATH,
     }
     if source.scheme == "hf":
-        env |= {"HF_REPO": source.location, "HF_REVISION": source.revision}
+        # The hf CLI otherwise asks pypi.org for a newer version and the Hub for "skills"
+        # on every start (huggingface_hub 2.x, HF_HUB_DISABLE_UPDATE_CHECK), and sends
+        # telemetry: calls a download pod has no business making.
+        env |= {"HF_REPO": source.location, "HF_REVISION": source.revision,
+                "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_UPDATE_CHECK": "1"}
     else:
         env["S3_URI"] = source.uri
     return [{"name": name, "value": k8s_literal(value)} for name, value in sorted(env.items())]

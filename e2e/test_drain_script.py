@@ -58,16 +58,19 @@ def constants(hook: list[str]) -> tuple[int, int]:
     return int(delay.group(1)), int(poll.group(1))
 
 
-def play(engine: dict[str, Any], root: Path, **scenario: Any) -> dict[str, Any]:
-    """Run the drain scenario for ``engine`` (a rendered container) in a new network
-    namespace; its report (e2e/rig/drain_scenario.py)."""
+def play(engine: dict[str, Any], root: Path, *, port: int | None = None,
+         extra_env: dict[str, str] | None = None, **scenario: Any) -> dict[str, Any]:
+    """Run the drain scenario for ``engine`` (a rendered container; the engine stand-in on
+    its port, or ``port``) in a new network namespace; its report
+    (e2e/rig/drain_scenario.py). ``extra_env``: what the kubelet adds to the hook's
+    environment beyond the container's."""
     hook = engine["lifecycle"]["preStop"]["exec"]["command"]
     # The hook runs in the engine container: its environment, python3 from the image.
     local = LocalContainer({"command": hook, "env": engine["env"],
                             "volumeMounts": engine["volumeMounts"]}, root,
-                           tools=[Path(sys.executable).parent])
+                           tools=[Path(sys.executable).parent], extra_env=extra_env)
     body = {"prestop": local.argv, "env": local.env,
-            "port": engine["ports"][0]["containerPort"],
+            "port": port or engine["ports"][0]["containerPort"],
             "engine": "sglang" if "sglang" in " ".join(engine["command"]) else "vllm",
             "token_interval_s": TOKEN_INTERVAL_S} | scenario
     unshare = ["unshare", "--net"] + ([] if os.geteuid() == 0 else ["--map-root-user"])
@@ -141,3 +144,24 @@ def test_an_engine_slow_to_answer_under_load_is_not_taken_for_an_idle_one(
         assert stream == stream | {"done": True, "chunks": tokens, "error": ""}, report
     last_end = max(s["ended"] for s in report["streams"])
     assert last_end <= report["prestop_ended"] <= last_end + poll + 7.0 + SLACK_S
+
+
+def test_a_worker_of_a_multi_node_replica_drains_with_its_leader(tmp_path: Path) -> None:
+    """The worker pod serves no HTTP: its hook watches the leader's engine, at the address
+    the LeaderWorkerSet controller injects (LWS_LEADER_ADDRESS; the leader here shares the
+    scenario's network namespace)."""
+    objects = render([yaml.safe_load((ROOT / "manifests" / "samples" / "r1-2x8-h100.yaml")
+                                     .read_text())], tmp_path)
+    templates = find(objects, "LeaderWorkerSet", "r1-2x8-h100")["spec"]["leaderWorkerTemplate"]
+    leader, worker = ({c["name"]: c for c in templates[role]["spec"]["containers"]}["engine"]
+                      for role in ("leaderTemplate", "workerTemplate"))
+    assert "ports" not in worker
+    delay, poll = constants(worker["lifecycle"]["preStop"]["exec"]["command"])
+    tokens = int((delay + 3) / TOKEN_INTERVAL_S)
+    report = play(worker, tmp_path, port=leader["ports"][0]["containerPort"],
+                  extra_env={"LWS_LEADER_ADDRESS": "127.0.0.1"}, streams=2, tokens=tokens,
+                  grace_s=float(templates["workerTemplate"]["spec"][
+                      "terminationGracePeriodSeconds"]))
+    assert all(s["done"] for s in report["streams"]), report
+    last_end = max(s["ended"] for s in report["streams"])
+    assert last_end <= report["prestop_ended"] <= last_end + poll + SLACK_S

@@ -330,6 +330,8 @@ def build_all() -> dict[str, Path]:
     binaries = {c: kube / c for c in KUBE_COMMANDS}
     binaries.update(etcd=etcd / "etcd", kwok=kwok / "kwok", helm=helm / "helm")
     binaries.update({"kstatus-check": kstatus, "promql-selectors": promql})
+    from e2e.cluster import keda  # in its own module, which imports this one
+    binaries.update(keda.build_keda(v["keda"]))
     return binaries
 
 

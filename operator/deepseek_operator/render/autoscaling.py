@@ -61,6 +61,10 @@ GATEWAY_REQUESTS: Final = "deepseek_gateway_requests_total"
 GATEWAY_QUEUED: Final = "deepseek_gateway_queued_requests"
 """The gateway's gauge of requests held waiting for a replica, per namespace and deployment."""
 
+KEDA_FALLBACK_FAILURES: Final = 3
+"""Failed metric reads (one per HPA sync, 15 s by default) before KEDA's fallback holds
+the replica count: about 45 s, the first read that fails plus two retries."""
+
 RATE_WINDOW: Final = "1m"
 PLACEHOLDERS: Final = ("namespace", "name", "pod_regex")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -219,7 +223,14 @@ def scaled_object_manifest(dsd: DeepSeekDeployment, sizing: SizingResult,
     """The KEDA ScaledObject of mode keda (without labels and owner reference), its query
     `qps_query(dsd, gateway)`. With
     minReplicas 0 KEDA scales to zero after scaleToZeroIdleSeconds without requests
-    (cooldownPeriod) and back to one on the first request the query sees."""
+    (cooldownPeriod) and back to one on the first request the query sees.
+
+    ``fallback`` (kedacore/keda pkg/fallback): after KEDA_FALLBACK_FAILURES failed reads of
+    the query KEDA serves the HPA the current replica count, at least
+    max(minReplicas, 1) (behavior currentReplicasIfHigher), and sets the ScaledObject's
+    Fallback condition; ``replicas`` is never 0, which would let KEDA's own loop take a
+    failing query for idleness and scale to zero
+    (pkg/scaling/executor/scale_scaledobjects.go)."""
     spec = dsd.spec.autoscaling
     return render_manifest(
         "scaledobject.yaml.j2",
@@ -235,5 +246,7 @@ def scaled_object_manifest(dsd: DeepSeekDeployment, sizing: SizingResult,
         query=qps_query(dsd, gateway),
         # KEDA parses the threshold as a float; repr is exact and round-trips.
         threshold=repr(spec.target_qps_per_replica),
+        fallback_failures=KEDA_FALLBACK_FAILURES,
+        fallback_replicas=max(spec.min_replicas, 1),
     )
 

@@ -1,10 +1,11 @@
 """Run a real Kubernetes control plane as plain processes on 127.0.0.1.
 
 ``up`` builds (or reuses) the binaries, writes certificates and kubeconfigs, then starts
-etcd, kube-apiserver (RBAC on, audit log on), kube-controller-manager, kube-scheduler, the
-kwok controller (simulated nodes whose pods become Running and Ready) and the e2e hostPath
-provisioner, registers the simulated nodes and a default StorageClass, and waits until all
-nodes are Ready. ``down`` stops every process by PID and removes the state directory.
+etcd, kube-apiserver (RBAC on, audit log on, the aggregation layer: aggregation.py),
+kube-controller-manager, kube-scheduler, the kwok controller (simulated nodes whose pods
+become Running and Ready) and the e2e hostPath provisioner, registers the simulated nodes
+and a default StorageClass, and waits until all nodes are Ready. ``down`` stops every
+process by PID and removes the state directory.
 
 This is test tooling, not product: it exists because kind, k3s, minikube and envtest cannot
 be downloaded on our machines.
@@ -307,6 +308,14 @@ def up(nodes_file: Path | None = None) -> Path:
         # InternalIP (127.0.0.1, --node-ip below); its certificate is not verified, as no
         # --kubelet-certificate-authority is given (test tooling).
         "--kubelet-preferred-address-types=InternalIP",
+        # The aggregation layer (custom.metrics and external.metrics APIs): see pki.py.
+        f"--requestheader-client-ca-file={pki_dir / 'front-proxy-ca.crt'}",
+        f"--requestheader-allowed-names={pki.FRONT_PROXY_CLIENT}",
+        "--requestheader-username-headers=X-Remote-User",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        f"--proxy-client-cert-file={pki_dir / 'front-proxy-client.crt'}",
+        f"--proxy-client-key-file={pki_dir / 'front-proxy-client.key'}",
     ])
     _wait("kube-apiserver /readyz", lambda: apiserver_ready(binaries), 90, "kube-apiserver")
 

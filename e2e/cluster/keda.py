@@ -291,11 +291,11 @@ def up(binaries: dict[str, Path]) -> None:
         "apply", "--server-side", "--field-manager=e2e-cluster", "-f", "-",
         stdin=stream).returncode == 0, 30)
 
-    operator_kc = controlplane.client_kubeconfig(pki.ClientIdentity("keda-operator", OPERATOR_USER, (
-        "system:serviceaccounts", f"system:serviceaccounts:{NAMESPACE}")))
-    server_kc = controlplane.client_kubeconfig(pki.ClientIdentity("keda-metrics-apiserver",
-                                                     METRICS_SERVER_USER, (
-        "system:serviceaccounts", f"system:serviceaccounts:{NAMESPACE}")))
+    groups = ("system:serviceaccounts", f"system:serviceaccounts:{NAMESPACE}")
+    operator_kc = controlplane.client_kubeconfig(
+        pki.ClientIdentity("keda-operator", OPERATOR_USER, groups))
+    server_kc = controlplane.client_kubeconfig(
+        pki.ClientIdentity("keda-metrics-apiserver", METRICS_SERVER_USER, groups))
     grpc_dir = state / "keda-certs"
     write_grpc_pair(state / "pki", grpc_dir)
     names = ("grpc", "operator_metrics", "operator_health", "metrics_server",

@@ -15,6 +15,8 @@ seen within seconds came from a watch event.
 from __future__ import annotations
 
 import itertools
+import json
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from kubernetes.client import ApiException
 
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
 from deepseek_operator.render.autoscaling import KEDA_FALLBACK_FAILURES
+from e2e.cluster import keda, paths, processes
 from e2e.kube import wait_for
 from e2e.operator_process import OperatorProcess
 from e2e.rig.fixtures import LoadFactory
@@ -167,6 +170,53 @@ def keda_scaled(request: pytest.FixtureRequest, kube: client.ApiClient,
             print(f"--- {scaled.namespace}/{scaled.name} ---\n{scaled.report()}")
         scaled.recorder.stop()
         scaled.sync.stop()
+
+
+def test_keda_runs_as_its_own_users_and_serves_external_metrics(
+        kube: client.ApiClient, kubectl: Path, kubeconfig: Path) -> None:
+    """KEDA's six CRDs are established (ScaledObject's with the stabilization-window bounds
+    its kustomization patches in), both processes run, the metrics apiserver answers
+    ``external.metrics.k8s.io/v1beta1`` discovery through the kube-apiserver, and the
+    audit log shows each process under its own user."""
+    ext = client.ApiextensionsV1Api(kube)
+    crds = {c.metadata.name: c for c in ext.list_custom_resource_definition().items
+            if c.spec.group in ("keda.sh", "eventing.keda.sh")}
+    assert set(crds) == {
+        "scaledobjects.keda.sh", "scaledjobs.keda.sh", "triggerauthentications.keda.sh",
+        "clustertriggerauthentications.keda.sh", "cloudeventsources.eventing.keda.sh",
+        "clustercloudeventsources.eventing.keda.sh"}
+    window = (crds["scaledobjects.keda.sh"].spec.versions[0].schema.open_apiv3_schema
+              .properties["spec"].properties["advanced"].properties[
+                  "horizontalPodAutoscalerConfig"].properties["behavior"].properties[
+                  "scaleDown"].properties["stabilizationWindowSeconds"])
+    assert (window.minimum, window.maximum) == (0, 3600)
+    recorded = processes.recorded()
+    assert all(processes.alive(recorded[name]) for name in keda.PROCESSES)
+
+    served = json.loads(_kubectl_out(kubectl, kubeconfig, "get", "--raw",
+                                     "/apis/external.metrics.k8s.io/v1beta1"))
+    assert served["groupVersion"] == "external.metrics.k8s.io/v1beta1"
+    users = {entry["user"]["username"] for entry in _audit_entries()
+             if entry["user"]["username"] in (keda.OPERATOR_USER, keda.METRICS_SERVER_USER)}
+    assert users == {keda.OPERATOR_USER, keda.METRICS_SERVER_USER}
+
+
+def _kubectl_out(kubectl: Path, kubeconfig: Path, *args: str) -> str:
+    return subprocess.run([str(kubectl), "--kubeconfig", str(kubeconfig), *args],
+                          capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+def _audit_entries() -> Iterator[dict[str, Any]]:
+    """Every completed request in the apiserver's audit log (oldest file first)."""
+    state = paths.state_dir()
+    for path in [*sorted(state.glob("audit-*.log")), state / "audit.log"]:
+        if path.exists():
+            with path.open(encoding="utf-8", errors="replace", newline="\n") as lines:
+                for line in lines:
+                    if "system:serviceaccount:keda:" in line:
+                        entry = json.loads(line)
+                        if entry["stage"] == "ResponseComplete":
+                            yield entry
 
 
 def _monotonic(values: list[int], up: bool) -> bool:

@@ -298,6 +298,10 @@ def up(binaries: dict[str, Path]) -> None:
         pki.ClientIdentity("keda-metrics-apiserver", METRICS_SERVER_USER, groups))
     grpc_dir = state / "keda-certs"
     write_grpc_pair(state / "pki", grpc_dir)
+    # CAs the scalers trust beside the system's (--ca-dir; default /custom/ca): the rig CA.
+    ca_dir = state / "keda-ca"
+    ca_dir.mkdir(exist_ok=True)
+    (ca_dir / "ca.crt").write_bytes((state / "pki" / "ca.crt").read_bytes())
     names = ("grpc", "operator_metrics", "operator_health", "metrics_server",
              "metrics_server_metrics")
     port = dict(zip(names, controlplane._free_ports(len(names)), strict=True))
@@ -310,7 +314,7 @@ def up(binaries: dict[str, Path]) -> None:
         f"--metrics-bind-address=127.0.0.1:{port['operator_metrics']}",
         f"--health-probe-bind-address=127.0.0.1:{port['operator_health']}",
         f"--metrics-service-bind-address=127.0.0.1:{port['grpc']}",
-        f"--cert-dir={grpc_dir}", f"--ca-dir={grpc_dir}",
+        f"--cert-dir={grpc_dir}", f"--ca-dir={ca_dir}",
         "--leader-elect=false", "--zap-log-level=info", "--zap-encoder=console",
     ], env={**env, "KUBECONFIG": str(operator_kc)})
 

@@ -876,6 +876,9 @@ def test_keda_falls_back_to_holding_the_replica_count(minimum: int, floor: int) 
     dsd = cr(small(autoscaling={"mode": "keda", "minReplicas": minimum, "maxReplicas": 6,
                                 "prometheus": {"query": "sum(rate(requests_total[1m]))"}}))
     scaled = one(render(dsd, SETTINGS), "ScaledObject")
+    assert scaled["metadata"]["annotations"] == {"scaledobject.keda.sh/hpa-excluded-labels":
+                                                 "app.kubernetes.io/managed-by,"
+                                                 "deepseek-operator.io/deployment"}
     # Never 0 (KEDA's loop would scale a failing query to zero) nor `static`.
     assert scaled["spec"]["fallback"] == {"failureThreshold": 3, "replicas": floor,
                                           "behavior": "currentReplicasIfHigher"}

@@ -275,6 +275,7 @@ def up(binaries: dict[str, Path]) -> None:
         return controlplane._kubectl(binaries, *args, stdin=stdin, check=False)
 
     wait = controlplane._wait
+    started = time.monotonic()
     module_dir = build._module_dir(MODULE, paths.versions()["keda"])
     state = paths.state_dir()
     stream = yaml.safe_dump_all(crds(module_dir), sort_keys=False)
@@ -332,11 +333,15 @@ def up(binaries: dict[str, Path]) -> None:
         f"--metrics-service-address=127.0.0.1:{port['grpc']}",
         f"--port={port['metrics_server_metrics']}", "--zap-log-level=info",
     ], env={**env, "KUBECONFIG": str(server_kc)})
-    started = time.monotonic()
-    aggregation.register(*EXTERNAL_METRICS, METRICS_SERVER, NAMESPACE, port["metrics_server"])
+    try:
+        aggregation.register(*EXTERNAL_METRICS, METRICS_SERVER, NAMESPACE,
+                             port["metrics_server"])
+    except TimeoutError as error:
+        tail = processes.log_path(METRICS_SERVER).read_text()[-3000:]
+        raise RuntimeError(f"{error}\n{METRICS_SERVER} log tail:\n{tail}") from error
     for name in PROCESSES:
         pid = processes.recorded().get(name)
         if pid is None or not processes.alive(pid):
             raise RuntimeError(f"{name} exited:\n{processes.log_path(name).read_text()[-3000:]}")
-    build.log(f"KEDA serving {'/'.join(EXTERNAL_METRICS)} "
-              f"({time.monotonic() - started:.1f}s after its processes started)")
+    build.log(f"KEDA up, serving {'/'.join(EXTERNAL_METRICS)}, in "
+              f"{time.monotonic() - started:.1f}s")

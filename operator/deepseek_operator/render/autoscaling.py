@@ -43,6 +43,7 @@ from typing import Any, Final
 from ..api import DeepSeekDeployment, FieldIssue, InvalidSpecError
 from ..catalog import SizingResult
 from .kinds import WORKLOAD_API_VERSIONS
+from .labels import DEPLOYMENT_LABEL, MANAGED_BY_LABEL
 from .names import autoscaler, workload
 from .templating import render_manifest
 from .workload import workload_kind
@@ -230,7 +231,11 @@ def scaled_object_manifest(dsd: DeepSeekDeployment, sizing: SizingResult,
     max(minReplicas, 1) (behavior currentReplicasIfHigher), and sets the ScaledObject's
     Fallback condition; ``replicas`` is never 0, which would let KEDA's own loop take a
     failing query for idleness and scale to zero
-    (pkg/scaling/executor/scale_scaledobjects.go)."""
+    (pkg/scaling/executor/scale_scaledobjects.go).
+
+    The annotation ``scaledobject.keda.sh/hpa-excluded-labels`` keeps the operator's
+    ownership labels off the HPA that KEDA makes from the ScaledObject (KEDA copies the
+    other labels), so the operator never takes KEDA's HPA for a child of its own."""
     spec = dsd.spec.autoscaling
     return render_manifest(
         "scaledobject.yaml.j2",
@@ -246,6 +251,7 @@ def scaled_object_manifest(dsd: DeepSeekDeployment, sizing: SizingResult,
         query=qps_query(dsd, gateway),
         # KEDA parses the threshold as a float; repr is exact and round-trips.
         threshold=repr(spec.target_qps_per_replica),
+        excluded_labels=f"{MANAGED_BY_LABEL},{DEPLOYMENT_LABEL}",
         fallback_failures=KEDA_FALLBACK_FAILURES,
         fallback_replicas=max(spec.min_replicas, 1),
     )

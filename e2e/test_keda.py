@@ -346,8 +346,13 @@ def test_a_scaled_object_field_changed_by_another_manager_is_repaired_from_the_w
     api = client.CustomObjectsApi(kube)
 
     def scaled_object() -> dict[str, Any]:
-        found = api.get_namespaced_custom_object(KEDA_GROUP, KEDA_VERSION, namespace,
-                                                 "scaledobjects", "keda-drift")
+        try:
+            found = api.get_namespaced_custom_object(KEDA_GROUP, KEDA_VERSION, namespace,
+                                                     "scaledobjects", "keda-drift")
+        except ApiException as error:
+            if error.status == 404:  # not rendered yet
+                return {}
+            raise
         assert isinstance(found, dict)
         return found
 

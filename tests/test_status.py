@@ -279,8 +279,12 @@ def test_keda_mode_reads_the_scaled_objects_own_conditions(
 
 
 def _keda_condition(status: dict[str, Any]) -> Any:
+    """AutoscalerReady in mode keda for a ScaledObject with this status (a "spec" key in
+    it becomes the ScaledObject's spec)."""
+    status = dict(status)
+    spec = status.pop("spec", {})
     obs = Observed(_claim(), _job(), _workload(3, 3), READY_PODS, 3,
-                   autoscaler={"status": status})
+                   autoscaler={"spec": spec, "status": status})
     return next(c for c in _compute(obs, mode="keda").conditions
                 if c.type == "AutoscalerReady")
 
@@ -297,9 +301,10 @@ def test_keda_initial_unknown_ready_is_not_reconciled_but_a_trigger_error_is_sai
     assert "not working correctly" in partial.message
 
 
-def test_keda_fallback_names_the_failing_metric_and_its_failures() -> None:
+def test_keda_fallback_names_the_failing_metric() -> None:
     # As KEDA 2.21 writes it when the Prometheus trigger fails past failureThreshold.
     scaler = _keda_condition({
+        "spec": {"fallback": {"failureThreshold": 3, "replicas": 1}},
         "conditions": [
             {"type": "Ready", "status": "True", "reason": "ScaledObjectReady"},
             {"type": "Fallback", "status": "True", "reason": "FallbackExists",
@@ -309,8 +314,9 @@ def test_keda_fallback_names_the_failing_metric_and_its_failures() -> None:
                    "s1-other": {"numberOfFailures": 0, "status": "Happy"}}})
     assert (scaler.status, scaler.reason) == ("False", "ScaledObjectFallback")
     assert scaler.message == (
-        "the query fails, so KEDA holds the replica count (its fallback): s0-prometheus "
-        "failed 5 times. At least one trigger is falling back on this scaled object")
+        "the query fails, so KEDA holds the replica count (its fallback, after 3 failed "
+        "reads): s0-prometheus failing. At least one trigger is falling back on this "
+        "scaled object")
 
 
 def test_keda_hpa_that_cannot_read_the_external_metric_is_not_ready() -> None:

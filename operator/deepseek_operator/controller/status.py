@@ -306,7 +306,8 @@ def _scaled_object_condition(obs: Observed) -> Cond:
     - Paused=True: someone paused it (KEDA's paused annotations);
     - Ready False, or Unknown with a reason (``PartialTriggerError``): its reason;
     - Fallback=True: the query fails and KEDA serves the fallback (the current count, at
-      least fallback.replicas), with the failing metrics and their failure counts;
+      least fallback.replicas), naming the failing metrics (not their failure counts,
+      which grow at every HPA read);
     - HPAActive=False (KEDA mirrors its HPA's ScalingActive there; HPA health does not
       touch Ready, kedacore/keda#7914): the HPA's reason, e.g.
       ``FailedGetExternalMetric`` when the external metrics API does not answer;
@@ -328,13 +329,16 @@ def _scaled_object_condition(obs: Observed) -> Cond:
                     str(ready.get("reason") or REASON_SCALEDOBJECT_NOT_READY),
                     f"ScaledObject: {ready.get('message', '')}" + _unused(obs))
     if fallback is not None and fallback.get("status") == "True":
-        failing = sorted(
-            f"{metric} failed {health.get('numberOfFailures', '?')} times"
-            for metric, health in (status.get("health") or {}).items()
-            if isinstance(health, dict) and health.get("status") == "Failing")
+        # Names only: KEDA counts the failures up at every HPA read, and a count in the
+        # message would make each of them a status write.
+        failing = sorted(metric for metric, health in (status.get("health") or {}).items()
+                         if isinstance(health, dict) and health.get("status") == "Failing")
+        threshold = (((obs.autoscaler or {}).get("spec") or {}).get("fallback") or {}).get(
+            "failureThreshold")
         return Cond(ConditionType.AUTOSCALER_READY, False, REASON_SCALEDOBJECT_FALLBACK,
-                    "the query fails, so KEDA holds the replica count (its fallback)"
-                    + (f": {', '.join(failing)}" if failing else "")
+                    "the query fails, so KEDA holds the replica count (its fallback"
+                    + (f", after {threshold} failed reads" if threshold is not None else "")
+                    + ")" + (f": {', '.join(failing)} failing" if failing else "")
                     + f". {fallback.get('message', '')}" + _unused(obs))
     if hpa is not None and hpa.get("status") == "False":
         return Cond(ConditionType.AUTOSCALER_READY, False,

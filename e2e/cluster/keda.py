@@ -22,6 +22,9 @@ ends (server and client use, names of the operator's Service and 127.0.0.1). The
 apiserver serves the aggregated API with a certificate from
 ``aggregation.serving_pair`` and is registered with ``aggregation.register``.
 
+Every port is a free loopback port; only the metrics apiserver's own /metrics endpoint
+(``--port``) binds all interfaces, as KEDA gives it no address flag.
+
 KEDA's admission webhooks (``cmd/webhooks``) are not run: they only validate
 ScaledObjects at admission (e.g. two ScaledObjects on one workload), which the operator,
 the only writer of ScaledObjects here, never produces.
@@ -188,9 +191,10 @@ def config_manifests(module_dir: Path) -> list[dict[str, Any]]:
 
 
 def metrics_server_rbac() -> list[dict[str, Any]]:
-    """What the metrics apiserver's own user needs beyond delegated authentication: read
-    ScaledObjects (its provider looks each metric's ScaledObject up) and, as an
-    aggregated apiserver, the namespaces it is asked about."""
+    """What the metrics apiserver's own user needs beyond delegated authentication
+    (``aggregation.delegation_rbac``): read ScaledObjects, which its provider looks up for
+    each metric it is asked for (KEDA's manifests run it as the operator's ServiceAccount,
+    whose ClusterRole grants far more)."""
     name = "keda-metrics-apiserver"
     role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
             "metadata": {"name": name},

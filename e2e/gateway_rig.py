@@ -330,6 +330,7 @@ class TcpRelay:
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._closed = False
+        self.accepted = 0  # connections taken so far
         threading.Thread(target=self._accept, daemon=True, name="relay").start()
 
     def _accept(self) -> None:
@@ -349,6 +350,7 @@ class TcpRelay:
                     upstream.close()
                     return
                 self._sockets += [conn, upstream]
+                self.accepted += 1
             threading.Thread(target=self._pipe, args=(conn, upstream), daemon=True).start()
 
     @staticmethod

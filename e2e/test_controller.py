@@ -373,6 +373,9 @@ def test_failed_download_ends_in_a_failed_condition_with_the_jobs_message(
             get(dsd_api, namespace, "bad-bucket")), 90)
     cached = condition(obj, "ModelCached")
     assert "exit code 3" in cached["message"] or "PodFailurePolicy" in cached["message"]
+    # What the script said (the pod's termination message; here the kwok stage's).
+    assert "The download said: permanent download error for s3://e2e-fail/weights" \
+        in cached["message"]
     assert condition(obj, "Stalled")["status"] == "True"
     assert condition(obj, "Ready")["reason"] == "DownloadFailed"
     assert obj["status"]["phase"] == "Failed"

@@ -560,6 +560,29 @@ def test_a_client_leaving_mid_stream_cancels_the_engine_request(
     assert gateway.metric("deepseek_gateway_inflight_requests", labels) == 0
 
 
+def test_each_request_reaches_the_engine_on_a_connection_of_its_own(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str,
+        start_engine: Callable[..., StandInProcess], start_gateway: GatewayFactory) -> None:
+    """No connection to an engine is reused: a pod that left the Service's endpoints to
+    drain gets no new request over an old connection (its preStop waits for in-flight
+    streams only)."""
+    served = served_name()
+    engine = start_engine(served)
+    relay = TcpRelay(("127.0.0.1", engine.port))
+    ensure_account(kube, namespace, "alice")
+    allow(kube, namespace, "m", "m-query", [account(namespace, "alice")])
+    deploy(dsd_api, namespace, "m", served, relay.port)
+    gateway = start_gateway()
+    bearer = token(kube, namespace, "alice")
+    for _ in range(3):
+        assert call(gateway, bearer, chat(served)).status_code == 200
+    streamed = call(gateway, bearer, chat(served, stream=True))
+    assert streamed.status_code == 200 and "[DONE]" in streamed.text
+    assert engine.finished("stop") == 4
+    assert relay.accepted == 4
+    relay.cut()
+
+
 def test_a_held_request_is_forwarded_when_the_deployment_scales_from_zero(
         kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str,
         start_engine: Callable[..., StandInProcess], start_gateway: GatewayFactory) -> None:

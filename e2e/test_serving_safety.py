@@ -206,11 +206,11 @@ def test_typed_env_sources_and_tolerations_are_checked_by_the_apiserver(
 
 def test_a_gpu_type_the_cluster_lacks_leaves_the_old_pods_serving(
         kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str) -> None:
-    """Make before break: the new pod cannot be placed (no H200 node), so the rollout
+    """Make before break: the new pod cannot be placed (no B200 node), so the rollout
     waits and the old pod keeps serving; reverting the change finishes it."""
     create(dsd_api, namespace, small_model("gpu"))
     wait_condition(dsd_api, namespace, "gpu", "Ready", "True", timeout=90)
-    _patch(dsd_api, namespace, "gpu", {"gpu": {"type": "H200-141GB"}})
+    _patch(dsd_api, namespace, "gpu", {"gpu": {"type": "B200-180GB"}})
 
     def new_pod_pending() -> dict[str, Any] | None:
         obj = get(dsd_api, namespace, "gpu")
@@ -219,7 +219,7 @@ def test_a_gpu_type_the_cluster_lacks_leaves_the_old_pods_serving(
         return obj if current and condition(obj, "Scheduled").get("status") == "False" else None
 
     obj = wait_for("the new pod Unschedulable", new_pod_pending, 60)
-    assert "nvidia.com/gpu.product=NVIDIA-H200" in condition(obj, "Scheduled")["message"]
+    assert "nvidia.com/gpu.product=NVIDIA-B200" in condition(obj, "Scheduled")["message"]
     assert obj["status"]["phase"] == "Degraded", "the old pod serves"
     assert obj["status"]["readyReplicas"] == 1
     apps = client.AppsV1Api(kube)

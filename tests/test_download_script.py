@@ -116,14 +116,15 @@ def test_a_stalled_source_gives_download_stalled(s3: int, tmp_path: Path) -> Non
 
 def test_hf_script_reports_progress_and_the_repositorys_total(tmp_path: Path) -> None:
     """The hf:// script with stand-ins for the Hub (no network here): ``hf`` writes three
-    100 KiB chunks a second apart, ``python3`` answers the file-list total."""
+    100 KiB chunks a second apart, ``python3`` answers the file list (path, size). The real
+    client against a local Hub: tests/test_script_runs_hf.py."""
     stubs = tmp_path / "bin"
     stubs.mkdir()
     (stubs / "hf").write_text(
         "#!/bin/sh\n# hf download REPO --revision R --local-dir DIR\n"
         'dir="$6"; for i in 1 2 3; do head -c 102400 /dev/zero >> "$dir/model.safetensors"; '
         "sleep 1; done\n")
-    (stubs / "python3").write_text("#!/bin/sh\necho 307200\n")
+    (stubs / "python3").write_text("#!/bin/sh\nprintf 'model.safetensors\\t307200\\n'\n")
     for stub in stubs.iterdir():
         stub.chmod(0o755)
     model_dir = tmp_path / "models" / "hf" / "org" / "repo"

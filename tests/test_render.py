@@ -358,18 +358,24 @@ def test_hf_download_job_fills_the_cache_once_with_a_marker() -> None:
     assert container["image"] == DEFAULT_ENGINE_IMAGES["vllm"]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env == {
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_UPDATE_CHECK": "1",
         "HF_REPO": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
         "HF_REVISION": "v1.0",
         "HOME": "/tmp",
         "MARKER_FILE": MARKER_FILE,
         "MODEL_DIR": "/models/hf/deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
         "MODEL_SOURCE_ID": "hf://deepseek-ai/DeepSeek-R1-Distill-Qwen-7B@v1.0",
+        "TERMINATION_LOG": "/dev/termination-log",
     }
+    # Why a download failed reaches the pod's status, which ModelCached shows.
+    assert container["terminationMessagePath"] == "/dev/termination-log"
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
     assert container["envFrom"] == [{"secretRef": {"name": "hf-token"}}]
     script = container["command"][2]
     assert '"$cli" download "$HF_REPO" --revision "$HF_REVISION"' in script
     assert 'exit 0' in script  # the marker short-circuit
-    assert "exit 3" in script  # permanent errors fail the Job through its podFailurePolicy
+    assert "permanent=3" in script  # permanent errors fail the Job through its podFailurePolicy
     (fail_job, _) = spec["podFailurePolicy"]["rules"]
     assert fail_job == {"action": "FailJob", "onExitCodes": {
         "containerName": "download", "operator": "In", "values": [3]}}

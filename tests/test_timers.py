@@ -31,8 +31,8 @@ def test_the_timers_need_no_finalizer() -> None:
     registry = kopf.OperatorRegistry()
     handlers.register_timers(resync_seconds=600, autoscaler_tick_seconds=5, registry=registry)
     timers = {h.id: h for h in registry._spawning.get_all_handlers()}
-    assert set(timers) == {"safety_resync", "autoscale", "download_progress"}
-    assert [h.requires_finalizer for h in timers.values()] == [False, False, False]
+    assert set(timers) == {"safety_resync", "autoscale", "download_progress", "claim_pending"}
+    assert [h.requires_finalizer for h in timers.values()] == [False] * 4
     # What kopf.timer itself does, which _without_finalizer undoes: if a kopf release
     # stops marking timers, this test says the workaround can go.
     plain = kopf.OperatorRegistry()

@@ -13,7 +13,11 @@ One process plays one pod of the workload. It binds 127.0.0.1 only and answers:
   ``max_tokens`` above the canned reply's length repeats it. A client that goes away
   mid-stream is counted as an aborted request (``finished_reason="abort"``), as vLLM
   does.
-- ``GET /metrics`` -> Prometheus text exposition built with prometheus-client.
+- ``GET /metrics`` -> Prometheus text exposition built with prometheus-client. With
+  ``--busy-metrics-latency-seconds S`` it answers S seconds late while a request runs: an
+  engine whose event loop is busy with generation (vLLM's API server and SGLang's
+  tokenizer manager serve /metrics on the same asyncio loop as the requests) answers
+  late under load, and a preStop drain must not take that for an idle engine.
 - With ``--echo N``, the reply is the request's text instead (the last message's content,
   or the prompt), streamed in pieces of N characters: a data-protection test plants data
   in the prompt and finds it in the answer, split across chunks.
@@ -295,14 +299,16 @@ class StandInApp:
 
     def __init__(self, *, model: str, pod: str, engine: Engine, max_num_seqs: int,
                  latency_s: float, token_interval_s: float = 0.0,
-                 stamp_chunks: bool = False, echo: int = 0) -> None:
+                 stamp_chunks: bool = False, echo: int = 0,
+                 busy_metrics_latency_s: float = 0.0) -> None:
         """Serve ``model`` as pod ``pod`` with ``engine``-style metrics.
 
         ``latency_s`` (seconds, >= 0) is how long each request holds its running slot;
         ``token_interval_s`` (seconds, >= 0) the pause before each streamed token;
         ``stamp_chunks`` adds ``sent_at`` (epoch seconds) to each streamed chunk, for
         benchmarks that measure a chunk's way to the client; ``echo`` (characters, 0:
-        off) answers with the request's text in pieces of that many characters.
+        off) answers with the request's text in pieces of that many characters;
+        ``busy_metrics_latency_s`` (seconds) delays /metrics while a request runs.
 
         Raises:
             ValueError: ``engine`` is unknown, ``latency_s`` is negative or
@@ -316,6 +322,7 @@ class StandInApp:
         self.token_interval_s = token_interval_s
         self.stamp_chunks = stamp_chunks
         self.echo = echo
+        self.busy_metrics_latency_s = busy_metrics_latency_s
         self.slots = RequestSlots(max_num_seqs)
         self.metrics: EngineMetrics
         if engine == "vllm":
@@ -438,7 +445,10 @@ class StandInApp:
         return events()
 
     def metrics_text(self) -> bytes:
-        """The Prometheus text exposition of this stand-in's registry."""
+        """The Prometheus text exposition of this stand-in's registry (late by
+        ``busy_metrics_latency_s`` while a request runs)."""
+        if self.busy_metrics_latency_s and self.slots.running:
+            time.sleep(self.busy_metrics_latency_s)
         return generate_latest(self.metrics.registry)
 
     def _generate(self, model: str, max_tokens: int | None) -> tuple[list[str], FinishReason]:
@@ -641,6 +651,9 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--echo", type=int, default=0, metavar="N",
                         help="answer with the request's text, streamed N characters a "
                              "chunk (default 0: the canned reply)")
+    parser.add_argument("--busy-metrics-latency-seconds", type=float, default=0.0,
+                        help="answer /metrics this late while a request runs (default "
+                             "%(default)s)")
     parser.add_argument("--stamp-chunks", action="store_true",
                         help="add sent_at (epoch seconds) to each streamed chunk")
     return parser.parse_args(argv)
@@ -652,7 +665,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = StandInApp(model=args.model, pod=args.pod, engine=args.engine,
                      max_num_seqs=args.max_num_seqs, latency_s=args.latency_seconds,
                      token_interval_s=args.token_interval_seconds,
-                     stamp_chunks=args.stamp_chunks, echo=args.echo)
+                     stamp_chunks=args.stamp_chunks, echo=args.echo,
+                     busy_metrics_latency_s=args.busy_metrics_latency_seconds)
     server = StandInServer(args.port, app, api_key=os.environ.get("VLLM_API_KEY") or None)
     stop = threading.Event()
 

@@ -79,9 +79,11 @@ grant only what it has: no `escalate` or `bind` needed.
 - apiGroups: [deepseek-operator.io]
   resources: [deepseekdeployments/status, deepseekdeployments/scale]
   verbs: [get, patch, update]
+# list: the Events of a model cache claim that does not bind, read while it waits
+# (StorageReady gives the provisioner's reason).
 - apiGroups: ["", events.k8s.io]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create, patch, list]
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]

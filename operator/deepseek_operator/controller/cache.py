@@ -71,14 +71,14 @@ def _packed(obj: Mapping[str, Any]) -> str:
 @dataclass
 class ChildCache:
     """Children (every kind the operator owns, and pods) by owner; the owner references of
-    every object of a child kind; StorageClass names."""
+    every object of a child kind; StorageClass names and provisioners."""
 
     _by_owner: dict[Owner, dict[ObjectKey, str]] = field(default_factory=dict)  # JSON
     _owners: dict[ObjectKey, Owner] = field(default_factory=dict)
     # Every object of a child kind, ours or not, with the uids of its owner references: a
     # name the operator is about to create may be taken by an object it does not own.
     _owner_uids: dict[ObjectKey, frozenset[str]] = field(default_factory=dict)
-    _storage_classes: set[str] = field(default_factory=set)
+    _storage_classes: dict[str, str] = field(default_factory=dict)  # name: provisioner
     # Objects that are in the way of a child (NameConflict), and whose child they block.
     _waiting: dict[ObjectKey, Owner] = field(default_factory=dict)
     _stored_at: dict[ObjectKey, float] = field(default_factory=dict)  # time.monotonic()
@@ -187,17 +187,22 @@ class ChildCache:
         with self._lock:
             return len(self._by_owner)
 
-    def store_storage_class(self, name: str) -> None:
-        """Note a StorageClass that exists."""
+    def store_storage_class(self, name: str, provisioner: str = "") -> None:
+        """Note a StorageClass that exists, and its provisioner ("" when not known)."""
         with self._lock:
-            self._storage_classes.add(name)
+            self._storage_classes[name] = provisioner
 
     def forget_storage_class(self, name: str) -> None:
         """Note a StorageClass that was deleted."""
         with self._lock:
-            self._storage_classes.discard(name)
+            self._storage_classes.pop(name, None)
 
     def storage_class_exists(self, name: str) -> bool:
         """True when a StorageClass of this name was seen and not deleted since."""
         with self._lock:
             return name in self._storage_classes
+
+    def storage_provisioner(self, name: str) -> str:
+        """The provisioner of the StorageClass ``name``, "" when unknown or absent."""
+        with self._lock:
+            return self._storage_classes.get(name, "")

@@ -80,6 +80,9 @@ def _api_message(exc: ApiException) -> str:
 
 LOG_TIMEOUT_SECONDS = 5.0
 """Longest wait for a download pod's log (pods/log goes through the node's kubelet)."""
+CLAIM_EVENTS_LIMIT = 50
+"""Most Events read about one claim (the apiserver merges repeats of one reason into one
+Event with a count, so a Pending claim has a handful)."""
 
 
 @dataclass
@@ -180,6 +183,33 @@ class Cluster:
         except (OSError, urllib3.exceptions.HTTPError) as exc:
             return None, f"pods/log of {pod}: {type(exc).__name__}"
         return str(text), ""
+
+    def claim_events(self, namespace: str, name: str,
+                     uid: str) -> tuple[list[dict[str, Any]] | None, str]:
+        """The Events about one PersistentVolumeClaim (core/v1 dicts), read only for a
+        claim that is not Bound (controller/claim_events.py says why it waits), as
+        (events, "") or, when the API refuses (no permission), (None, why).
+
+        One bounded list by field selector (involvedObject kind, name and uid: the
+        apiserver filters; at most CLAIM_EVENTS_LIMIT), not a watch: claims are Pending
+        rarely and briefly, and a watch of every claim's Events would cost a stream and
+        its memory for the operator's whole life. Waits at most LOG_TIMEOUT_SECONDS."""
+        selector = (f"involvedObject.kind=PersistentVolumeClaim,involvedObject.name={name},"
+                    f"involvedObject.uid={uid}")
+        try:
+            found = client.CoreV1Api(self.api).list_namespaced_event(
+                namespace, field_selector=selector, limit=CLAIM_EVENTS_LIMIT,
+                _request_timeout=LOG_TIMEOUT_SECONDS)
+        except ApiException as exc:
+            return None, f"events of {name}: {exc.status} {exc.reason}"
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
+            return None, f"events of {name}: {type(exc).__name__}"
+        plain: dict[str, Any] = self.api.sanitize_for_serialization(found)  # type: ignore[no-untyped-call]
+        return [dict(item) for item in plain.get("items") or []], ""
+
+    def storage_provisioner(self, name: str) -> str:
+        """The provisioner of the StorageClass ``name`` (from the cache), "" when unknown."""
+        return self.cache.storage_provisioner(name)
 
     def read_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The DeepSeekDeployment as stored, or None when it is gone."""

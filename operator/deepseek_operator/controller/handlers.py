@@ -17,7 +17,11 @@ from typing import Any
 import kopf
 from kubernetes.client import ApiException
 
-from deepseek_operator.api.conditions import REASON_DOWNLOAD_STALLED, REASON_DOWNLOADING
+from deepseek_operator.api.conditions import (
+    REASON_CLAIM_PENDING,
+    REASON_DOWNLOAD_STALLED,
+    REASON_DOWNLOADING,
+)
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
 from deepseek_operator.api.crd import build_crd
 from deepseek_operator.controller import crd_sync, metrics
@@ -48,6 +52,10 @@ AUTOSCALER_TICK_SECONDS = 5.0
 # (the default; `run --download-poll-seconds` sets it).
 DOWNLOAD_POLL_SECONDS = 30.0
 DOWNLOAD_REASONS = frozenset({REASON_DOWNLOADING, REASON_DOWNLOAD_STALLED})
+# A model-cache claim that is not Bound is reconciled this often: the Events that say why
+# (controller/claim_events.py) change nothing the operator watches, so the reconcile
+# reads them (one bounded list) only while the claim waits.
+CLAIM_PENDING_POLL_SECONDS = 15.0
 _CHILDREN = {MANAGED_BY_LABEL: MANAGED_BY_VALUE}
 # Watched for drift and progress, as kopf resource selectors (group/version, plural): every
 # child kind, and the pods (serving and download) whose state status reports.
@@ -139,6 +147,20 @@ def downloading(status: kopf.Status, **_: Any) -> bool:
                for c in status.get("conditions") or [])
 
 
+def claim_pending(status: kopf.Status, **_: Any) -> bool:
+    """True while status says the model cache claim waits (StorageReady ClaimPending):
+    the claim-pending timer runs only then."""
+    return any(c.get("type") == "StorageReady" and c.get("reason") == REASON_CLAIM_PENDING
+               for c in status.get("conditions") or [])
+
+
+def pending_claim(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Reconcile while the model cache claim waits: the reconcile reads the claim's
+    Events, so StorageReady says why it waits as soon as the provisioner says it."""
+    meta = body["metadata"]
+    _reconciler(memo).trigger(meta["namespace"], meta["name"], dict(body))
+
+
 def download_progress(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Reconcile a running download (the timer's interval: `run --download-poll-seconds`):
     the reconcile reads the download pod's progress (controller/progress.py), so
@@ -215,8 +237,8 @@ def _check_own_crd(event: kopf.RawEvent, memo: kopf.Memo, logger: kopf.Logger) -
                    reason="CRDSchemaOutdated", message=message[:1024])
 
 
-async def _cache_storage_class(name: str, memo: kopf.Memo, **_: Any) -> None:
-    memo.cache.store_storage_class(name)
+async def _cache_storage_class(name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.cache.store_storage_class(name, str(body.get("provisioner") or ""))
 
 
 async def _on_storage_class_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
@@ -255,6 +277,11 @@ def _downloading_and_watched(status: kopf.Status, meta: kopf.Meta, memo: kopf.Me
     return downloading(status) and _watched(meta, memo)
 
 
+def _claim_pending_and_watched(status: kopf.Status, meta: kopf.Meta, memo: kopf.Memo,
+                               **_: Any) -> bool:
+    return claim_pending(status) and _watched(meta, memo)
+
+
 def _without_finalizer(handler_id: str,
                        registry: kopf.OperatorRegistry | None = None) -> None:
     """Let the registered timer `handler_id` run without kopf's finalizer.
@@ -280,11 +307,13 @@ def register_timers(resync_seconds: float = SAFETY_RESYNC_SECONDS,
                     autoscaler_tick_seconds: float = AUTOSCALER_TICK_SECONDS,
                     download_poll_seconds: float = DOWNLOAD_POLL_SECONDS,
                     registry: kopf.OperatorRegistry | None = None) -> None:
-    """Register the three timers, whose intervals (seconds) are operator settings: kopf
+    """Register the four timers, whose intervals (seconds) are operator settings: kopf
     reads a timer's interval when it is registered, so they are registered by `run`, once,
     before kopf starts, rather than by a decorator at import. None puts a finalizer on the
     DeepSeekDeployments (`_without_finalizer`). The download timer runs only while a
-    download does (``downloading``). `registry`: kopf's default one unless given (tests)."""
+    download does (``downloading``); the claim timer (CLAIM_PENDING_POLL_SECONDS, not a
+    setting) only while the model cache claim waits (``claim_pending``). `registry`:
+    kopf's default one unless given (tests)."""
     kopf.timer(GROUP, VERSION, PLURAL, id="safety_resync", interval=resync_seconds,
                initial_delay=resync_seconds, idle=None, backoff=5, when=_watched,
                registry=registry)(safety_resync)
@@ -293,5 +322,8 @@ def register_timers(resync_seconds: float = SAFETY_RESYNC_SECONDS,
     kopf.timer(GROUP, VERSION, PLURAL, id="download_progress", interval=download_poll_seconds,
                initial_delay=download_poll_seconds, idle=None, backoff=5,
                when=_downloading_and_watched, registry=registry)(download_progress)
-    for handler_id in ("safety_resync", "autoscale", "download_progress"):
+    kopf.timer(GROUP, VERSION, PLURAL, id="claim_pending", interval=CLAIM_PENDING_POLL_SECONDS,
+               initial_delay=CLAIM_PENDING_POLL_SECONDS, idle=None, backoff=5,
+               when=_claim_pending_and_watched, registry=registry)(pending_claim)
+    for handler_id in ("safety_resync", "autoscale", "download_progress", "claim_pending"):
         _without_finalizer(handler_id, registry)

@@ -77,6 +77,22 @@ def claim_shortfall(claim: Mapping[str, Any], download_bytes: float | None) -> s
     return None
 
 
+def termination_message(pods: list[dict[str, Any]], container: str) -> str:
+    """``state.terminated.message`` of container ``container`` in the newest pod (by
+    creationTimestamp) where it ended with a non-zero exit code and a message, stripped;
+    "" when there is none. The kubelet fills it from the container's
+    terminationMessagePath, or its log's tail with FallbackToLogsOnError (Kubernetes docs,
+    "Customizing the termination message")."""
+    for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "",
+                      reverse=True):
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            ended = (status.get("state") or {}).get("terminated") or {}
+            if status.get("name") == container and ended.get("exitCode") and \
+                    str(ended.get("message") or "").strip():
+                return str(ended["message"]).strip()
+    return ""
+
+
 def live_pods(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The pods that are not being deleted."""
     return [p for p in pods if not p["metadata"].get("deletionTimestamp")]

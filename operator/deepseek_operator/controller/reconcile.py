@@ -41,7 +41,12 @@ from deepseek_operator.catalog import checkpoint_bytes, size_deployment
 from deepseek_operator.controller.cluster import ApplyError, Cluster
 from deepseek_operator.controller.desired import DesiredState, child, desired_state
 from deepseek_operator.controller.plan import FIELD_MANAGER, ObjectKey, Plan, calculate_plan
-from deepseek_operator.controller.predicates import job_finished, workload_counts
+from deepseek_operator.controller.predicates import (
+    job_failed,
+    job_succeeded,
+    termination_message,
+    workload_counts,
+)
 from deepseek_operator.controller.progress import TAIL_LINES
 from deepseek_operator.controller.status import (
     WAITING_FOR_API,
@@ -369,15 +374,19 @@ def _observe(cluster: Cluster, dsd: DeepSeekDeployment,
     job = child(observed, "Job", job_name) if job_name else None
     if job is not None and ObjectKey.of(job) == state.outdated_job:
         job = None  # it filled an earlier claim; the next reconcile replaces it
-    job_pods = [] if job is None or job_finished(job) else cluster.pods(
+    # A failed Job's pods too: their termination message says why (ModelCached shows it).
+    job_pods = [] if job is None or job_succeeded(job) else cluster.pods(
         (namespace, name), {"batch.kubernetes.io/job-name": job["metadata"]["name"]})
     log, log_error = _download_log(cluster, namespace, job_pods)
     # Only for a claim the operator makes: the spec's class, else the operator's default.
     storage_class = dsd.spec.storage.storage_class_name or default_class
     missing_class = storage_class if storage_class and creates_model_cache(dsd) \
         and not cluster.storage_class_exists(storage_class) else None
+    claim = child(observed, "PersistentVolumeClaim", claim_name) or given_claim
+    events, events_error, provisioner = _pending_claim_events(cluster, claim)
     return Observed(
-        claim=child(observed, "PersistentVolumeClaim", claim_name) or given_claim, job=job,
+        claim=claim, job=job, claim_events=events, claim_events_error=events_error,
+        claim_provisioner=provisioner,
         job_pods=job_pods, workload=workload,
         pods=cluster.pods((namespace, name), pod_selector_labels(name)),
         claim_name=claim_name, spec_replicas=dsd.spec.replicas,
@@ -387,8 +396,25 @@ def _observe(cluster: Cluster, dsd: DeepSeekDeployment,
         storage_class_is_default=not dsd.spec.storage.storage_class_name,
         download_log=log, download_log_read_at=time.time() if log else None,
         download_log_error=log_error,
+        download_failure=termination_message(job_pods, "download") if job is not None
+        and job_failed(job) else "",
         stall_seconds=float(dsd.spec.download.stall_seconds),
         deadline_seconds=((job or {}).get("spec") or {}).get("activeDeadlineSeconds"))
+
+
+def _pending_claim_events(cluster: Cluster, claim: dict[str, Any] | None) -> tuple[
+        list[dict[str, Any]] | None, str, str]:
+    """For a claim that exists and is neither Bound nor being deleted: its Events, why
+    they could not be read, and its StorageClass's provisioner (controller/claim_events.py);
+    (None, "", "") for any other claim, whose Events are not read."""
+    if claim is None or claim["metadata"].get("deletionTimestamp") or (
+            claim.get("status") or {}).get("phase") == "Bound":
+        return None, "", ""
+    meta = claim["metadata"]
+    events, error = cluster.claim_events(meta.get("namespace") or "", meta["name"],
+                                         meta.get("uid") or "")
+    return events, error, cluster.storage_provisioner(
+        str((claim.get("spec") or {}).get("storageClassName") or ""))
 
 
 def _download_log(cluster: Cluster, namespace: str,

@@ -61,6 +61,7 @@ from deepseek_operator.api.status import (
     ModelCacheStatus,
     Phase,
 )
+from deepseek_operator.controller.claim_events import pending_claim_message
 from deepseek_operator.controller.predicates import (
     claim_shortfall,
     claim_storage,
@@ -108,9 +109,14 @@ class Observed:
     ``download_bytes``: what the download writes into the claim, None when nothing is
     downloaded. ``download_log``: the last lines of the running download container's log
     (controller/progress.py reads its progress lines), None when not read;
-    ``download_log_error``: why it could not be read. ``stall_seconds``: seconds without
+    ``download_log_error``: why it could not be read. ``download_failure``: the
+    termination message of the failed download container (what the script said), "" when
+    none. ``stall_seconds``: seconds without
     progress that make a stall (spec.download.stallSeconds); ``deadline_seconds``: the
-    download Job's activeDeadlineSeconds.
+    download Job's activeDeadlineSeconds. ``claim_events``: the Events about a claim that
+    is not Bound (None when not read), ``claim_events_error``: why they could not be read,
+    ``claim_provisioner``: its StorageClass's provisioner ("" when unknown); the
+    StorageReady message says why such a claim waits (controller/claim_events.py).
     """
 
     claim: dict[str, Any] | None
@@ -129,6 +135,10 @@ class Observed:
     download_log: str | None = None
     download_log_read_at: float | None = None  # seconds since 1970, the operator's clock
     download_log_error: str = ""
+    claim_events: list[dict[str, Any]] | None = None
+    claim_events_error: str = ""
+    claim_provisioner: str = ""
+    download_failure: str = ""
     stall_seconds: float = float("inf")
     deadline_seconds: int | None = None
 
@@ -158,7 +168,8 @@ def _storage(obs: Observed) -> Cond:
     if phase == "Bound":
         return _bound_claim(obs, obs.claim)
     return Cond(ConditionType.STORAGE_READY, False, REASON_CLAIM_PENDING,
-                f"PersistentVolumeClaim {name} is {phase}")
+                pending_claim_message(obs.claim, obs.claim_events, obs.claim_events_error,
+                                      obs.claim_provisioner))
 
 
 def _bound_claim(obs: Observed, claim: dict[str, Any]) -> Cond:
@@ -247,7 +258,8 @@ def _failure_message(name: str, failed: dict[str, Any], obs: Observed,
     """ModelCached's message for a failed download Job; a deadline says which, and why."""
     reason, message = failed.get("reason", ""), failed.get("message", "")
     if reason != "DeadlineExceeded":
-        return f"Job {name} failed: {reason}: {message}".strip()
+        said = f". The download said: {obs.download_failure}" if obs.download_failure else ""
+        return f"Job {name} failed: {reason}: {message}".strip() + said
     deadline = ((obs.job or {}).get("spec") or {}).get("activeDeadlineSeconds")
     figures = ""
     if last is not None and last.bytes_present is not None:

@@ -348,7 +348,12 @@ class Gateway:
     async def _upstream_session(self, app: web.Application) -> Any:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=UPSTREAM_CONNECT_TIMEOUT_SECONDS,
                                         sock_read=UPSTREAM_READ_TIMEOUT_SECONDS)
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
+        # One connection per request, none kept alive: through the Service's ClusterIP a
+        # new connection reaches only a pod in its endpoints, while a kept-alive one would
+        # keep carrying new requests to a pod that is being deleted, whose preStop drain
+        # waits for its in-flight streams and would then wait out the grace period. The
+        # cost is one TCP handshake inside the cluster per request (plain HTTP, no TLS).
+        connector = aiohttp.TCPConnector(limit=0, force_close=True)
         self._session = aiohttp.ClientSession(connector=connector, timeout=timeout,
                                               auto_decompress=False)
         yield

@@ -40,6 +40,9 @@ BACKOFF_LIMIT: Final = 4
 # unauthorized); the Job's podFailurePolicy fails the Job on it at once.
 PERMANENT_FAILURE_EXIT_CODE: Final = 3
 JOB_HOME: Final = "/tmp"
+# Where the download container writes why it failed (scripts/failure.sh.j2); the kubelet
+# copies it into the pod's state.terminated.message, which ModelCached shows.
+TERMINATION_MESSAGE_PATH: Final = "/dev/termination-log"
 # The download script's progress lines: this prefix, a space, then JSON
 # {"bytes", "expectedBytes", "changedAt", "time"} (controller/progress.py reads them).
 PROGRESS_PREFIX: Final = "deepseek-operator-progress"
@@ -82,9 +85,14 @@ def download_env(source: ModelSource) -> list[dict[str, str]]:
         "MARKER_FILE": MARKER_FILE,
         "MODEL_DIR": source.model_dir,
         "MODEL_SOURCE_ID": source.source_id,
+        "TERMINATION_LOG": TERMINATION_MESSAGE_PATH,
     }
     if source.scheme == "hf":
-        env |= {"HF_REPO": source.location, "HF_REVISION": source.revision}
+        # The hf CLI otherwise asks pypi.org for a newer version and the Hub for "skills"
+        # on every start (huggingface_hub 2.x, HF_HUB_DISABLE_UPDATE_CHECK), and sends
+        # telemetry: calls a download pod has no business making.
+        env |= {"HF_REPO": source.location, "HF_REVISION": source.revision,
+                "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_UPDATE_CHECK": "1"}
     else:
         env["S3_URI"] = source.uri
     return [{"name": name, "value": k8s_literal(value)} for name, value in sorted(env.items())]
@@ -115,6 +123,7 @@ def download_pod_template(dsd: DeepSeekDeployment, settings: RenderSettings) -> 
         credentials_secret=dsd.spec.model.credentials_secret,
         cache_mount=MODEL_CACHE_MOUNT,
         claim=model_cache_claim(dsd),
+        termination_message_path=TERMINATION_MESSAGE_PATH,
     )
 
 

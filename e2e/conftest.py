@@ -77,7 +77,9 @@ def operator(kubeconfig: Path, kubectl: Path) -> Iterator[OperatorProcess]:
     proc = OperatorProcess(controlplane.kubeconfig_path("operator"),
                            paths.state_dir() / "logs" / "operator-e2e.log",
                            [f"--gateway-service-account={GATEWAY_NAMESPACE}/{GATEWAY_ACCOUNT}",
-                            "--download-poll-seconds=5"])  # e2e downloads take seconds
+                            "--download-poll-seconds=5",  # e2e downloads take seconds
+                            # A repair within a test comes from a watch event, not the resync.
+                            "--resync-seconds=3600"])
     proc.start()
     yield proc
     proc.stop()

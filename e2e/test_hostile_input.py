@@ -443,10 +443,13 @@ def test_finding_f4_an_emoji_in_an_env_value_is_served(
     assert condition(obj, "Ready")["status"] == "True", condition(obj, "Ready")
 
 
-def test_finding_f5_keda_not_installed_names_the_spec_field(
+def test_finding_f5_an_api_not_installed_names_the_spec_field(
         dsd_api: client.CustomObjectsApi, namespace: str) -> None:
-    create(dsd_api, namespace, small_model("f5", autoscaling={
-        "mode": "keda", "minReplicas": 1, "maxReplicas": 2}))
+    # Found with mode keda; the local control plane runs KEDA now, so the API it lacks is
+    # LeaderWorkerSet's: Distill-Llama-70B fp8 at 131072 x 16 on A100 40GB spans two nodes.
+    create(dsd_api, namespace, small_model(
+        "f5", model={"name": "deepseek-r1-distill-llama-70b", "quantization": "fp8",
+                     "maxModelLen": 131072}, gpu={"maxConcurrentSequences": 16}))
     stalled = condition(wait_settled(dsd_api, namespace, "f5", 60), "Stalled")
     assert stalled["reason"] == "APINotInstalled", stalled
     assert names_a_spec_field(stalled["message"]), stalled["message"]

@@ -142,3 +142,21 @@ def test_role_binding_subjects_must_match_exactly() -> None:
                                  "subjects": [alice, bob]}) == ["subjects"]
     assert is_subset(desired, {"roleRef": {"name": "r1-user"}, "subjects": [alice]})
     assert differences(desired, {"roleRef": {"name": "r1-user"}, "subjects": [alice]}) == []
+
+
+def test_an_object_another_controller_owns_is_never_deleted() -> None:
+    # KEDA copies a ScaledObject's labels (ours) onto the HPA it makes and controls.
+    ours = {"apiVersion": "deepseek-operator.io/v1alpha1", "kind": "DeepSeekDeployment",
+            "name": "r1", "uid": "u1", "controller": True}
+    keda = {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "r1",
+            "uid": "u2", "controller": True}
+
+    def hpa(name: str, refs: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                "metadata": {"name": name, "namespace": "ai", "ownerReferences": refs}}
+
+    observed = {ObjectKey.of(o): o for o in (
+        hpa("keda-hpa-r1", [keda]), hpa("r1", [ours]), hpa("plain", []),
+        hpa("not-controller", [{**keda, "controller": False}]))}
+    plan = calculate_plan([], observed)
+    assert sorted(k.name for k in plan.delete) == ["not-controller", "plain", "r1"]

@@ -876,6 +876,19 @@ def test_keda_scales_to_zero_after_the_idle_time() -> None:
     assert spec_of(0)["cooldownPeriod"] == 900
     assert "cooldownPeriod" not in spec_of(1)
 
+
+@pytest.mark.parametrize(("minimum", "floor"), [(0, 1), (1, 1), (3, 3)])
+def test_keda_falls_back_to_holding_the_replica_count(minimum: int, floor: int) -> None:
+    dsd = cr(small(autoscaling={"mode": "keda", "minReplicas": minimum, "maxReplicas": 6,
+                                "prometheus": {"query": "sum(rate(requests_total[1m]))"}}))
+    scaled = one(render(dsd, SETTINGS), "ScaledObject")
+    assert scaled["metadata"]["annotations"] == {"scaledobject.keda.sh/hpa-excluded-labels":
+                                                 "app.kubernetes.io/managed-by,"
+                                                 "deepseek-operator.io/deployment"}
+    # Never 0 (KEDA's loop would scale a failing query to zero) nor `static`.
+    assert scaled["spec"]["fallback"] == {"failureThreshold": 3, "replicas": floor,
+                                          "behavior": "currentReplicasIfHigher"}
+
 def test_default_queries_per_engine() -> None:
     pods = 'pod=~"r1-([0-9]+|[a-z0-9]{1,10}-[a-z0-9]{5})"'
     assert default_qps_query(cr(small())) == (

@@ -264,10 +264,16 @@ def _scaled_object(**conditions: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("conditions", "expect", "words"), [
     ({}, ("False", "ScaledObjectNotReconciled"), "is the KEDA operator running?"),
-    ({"Ready": "Unknown"}, ("False", "ScaledObjectNotReconciled"), "KEDA has not reconciled"),
+    ({"Ready": "Unknown"}, ("False", "ReadyReason"), "ScaledObject: Ready says"),
     ({"Ready": "False"}, ("False", "ReadyReason"), "ScaledObject: Ready says"),
     ({"Ready": "True", "Fallback": "True"}, ("False", "ScaledObjectFallback"),
-     "fallback replica count: Fallback says"),
+     "KEDA holds the replica count (its fallback). Fallback says"),
+    ({"Ready": "True", "Paused": "True"}, ("False", "ScaledObjectPaused"),
+     "KEDA does not scale: Paused says"),
+    ({"Ready": "True", "Paused": "False", "HPAActive": "False"}, ("False", "HPAActiveReason"),
+     "KEDA's HorizontalPodAutoscaler: HPAActive says"),
+    ({"Ready": "True", "HPAActive": "True", "Active": "True"}, ("True", "ScaledObjectReady"),
+     "owned by KEDA"),
     ({"Ready": "True", "Active": "False"}, ("True", "ScaledObjectReady"), "inactive"),
     ({"Ready": "True", "Active": "True"}, ("True", "ScaledObjectReady"), "owned by KEDA"),
 ])
@@ -279,6 +285,62 @@ def test_keda_mode_reads_the_scaled_objects_own_conditions(
                   if c.type == "AutoscalerReady")
     assert (scaler.status, scaler.reason) == expect
     assert words in scaler.message
+
+
+def _keda_condition(status: dict[str, Any]) -> Any:
+    """AutoscalerReady in mode keda for a ScaledObject with this status (a "spec" key in
+    it becomes the ScaledObject's spec)."""
+    status = dict(status)
+    spec = status.pop("spec", {})
+    obs = Observed(_claim(), _job(), _workload(3, 3), READY_PODS, 3,
+                   autoscaler={"spec": spec, "status": status})
+    return next(c for c in _compute(obs, mode="keda").conditions
+                if c.type == "AutoscalerReady")
+
+
+def test_keda_initial_unknown_ready_is_not_reconciled_but_a_trigger_error_is_said() -> None:
+    # KEDA initialises Ready as Unknown without a reason (GetInitializedConditions); a
+    # trigger that errors while others work sets Unknown with PartialTriggerError.
+    fresh = _keda_condition({"conditions": [{"type": "Ready", "status": "Unknown"}]})
+    assert (fresh.status, fresh.reason) == ("False", "ScaledObjectNotReconciled")
+    partial = _keda_condition({"conditions": [{
+        "type": "Ready", "status": "Unknown", "reason": "PartialTriggerError",
+        "message": "Some triggers defined in ScaledObject are not working correctly"}]})
+    assert (partial.status, partial.reason) == ("False", "PartialTriggerError")
+    assert "not working correctly" in partial.message
+
+
+def test_keda_fallback_names_the_failing_metric() -> None:
+    # As KEDA 2.21 writes it when the Prometheus trigger fails past failureThreshold.
+    scaler = _keda_condition({
+        "spec": {"fallback": {"failureThreshold": 3, "replicas": 1}},
+        "conditions": [
+            {"type": "Ready", "status": "True", "reason": "ScaledObjectReady"},
+            {"type": "Fallback", "status": "True", "reason": "FallbackExists",
+             "message": "At least one trigger is falling back on this scaled object"},
+            {"type": "HPAActive", "status": "True", "reason": "HPAActive"}],
+        "health": {"s0-prometheus": {"numberOfFailures": 5, "status": "Failing"},
+                   "s1-other": {"numberOfFailures": 0, "status": "Happy"}}})
+    assert (scaler.status, scaler.reason) == ("False", "ScaledObjectFallback")
+    assert scaler.message == (
+        "the query fails, so KEDA holds the replica count (its fallback, after 3 failed "
+        "reads): s0-prometheus failing. At least one trigger is falling back on this "
+        "scaled object")
+
+
+def test_keda_hpa_that_cannot_read_the_external_metric_is_not_ready() -> None:
+    # Ready stays True when the HPA fails (KEDA 2.21); HPAActive carries the HPA's reason.
+    scaler = _keda_condition({"conditions": [
+        {"type": "Ready", "status": "True", "reason": "ScaledObjectReady"},
+        {"type": "HPAActive", "status": "False", "reason": "FailedGetExternalMetric",
+         "message": "HPA is not actively scaling: the HPA was unable to compute the "
+                    "replica count"}]})
+    assert (scaler.status, scaler.reason) == ("False", "FailedGetExternalMetric")
+    assert scaler.message.startswith("KEDA's HorizontalPodAutoscaler: HPA is not actively")
+    disabled = _keda_condition({"conditions": [
+        {"type": "Ready", "status": "True", "reason": "ScaledObjectReady"},
+        {"type": "HPAActive", "status": "True", "reason": "ScalingDisabled"}]})
+    assert (disabled.status, disabled.reason) == ("True", "ScaledObjectReady")
 
 
 @pytest.mark.parametrize(("mode", "owner"), [("hpa", "the HorizontalPodAutoscaler"),

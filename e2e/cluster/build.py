@@ -357,6 +357,8 @@ def build_all() -> dict[str, Path]:
     binaries.update(etcd=etcd / "etcd", kwok=kwok / "kwok", helm=helm / "helm")
     binaries.update({"kstatus-check": kstatus, "promql-selectors": promql,
                      "prometheus-adapter": adapter})
+    from e2e.cluster import keda  # in its own module, which imports this one
+    binaries.update(keda.build_keda(v["keda"]))
     return binaries
 
 

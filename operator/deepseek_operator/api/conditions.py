@@ -56,6 +56,7 @@ REASON_SCALEDOBJECT_NOT_RECONCILED: Final = "ScaledObjectNotReconciled"
 REASON_SCALEDOBJECT_NOT_READY: Final = "ScaledObjectNotReady"
 REASON_SCALEDOBJECT_FALLBACK: Final = "ScaledObjectFallback"
 REASON_SCALEDOBJECT_MISSING: Final = "ScaledObjectMissing"
+REASON_SCALEDOBJECT_PAUSED: Final = "ScaledObjectPaused"
 REASON_AUTOSCALER_PENDING: Final = "AwaitingFirstDecision"
 # AutoscalerReady: mode operator (computed by the autoscaler's evaluation)
 REASON_METRICS_OK: Final = "MetricsAvailable"

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from deepseek_operator.api import GROUP, KIND
 from deepseek_operator.controller.diff import differences, owned_fields, removed_fields
 
 FIELD_MANAGER = "deepseek-operator"
@@ -65,6 +66,18 @@ class Plan:
         return not self.apply and not self.delete
 
 
+def controlled_elsewhere(live: Mapping[str, Any]) -> bool:
+    """True when ``live`` has a controller owner reference to something other than a
+    DeepSeekDeployment: an object another controller made and copied our labels onto,
+    e.g. the HorizontalPodAutoscaler KEDA makes from a ScaledObject (KEDA copies the
+    ScaledObject's labels to it, kedacore/keda controllers/keda/hpa.go). It is not ours
+    to delete."""
+    refs = (live.get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("controller") and (
+        ref.get("kind") != KIND or str(ref.get("apiVersion", "")).split("/")[0] != GROUP)
+        for ref in refs)
+
+
 def calculate_plan(desired: Iterable[dict[str, Any]],
                    observed: Mapping[ObjectKey, dict[str, Any]],
                    keep: Iterable[ObjectKey] = (), field_manager: str = "") -> Plan:
@@ -74,7 +87,8 @@ def calculate_plan(desired: Iterable[dict[str, Any]],
     children that must survive even though not desired (a retained model cache).
     Returns a Plan: apply what is missing or differs (see ``diff.is_subset``); delete what
     is observed, labelled as ours, but no longer desired (e.g. the HPA after
-    ``autoscaling.mode`` changed). With ``field_manager``, a live object that still holds
+    ``autoscaling.mode`` changed), unless another controller owns it
+    (``controlled_elsewhere``). With ``field_manager``, a live object that still holds
     fields this manager applied before but no longer wants is applied again (to release
     them).
     """
@@ -97,5 +111,6 @@ def calculate_plan(desired: Iterable[dict[str, Any]],
         else:
             unchanged.append(key)
     kept = set(keep)
-    stale = sorted(k for k in observed if k not in wanted and k not in kept)
+    stale = sorted(k for k, live in observed.items()
+                   if k not in wanted and k not in kept and not controlled_elsewhere(live))
     return Plan(apply=tuple(changes), delete=tuple(stale), unchanged=tuple(unchanged))

@@ -47,6 +47,7 @@ from deepseek_operator.api.conditions import (
     REASON_SCALEDOBJECT_NOT_READY,
     REASON_SCALEDOBJECT_NOT_RECONCILED,
     REASON_SCALEDOBJECT_OK,
+    REASON_SCALEDOBJECT_PAUSED,
     REASON_STORAGE_CLASS_NOT_FOUND,
     REASON_UNSCHEDULABLE,
     REASON_WAITING_FOR_STORAGE,
@@ -316,25 +317,53 @@ def autoscaler_condition(mode: str, obs: Observed,
 
 
 def _scaled_object_condition(obs: Observed) -> Cond:
-    """AutoscalerReady from the ScaledObject's own conditions, as KEDA writes them
-    (kedacore/keda apis/keda/v1alpha1/condition_types.go): Ready=True means its scalers
-    work; Fallback=True means KEDA serves the fallback replica count because the metric
-    fails; no Ready condition at all means no KEDA operator has looked at it."""
-    conds = {c.get("type"): c for c in ((obs.autoscaler or {}).get("status") or {})
-             .get("conditions") or []}
+    """AutoscalerReady from the ScaledObject's own conditions, as KEDA 2.21 writes them
+    (kedacore/keda apis/keda/v1alpha1/condition_types.go,
+    pkg/scaling/executor/scale_scaledobjects.go, pkg/fallback/fallback.go), first match:
+
+    - no Ready condition, or Ready Unknown without a reason (KEDA's initial value): no KEDA
+      operator has reconciled it;
+    - Paused=True: someone paused it (KEDA's paused annotations);
+    - Ready False, or Unknown with a reason (``PartialTriggerError``): its reason;
+    - Fallback=True: the query fails and KEDA serves the fallback (the current count, at
+      least fallback.replicas), naming the failing metrics (not their failure counts,
+      which grow at every HPA read);
+    - HPAActive=False (KEDA mirrors its HPA's ScalingActive there; HPA health does not
+      touch Ready, kedacore/keda#7914): the HPA's reason, e.g.
+      ``FailedGetExternalMetric`` when the external metrics API does not answer;
+    - else True, noting an inactive trigger (no traffic seen)."""
+    status = (obs.autoscaler or {}).get("status") or {}
+    conds = {c.get("type"): c for c in status.get("conditions") or []}
     ready, fallback = conds.get("Ready"), conds.get("Fallback")
-    if ready is None or ready.get("status") == "Unknown":
+    paused, hpa = conds.get("Paused"), conds.get("HPAActive")
+    if ready is None or (ready.get("status") == "Unknown" and not ready.get("reason")):
         return Cond(ConditionType.AUTOSCALER_READY, False, REASON_SCALEDOBJECT_NOT_RECONCILED,
                     "the ScaledObject has no Ready condition yet: KEDA has not reconciled "
                     "it (is the KEDA operator running?)" + _unused(obs))
-    if ready.get("status") == "False":
+    if paused is not None and paused.get("status") == "True":
+        return Cond(ConditionType.AUTOSCALER_READY, False, REASON_SCALEDOBJECT_PAUSED,
+                    f"KEDA does not scale: {paused.get('message') or 'ScaledObject is paused'}"
+                    + _unused(obs))
+    if ready.get("status") != "True":
         return Cond(ConditionType.AUTOSCALER_READY, False,
                     str(ready.get("reason") or REASON_SCALEDOBJECT_NOT_READY),
                     f"ScaledObject: {ready.get('message', '')}" + _unused(obs))
     if fallback is not None and fallback.get("status") == "True":
+        # Names only: KEDA counts the failures up at every HPA read, and a count in the
+        # message would make each of them a status write.
+        failing = sorted(metric for metric, health in (status.get("health") or {}).items()
+                         if isinstance(health, dict) and health.get("status") == "Failing")
+        threshold = (((obs.autoscaler or {}).get("spec") or {}).get("fallback") or {}).get(
+            "failureThreshold")
         return Cond(ConditionType.AUTOSCALER_READY, False, REASON_SCALEDOBJECT_FALLBACK,
-                    f"KEDA uses the fallback replica count: {fallback.get('message', '')}"
-                    + _unused(obs))
+                    "the query fails, so KEDA holds the replica count (its fallback"
+                    + (f", after {threshold} failed reads" if threshold is not None else "")
+                    + ")" + (f": {', '.join(failing)} failing" if failing else "")
+                    + f". {fallback.get('message', '')}" + _unused(obs))
+    if hpa is not None and hpa.get("status") == "False":
+        return Cond(ConditionType.AUTOSCALER_READY, False,
+                    str(hpa.get("reason") or REASON_SCALEDOBJECT_NOT_READY),
+                    f"KEDA's HorizontalPodAutoscaler: {hpa.get('message', '')}" + _unused(obs))
     active = (conds.get("Active") or {}).get("status") == "True"
     return Cond(ConditionType.AUTOSCALER_READY, True, REASON_SCALEDOBJECT_OK,
                 "replicas are owned by KEDA" + ("" if active else

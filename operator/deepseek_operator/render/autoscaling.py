@@ -43,6 +43,7 @@ from typing import Any, Final
 from ..api import DeepSeekDeployment, FieldIssue, InvalidSpecError
 from ..catalog import SizingResult
 from .kinds import WORKLOAD_API_VERSIONS
+from .labels import DEPLOYMENT_LABEL, MANAGED_BY_LABEL
 from .names import autoscaler, workload
 from .templating import render_manifest
 from .workload import workload_kind
@@ -60,6 +61,10 @@ GATEWAY_REQUESTS: Final = "deepseek_gateway_requests_total"
 """The gateway's counter of requests received, per namespace and deployment."""
 GATEWAY_QUEUED: Final = "deepseek_gateway_queued_requests"
 """The gateway's gauge of requests held waiting for a replica, per namespace and deployment."""
+
+KEDA_FALLBACK_FAILURES: Final = 3
+"""Failed metric reads (one per HPA sync, 15 s by default) before KEDA's fallback holds
+the replica count: about 45 s, the first read that fails plus two retries."""
 
 RATE_WINDOW: Final = "1m"
 PLACEHOLDERS: Final = ("namespace", "name", "pod_regex")
@@ -219,7 +224,18 @@ def scaled_object_manifest(dsd: DeepSeekDeployment, sizing: SizingResult,
     """The KEDA ScaledObject of mode keda (without labels and owner reference), its query
     `qps_query(dsd, gateway)`. With
     minReplicas 0 KEDA scales to zero after scaleToZeroIdleSeconds without requests
-    (cooldownPeriod) and back to one on the first request the query sees."""
+    (cooldownPeriod) and back to one on the first request the query sees.
+
+    ``fallback`` (kedacore/keda pkg/fallback): after KEDA_FALLBACK_FAILURES failed reads of
+    the query KEDA serves the HPA the current replica count, at least
+    max(minReplicas, 1) (behavior currentReplicasIfHigher), and sets the ScaledObject's
+    Fallback condition; ``replicas`` is never 0, which would let KEDA's own loop take a
+    failing query for idleness and scale to zero
+    (pkg/scaling/executor/scale_scaledobjects.go).
+
+    The annotation ``scaledobject.keda.sh/hpa-excluded-labels`` keeps the operator's
+    ownership labels off the HPA that KEDA makes from the ScaledObject (KEDA copies the
+    other labels), so the operator never takes KEDA's HPA for a child of its own."""
     spec = dsd.spec.autoscaling
     return render_manifest(
         "scaledobject.yaml.j2",
@@ -235,5 +251,8 @@ def scaled_object_manifest(dsd: DeepSeekDeployment, sizing: SizingResult,
         query=qps_query(dsd, gateway),
         # KEDA parses the threshold as a float; repr is exact and round-trips.
         threshold=repr(spec.target_qps_per_replica),
+        excluded_labels=f"{MANAGED_BY_LABEL},{DEPLOYMENT_LABEL}",
+        fallback_failures=KEDA_FALLBACK_FAILURES,
+        fallback_replicas=max(spec.min_replicas, 1),
     )
 

@@ -13,6 +13,7 @@ import json
 import os
 from typing import Any
 
+import pytest
 from kubernetes import client
 
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
@@ -21,7 +22,7 @@ from e2e import gitops
 from e2e.kube import wait_for
 from e2e.operator_process import OperatorProcess
 from e2e.test_controller import condition, create, get, small_model, wait_condition
-from e2e.test_serving_safety import L70
+from e2e.test_serving_safety import L70, without_leaderworkerset  # noqa: F401  (fixture)
 
 
 def _patch(api: client.CustomObjectsApi, namespace: str, name: str,
@@ -40,6 +41,7 @@ def _progressing(api: client.CustomObjectsApi, namespace: str, name: str) -> dic
     return wait_for(f"{namespace}/{name} Progressing=True", check, 60, interval=0.1)
 
 
+@pytest.mark.usefixtures("without_leaderworkerset")
 def test_status_snapshots_get_the_expected_gitops_health(
         dsd_api: client.CustomObjectsApi, namespace: str, operator: OperatorProcess) -> None:
     captured: dict[str, dict[str, Any]] = {}
@@ -65,7 +67,7 @@ def test_status_snapshots_get_the_expected_gitops_health(
     wait_condition(dsd_api, namespace, "l70", "Ready", "True", 120)
 
     # A change the cluster cannot serve (one replica would span nodes: a LeaderWorkerSet,
-    # not installed): Stalled, while the last good Deployment still serves.
+    # whose API the fixture removed): Stalled, while the last good Deployment still serves.
     _patch(dsd_api, namespace, "l70", {"model": {"maxModelLen": 131072},
                                        "gpu": {"maxConcurrentSequences": 16}})
     captured["degraded-stalled-serving"] = wait_condition(

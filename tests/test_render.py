@@ -757,6 +757,10 @@ def test_multi_node_replica_is_a_leader_worker_set() -> None:
     group = lws["spec"]["leaderWorkerTemplate"]
     assert group["size"] == 2
     assert lws["spec"]["networkConfig"] == {"subdomainPolicy": "UniquePerReplica"}
+    # LWS v0.8.0 gives maxUnavailable to its leader StatefulSet, which refuses 0: with the
+    # Deployment's make-before-break 1 / 0 the real controller never made a group.
+    assert lws["spec"]["rolloutStrategy"]["rollingUpdateConfiguration"] == {
+        "maxSurge": 0, "maxUnavailable": 1}
     leader, worker = group["leaderTemplate"], group["workerTemplate"]
     leader_args = engine_container(leader)["args"]
     assert leader_args[leader_args.index("--tensor-parallel-size") + 1] == "8"

@@ -503,3 +503,13 @@ def test_a_missing_default_class_names_the_operator_setting() -> None:
     assert _storage(default).message == (
         'StorageClass "fast" does not exist; create it or set spec.storage.storageClassName '
         "to an existing class (the class is the operator's default, its --storage-class)")
+
+
+def test_a_leaderworkerset_with_all_groups_ready_is_ready() -> None:
+    lws = {"kind": "LeaderWorkerSet", "metadata": {"name": "r1", "generation": 2},
+           "spec": {"replicas": 1},
+           "status": {"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1,
+                      "conditions": [{"type": "Available", "status": "True"}]}}
+    status = _compute(Observed(_claim(), _job(), lws, READY_PODS, 1))
+    assert _conds(status)["Ready"] == ("True", "ReplicasReady")
+    assert (status.phase, status.ready_replicas) == ("Ready", 1)

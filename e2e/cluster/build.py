@@ -11,6 +11,7 @@ fetched. Each component is built from its Go module:
 * etcd: the server's go.mod also has replace lines, so it gets a wrapper module too.
 * kwok and helm: plain ``go install module/cmd@version``; helm with the ``-X`` flags its
   release build sets (its version, and the Kubernetes version ``helm template`` assumes).
+* the LeaderWorkerSet controller: e2e/cluster/lws.py (a wrapper module too).
 * two small Go programs of ours that tests run: ``kstatus-check`` (e2e/cluster/kstatus,
   the kstatus library of sigs.k8s.io/cli-utils) and ``promql-selectors``
   (e2e/cluster/promql, Prometheus' PromQL parser), each in a wrapper module requiring
@@ -34,7 +35,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from e2e.cluster import paths
+from e2e.cluster import lws, paths
 
 KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 _MARKER = ".complete"
@@ -350,6 +351,7 @@ def build_all() -> dict[str, Path]:
     kstatus = build_kstatus(v["cli-utils"])
     promql = build_promql(v["prometheus"])
     adapter = build_prometheus_adapter(v["prometheus-adapter"])
+    lws_manager = lws.build_lws(v["lws"])
     elapsed = time.monotonic() - started
     if elapsed > 5:
         log(f"all binaries ready in {elapsed:.0f}s")
@@ -359,6 +361,7 @@ def build_all() -> dict[str, Path]:
                      "prometheus-adapter": adapter})
     from e2e.cluster import keda  # in its own module, which imports this one
     binaries.update(keda.build_keda(v["keda"]))
+    binaries[lws.BINARY] = lws_manager
     return binaries
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from e2e.cluster import build, keda, paths, pki, processes
+from e2e.cluster import build, keda, lws, paths, pki, processes
 from e2e.cluster.build import log
 from e2e.cluster.provisioner import PROVISIONER_NAME
 
@@ -243,7 +243,7 @@ def running() -> bool:
     """
     recorded = processes.recorded()
     expected = {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
-                "provisioner", *keda.PROCESSES}
+                "provisioner", lws.PROCESS, *keda.PROCESSES}
     if not expected <= set(recorded) or not all(processes.alive(recorded[n]) for n in expected):
         return False
     return apiserver_ready(build.build_all())
@@ -373,6 +373,7 @@ def up(nodes_file: Path | None = None) -> Path:
         binaries, "get", "serviceaccount", "default", "-n", "default",
         check=False).returncode == 0, 60, "kube-controller-manager")
     keda.up(binaries)
+    lws.up(binaries, client_kubeconfig(lws.IDENTITY), _free_ports(2))
     log(f"control plane up in {time.monotonic() - started:.1f}s; "
         f"KUBECONFIG={kubeconfig_path()}")
     return kubeconfig_path()

@@ -4,9 +4,11 @@ The DynamicClient's discovery cache is not safe to share between threads (two co
 lookups can corrupt it), and every lookup of a kind the server does not serve (a
 LeaderWorkerSet without its CRD) invalidates the cache and fetches discovery again. kopf
 runs sync handlers in a thread pool, so lookups go through this cache: one lock, found
-resources kept for good, missing ones asked again at most every ``recheck_seconds`` (a CRD
-installed later is picked up by the next reconcile after that, at the latest the one-minute
-safety resync).
+resources kept until ``recheck`` or ``forget``, missing ones asked again at most every
+``recheck_seconds`` (a CRD installed later is picked up by the next reconcile after that,
+at the latest the safety resync). A found kind stays found, even once its CRD is deleted,
+until one of those two drops it (with the discovery cache): the operator calls ``recheck``
+on every event of a child kind's CRD and ``forget`` when an apply of the kind answers 404.
 """
 
 from __future__ import annotations
@@ -53,10 +55,23 @@ class Resources:
             return resource
 
     def recheck(self) -> None:
-        """Forget which kinds were missing, so the next lookup asks discovery again (a CRD
-        was just installed or became Established)."""
+        """Forget every lookup, found or missing, with the discovery cache, so the next
+        lookup asks discovery again (a CRD was just installed, changed or deleted)."""
         with self._lock:
             self._missing_since.clear()
+            self._found.clear()
+            self._invalidate()
+
+    def forget(self, api_version: str, kind: str) -> None:
+        """Forget that this kind was found, with the discovery cache, so the next lookup
+        asks discovery again (the API answered 404 for the kind: its CRD may be gone)."""
+        with self._lock:
+            if self._found.pop((api_version, kind), None) is not None:
+                self._invalidate()
+
+    def _invalidate(self) -> None:
+        if self._dynamic is not None:
+            self._dynamic.resources.invalidate_cache()
 
     def require(self, api_version: str, kind: str) -> Any:
         """Like ``get``, but raises ResourceNotFoundError naming the kind when not served."""

@@ -63,7 +63,10 @@ class ApplyError(Exception):
         message = _api_message(exc)
         # Server-side apply answers 500 for a field the schema does not know (a typo in a
         # free-form part of the spec): the same body fails every time, so it is a refusal.
-        self.refused = (400 <= self.status < 500 and self.status not in (409, 429)) or (
+        # An apply creates a missing object, so its 404 means the kind is no longer served
+        # (its CRD deleted since discovery found it): a retry looks the kind up again.
+        retried = (409, 429, 404) if verb == "applying" else (409, 429)
+        self.refused = (400 <= self.status < 500 and self.status not in retried) or (
             "field not declared in schema" in message)
         super().__init__(f"{verb} {key}: {exc.status} {exc.reason}: {message}")
 
@@ -254,6 +257,8 @@ class Cluster:
                 body=text, name=key.name, namespace=key.namespace or None,
                 field_manager=FIELD_MANAGER, force_conflicts=True)
         except ApiException as exc:
+            if exc.status == 404:  # the kind is gone (see ApplyError): ask discovery again
+                self.resources.forget(key.api_version, key.kind)
             raise ApplyError(key, "applying", exc) from exc
         stored = dict(result.to_dict())
         self.cache.store(stored)
@@ -301,11 +306,48 @@ class Cluster:
             done.append(f"deleted {key}")
         return done
 
+    def check_pod_templates(self, lws: dict[str, Any]) -> None:
+        """Have the apiserver validate a LeaderWorkerSet's leader and worker pod templates,
+        each as the template of a dry-run Deployment (``dryRun=All``, nothing is stored).
+
+        The LeaderWorkerSet CRD's schema accepts pod templates that Kubernetes' own pod
+        validation refuses; the LWS controller then fails to create its StatefulSets and
+        says so only in its log and a ``FailedCreate`` event without the reason, and the
+        LeaderWorkerSet never gets a status. A Deployment's template goes through the same
+        pod-template validation as a StatefulSet's, and the operator may create
+        Deployments. Raises ApplyError (refused) naming the field when a template is
+        refused (422); other errors are left to the apply that follows.
+        """
+        key = ObjectKey.of(lws)
+        group = (lws.get("spec") or {}).get("leaderWorkerTemplate") or {}
+        apps = client.AppsV1Api(self.api)
+        for role in ("leaderTemplate", "workerTemplate"):
+            template = group.get(role)
+            if not template:
+                continue
+            labels = (template.get("metadata") or {}).get("labels") or {"check": "pod-template"}
+            meta = {**(template.get("metadata") or {}), "labels": labels}
+            body: Any = {"apiVersion": "apps/v1", "kind": "Deployment",
+                         "metadata": {"generateName": f"{key.name[:50]}-"},
+                         "spec": {"selector": {"matchLabels": labels},
+                                  "template": {**template, "metadata": meta}}}
+            try:
+                apps.create_namespaced_deployment(key.namespace, body, dry_run="All",
+                                                  field_manager=FIELD_MANAGER)
+            except ApiException as exc:
+                if exc.status == 422:
+                    raise ApplyError(key, f"checking spec.leaderWorkerTemplate.{role} "
+                                     "(as a dry-run Deployment) of", exc) from exc
+                log.warning("checking the pod templates of %s: %s %s", key, exc.status,
+                            exc.reason)
+
     def _apply_change(self, change: Change) -> str:
         if change.created and CREATE_ONLY_ANNOTATION in (
                 change.desired["metadata"].get("annotations") or {}):
             self.create(change.desired)
             return f"created {change.key}"
+        if change.key.kind == "LeaderWorkerSet":
+            self.check_pod_templates(change.desired)
         try:
             self.apply(change.desired)
         except ApplyError as exc:

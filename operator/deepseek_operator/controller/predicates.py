@@ -129,6 +129,9 @@ def workload_counts(workload: Mapping[str, Any] | None) -> tuple[int, int, bool]
 
     Rolled out means the workload controller has seen the latest spec and every replica
     runs it (observedGeneration and updatedReplicas, as ``kubectl rollout status`` checks).
+    A LeaderWorkerSet's status has no observedGeneration (LeaderWorkerSetStatus in
+    sigs.k8s.io/lws api/leaderworkerset/v1, v0.8.0): there "seen" is a status at all and no
+    ``UpdateInProgress=True`` condition (see lws_seen).
     """
     if workload is None:
         return 0, 0, False
@@ -136,11 +139,30 @@ def workload_counts(workload: Mapping[str, Any] | None) -> tuple[int, int, bool]
     replicas = int(st.get("replicas") or 0)
     ready = int(st.get("readyReplicas") or 0)
     generation = workload["metadata"].get("generation", 0)
-    seen = st.get("observedGeneration", 0) >= generation
+    if workload.get("kind") == "LeaderWorkerSet" and "observedGeneration" not in st:
+        seen = lws_seen(st)
+    else:
+        seen = st.get("observedGeneration", 0) >= generation
     updated = int(st.get("updatedReplicas") or 0)
     want = int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1)
     rolled_out = seen and updated >= want and replicas <= want
     return replicas, ready, rolled_out
+
+
+def lws_seen(status: Mapping[str, Any]) -> bool:
+    """Whether a LeaderWorkerSet controller has acted on its object's spec, from the
+    ``status`` it writes (a dict): it has written one, and no rolling update of the
+    templates is under way (condition ``UpdateInProgress`` not True).
+
+    The controller records no observedGeneration, so a spec change it has not yet seen
+    cannot be told apart: replica changes still show in the counts (updatedReplicas below,
+    or replicas above, the spec), template changes only once the controller sets
+    ``UpdateInProgress``, which it does on its first reconcile of the change.
+    """
+    if not status:
+        return False
+    return not any(c.get("type") == "UpdateInProgress" and c.get("status") == "True"
+                   for c in status.get("conditions") or [])
 
 
 def serving_replicas(workload: Mapping[str, Any] | None) -> int:

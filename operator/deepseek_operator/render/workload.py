@@ -19,15 +19,28 @@ ROLLOUT_MARGIN_SECONDS: Final = 300
 image pull), so a slow model load is not reported as a failed rollout."""
 
 
-def rolling_update(dsd: DeepSeekDeployment) -> dict[str, int]:
+LWS_ROLLING_UPDATE: Final = {"maxSurge": 0, "maxUnavailable": 1}
+"""A LeaderWorkerSet's rolling update: one group at a time. The LWS controller (v0.8.0)
+copies maxUnavailable into its leader StatefulSet, which Kubernetes refuses at 0
+(``spec.updateStrategy.rollingUpdate.maxUnavailable: cannot be 0``; kubernetes-sigs/lws
+issue 776), so the group is never created; and with maxUnavailable 1 it updates an old
+group while a surge group starts, so a surge would cost a whole group of GPUs without
+keeping one more group serving."""
+
+
+def rolling_update(dsd: DeepSeekDeployment,
+                   kind: WorkloadKind = "Deployment") -> dict[str, int]:
     """``maxSurge`` / ``maxUnavailable`` of the workload's rolling update.
 
     Make before break (1 / 0): a new pod must be Ready before an old one goes, so a change
     the cluster cannot place (a GPU type it lacks, no GPU free) leaves the old pods serving
     and the rollout waiting, instead of taking a replica down. A single-writer model cache
     (ReadWriteOnce, ReadWriteOncePod) attaches to one node or pod, where a surge pod could
-    never mount it: then break before make (0 / 1), as the only way to roll.
+    never mount it: then break before make (0 / 1), as the only way to roll. A
+    LeaderWorkerSet always rolls one group at a time (LWS_ROLLING_UPDATE).
     """
+    if kind == "LeaderWorkerSet":
+        return dict(LWS_ROLLING_UPDATE)
     if dsd.spec.storage.access_mode in SINGLE_WRITER_ACCESS_MODES:
         return {"maxSurge": 0, "maxUnavailable": 1}
     return {"maxSurge": 1, "maxUnavailable": 0}
@@ -89,7 +102,7 @@ def workload_manifest(
         name=name,
         replicas=replicas,
         size=sizing.nodes_per_replica,
-        rolling_update=rolling_update(dsd),
+        rolling_update=rolling_update(dsd, "LeaderWorkerSet"),
         leader_template=pod_template(dsd, sizing, settings, source, "leader", runtime),
         worker_template=pod_template(dsd, sizing, settings, source, "worker", runtime),
     )

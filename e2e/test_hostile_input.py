@@ -63,6 +63,7 @@ from e2e.hostile import (
 from e2e.kube import wait_for
 from e2e.operator_process import OperatorProcess
 from e2e.test_controller import condition, create, get, small_model
+from e2e.test_serving_safety import without_leaderworkerset  # noqa: F401  (fixture)
 
 TOTAL: Final = 1000
 BATCH_SIZE: Final = 200
@@ -443,10 +444,12 @@ def test_finding_f4_an_emoji_in_an_env_value_is_served(
     assert condition(obj, "Ready")["status"] == "True", condition(obj, "Ready")
 
 
+@pytest.mark.usefixtures("without_leaderworkerset")
 def test_finding_f5_an_api_not_installed_names_the_spec_field(
         dsd_api: client.CustomObjectsApi, namespace: str) -> None:
-    # Found with mode keda; the local control plane runs KEDA now, so the API it lacks is
-    # LeaderWorkerSet's: Distill-Llama-70B fp8 at 131072 x 16 on A100 40GB spans two nodes.
+    # Found with mode keda; the local control plane runs KEDA and the LWS controller now,
+    # so the fixture removes the LeaderWorkerSet API: Distill-Llama-70B fp8 at 131072 x 16
+    # on A100 40GB spans two nodes.
     create(dsd_api, namespace, small_model(
         "f5", model={"name": "deepseek-r1-distill-llama-70b", "quantization": "fp8",
                      "maxModelLen": 131072}, gpu={"maxConcurrentSequences": 16}))

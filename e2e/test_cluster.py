@@ -54,9 +54,9 @@ def test_nodes_are_ready_with_gpu_capacity(kube: client.ApiClient) -> None:
         ready = {c.type: c.status for c in node.status.conditions}
         assert ready.get("Ready") == "True", node.metadata.name
     gpu_nodes = [n for n in nodes if "nvidia.com/gpu" in (n.status.allocatable or {})]
-    assert len(gpu_nodes) == 6
+    assert len(gpu_nodes) == 7
     products = sorted(n.metadata.labels["nvidia.com/gpu.product"] for n in gpu_nodes)
-    assert products == (["NVIDIA-A100-SXM4-40GB"] * 2 + ["NVIDIA-H100-80GB-HBM3"] * 2
+    assert products == (["NVIDIA-A100-SXM4-40GB"] * 2 + ["NVIDIA-H100-80GB-HBM3"] * 3
                         + ["NVIDIA-H200", "NVIDIA-L4"])
     for node in gpu_nodes:
         assert node.status.allocatable["nvidia.com/gpu"] == "8"

@@ -286,7 +286,7 @@ def test_more_gpus_than_the_cluster_has_is_unschedulable(
         dsd_api: client.CustomObjectsApi, namespace: str) -> None:
     body = small_model("no-gpus")
     body["spec"]["gpu"] = {"type": "H100-80GB"}
-    body["spec"]["replicas"] = 3
+    body["spec"]["replicas"] = 4
     body["spec"]["model"] = {"name": "deepseek-r1-distill-llama-70b", "maxModelLen": 8192}
     body["spec"]["gpu"]["count"] = 8
     body["spec"]["storage"] = {"accessMode": "ReadWriteMany"}
@@ -297,9 +297,9 @@ def test_more_gpus_than_the_cluster_has_is_unschedulable(
             "message", "") else None)(get(dsd_api, namespace, "no-gpus")), 90)
     scheduled = condition(obj, "Scheduled")
     assert scheduled["status"] == "False" and scheduled["reason"] == "Unschedulable"
-    # Two replicas of 8 H100s fit on the two H100 nodes, the third does not.
-    obj = wait_for("2 of 3 replicas ready", lambda: (
-        lambda o: o if (o.get("status") or {}).get("readyReplicas") == 2 else None)(
+    # Three replicas of 8 H100s fit on the three H100 nodes, the fourth does not.
+    obj = wait_for("3 of 4 replicas ready", lambda: (
+        lambda o: o if (o.get("status") or {}).get("readyReplicas") == 3 else None)(
             get(dsd_api, namespace, "no-gpus")), 60)
     assert condition(obj, "Ready")["status"] == "False"
     assert condition(obj, "Scheduled")["status"] == "False"

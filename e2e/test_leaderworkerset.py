@@ -80,7 +80,7 @@ def watch_driven_operator(kube: client.ApiClient, operator: OperatorProcess,
 @pytest.fixture(scope="module")
 def h100_nodes(kube: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
                ) -> Iterator[list[str]]:
-    """Two more simulated 8 x H100 nodes (four in all), so two groups of two nodes fit
+    """Two more simulated 8 x H100 nodes (five in all), so two groups of two nodes fit
     even while another test's pods still leave a default node."""
     nodes_file = tmp_path_factory.mktemp("lws-nodes") / "nodes.yaml"
     nodes_file.write_text(json.dumps({"nodes": [{

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, cast
 
 from deepseek_operator.controller.claim_events import (
@@ -14,7 +15,10 @@ from deepseek_operator.controller.claim_events import (
     pending_claim_message,
     sanitize,
 )
-from deepseek_operator.controller.reconcile import _pending_claim_events
+from deepseek_operator.controller.reconcile import (
+    CLAIM_EVENTS_AFTER_SECONDS,
+    _pending_claim_events,
+)
 from deepseek_operator.render import DEPLOYMENT_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
 UID = "0c7a5f7e-1b7d-4d0e-9a51-5a3f0e0f2c11"
@@ -191,3 +195,17 @@ def test_events_are_read_only_for_a_claim_that_waits() -> None:
     assert reads.lists == [("ai", "r1-model-cache", UID)]
     assert events is not None and events[0]["reason"] == "ProvisioningFailed"
     assert (error, provisioner) == ("", "ebs.csi.aws.com")
+
+
+def test_a_claim_binding_as_usual_has_its_events_left_unread() -> None:
+    reads = _Reads()
+    cluster = cast(Any, reads)
+    claim = _claim(["ReadWriteMany"])
+    claim["metadata"]["creationTimestamp"] = "2026-12-01T03:00:00Z"
+    created = dt.datetime(2026, 12, 1, 3, 0, tzinfo=dt.UTC).timestamp()
+    young = created + CLAIM_EVENTS_AFTER_SECONDS - 1
+    assert _pending_claim_events(cluster, claim, now=young) == (None, "", "")
+    assert reads.lists == []
+    events, _, _ = _pending_claim_events(cluster, claim,
+                                         now=created + CLAIM_EVENTS_AFTER_SECONDS)
+    assert events is not None and reads.lists == [("ai", "r1-model-cache", UID)]

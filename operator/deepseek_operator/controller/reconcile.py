@@ -16,7 +16,9 @@ goes through one path, ``_stall``.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -407,13 +409,33 @@ def _observe(cluster: Cluster, dsd: DeepSeekDeployment,
         deadline_seconds=((job or {}).get("spec") or {}).get("activeDeadlineSeconds"))
 
 
-def _pending_claim_events(cluster: Cluster, claim: dict[str, Any] | None) -> tuple[
+# A claim younger than this is binding as usual (a provisioner takes about a second), so
+# its Events are not read yet: a normal start-up lists nothing. The claim timer
+# (handlers.CLAIM_PENDING_POLL_SECONDS, longer than this) reads them if it still waits.
+CLAIM_EVENTS_AFTER_SECONDS = 10.0
+
+
+def _claim_age_seconds(claim: dict[str, Any], now: float) -> float:
+    """Seconds since the claim's creationTimestamp (RFC 3339, UTC); infinite without one."""
+    created = claim["metadata"].get("creationTimestamp")
+    if not created:
+        return math.inf
+    return now - dt.datetime.fromisoformat(str(created).replace("Z", "+00:00")).timestamp()
+
+
+def _pending_claim_events(cluster: Cluster, claim: dict[str, Any] | None,
+                          now: float | None = None) -> tuple[
         list[dict[str, Any]] | None, str, str]:
-    """For a claim that exists and is neither Bound nor being deleted: its Events, why
-    they could not be read, and its StorageClass's provisioner (controller/claim_events.py);
-    (None, "", "") for any other claim, whose Events are not read."""
+    """For a claim that exists, is neither Bound nor being deleted, and has waited at
+    least CLAIM_EVENTS_AFTER_SECONDS (``now``: epoch seconds, default the clock): its
+    Events, why they could not be read, and its StorageClass's provisioner
+    (controller/claim_events.py); (None, "", "") for any other claim, whose Events are not
+    read."""
     if claim is None or claim["metadata"].get("deletionTimestamp") or (
             claim.get("status") or {}).get("phase") == "Bound":
+        return None, "", ""
+    if _claim_age_seconds(claim, time.time() if now is None else now) \
+            < CLAIM_EVENTS_AFTER_SECONDS:
         return None, "", ""
     meta = claim["metadata"]
     events, error = cluster.claim_events(meta.get("namespace") or "", meta["name"],

@@ -7,6 +7,7 @@ one is Ready, Stalled, or waiting on a reason the cluster cannot fix (no matchin
 and prints ``kubectl get dsd`` with the children and each sample's conditions. Then one
 allowed and one denied call to the distill-qwen-7b sample through the gateway
 (`e2e.gateway_rig.demo_calls`, the OpenAI stand-in as its engine), with their audit lines.
+It exits 1 unless every showcase sample is Ready and every refused one Stalled.
 
 It then waits for Ctrl-C when run in a terminal (explore with the printed KUBECONFIG), or
 tears down at once when not interactive or with ``--teardown``. ``--keep`` returns at once
@@ -54,6 +55,16 @@ def _samples() -> list[Path]:
     return sorted(SAMPLES.glob("*.yaml")) + sorted((SAMPLES / "refused").glob("*.yaml"))
 
 
+def expected_outcomes() -> dict[str, str]:
+    """What each sample must end as, by name: every showcase sample Ready (the local
+    control plane has its GPUs, the LeaderWorkerSet controller and KEDA), every sample
+    under refused/ Stalled."""
+    def name(path: Path) -> str:
+        return str(yaml.safe_load(path.read_text())["metadata"]["name"])
+    return {**{name(p): "Ready" for p in SAMPLES.glob("*.yaml")},
+            **{name(p): "Stalled" for p in (SAMPLES / "refused").glob("*.yaml")}}
+
+
 def _settled(obj: dict[str, Any]) -> str | None:
     """A one-word outcome once a sample has settled, else None."""
     status = obj.get("status") or {}
@@ -74,7 +85,8 @@ def _settled(obj: dict[str, Any]) -> str | None:
 
 
 def run(teardown: bool, keep: bool, timeout: float) -> int:
-    """Run the demo; returns the exit code (1 when a sample did not settle in time)."""
+    """Run the demo; returns the exit code (1 when a sample did not end as
+    ``expected_outcomes`` says, e.g. did not settle in time)."""
     started = time.monotonic()
     binaries = build.build_all()
     kubectl = binaries["kubectl"]
@@ -113,7 +125,11 @@ def run(teardown: bool, keep: bool, timeout: float) -> int:
                 print(line, flush=True)
         print(f"[demo] settled in {time.monotonic() - started:.0f}s: "
               + ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items())))
-        unsettled = [k for k, v in outcomes.items() if v == "unsettled"]
+        wrong = {k: v for k, v in outcomes.items() if expected_outcomes().get(k) != v}
+        if wrong:
+            print("[demo] NOT as expected (showcase samples end Ready, refused/ ones "
+                  "Stalled): " + ", ".join(f"{k}={v}" for k, v in sorted(wrong.items())),
+                  flush=True)
         if keep:
             print(f"[demo] kept running: the control plane and the operator (PID "
                   f"{operator.proc.pid}, log: {operator.log_path})")
@@ -127,7 +143,7 @@ def run(teardown: bool, keep: bool, timeout: float) -> int:
                     time.sleep(3600)
             except KeyboardInterrupt:
                 print()
-        return 1 if unsettled else 0
+        return 1 if wrong else 0
     finally:
         if not keep:
             operator.stop()

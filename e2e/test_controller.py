@@ -17,6 +17,7 @@ from kubernetes.client import ApiException
 
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
 from deepseek_operator.controller.reconciler import FRESH_READ_SECONDS
+from deepseek_operator.render.labels import pod_selector
 from e2e.cluster import audit, build, controlplane, paths
 from e2e.kube import wait_for
 from e2e.operator_process import OperatorProcess
@@ -415,6 +416,34 @@ def test_hand_set_replicas_stay_when_another_autoscaler_owns_them(
                                                  "hpa-owned").metadata.managed_fields}
     assert "f:replicas" not in json.dumps(
         managers["deepseek-operator"].fields_v1 if "deepseek-operator" in managers else {})
+
+
+@pytest.mark.parametrize("mode", ["hpa", "keda"])
+def test_switching_to_an_external_autoscaler_keeps_the_serving_replicas(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str,
+        mode: str) -> None:
+    name = f"to-{mode}"
+    body = small_model(name, replicas=3, storage={"accessMode": "ReadWriteMany"})
+    body["spec"]["autoscaling"] = {"mode": "none", "minReplicas": 1, "maxReplicas": 4}
+    create(dsd_api, namespace, body)
+    wait_condition(dsd_api, namespace, name, "Ready", "True", 120)
+    pods_before = {p.metadata.name for p in client.CoreV1Api(kube).list_namespaced_pod(
+        namespace, label_selector=pod_selector(name)).items}
+    dsd_api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, {
+        "spec": {"autoscaling": {"mode": mode}}})
+    # Server-side apply resets a released spec.replicas to its default (1) unless someone
+    # else holds it: the operator hands it over at its live value first.
+    counts: set[int] = set()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        counts.add(int(deployment(kube, namespace, name).spec.replicas))
+        time.sleep(0.2)
+    assert counts == {3}, counts
+    managers = {m.manager for m in deployment(kube, namespace, name).metadata.managed_fields}
+    assert "deepseek-operator-handover" in managers, managers
+    pods_after = {p.metadata.name for p in client.CoreV1Api(kube).list_namespaced_pod(
+        namespace, label_selector=pod_selector(name)).items}
+    assert pods_before <= pods_after, "a serving pod was taken down"
 
 
 def test_pvc_uri_reads_weights_from_an_existing_claim(

@@ -112,6 +112,30 @@ def test_fields_we_applied_and_no_longer_want_are_released() -> None:
                           field_manager="someone-else").empty
 
 
+def test_released_replicas_are_handed_over_at_their_live_value() -> None:
+    live = _live(_deployment(3))
+    live["metadata"]["managedFields"] = [
+        {"manager": "deepseek-operator", "operation": "Apply", "fieldsV1": {
+            "f:metadata": {"f:labels": {"f:a": {}}},
+            "f:spec": {"f:replicas": {}, "f:template": {}}}}]
+    desired = _deployment(3)
+    del desired["spec"]["replicas"]  # autoscaling.mode became hpa: the HPA sets it
+    plan = calculate_plan([desired], {ObjectKey.of(live): live},
+                          field_manager="deepseek-operator")
+    (change,) = plan.apply
+    assert "spec.replicas (no longer wanted)" in change.drifted
+    assert change.handover == {"apiVersion": "apps/v1", "kind": "Deployment",
+                               "metadata": {"name": "r1", "namespace": "ai"},
+                               "spec": {"replicas": 3}}
+    # Still wanted, or another field released: nothing to hand over.
+    assert calculate_plan([_deployment(4)], {ObjectKey.of(live): live},
+                          field_manager="deepseek-operator").apply[0].handover is None
+    released_label = calculate_plan([_deployment(3) | {"metadata": {
+        "name": "r1", "namespace": "ai", "labels": {}}}], {ObjectKey.of(live): live},
+        field_manager="deepseek-operator")
+    assert released_label.apply[0].handover is None
+
+
 def test_removed_fields_follows_maps_only() -> None:
     containers: dict[str, Any] = {'k:{"name":"engine"}': {"f:image": {}}}
     owned: dict[str, Any] = {"f:spec": {"f:replicas": {}, "f:template": {"f:spec": {

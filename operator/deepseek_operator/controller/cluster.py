@@ -28,7 +28,13 @@ from kubernetes.dynamic.exceptions import NotFoundError
 
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
 from deepseek_operator.controller.cache import ChildCache, Owner
-from deepseek_operator.controller.plan import FIELD_MANAGER, Change, ObjectKey, Plan
+from deepseek_operator.controller.plan import (
+    FIELD_MANAGER,
+    HANDOVER_FIELD_MANAGER,
+    Change,
+    ObjectKey,
+    Plan,
+)
 from deepseek_operator.kubeapi import Resources
 from deepseek_operator.render import (
     APPLY_ORDER,
@@ -241,8 +247,10 @@ class Cluster:
             return None
         return cast(dict[str, Any], stored)
 
-    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply one object; returns the object as stored. Raises ApplyError."""
+    def apply(self, obj: dict[str, Any],
+              field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
+        """Server-side apply one object (as ``field_manager``, forcing conflicts); returns
+        the object as stored. Raises ApplyError."""
         key = ObjectKey.of(obj)
         resource = self.resources.require(key.api_version, key.kind)
         # The body goes as UTF-8 JSON text (JSON is YAML): the client would json.dumps a dict
@@ -255,7 +263,7 @@ class Cluster:
         try:
             result = resource.server_side_apply(
                 body=text, name=key.name, namespace=key.namespace or None,
-                field_manager=FIELD_MANAGER, force_conflicts=True)
+                field_manager=field_manager, force_conflicts=True)
         except ApiException as exc:
             if exc.status == 404:  # the kind is gone (see ApplyError): ask discovery again
                 self.resources.forget(key.api_version, key.kind)
@@ -348,6 +356,8 @@ class Cluster:
             return f"created {change.key}"
         if change.key.kind == "LeaderWorkerSet":
             self.check_pod_templates(change.desired)
+        if change.handover is not None:
+            self.apply(change.handover, field_manager=HANDOVER_FIELD_MANAGER)
         try:
             self.apply(change.desired)
         except ApplyError as exc:

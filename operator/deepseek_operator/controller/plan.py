@@ -17,6 +17,13 @@ from deepseek_operator.controller.diff import differences, owned_fields, removed
 FIELD_MANAGER = "deepseek-operator"
 """The operator's field manager: server-side apply of children and status writes."""
 
+HANDOVER_FIELD_MANAGER = "deepseek-operator-handover"
+"""Holds a workload's ``spec.replicas`` at its live value when the operator stops setting
+it (``autoscaling.mode`` became ``hpa`` or ``keda``): a field its last manager releases is
+reset to its default (1) by server-side apply, which would take serving replicas down
+before the HPA acts. This is the handover the Kubernetes documentation gives for passing
+``replicas`` to an HPA ("Server-Side Apply", "Transferring ownership")."""
+
 
 @dataclass(frozen=True, order=True)
 class ObjectKey:
@@ -45,6 +52,9 @@ class Change:
     desired: dict[str, Any]
     created: bool
     drifted: tuple[str, ...] = ()
+    # Applied first, by HANDOVER_FIELD_MANAGER: the workload's live spec.replicas, when
+    # ``desired`` stops setting it (see HANDOVER_FIELD_MANAGER).
+    handover: dict[str, Any] | None = None
 
     @property
     def key(self) -> ObjectKey:
@@ -103,14 +113,27 @@ def calculate_plan(desired: Iterable[dict[str, Any]],
             changes.append(Change(obj, created=True))
             continue
         drift = differences(obj, live)
-        if field_manager:
-            drift += [f"{p} (no longer wanted)"
-                      for p in removed_fields(obj, owned_fields(live, field_manager))]
+        released = removed_fields(obj, owned_fields(live, field_manager)) if field_manager \
+            else []
+        drift += [f"{p} (no longer wanted)" for p in released]
         if drift:
-            changes.append(Change(obj, created=False, drifted=tuple(drift)))
+            changes.append(Change(obj, created=False, drifted=tuple(drift),
+                                  handover=_replicas_handover(live, released)))
         else:
             unchanged.append(key)
     kept = set(keep)
     stale = sorted(k for k, live in observed.items()
                    if k not in wanted and k not in kept and not controlled_elsewhere(live))
     return Plan(apply=tuple(changes), delete=tuple(stale), unchanged=tuple(unchanged))
+
+
+def _replicas_handover(live: Mapping[str, Any], released: list[str]) -> dict[str, Any] | None:
+    """The apply that keeps ``live``'s spec.replicas when the operator releases it
+    (``released``: paths it no longer sets), else None."""
+    replicas = (live.get("spec") or {}).get("replicas")
+    if "spec.replicas" not in released or replicas is None:
+        return None
+    meta = live["metadata"]
+    return {"apiVersion": live["apiVersion"], "kind": live["kind"],
+            "metadata": {"name": meta["name"], "namespace": meta.get("namespace", "")},
+            "spec": {"replicas": replicas}}

@@ -4,15 +4,23 @@ or, where a server cannot produce the failure, a patched resolver or a proxy set
 
 from __future__ import annotations
 
+import datetime as dt
 import http.server
+import ipaddress
 import json
 import re
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from deepseek_operator.autoscaler.metrics_source import (
     MetricsUnavailable,
@@ -176,7 +184,58 @@ def test_tls_to_a_plain_http_port_says_check_the_scheme(stub: Stub) -> None:
     url = stub.url.replace("http://", "https://")
     assert re.fullmatch(
         rf"TLS with Prometheus at {re.escape(url)} failed \(.*WRONG_VERSION_NUMBER.*\): "
-        rf"check http:// or https:// in {URL}", failure(url))
+        rf"check http:// or https:// in {URL}; the operator verifies the certificate .*",
+        failure(url))
+
+
+@pytest.fixture
+def tls_stub(stub: Stub, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """The stub behind TLS with a certificate for 127.0.0.1 signed by a CA of its own;
+    (its https:// URL, the CA's PEM file)."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test-ca")])
+    now = dt.datetime.now(dt.UTC)
+
+    def cert(subject: x509.Name, key: ec.EllipticCurvePrivateKey, ca: bool) -> x509.Certificate:
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - dt.timedelta(minutes=1))
+                   .not_valid_after(now + dt.timedelta(hours=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), True))
+        if not ca:
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        return builder.sign(ca_key, hashes.SHA256())
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    ca_file, cert_file, key_file = (tmp_path / n for n in ("ca.pem", "tls.pem", "tls.key"))
+    ca_file.write_bytes(cert(ca_name, ca_key, True).public_bytes(serialization.Encoding.PEM))
+    cert_file.write_bytes(cert(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "p")]),
+                               key, False).public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    stub.server.socket = context.wrap_socket(stub.server.socket, server_side=True)
+    stub.answer = lambda handler: reply(handler, 200, json.dumps(
+        {"status": "success", "data": {"resultType": "vector",
+                                       "result": [{"metric": {}, "value": [0, "2.5"]}]}}
+    ).encode())
+    yield stub.url.replace("http://", "https://"), ca_file
+
+
+def test_a_certificate_the_operator_does_not_trust_is_refused(
+        tls_stub: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    url, ca_file = tls_stub
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    assert re.fullmatch(rf"TLS with Prometheus at {re.escape(url)} failed "
+                        r"\(.*CERTIFICATE_VERIFY_FAILED.*\): .*REQUESTS_CA_BUNDLE.*",
+                        failure(url))
+    # Trusted through REQUESTS_CA_BUNDLE: the query is answered.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_file))
+    assert query_qps(url, "up") == 2.5
 
 
 @pytest.fixture

@@ -47,7 +47,9 @@ def query_qps(url: str, query: str, timeout_seconds: int = DEFAULT_TIMEOUT_SECON
     Returns None when the result is empty. Raises MetricsUnavailable, worded by
     `describe_failure`, when the request fails (``timeout_seconds`` bounds the connect and
     each read), when Prometheus answers other than 200 with a query result, and for answers
-    that are not a request rate (see `_sum_samples`). TLS certificates are not verified.
+    that are not a request rate (see `_sum_samples`). An https:// URL's certificate is
+    verified against the system's CA bundle (certifi), or the file ``REQUESTS_CA_BUNDLE``
+    names in the operator's environment: the URL may carry credentials.
     """
     responses: list[requests.Response] = []
 
@@ -55,7 +57,6 @@ def query_qps(url: str, query: str, timeout_seconds: int = DEFAULT_TIMEOUT_SECON
         responses.append(response)
 
     with requests.Session() as session:
-        session.verify = False
         # The client raises HTTP errors as text; the response itself gives the status code
         # and Prometheus' error body.
         session.hooks["response"].append(keep)
@@ -138,7 +139,8 @@ _FAILURES: tuple[tuple[tuple[type[BaseException], ...], str], ...] = (
      "timed out after {timeout}s waiting for Prometheus at {url} to answer"),
     ((requests.exceptions.SSLError,),
      "TLS with Prometheus at {url} failed ({detail}): check http:// or https:// in "
-     f"{URL_FIELD}"),
+     f"{URL_FIELD}; the operator verifies the certificate against the system's CAs or the "
+     "bundle REQUESTS_CA_BUNDLE names in its environment"),
     ((requests.exceptions.TooManyRedirects,),
      f"Prometheus at {{url}} redirected more than {DEFAULT_REDIRECT_LIMIT} times: "
      f"{_NOT_THE_API}"),

@@ -215,6 +215,21 @@ def test_unschedulable_message_is_the_schedulers() -> None:
     assert message in scheduled.message
 
 
+def test_a_worker_pod_that_cannot_be_placed_is_unschedulable() -> None:
+    message = "0/7 nodes are available: 7 Insufficient nvidia.com/gpu."
+    leaders = [_pod("r1-0", "gpu-a100-0")]
+    workers = [_pod("r1-0-1", None, message)]
+    status = _compute(Observed(_claim(), _job(), _workload(1, 1), leaders, 1,
+                               worker_pods=workers))
+    scheduled = next(c for c in status.conditions if c.type == "Scheduled")
+    assert (scheduled.status, scheduled.reason) == ("False", "Unschedulable")
+    assert scheduled.message == f"pod r1-0-1: {message}"
+    placed = _compute(Observed(_claim(), _job(), _workload(1, 1), leaders, 1,
+                               worker_pods=[_pod("r1-0-1", "gpu-a100-1")]))
+    scheduled = next(c for c in placed.conditions if c.type == "Scheduled")
+    assert scheduled.message == "2 pod(s) placed on nodes"
+
+
 def test_last_transition_time_only_moves_when_status_changes() -> None:
     obs_ready = Observed(_claim(), _job(), _workload(2, 2), READY_PODS, 2)
     first = _compute(obs_ready, now=T0)

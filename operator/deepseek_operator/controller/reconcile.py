@@ -70,6 +70,7 @@ from deepseek_operator.render import (
     pod_selector,
     pod_selector_labels,
     render,
+    worker_selector_labels,
     workload_replicas,
 )
 from deepseek_operator.render.autoscaling import HPA_METRIC
@@ -396,6 +397,8 @@ def _observe(cluster: Cluster, dsd: DeepSeekDeployment,
         claim_provisioner=provisioner,
         job_pods=job_pods, workload=workload,
         pods=cluster.pods((namespace, name), pod_selector_labels(name)),
+        worker_pods=cluster.pods((namespace, name), worker_selector_labels(name))
+        if wanted_kind == "LeaderWorkerSet" else [],
         claim_name=claim_name, spec_replicas=dsd.spec.replicas,
         download_bytes=checkpoint_bytes(dsd.spec) if needs_download(dsd) else None,
         desired_replicas=desired_replicas, needs_download=needs_download(dsd),

@@ -103,7 +103,8 @@ class Observed:
     name of a StorageClass the spec names that does not exist; ``job``: the download Job
     (None when no download is needed, e.g. a pvc:// model); ``needs_download``: whether a
     Job is expected; ``job_pods``: the pods of an unfinished download Job;
-    ``workload``: the Deployment or LeaderWorkerSet; ``pods``: its pods;
+    ``workload``: the Deployment or LeaderWorkerSet; ``pods``: its serving pods (a
+    LeaderWorkerSet's leaders), ``worker_pods``: a LeaderWorkerSet's other pods;
     ``desired_replicas``: replicas the workload should have; ``autoscaler``: the
     HorizontalPodAutoscaler or ScaledObject, when that mode is on; ``spec_replicas``: the
     custom resource's spec.replicas, which modes hpa and keda do not use;
@@ -142,6 +143,9 @@ class Observed:
     download_failure: str = ""
     stall_seconds: float = float("inf")
     deadline_seconds: int | None = None
+    # The LeaderWorkerSet's worker pods (component server-worker): not counted as
+    # replicas, but one that cannot be placed keeps its group from serving.
+    worker_pods: list[dict[str, Any]] = field(default_factory=list)
 
 
 
@@ -397,7 +401,7 @@ def _asked_gpu_labels(pod: dict[str, Any]) -> str:
 
 
 def _scheduled(obs: Observed, storage: Cond) -> Cond:
-    pods = live_pods(obs.pods)
+    pods = live_pods(obs.pods) + live_pods(obs.worker_pods)
     for pod in pods:
         cond = pod_condition(pod, "PodScheduled")
         if not cond or cond.get("status") != "False":

@@ -77,6 +77,7 @@ from .labels import (
     owner_reference,
     pod_selector,
     pod_selector_labels,
+    worker_selector_labels,
 )
 from .network import GATEWAY_APP
 from .pipeline import render
@@ -155,6 +156,7 @@ __all__ = [
     "retains_model_cache",
     "served_model_name",
     "with_namespace",
+    "worker_selector_labels",
     "workload_kind",
     "workload_replicas",
 ]

@@ -53,6 +53,12 @@ def pod_selector_labels(name: str) -> dict[str, str]:
     return {DEPLOYMENT_LABEL: name, COMPONENT_LABEL: SERVING_COMPONENT}
 
 
+def worker_selector_labels(name: str) -> dict[str, str]:
+    """Labels that select the LeaderWorkerSet worker pods of `name` (those that hold GPUs
+    for a leader and serve no API)."""
+    return {DEPLOYMENT_LABEL: name, COMPONENT_LABEL: "server-worker"}
+
+
 def pod_selector(name: str) -> str:
     """Label selector of the serving pods of `name`, one per replica (for status.selector of
     the scale subresource): `deepseek-operator.io/deployment=<name>,

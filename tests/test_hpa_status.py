@@ -63,8 +63,9 @@ def test_no_metric_read_leaves_observed_qps_out() -> None:
          "message": "unable to get metric"}])
     status = hpa_autoscaling(hpa, HPA_METRIC, 2.0)
     assert status is not None and status.reason is not None
-    assert status.observed_qps is None and status.desired_replicas == 2
-    assert f"no value of {HPA_METRIC} read" in status.reason
+    # The HPA decides nothing without a value: its desiredReplicas is no decision.
+    assert status.observed_qps is None and status.desired_replicas is None
+    assert f"no value of {HPA_METRIC} read, it holds 2 replicas" in status.reason
     assert "ScalingActive False: unable to get metric" in status.reason
 
 

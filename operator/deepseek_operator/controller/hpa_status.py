@@ -62,8 +62,9 @@ def hpa_autoscaling(hpa: dict[str, Any] | None, metric: str,
     ``target_qps_per_replica`` requests/s per pod.
 
     Returns None while the HPA controller has not written a status (no
-    ``desiredReplicas``). Otherwise: ``desiredReplicas`` and ``lastScaleTime`` as the HPA
-    has them, ``observedQPS`` (module docstring; absent while the metric cannot be read),
+    ``desiredReplicas``). Otherwise: ``desiredReplicas`` (None while the HPA reads no
+    value of its metric: then it decides nothing) and ``lastScaleTime`` as the HPA has
+    them, ``observedQPS`` (module docstring; absent while the metric cannot be read),
     ``targetQPSPerReplica``, and a ``reason`` naming the per-pod average, the replica
     counts and the HPA's own condition messages (cut at 1024 characters).
     """
@@ -78,7 +79,12 @@ def hpa_autoscaling(hpa: dict[str, Any] | None, metric: str,
     observed = round(average * current, 3) if average is not None else None
     read = (f"{average:g} req/s per pod (target {target_qps_per_replica:g}) over {current} "
             f"pod(s)" if average is not None else f"no value of {metric} read")
-    reason = f"HorizontalPodAutoscaler: {read}, {current} -> {int(desired)} replicas"
+    # Without a metric value the HPA computes nothing: its desiredReplicas (often 0) is
+    # not a decision, and it keeps the current count.
+    decided = int(desired) if average is not None else None
+    change = (f"{current} -> {decided} replicas" if decided is not None
+              else f"it holds {current} replicas")
+    reason = f"HorizontalPodAutoscaler: {read}, {change}"
     conditions = _condition_text(status)
     if conditions:
         reason += f"; {conditions}"
@@ -87,7 +93,7 @@ def hpa_autoscaling(hpa: dict[str, Any] | None, metric: str,
     return AutoscalingStatus.model_validate({
         "observedQPS": observed,
         "targetQPSPerReplica": target_qps_per_replica,
-        "desiredReplicas": int(desired),
+        "desiredReplicas": decided,
         "lastScaleTime": status.get("lastScaleTime"),
         "reason": reason,
     })

@@ -340,7 +340,8 @@ def test_keda_fallback_names_the_failing_metric() -> None:
     assert scaler.message == (
         "the query fails, so KEDA holds the replica count (its fallback, after 3 failed "
         "reads): s0-prometheus failing. At least one trigger is falling back on this "
-        "scaled object")
+        "scaled object. Check spec.autoscaling.prometheus.url and .query (KEDA's operator "
+        "log has the error)")
 
 
 def test_keda_hpa_that_cannot_read_the_external_metric_is_not_ready() -> None:

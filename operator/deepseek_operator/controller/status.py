@@ -363,7 +363,9 @@ def _scaled_object_condition(obs: Observed) -> Cond:
                     "the query fails, so KEDA holds the replica count (its fallback"
                     + (f", after {threshold} failed reads" if threshold is not None else "")
                     + ")" + (f": {', '.join(failing)} failing" if failing else "")
-                    + f". {fallback.get('message', '')}" + _unused(obs))
+                    + f". {str(fallback.get('message') or '').rstrip('.')}".rstrip(". ")
+                    + ". Check spec.autoscaling.prometheus.url and .query (KEDA's operator "
+                    "log has the error)" + _unused(obs))
     if hpa is not None and hpa.get("status") == "False":
         return Cond(ConditionType.AUTOSCALER_READY, False,
                     str(hpa.get("reason") or REASON_SCALEDOBJECT_NOT_READY),

@@ -534,7 +534,10 @@ class GPUSpec(SpecModel):
 
     cel_rules = (
         CelRule(
-            rule="self.count <= self.perNode || self.count % self.perNode == 0",
+            # perNode < 1 is refused by its own minimum; the guard keeps this rule from
+            # adding a "modulus by zero" evaluation error to that message.
+            rule=("self.perNode < 1 || self.count <= self.perNode "
+                  "|| self.count % self.perNode == 0"),
             message=(
                 "a count above perNode must be a multiple of perNode: a replica spans whole "
                 "nodes, one pod per node"

@@ -80,14 +80,15 @@ def test_status_snapshots_get_the_expected_gitops_health(
     create(dsd_api, namespace, too_big)
     captured["stalled"] = wait_condition(dsd_api, namespace, "too-big", "Stalled", "True", 60)
 
-    # Three replicas of 8 H100s where two fit: serving 2 of 3, phase Degraded, not Stalled.
+    # Four replicas of 8 H100s where three fit (the three H100 nodes): serving 3 of 4,
+    # phase Degraded, not Stalled.
     partly = small_model("partly")
-    partly["spec"].update(replicas=3, storage={"accessMode": "ReadWriteMany"},
+    partly["spec"].update(replicas=4, storage={"accessMode": "ReadWriteMany"},
                           model={"name": "deepseek-r1-distill-llama-70b", "maxModelLen": 8192},
                           gpu={"type": "H100-80GB", "count": 8})
     create(dsd_api, namespace, partly)
-    captured["degraded-partly-ready"] = wait_for("2 of 3 replicas ready, weights cached", lambda: (
-        lambda o: o if (o.get("status") or {}).get("readyReplicas") == 2
+    captured["degraded-partly-ready"] = wait_for("3 of 4 replicas ready, weights cached", lambda: (
+        lambda o: o if (o.get("status") or {}).get("readyReplicas") == 3
         and condition(o, "ModelCached").get("status") == "True" else None)(
             get(dsd_api, namespace, "partly")), 120)
     assert condition(captured["degraded-partly-ready"], "Scheduled")["status"] == "False"

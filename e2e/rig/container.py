@@ -164,18 +164,18 @@ class LocalContainer:
         return ""
 
 
-class Process:
-    """A started ``LocalContainer``: stdout and stderr merged into ``lines`` (and passed
-    to ``on_line`` as they come), as ``kubectl logs`` shows a container's output."""
+class OutputProcess:
+    """A process in its own session whose stdout and stderr are merged into ``lines``
+    (and passed to ``on_line`` as they come), as ``kubectl logs`` shows a container's
+    output."""
 
-    def __init__(self, container: LocalContainer,
+    def __init__(self, argv: Sequence[str], env: Mapping[str, str],
                  on_line: Callable[[str], None] | None = None) -> None:
-        """Start ``container.argv`` (see ``LocalContainer.start``)."""
-        self.container = container
+        """Start ``argv`` with exactly ``env``."""
         self.lines: list[str] = []
         self.on_line = on_line
         self.started = time.monotonic()
-        self.process = subprocess.Popen(container.argv, env=container.env,
+        self.process = subprocess.Popen(list(argv), env=dict(env),
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         text=True, start_new_session=True)
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -216,6 +216,16 @@ class Process:
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
         self._reader.join(10)
+
+
+class Process(OutputProcess):
+    """A started ``LocalContainer`` (see ``OutputProcess``)."""
+
+    def __init__(self, container: LocalContainer,
+                 on_line: Callable[[str], None] | None = None) -> None:
+        """Start ``container.argv`` (see ``LocalContainer.start``)."""
+        self.container = container
+        super().__init__(container.argv, container.env, on_line)
 
     def termination_message(self) -> str:
         """The kubelet's ``state.terminated.message`` of the finished process."""

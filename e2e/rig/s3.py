@@ -23,6 +23,7 @@ import requests
 
 from deepseek_operator.render.download import download_script
 from deepseek_operator.render.source import MARKER_FILE
+from e2e.rig.container import OutputProcess
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 TOOLS = ROOT / ".venv-s3" / "bin"
@@ -138,7 +139,7 @@ class ThrottleProxy:
             sock.close()
 
 
-class Download:
+class Download(OutputProcess):
     """The rendered s3:// script running as a process: its output lines collected in
     ``lines`` and passed to ``on_line`` as they come."""
 
@@ -155,38 +156,14 @@ class Download:
             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{endpoint_port}",
             "AWS_EC2_METADATA_DISABLED": "true",
         }
-        self.lines: list[str] = []
-        self.on_line: Callable[[str], None] | None = on_line
-        self.process = subprocess.Popen(["sh", "-c", download_script("s3")], env=env,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        text=True, start_new_session=True)
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-            if self.on_line is not None:
-                self.on_line(line.rstrip("\n"))
-
-    @property
-    def log(self) -> str:
-        return "\n".join(self.lines)
+        super().__init__(["sh", "-c", download_script("s3")], env, on_line)
 
     def wait_until(self, done: Callable[[], bool], timeout: float = WAIT_S) -> None:
-        """Until ``done()`` is true (polled every 0.2 s); TimeoutError after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while not done():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"not reached; output so far:\n{self.log}")
-            time.sleep(0.2)
+        """Until ``done()`` is true; TimeoutError after ``timeout`` (default WAIT_S)."""
+        super().wait_until(done, timeout)
 
     def stop(self) -> None:
         """End the script and its children (its own session)."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, 9)
-        self.process.wait(10)
-        self.reader.join(10)
+        self.kill()
 
 

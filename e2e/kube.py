@@ -11,7 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import yaml
 from kubernetes import client, config
+from kubernetes.client import ApiException
+
+from e2e.cluster import build, paths
 
 T = TypeVar("T")
 
@@ -49,3 +53,20 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0,
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}; "
                                f"last seen: {last!r}")
         time.sleep(interval)
+
+
+def install_pod_monitor_crd(kube: client.ApiClient) -> None:
+    """Install the Prometheus Operator's PodMonitor CRD from the pinned module (an existing
+    one is kept) and wait until it is Established, so the operator renders PodMonitors.
+    Raises ApiException for a refused create, TimeoutError after 30 s."""
+    crd = yaml.safe_load(build.podmonitor_crd(paths.versions()["prometheus-operator"]))
+    extensions = client.ApiextensionsV1Api(kube)
+    try:
+        extensions.create_custom_resource_definition(crd)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    wait_for("the PodMonitor CRD Established", lambda: any(
+        c.type == "Established" and c.status == "True"
+        for c in extensions.read_custom_resource_definition(
+            crd["metadata"]["name"]).status.conditions or []), 30)

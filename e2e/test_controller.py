@@ -11,15 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 from kubernetes.client import ApiException
 
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
 from deepseek_operator.controller.reconciler import FRESH_READ_SECONDS
 from deepseek_operator.render.labels import pod_selector
-from e2e.cluster import audit, build, controlplane, paths
-from e2e.kube import wait_for
+from e2e.cluster import audit, controlplane
+from e2e.kube import install_pod_monitor_crd, wait_for
 from e2e.operator_process import OperatorProcess
 
 OPERATOR_USER = controlplane.OPERATOR_USER
@@ -507,20 +506,7 @@ def test_pod_monitor_once_the_prometheus_operator_is_installed(
     a DeepSeekDeployment gets a PodMonitor that selects its serving pods' named metrics port,
     owned by it, and a reconcile with nothing to change still writes nothing. The CRD stays
     installed: later tests then run as on a cluster with the Prometheus Operator."""
-    crd = yaml.safe_load(build.podmonitor_crd(paths.versions()["prometheus-operator"]))
-    extensions = client.ApiextensionsV1Api(kube)
-    try:
-        extensions.create_custom_resource_definition(crd)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-
-    def established() -> bool:
-        read = extensions.read_custom_resource_definition(crd["metadata"]["name"])
-        return any(c.type == "Established" and c.status == "True"
-                   for c in read.status.conditions or [])
-
-    wait_for("the PodMonitor CRD Established", established, 30)
+    install_pod_monitor_crd(kube)
     create(dsd_api, namespace, small_model("scraped"))
     objects = client.CustomObjectsApi(kube)
 

@@ -25,8 +25,8 @@ from kubernetes import client
 from kubernetes.client import ApiException
 
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
-from e2e.cluster import build, controlplane, lws, paths, processes
-from e2e.kube import wait_for
+from e2e.cluster import controlplane, lws, processes
+from e2e.kube import install_pod_monitor_crd, wait_for
 from e2e.operator_process import REPO, OperatorProcess
 from e2e.test_controller import condition, create, get, operator_writes, wait_quiet
 
@@ -42,28 +42,12 @@ HAND = "e2e-hand"  # the other field manager of the drift test
 READY_TIMEOUT = 300.0
 
 
-def _install_pod_monitor_crd(kube: client.ApiClient) -> None:
-    """The Prometheus Operator's PodMonitor CRD from the pinned module (as
-    test_controller.py installs it), so the operator renders a PodMonitor too."""
-    crd = yaml.safe_load(build.podmonitor_crd(paths.versions()["prometheus-operator"]))
-    extensions = client.ApiextensionsV1Api(kube)
-    try:
-        extensions.create_custom_resource_definition(crd)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-    wait_for("the PodMonitor CRD Established", lambda: any(
-        c.type == "Established" and c.status == "True"
-        for c in extensions.read_custom_resource_definition(
-            crd["metadata"]["name"]).status.conditions or []), 30)
-
-
 @pytest.fixture(scope="module")
 def watch_driven_operator(kube: client.ApiClient, operator: OperatorProcess,
                           tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     """The operator with a one-hour resync and relist instead of the session's (which is
     started again afterwards), started after the PodMonitor CRD is installed."""
-    _install_pod_monitor_crd(kube)
+    install_pod_monitor_crd(kube)
     operator.stop()
     log = tmp_path_factory.mktemp("lws-operator") / "operator.log"
     slow = OperatorProcess(controlplane.kubeconfig_path("operator"), log,

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e.rig.container import LocalContainer, container, find, render
+from e2e.rig.container import LocalContainer, container, find, half_written, render
 from e2e.rig.download_status import failed_download_condition
 from e2e.rig.hf_hub import HubRepo, LocalHub
 
@@ -110,12 +110,7 @@ def test_a_download_killed_half_way_leaves_no_marker_and_the_rerun_completes(
     model_dir = Path(first.env["MODEL_DIR"])
     process = first.start()
 
-    def half_way() -> bool:
-        present = sum(p.stat().st_size for p in model_dir.rglob("*") if p.is_file()) \
-            if model_dir.is_dir() else 0
-        assert not (model_dir / MARKER_FILE).exists(), "marker before the end"
-        return present >= TOTAL // 3
-    process.wait_until(half_way, 60)
+    process.wait_until(half_written(model_dir, MARKER_FILE, TOTAL), 60)
     process.kill()  # SIGKILL: a node lost, an OOM kill: nothing gets to clean up
     assert not (model_dir / MARKER_FILE).exists()
     assert list(model_dir.rglob("*.incomplete")), "huggingface_hub leaves its partial files"

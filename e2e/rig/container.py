@@ -233,3 +233,15 @@ class Process(OutputProcess):
         if code is None:
             raise RuntimeError("the process still runs")
         return self.container.termination_message(code, self.log)
+
+
+def half_written(model_dir: Path, marker: str, total: int) -> Callable[[], bool]:
+    """A probe for ``OutputProcess.wait_until``: True once the files under ``model_dir``
+    hold a third of ``total`` bytes; it fails (AssertionError) if the completion
+    ``marker`` appears before."""
+    def probe() -> bool:
+        present = sum(p.stat().st_size for p in model_dir.rglob("*") if p.is_file()) \
+            if model_dir.is_dir() else 0
+        assert not (model_dir / marker).exists(), "marker before the end"
+        return present >= total // 3
+    return probe

@@ -4,8 +4,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import types
 from typing import Any, cast
 
+import pytest
+from kubernetes.client import ApiClient
+
+from deepseek_operator.controller import cluster as cluster_module
+from deepseek_operator.controller.cache import ChildCache
 from deepseek_operator.controller.claim_events import (
     MAX_EVENT_CHARS,
     MAX_REASONS,
@@ -15,6 +21,7 @@ from deepseek_operator.controller.claim_events import (
     pending_claim_message,
     sanitize,
 )
+from deepseek_operator.controller.cluster import CLAIM_EVENTS_REFRESH_SECONDS, Cluster
 from deepseek_operator.controller.reconcile import (
     CLAIM_EVENTS_AFTER_SECONDS,
     _pending_claim_events,
@@ -209,3 +216,32 @@ def test_a_claim_binding_as_usual_has_its_events_left_unread() -> None:
     events, _, _ = _pending_claim_events(cluster, claim,
                                          now=created + CLAIM_EVENTS_AFTER_SECONDS)
     assert events is not None and reads.lists == [("ai", "r1-model-cache", UID)]
+
+
+def test_a_waiting_claims_events_are_listed_once_per_refresh_interval(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every child event of a deployment whose claim waits reconciles it; the Events are
+    listed at most once per CLAIM_EVENTS_REFRESH_SECONDS per claim, the answer reused in
+    between, and the answers of claims nobody asks about any more are dropped."""
+    clock = [100.0]
+    monkeypatch.setattr(cluster_module, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+    cluster = Cluster(ApiClient(), ChildCache())
+    listed: list[tuple[str, str, str]] = []
+
+    def list_events(namespace: str, name: str, uid: str) -> tuple[list[dict[str, Any]], str]:
+        listed.append((namespace, name, uid))
+        return [{"reason": f"Provisioning{len(listed)}"}], ""
+
+    monkeypatch.setattr(cluster, "_list_claim_events", list_events)
+    first = cluster.claim_events("ai", "r1-model-cache", UID)
+    for step in range(1, 15):  # a reconcile a second, for 14 s
+        clock[0] = 100.0 + step
+        assert cluster.claim_events("ai", "r1-model-cache", UID) == first
+    assert len(listed) == 1
+    cluster.claim_events("ai", "other-cache", "other-uid")  # another claim: its own list
+    clock[0] = 100.0 + CLAIM_EVENTS_REFRESH_SECONDS
+    refreshed = cluster.claim_events("ai", "r1-model-cache", UID)
+    assert refreshed != first and len(listed) == 3
+    clock[0] += 4 * CLAIM_EVENTS_REFRESH_SECONDS
+    cluster.claim_events("ai", "r1-model-cache", UID)
+    assert set(cluster._claim_events) == {UID}  # other-uid's answer went stale and was dropped

@@ -34,7 +34,12 @@ from deepseek_operator.controller.reconcile import (
     status_dict,
     status_urgent,
 )
-from deepseek_operator.controller.reconciler import PROGRESS_WRITE_SECONDS, Reconciler
+from deepseek_operator.controller.reconciler import (
+    PROGRESS_BACKOFF,
+    PROGRESS_WRITE_MAX_SECONDS,
+    PROGRESS_WRITE_SECONDS,
+    Reconciler,
+)
 from deepseek_operator.controller.status import Observed, compute_status
 from deepseek_operator.render import RenderSettings
 from deepseek_operator.render.download import (
@@ -267,7 +272,8 @@ def test_deadline_from_checkpoint_size_and_minimum_rate() -> None:
 def test_status_writes_per_download_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     """A 1-hour download polled every DOWNLOAD_POLL_SECONDS, with a burst of child events
     (pod status changes) every 5 s in its first 5 minutes: every reconcile sees new figures,
-    but status is written at most once per PROGRESS_WRITE_SECONDS."""
+    but status is written at 10 and 40 s and then once per PROGRESS_WRITE_MAX_SECONDS
+    (reconciler.py: the coalescing interval grows after each progress write)."""
     clock = [0.0]
     monkeypatch.setattr(reconciler_module, "time",
                         types.SimpleNamespace(monotonic=lambda: clock[0]))
@@ -305,10 +311,13 @@ def test_status_writes_per_download_are_bounded(monkeypatch: pytest.MonkeyPatch)
         worker.trigger("ai", "r1")
     polls = duration / DOWNLOAD_POLL_SECONDS
     assert len(triggers) == 170
-    # 1 first (urgent) status + 300 s of bursts at one per PROGRESS_WRITE_SECONDS + one
-    # per poll afterwards.
-    assert len(writes) <= 1 + 300 / PROGRESS_WRITE_SECONDS + polls
-    assert len(writes) == 140  # measured: 1 + 29 in the bursts + 110 polls
+    # 1 first (urgent) status, then progress at 10 and 40 s (each interval PROGRESS_BACKOFF
+    # times the one before) and every PROGRESS_WRITE_MAX_SECONDS after.
+    schedule = [PROGRESS_WRITE_SECONDS * PROGRESS_BACKOFF ** k for k in range(2)]
+    assert schedule[-1] * PROGRESS_BACKOFF > PROGRESS_WRITE_MAX_SECONDS
+    bound = 1 + len(schedule) + (duration - sum(schedule)) / PROGRESS_WRITE_MAX_SECONDS
+    assert len(writes) <= bound < polls
+    assert len(writes) == 61  # measured: 1 + 2 + 58 (one per 60 s, on the 30 s polls)
     assert all("modelCache" in w for w in writes[1:])
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -92,6 +93,11 @@ LOG_TIMEOUT_SECONDS = 5.0
 CLAIM_EVENTS_LIMIT = 50
 """Most Events read about one claim (the apiserver merges repeats of one reason into one
 Event with a count, so a Pending claim has a handful)."""
+CLAIM_EVENTS_REFRESH_SECONDS = 15.0
+"""A claim's Events are listed at most this often (the claim timer's interval): every
+reconcile of a waiting claim in between, from its child events, reuses the last answer,
+so a slow provisioner under load costs one list per claim per interval, not one per
+reconcile."""
 
 
 @dataclass
@@ -106,6 +112,9 @@ class Cluster:
         self.resources = Resources(self.api)
         self.custom = client.CustomObjectsApi(self.api)
         self._hpa_tolerance: bool | None = None
+        # claim uid: (time.monotonic() of the list, its answer); see claim_events.
+        self._claim_events: dict[str, tuple[float, tuple[list[dict[str, Any]] | None, str]]] = {}
+        self._claim_events_lock = threading.Lock()
 
     def hpa_tolerance_supported(self) -> bool:
         """True when the apiserver is Kubernetes >= 1.35 (see
@@ -202,7 +211,25 @@ class Cluster:
         One bounded list by field selector (involvedObject kind, name and uid: the
         apiserver filters; at most CLAIM_EVENTS_LIMIT), not a watch: claims are Pending
         rarely and briefly, and a watch of every claim's Events would cost a stream and
-        its memory for the operator's whole life. Waits at most LOG_TIMEOUT_SECONDS."""
+        its memory for the operator's whole life. Waits at most LOG_TIMEOUT_SECONDS.
+        Within CLAIM_EVENTS_REFRESH_SECONDS of the last list for this claim (by ``uid``),
+        that answer is returned again without a request."""
+        now = time.monotonic()
+        with self._claim_events_lock:
+            # Drop answers of claims that bound or went (no reconcile asks for them again).
+            for stale in [k for k, (at, _) in self._claim_events.items()
+                          if now - at >= 4 * CLAIM_EVENTS_REFRESH_SECONDS]:
+                del self._claim_events[stale]
+            last = self._claim_events.get(uid)
+        if last is not None and now - last[0] < CLAIM_EVENTS_REFRESH_SECONDS:
+            return last[1]
+        answer = self._list_claim_events(namespace, name, uid)
+        with self._claim_events_lock:
+            self._claim_events[uid] = (now, answer)
+        return answer
+
+    def _list_claim_events(self, namespace: str, name: str,
+                           uid: str) -> tuple[list[dict[str, Any]] | None, str]:
         selector = (f"involvedObject.kind=PersistentVolumeClaim,involvedObject.name={name},"
                     f"involvedObject.uid={uid}")
         try:

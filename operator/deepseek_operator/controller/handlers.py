@@ -48,7 +48,8 @@ CHILD_EVENT_DELAY = 0.5
 # (the default; `run --autoscaler-tick-seconds` sets it).
 AUTOSCALER_TICK_SECONDS = 5.0
 # A running download is reconciled this often to read its progress (one pods/log read);
-# each new figure is one status write, so a download costs about one write per poll
+# new figures are written as coalesced progress (reconciler.PROGRESS_WRITE_MAX_SECONDS
+# apart once a download runs a while), so a download costs at most one write per minute
 # (the default; `run --download-poll-seconds` sets it).
 DOWNLOAD_POLL_SECONDS = 30.0
 DOWNLOAD_REASONS = frozenset({REASON_DOWNLOADING, REASON_DOWNLOAD_STALLED})

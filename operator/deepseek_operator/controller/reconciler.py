@@ -38,11 +38,17 @@ EventSink = Callable[[Mapping[str, Any], str, str, str], None]
 # does not show the write is replaced by what the write returned (or read from the API).
 # A stale copy would render the autoscaler's previous replica count.
 FRESH_READ_SECONDS = 5.0
-# Status changes that are progress on the way (not a new generation, phase, Ready, Stalled
-# or failure: reconcile.status_urgent) are written at most this often per object; one
+# Status changes that are progress on the way (not a new generation, Ready, Stalled or a
+# failure: reconcile.status_urgent) are coalesced: the first is written at least this
+# long after the previous write, each further one PROGRESS_BACKOFF times longer than the
+# one before (at most PROGRESS_WRITE_MAX_SECONDS), until an urgent write starts over. One
 # change waiting is written by a reconcile at the end of the interval. Creating a
-# deployment then costs about three status writes instead of one per step.
+# deployment then costs three status writes (the first, one progress, Ready) when it
+# takes under 40 s, and one more write per tripled interval when a busy cluster makes
+# it slower, instead of one per step.
 PROGRESS_WRITE_SECONDS = 10.0
+PROGRESS_BACKOFF = 3.0
+PROGRESS_WRITE_MAX_SECONDS = 60.0
 
 
 @dataclass
@@ -52,6 +58,12 @@ class _Slot:
     written_at: float = float("-inf")  # time.monotonic() of our last status write
     written_patch: dict[str, Any] = field(default_factory=dict)  # what it wrote
     written_object: dict[str, Any] | None = None  # the object the API returned for it
+    progress_writes: int = 0  # coalesced status writes since the last urgent one
+
+    def progress_interval(self) -> float:
+        """Seconds the next coalesced (progress) status write waits after the last write."""
+        return min(PROGRESS_WRITE_SECONDS * PROGRESS_BACKOFF ** self.progress_writes,
+                   PROGRESS_WRITE_MAX_SECONDS)
 
 
 def _beyond_status(body: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -173,14 +185,17 @@ class Reconciler:
             return dict(written)
         return self.read(namespace, name)
 
-    def _write_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    def _write_status(self, namespace: str, name: str, patch: dict[str, Any],
+                      urgent: bool = True) -> None:
         """The operator's one writer of ``.status`` (merge patch, field manager
-        deepseek-operator); remembers what it wrote and what the API returned."""
+        deepseek-operator); remembers what it wrote and what the API returned, and counts
+        coalesced (not ``urgent``) writes for the next one's interval."""
         slot = self._slot((namespace, name))
         stored = self.cluster.write_status(namespace, name, patch)
         with self._guard:
             slot.written_at = time.monotonic()
             slot.written_patch, slot.written_object = patch, stored
+            slot.progress_writes = 0 if urgent else slot.progress_writes + 1
 
     def autoscale(self, namespace: str, name: str, lock_timeout: float = 30.0) -> Tick | None:
         """One evaluation of the operator's autoscaler when ``intervalSeconds`` have passed.
@@ -299,13 +314,15 @@ class Reconciler:
         metrics.WRITES.inc(len(outcome.writes))
         events = outcome.events
         if outcome.status is not None:
-            since = time.monotonic() - self._slot((meta["namespace"], meta["name"])).written_at
-            if outcome.urgent or since >= PROGRESS_WRITE_SECONDS:
-                self._write_status(meta["namespace"], meta["name"], outcome.status)
+            slot = self._slot((meta["namespace"], meta["name"]))
+            since = time.monotonic() - slot.written_at
+            interval = slot.progress_interval()
+            if outcome.urgent or since >= interval:
+                self._write_status(meta["namespace"], meta["name"], outcome.status,
+                                   urgent=outcome.urgent)
                 events = events + outcome.status_events
             else:  # coalesced: a reconcile at the end of the interval writes it
-                self._deferred.request(meta["namespace"], meta["name"],
-                                       PROGRESS_WRITE_SECONDS - since)
+                self._deferred.request(meta["namespace"], meta["name"], interval - since)
         for event in events:
             self.post_event(body, event.type, event.reason, event.message)
         return outcome

@@ -6,7 +6,7 @@ import contextvars
 import threading
 import time
 
-from deepseek_operator.controller.debounce import Debouncer
+from deepseek_operator.controller.debounce import Debouncer, Scheduler
 
 
 def test_a_burst_becomes_one_call_and_a_later_event_another() -> None:
@@ -69,3 +69,35 @@ def test_a_failed_action_is_retried_until_it_succeeds() -> None:
     assert succeeded.wait(5.0), f"only {len(attempts)} attempts"
     time.sleep(0.2)
     assert len(attempts) == 3, "no retry after the success"
+
+
+def test_due_actions_run_on_a_bounded_number_of_threads_in_due_order() -> None:
+    """Many keys due at once run on the scheduler's workers only (not a thread each), and
+    an earlier entry scheduled later still runs first."""
+    scheduler = Scheduler(workers=2)
+    threads: set[str] = set()
+    order: list[str] = []
+    running = [0]
+    most = [0]
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def action(namespace: str, name: str) -> None:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            threads.add(threading.current_thread().name)
+            order.append(name)
+        time.sleep(0.01)
+        with lock:
+            running[0] -= 1
+            if len(order) == 41:
+                done.set()
+
+    debouncer = Debouncer(action, delay_seconds=0.2, scheduler=scheduler)
+    for number in range(40):
+        debouncer.request("ai", f"r{number}")
+    debouncer.request("ai", "first", delay_seconds=0.0)
+    assert done.wait(5.0), f"{len(order)} of 41 ran"
+    assert order[0] == "first"
+    assert most[0] <= 2 and len(threads) <= 2, threads

@@ -51,6 +51,7 @@ from deepseek_operator.controller.predicates import (
     workload_counts,
 )
 from deepseek_operator.controller.progress import TAIL_LINES
+from deepseek_operator.controller.render_cache import RenderCache
 from deepseek_operator.controller.status import (
     WAITING_FOR_API,
     WAITING_FOR_OBJECT,
@@ -69,13 +70,15 @@ from deepseek_operator.render import (
     needs_download,
     pod_selector,
     pod_selector_labels,
-    render,
     worker_selector_labels,
     workload_replicas,
 )
 from deepseek_operator.render.autoscaling import HPA_METRIC
 
 log = logging.getLogger(__name__)
+
+RENDERED = RenderCache()
+"""The operator's renders, kept per deployment (controller/render_cache.py)."""
 
 # Reasons of a False condition that are normal progress (start-up, a rollout): their
 # Events are Normal. Any other reason of a False condition is a Warning.
@@ -302,7 +305,7 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
         hpa_tolerance=cluster.hpa_tolerance_supported())
     try:
         dsd = parse_deployment(body)
-        rendered = render(dsd, settings)
+        rendered = RENDERED.render(dsd, settings)
     except InvalidSpecError as exc:
         return _stall(ctx, cluster, REASON_INVALID_SPEC, str(exc), WAITING_FOR_SPEC)
 

@@ -12,8 +12,10 @@ reconciles instead of a queue.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +75,17 @@ def _beyond_status(body: Mapping[str, Any]) -> tuple[Any, ...]:
             meta.get("annotations"), meta.get("deletionTimestamp"))
 
 
+def _pack(body: Mapping[str, Any]) -> bytes:
+    """A DeepSeekDeployment as zlib-compressed compact JSON (``_unpack`` reverses it)."""
+    return zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 1)
+
+
+def _unpack(packed: bytes) -> dict[str, Any]:
+    """A fresh dict of what ``_pack`` packed."""
+    body: dict[str, Any] = json.loads(zlib.decompress(packed))
+    return body
+
+
 def shows_status_patch(status: Mapping[str, Any] | None, patch: Mapping[str, Any]) -> bool:
     """True when ``status`` (an object's ``.status``) already holds what the JSON merge
     patch ``patch`` wrote: every key set to None is absent, dicts hold the patch's keys,
@@ -107,7 +120,11 @@ class Reconciler:
     settings: RenderSettings
     _slots: dict[Key, _Slot] = field(default_factory=dict)
     _deferred: Debouncer = field(init=False)
-    _latest: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    # The latest watched copy of each object, packed (compressed JSON: a parsed copy of
+    # every DeepSeekDeployment would be most of the operator's memory with thousands),
+    # and what of it besides status a reconcile depends on (``_beyond_status``).
+    _latest: dict[Key, bytes] = field(default_factory=dict)
+    _latest_marks: dict[Key, tuple[Any, ...]] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -128,13 +145,15 @@ class Reconciler:
         with self._guard:
             self._slots.pop((namespace, name), None)
             self._latest.pop((namespace, name), None)
+            self._latest_marks.pop((namespace, name), None)
         self.autoscaler.forget(namespace, name)
         metrics.forget_deployment(namespace, name)
 
     def latest_copies(self) -> list[dict[str, Any]]:
         """The latest watched copy of every DeepSeekDeployment held (for the metrics)."""
         with self._guard:
-            return list(self._latest.values())
+            packed = list(self._latest.values())
+        return [_unpack(item) for item in packed]
 
     def known(self) -> list[Key]:
         """(namespace, name) of every DeepSeekDeployment seen and not forgotten."""
@@ -158,10 +177,11 @@ class Reconciler:
         """
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
+        mark, packed = _beyond_status(body), _pack(body)
         with self._guard:
-            previous = self._latest.get(key)
-            self._latest[key] = dict(body)
-        return previous is None or _beyond_status(previous) != _beyond_status(body)
+            previous = self._latest_marks.get(key)
+            self._latest[key], self._latest_marks[key] = packed, mark
+        return previous is None or previous != mark
 
     def _current(self, namespace: str, name: str,
                  given: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
@@ -176,8 +196,12 @@ class Reconciler:
         slot = self._slot(key)
         recent = time.monotonic() - slot.written_at < FRESH_READ_SECONDS
         with self._guard:
-            copy = dict(given) if given is not None else self._latest.get(key)
+            packed = self._latest.get(key)
             written = slot.written_object
+            if not recent:  # only needed within FRESH_READ_SECONDS of the write
+                slot.written_object, slot.written_patch = None, {}
+        copy = dict(given) if given is not None else (
+            _unpack(packed) if packed is not None else None)
         if copy is not None and (not recent or shows_status_patch(
                 copy.get("status"), slot.written_patch)):
             return copy

@@ -87,8 +87,6 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logge
                          "crds/ by hand (docs/operations.md, Upgrades)")
     metrics.DEPLOYMENTS.source = memo.reconciler.latest_copies
     memo.cache = memo.reconciler.cluster.cache
-    memo.retries = Debouncer(memo.reconciler.trigger, delay_seconds=RETRY_SECONDS,
-                             retry_seconds=RETRY_SECONDS)
     memo.child_events = Debouncer(memo.reconciler.trigger, delay_seconds=CHILD_EVENT_DELAY,
                                   retry_seconds=RETRY_SECONDS)
     memo.relister = Relister(memo.reconciler.cluster, memo.child_events.request,
@@ -104,15 +102,18 @@ def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, id="event-deepseekdeployments")
-def on_deployment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+async def on_deployment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     """Every watch event of a DeepSeekDeployment, kopf's initial listing included: keep the
     latest copy, reconcile when more than the status changed (the first sight of it, its
     spec, labels, annotations or deletion), forget it when deleted.
 
     A low-level handler, not kopf's on.create/on.update: those store a copy of the spec
     and their progress in annotations, a write per change and a larger object, while the
-    reconcile is level-based (it reads status.observedGeneration, not a diff). A failed
-    reconcile is retried in memory (``memo.retries``), without writing anything.
+    reconcile is level-based (it reads status.observedGeneration, not a diff). The
+    reconcile is queued at once on the reconcile workers (controller/debounce.py, from the
+    copy just remembered), not run in kopf's handler thread pool: a thousand deployments
+    listed at start would otherwise reconcile sixteen at a time beside the workers. A
+    failed reconcile is retried in memory, without writing anything.
     """
     obj = event["object"]
     meta = obj["metadata"]
@@ -122,10 +123,7 @@ def on_deployment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None
         metrics.MANAGED.set(reconciler.managed_count())
         return
     if reconciler.remember(obj):
-        try:
-            reconciler.trigger(meta["namespace"], meta["name"], dict(obj))
-        except Exception as exc:  # every failure is retried, as kopf would
-            memo.retries.failed(meta["namespace"], meta["name"], exc)
+        memo.child_events.request(meta["namespace"], meta["name"], 0.0)
     metrics.MANAGED.set(reconciler.managed_count())
 
 

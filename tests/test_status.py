@@ -529,3 +529,23 @@ def test_a_leaderworkerset_with_all_groups_ready_is_ready() -> None:
     status = _compute(Observed(_claim(), _job(), lws, READY_PODS, 1))
     assert _conds(status)["Ready"] == ("True", "ReplicasReady")
     assert (status.phase, status.ready_replicas) == ("Ready", 1)
+
+
+def test_a_deployment_that_cannot_create_pods_says_why() -> None:
+    """A missing PriorityClass (or a quota, or Pod Security) makes the ReplicaSet fail to
+    create pods: the Deployment's ReplicaFailure condition reaches Scheduled and Ready,
+    instead of NoPods and an endless RollingOut."""
+    workload = {**_workload(1, 0), "kind": "Deployment"}
+    workload["status"]["conditions"] = [{
+        "type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+        "message": 'pods "r1-6f9459d458-" is forbidden: no PriorityClass with name '
+                   "does-not-exist was found"}]
+    status = _compute(Observed(_claim(), _job(), workload, [], 1))
+    scheduled = next(c for c in status.conditions if c.type == "Scheduled")
+    assert (scheduled.status, scheduled.reason) == ("False", "FailedCreate")
+    assert scheduled.message.startswith("Deployment r1 cannot create pods: pods")
+    assert "no PriorityClass with name does-not-exist" in scheduled.message
+    assert _conds(status)["Ready"] == ("False", "FailedCreate")
+    workload["status"]["conditions"][0]["status"] = "False"  # it could create them again
+    healthy = _compute(Observed(_claim(), _job(), workload, [], 1))
+    assert _conds(healthy)["Scheduled"] == ("Unknown", "NoPods")

@@ -35,6 +35,7 @@ REASON_WAITING_FOR_STORAGE: Final = "WaitingForStorage"
 REASON_ALL_SCHEDULED: Final = "AllPodsScheduled"
 REASON_UNSCHEDULABLE: Final = "Unschedulable"
 REASON_NO_PODS: Final = "NoPods"
+REASON_FAILED_CREATE: Final = "FailedCreate"
 # Ready, Progressing, Stalled
 REASON_REPLICAS_READY: Final = "ReplicasReady"
 REASON_SCALED_TO_ZERO: Final = "ScaledToZero"

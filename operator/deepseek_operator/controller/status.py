@@ -15,6 +15,7 @@ from the conditions by one table (``phase``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -33,6 +34,7 @@ from deepseek_operator.api.conditions import (
     REASON_DOWNLOAD_STALLED,
     REASON_DOWNLOADED,
     REASON_DOWNLOADING,
+    REASON_FAILED_CREATE,
     REASON_HPA_MISSING,
     REASON_HPA_OK,
     REASON_HPA_PENDING,
@@ -62,7 +64,7 @@ from deepseek_operator.api.status import (
     ModelCacheStatus,
     Phase,
 )
-from deepseek_operator.controller.claim_events import pending_claim_message
+from deepseek_operator.controller.claim_events import pending_claim_message, sanitize
 from deepseek_operator.controller.predicates import (
     claim_shortfall,
     claim_storage,
@@ -402,6 +404,20 @@ def _asked_gpu_labels(pod: dict[str, Any]) -> str:
     return " or ".join(sorted(set(asked)))
 
 
+def _pods_refused(workload: Mapping[str, Any] | None) -> str:
+    """Why the workload's controller cannot create pods, from a Deployment's
+    ``ReplicaFailure=True`` condition (its ReplicaSet's FailedCreate: a missing
+    PriorityClass, a ResourceQuota, Pod Security admission...), sanitized; "" when it
+    can. Without this the pods simply never appear, and status says only NoPods."""
+    conditions = ((workload or {}).get("status") or {}).get("conditions") or []
+    for cond in conditions:
+        if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
+            name = (workload or {}).get("metadata", {}).get("name", "")
+            return sanitize(f"{(workload or {}).get('kind', 'Deployment')} {name} cannot "
+                            f"create pods: {cond.get('message', '')}", limit=1024)
+    return ""
+
+
 def _scheduled(obs: Observed, storage: Cond) -> Cond:
     pods = live_pods(obs.pods) + live_pods(obs.worker_pods)
     for pod in pods:
@@ -419,6 +435,9 @@ def _scheduled(obs: Observed, storage: Cond) -> Cond:
         if asked and "node affinity" in message:
             message += f" (the pods ask for nodes labelled {asked})"
         return Cond(ConditionType.SCHEDULED, False, REASON_UNSCHEDULABLE, message)
+    refused = _pods_refused(obs.workload)
+    if refused:
+        return Cond(ConditionType.SCHEDULED, False, REASON_FAILED_CREATE, refused)
     if not pods:
         return Cond(ConditionType.SCHEDULED, obs.desired_replicas == 0 or None,
                     REASON_NO_PODS, "no serving pods exist")

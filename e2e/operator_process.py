@@ -90,6 +90,8 @@ class OperatorProcess:
     ``extra_args`` are added to the command line (e.g. ``["--peering", "x"]``),
     ``extra_env`` to its environment (e.g. ``DEEPSEEK_OPERATOR_*`` settings).
     ``namespaces``: watch only these (``--namespace``); empty: ``--all-namespaces``.
+    ``verbose``: debug logging (``--verbose``), for tests whose failures need the log; the
+    benchmarks run the operator as the README does, without it.
     """
 
     kubeconfig: Path
@@ -97,6 +99,7 @@ class OperatorProcess:
     extra_args: list[str] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
     namespaces: list[str] = field(default_factory=list)
+    verbose: bool = True
     proc: subprocess.Popen[bytes] | None = None
     metrics_port: int = 0
     health_port: int = 0
@@ -112,7 +115,8 @@ class OperatorProcess:
                 [sys.executable, "-m", "deepseek_operator.cli", "run",
                  *([f"--namespace={n}" for n in self.namespaces] or ["--all-namespaces"]),
                  f"--liveness=http://127.0.0.1:{self.health_port}/healthz",
-                 f"--metrics-port={self.metrics_port}", "--verbose", *self.extra_args],
+                 f"--metrics-port={self.metrics_port}",
+                 *(["--verbose"] if self.verbose else []), *self.extra_args],
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:

@@ -39,12 +39,17 @@ def _status(**conds: tuple[str, str]) -> DeepSeekDeploymentStatus:
                   last_transition_time=T0) for kind, (status, reason) in conds.items()])
 
 
-def test_a_new_object_announces_only_ready() -> None:
+def test_a_new_object_announces_only_problems() -> None:
+    """Its initial state is no transition: a normal start posts nothing, a problem a
+    Warning."""
     created = _status(Ready=("False", "ClaimPending"), Progressing=("True", "ClaimPending"),
                       Stalled=("False", "Reconciled"), StorageReady=("False", "ClaimPending"),
                       ModelCached=("False", "WaitingForStorage"), Scheduled=("Unknown", "NoPods"))
-    events = condition_events(None, created)
-    assert [(e.type, e.reason) for e in events] == [("Normal", "ClaimPending")]
+    assert condition_events(None, created) == []
+    refused = _status(Ready=("False", "InvalidSpec"), Stalled=("True", "InvalidSpec"),
+                      StorageReady=("False", "ClaimPending"))
+    assert [(e.type, e.reason) for e in condition_events(None, refused)] == [
+        ("Warning", "InvalidSpec")]
 
 
 def test_progress_is_normal_and_problems_are_warnings() -> None:
@@ -52,12 +57,15 @@ def test_progress_is_normal_and_problems_are_warnings() -> None:
                      ModelCached=("False", "WaitingForStorage"), Stalled=("False", "Reconciled"))
     bound = _status(Ready=("False", "Downloading"), StorageReady=("True", "ClaimBound"),
                     ModelCached=("False", "Downloading"), Stalled=("False", "Reconciled"))
-    assert [(e.type, e.reason) for e in condition_events(before, bound)] == [
-        ("Normal", "ClaimBound")]
+    assert condition_events(before, bound) == [], "a detail turning True is progress"
     ready = _status(Ready=("True", "ReplicasReady"), StorageReady=("True", "ClaimBound"),
                     ModelCached=("True", "Downloaded"), Stalled=("False", "Reconciled"))
     assert [(e.type, e.reason) for e in condition_events(bound, ready)] == [
-        ("Normal", "ReplicasReady"), ("Normal", "Downloaded")]
+        ("Normal", "ReplicasReady")]
+    failed = _status(Ready=("False", "DownloadFailed"), StorageReady=("True", "ClaimBound"),
+                     ModelCached=("False", "DownloadFailed"), Stalled=("False", "Reconciled"))
+    assert [(e.type, e.reason) for e in condition_events(ready, failed)] == [
+        ("Warning", "DownloadFailed"), ("Warning", "DownloadFailed")], "Ready and the detail"
     stalled = _status(Ready=("False", "InvalidSpec"), StorageReady=("True", "ClaimBound"),
                       ModelCached=("True", "Downloaded"), Stalled=("True", "InvalidSpec"))
     assert [(e.type, e.reason) for e in condition_events(ready, stalled)] == [

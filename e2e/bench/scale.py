@@ -8,8 +8,9 @@ needed) and each in a fresh namespace deleted afterwards:
    all Deployments available and all Jobs complete. They are rendered from files, so they
    carry the operator's labels but no owner references (render needs a uid for those): the
    floor is what Kubernetes itself takes to run the same children, with no operator.
-2. **Operator.** A fresh operator process; the N DeepSeekDeployments applied in one
-   ``kubectl apply --server-side``, timed to all Ready. The ratio to the floor; the
+2. **Operator.** A fresh operator process, without ``--verbose`` as the README runs it;
+   the N DeepSeekDeployments applied in one ``kubectl apply --server-side``, timed to all
+   Ready. The ratio to the floor; the
    operator's API requests per DeepSeekDeployment by verb (the apiserver's audit log,
    operator user only, from the apply until all Ready); its reconciles (its /metrics).
 3. **Idle.** Nothing changes for ``--idle-seconds`` (default 600, the issue's 10 minutes):
@@ -213,7 +214,8 @@ class Bench:
         (not worth waiting for when the control plane goes down next)."""
         namespace = self._namespace("scale")
         operator = OperatorProcess(controlplane.kubeconfig_path("operator"),
-                                   paths.state_dir() / "logs" / f"operator-scale-{n}.log")
+                                   paths.state_dir() / "logs" / f"operator-scale-{n}.log",
+                                   verbose=False)
         operator.start()
         assert operator.proc is not None
         time.sleep(5)  # its first list of every watched kind is start-up, not per-CR cost

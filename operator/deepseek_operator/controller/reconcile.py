@@ -188,12 +188,15 @@ def status_dict(status: DeepSeekDeploymentStatus) -> dict[str, Any]:
 
 def condition_events(before: DeepSeekDeploymentStatus | None,
                      after: DeepSeekDeploymentStatus) -> list[Event]:
-    """One Event per real transition of a condition's status.
+    """One Event per real transition of a condition's status that a reader should know of.
 
-    Progressing and Stalled mirror Ready and post nothing of their own. On a new object only
-    Ready is announced (its detail conditions start False by nature). A False condition is
-    a Warning unless its reason is normal progress (PROGRESS_REASONS); a stall is always a
-    Warning.
+    Progressing and Stalled mirror Ready and post nothing of their own. A False condition
+    is a Warning unless its reason is normal progress (PROGRESS_REASONS); a stall is always
+    a Warning. Normal events are Ready's transitions only: a detail condition turning True
+    or False on the way (claim bound, model downloaded, pods placed) is progress that the
+    conditions show, and an Event for each cost a write per step (three per deployment
+    on its way to Ready); the initial state of a new object is no transition either.
+    Warnings are posted for every condition.
     """
     stalled = any(c.type == ConditionType.STALLED and c.status == "True"
                   for c in after.conditions)
@@ -202,11 +205,11 @@ def condition_events(before: DeepSeekDeploymentStatus | None,
         if cond.status == "Unknown" or cond.type in (ConditionType.PROGRESSING,
                                                      ConditionType.STALLED):
             continue
-        if before is None and cond.type != ConditionType.READY:
-            continue
         bad = cond.status == "False" and (
             cond.reason not in PROGRESS_REASONS or (cond.type == ConditionType.READY
                                                     and stalled))
+        if not bad and (before is None or cond.type != ConditionType.READY):
+            continue
         events.append(Event("Warning" if bad else "Normal", cond.reason,
                             f"{cond.type}={cond.status}: {cond.message}"))
     return events + _reason_warnings(before, after)

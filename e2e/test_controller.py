@@ -15,7 +15,6 @@ from kubernetes import client
 from kubernetes.client import ApiException
 
 from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
-from deepseek_operator.controller.reconciler import FRESH_READ_SECONDS
 from deepseek_operator.render.labels import pod_selector
 from e2e.cluster import audit, controlplane
 from e2e.kube import install_pod_monitor_crd, wait_for
@@ -262,10 +261,10 @@ def test_a_forged_status_does_not_survive_the_next_reconcile(
     body["spec"]["gpu"] = {"type": "A100-40GB", "count": 1}
     create(dsd_api, namespace, body)
     wait_condition(dsd_api, namespace, "forged", "Stalled", "True", 60)
-    # Within FRESH_READ_SECONDS of its own status write the operator takes a copy that does
-    # not show that write for an old one (only it writes status): forge after that window,
-    # as a hand edit would come.
-    time.sleep(FRESH_READ_SECONDS + 1)
+    # Until its watch delivered its own status write, the operator takes a copy that does
+    # not show that write for an old one (only it writes status): forge after the watch
+    # caught up (milliseconds here), as a hand edit would come.
+    time.sleep(2)
     dsd_api.patch_namespaced_custom_object_status(
         GROUP, VERSION, namespace, PLURAL, "forged",
         {"status": {"phase": "Ready", "readyReplicas": 5, "replicas": 5}})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,10 +11,11 @@ import pytest
 from kubernetes.client import ApiClient
 
 from deepseek_operator.autoscaler.loop import Autoscaler
+from deepseek_operator.controller import reconciler as reconciler_module
 from deepseek_operator.controller.cache import ChildCache
 from deepseek_operator.controller.cluster import Cluster
 from deepseek_operator.controller.reconcile import Outcome
-from deepseek_operator.controller.reconciler import Reconciler
+from deepseek_operator.controller.reconciler import WRITE_SEEN_TIMEOUT_SECONDS, Reconciler
 from deepseek_operator.render import RenderSettings
 
 BODY: dict[str, Any] = {
@@ -112,3 +114,43 @@ def test_trigger_during_a_reconcile_makes_it_go_round_once_more(
 
     assert not first.is_alive()
     assert gate.calls == 2
+
+
+def _with_status(version: str, **status: Any) -> dict[str, Any]:
+    return {**BODY, "metadata": {**BODY["metadata"], "resourceVersion": version},
+            "status": status}
+
+
+def test_a_watch_copy_older_than_the_own_status_write_is_not_used(
+        reconciler: Reconciler, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After writing Ready, a copy the watch delivered before that write (however long
+    the watch lags) would compute the same transition again: the written object is used
+    until the watch delivers the write's resourceVersion. From then on the watch copy is
+    current, a status someone else wrote afterwards included."""
+    written = _with_status("12", phase="Ready")
+    monkeypatch.setattr(reconciler.cluster, "write_status",
+                        lambda namespace, name, patch: written)
+    reconciler.remember(_with_status("10", phase="Starting"))
+    reconciler._write_status("ai", "r1", {"phase": "Ready"})
+    assert reconciler._current("ai", "r1")["status"]["phase"] == "Ready"
+    reconciler.remember(_with_status("11", phase="Starting"))  # still older than the write
+    assert reconciler._current("ai", "r1")["status"]["phase"] == "Ready"
+    reconciler.remember(_with_status("12", phase="Ready"))  # the watch has the write
+    reconciler.remember(_with_status("13", phase="Failed"))  # a hand edit after it
+    assert reconciler._current("ai", "r1")["status"]["phase"] == "Failed"
+
+
+def test_a_watch_that_never_delivers_the_write_is_trusted_after_the_timeout(
+        reconciler: Reconciler, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A watch that restarted (410 Gone) may skip the write's version: after
+    WRITE_SEEN_TIMEOUT_SECONDS the copy is taken as it is."""
+    clock = [1000.0]
+    monkeypatch.setattr(reconciler_module, "time",
+                        types.SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(reconciler.cluster, "write_status",
+                        lambda namespace, name, patch: _with_status("12", phase="Ready"))
+    reconciler._write_status("ai", "r1", {"phase": "Ready"})
+    reconciler.remember(_with_status("20", phase="Degraded"))  # relisted past version 12
+    assert reconciler._current("ai", "r1")["status"]["phase"] == "Ready"
+    clock[0] += WRITE_SEEN_TIMEOUT_SECONDS
+    assert reconciler._current("ai", "r1")["status"]["phase"] == "Degraded"

@@ -35,11 +35,14 @@ Key = tuple[str, str]
 EventSink = Callable[[Mapping[str, Any], str, str, str], None]
 
 
-# How long after the operator wrote an object's status its watch copy (kopf's body, or
-# the latest one remembered) may still be older than that write: within it a copy that
-# does not show the write is replaced by what the write returned (or read from the API).
-# A stale copy would render the autoscaler's previous replica count.
-FRESH_READ_SECONDS = 5.0
+# After the operator wrote an object's status, its watch copy (kopf's body, or the latest
+# one remembered) is older than that write until the watch delivers the write's
+# resourceVersion: until then a copy that does not show the write is replaced by what the
+# write returned (or read from the API). A stale copy would compute the same transition
+# again (a second status write and Event) and render the autoscaler's previous replica
+# count. A watch that restarted (410 Gone) may skip that version: after this long the
+# copy is taken as it is.
+WRITE_SEEN_TIMEOUT_SECONDS = 60.0
 # Status changes that are progress on the way (not a new generation, Ready, Stalled or a
 # failure: reconcile.status_urgent) are coalesced: the first is written at least this
 # long after the previous write, each further one PROGRESS_BACKOFF times longer than the
@@ -60,6 +63,8 @@ class _Slot:
     written_at: float = float("-inf")  # time.monotonic() of our last status write
     written_patch: dict[str, Any] = field(default_factory=dict)  # what it wrote
     written_object: dict[str, Any] | None = None  # the object the API returned for it
+    written_version: str = ""  # its resourceVersion
+    write_seen: bool = False  # the watch delivered that resourceVersion
     progress_writes: int = 0  # coalesced status writes since the last urgent one
 
     def progress_interval(self) -> float:
@@ -181,29 +186,37 @@ class Reconciler:
         with self._guard:
             previous = self._latest_marks.get(key)
             self._latest[key], self._latest_marks[key] = packed, mark
+            slot = self._slots.get(key)
+            if slot is not None and slot.written_version and \
+                    meta.get("resourceVersion") == slot.written_version:
+                slot.write_seen = True
         return previous is None or previous != mark
 
     def _current(self, namespace: str, name: str,
                  given: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
         """The object to work from: ``given`` (kopf's copy) or the latest watched copy.
 
-        Within FRESH_READ_SECONDS of this operator's last status write, a copy that does
-        not show that write predates it: then the object the write returned is newer (only
-        the operator writes status) and is used instead. With no copy at all, or no
-        returned object, it is read from the API. None when gone.
+        Until the watch delivered this operator's last status write (its resourceVersion;
+        at most WRITE_SEEN_TIMEOUT_SECONDS), a copy that does not show that write predates
+        it: then the object the write returned is newer (only the operator writes status)
+        and is used instead. Once the watch has delivered it, the copy is current, also
+        when someone else changed the status since (a hand edit is overwritten by the
+        reconcile). With no copy at all, or no returned object, it is read from the API.
+        None when gone.
         """
         key = (namespace, name)
         slot = self._slot(key)
-        recent = time.monotonic() - slot.written_at < FRESH_READ_SECONDS
         with self._guard:
+            pending = not slot.write_seen and \
+                time.monotonic() - slot.written_at < WRITE_SEEN_TIMEOUT_SECONDS
             packed = self._latest.get(key)
-            written = slot.written_object
-            if not recent:  # only needed within FRESH_READ_SECONDS of the write
+            written, written_patch = slot.written_object, slot.written_patch
+            if not pending:  # the returned object is needed only until the watch has it
                 slot.written_object, slot.written_patch = None, {}
         copy = dict(given) if given is not None else (
             _unpack(packed) if packed is not None else None)
-        if copy is not None and (not recent or shows_status_patch(
-                copy.get("status"), slot.written_patch)):
+        if copy is not None and (not pending or shows_status_patch(
+                copy.get("status"), written_patch)):
             return copy
         if copy is not None and written is not None:
             return dict(written)
@@ -219,6 +232,9 @@ class Reconciler:
         with self._guard:
             slot.written_at = time.monotonic()
             slot.written_patch, slot.written_object = patch, stored
+            slot.written_version = str(((stored or {}).get("metadata") or {}).get(
+                "resourceVersion") or "")
+            slot.write_seen = not slot.written_version  # nothing to wait for without one
             slot.progress_writes = 0 if urgent else slot.progress_writes + 1
 
     def autoscale(self, namespace: str, name: str, lock_timeout: float = 30.0) -> Tick | None:

@@ -154,3 +154,17 @@ def test_a_watch_that_never_delivers_the_write_is_trusted_after_the_timeout(
     assert reconciler._current("ai", "r1")["status"]["phase"] == "Ready"
     clock[0] += WRITE_SEEN_TIMEOUT_SECONDS
     assert reconciler._current("ai", "r1")["status"]["phase"] == "Degraded"
+
+
+def test_a_watch_event_that_came_before_the_writes_response_counts(
+        reconciler: Reconciler, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watch may deliver the operator's own status write before the write's response
+    is handled: the copy is current then, and a hand edit after it is seen."""
+    def write_status(namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        reconciler.remember(_with_status("12", phase="Failed"))  # the watch was quicker
+        return _with_status("12", phase="Failed")
+
+    monkeypatch.setattr(reconciler.cluster, "write_status", write_status)
+    reconciler._write_status("ai", "r1", {"phase": "Failed"})
+    reconciler.remember(_with_status("13", phase="Ready", readyReplicas=5))  # forged
+    assert reconciler._current("ai", "r1")["status"]["phase"] == "Ready"

@@ -12,6 +12,7 @@ reconciles instead of a queue.
 
 from __future__ import annotations
 
+import collections
 import json
 import threading
 import time
@@ -43,6 +44,7 @@ EventSink = Callable[[Mapping[str, Any], str, str, str], None]
 # count. A watch that restarted (410 Gone) may skip that version: after this long the
 # copy is taken as it is.
 WRITE_SEEN_TIMEOUT_SECONDS = 60.0
+SEEN_VERSIONS_KEPT = 4
 # Status changes that are progress on the way (not a new generation, Ready, Stalled or a
 # failure: reconcile.status_urgent) are coalesced: the first is written at least this
 # long after the previous write, each further one PROGRESS_BACKOFF times longer than the
@@ -65,6 +67,10 @@ class _Slot:
     written_object: dict[str, Any] | None = None  # the object the API returned for it
     written_version: str = ""  # its resourceVersion
     write_seen: bool = False  # the watch delivered that resourceVersion
+    # The latest resourceVersions the watch delivered: its event for a write may come
+    # before the write's own response is handled.
+    seen_versions: collections.deque[str] = field(
+        default_factory=lambda: collections.deque(maxlen=SEEN_VERSIONS_KEPT))
     progress_writes: int = 0  # coalesced status writes since the last urgent one
 
     def progress_interval(self) -> float:
@@ -186,9 +192,10 @@ class Reconciler:
         with self._guard:
             previous = self._latest_marks.get(key)
             self._latest[key], self._latest_marks[key] = packed, mark
-            slot = self._slots.get(key)
-            if slot is not None and slot.written_version and \
-                    meta.get("resourceVersion") == slot.written_version:
+            slot = self._slots.setdefault(key, _Slot())
+            version = str(meta.get("resourceVersion") or "")
+            slot.seen_versions.append(version)
+            if slot.written_version and version == slot.written_version:
                 slot.write_seen = True
         return previous is None or previous != mark
 
@@ -234,7 +241,9 @@ class Reconciler:
             slot.written_patch, slot.written_object = patch, stored
             slot.written_version = str(((stored or {}).get("metadata") or {}).get(
                 "resourceVersion") or "")
-            slot.write_seen = not slot.written_version  # nothing to wait for without one
+            # Nothing to wait for without a version, or when the watch was quicker.
+            slot.write_seen = (not slot.written_version
+                               or slot.written_version in slot.seen_versions)
             slot.progress_writes = 0 if urgent else slot.progress_writes + 1
 
     def autoscale(self, namespace: str, name: str, lock_timeout: float = 30.0) -> Tick | None:

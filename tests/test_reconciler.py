@@ -15,7 +15,11 @@ from deepseek_operator.controller import reconciler as reconciler_module
 from deepseek_operator.controller.cache import ChildCache
 from deepseek_operator.controller.cluster import Cluster
 from deepseek_operator.controller.reconcile import Outcome
-from deepseek_operator.controller.reconciler import WRITE_SEEN_TIMEOUT_SECONDS, Reconciler
+from deepseek_operator.controller.reconciler import (
+    PROGRESS_WRITE_SECONDS,
+    WRITE_SEEN_TIMEOUT_SECONDS,
+    Reconciler,
+)
 from deepseek_operator.render import RenderSettings
 
 BODY: dict[str, Any] = {
@@ -168,3 +172,30 @@ def test_a_watch_event_that_came_before_the_writes_response_counts(
     reconciler._write_status("ai", "r1", {"phase": "Failed"})
     reconciler.remember(_with_status("13", phase="Ready", readyReplicas=5))  # forged
     assert reconciler._current("ai", "r1")["status"]["phase"] == "Ready"
+
+
+def test_a_ready_deployments_progress_is_written_without_backoff(
+        reconciler: Reconciler, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replica counts of a Ready deployment that scales are written 10 s after the previous
+    write however many came before; the backoff is for the way to Ready."""
+    clock = [1000.0]
+    monkeypatch.setattr(reconciler_module, "time",
+                        types.SimpleNamespace(monotonic=lambda: clock[0]))
+    ready = {"conditions": [{"type": "Ready", "status": "True"}]}
+    writes: list[float] = []
+    monkeypatch.setattr(reconciler.cluster, "write_status",
+                        lambda namespace, name, patch: writes.append(clock[0]))
+    monkeypatch.setattr(reconciler._deferred, "request", lambda *args: True)
+    for step in range(6):
+        outcome = Outcome(status={"desiredReplicas": step}, urgent=False)
+        monkeypatch.setattr(reconciler_module, "reconcile",
+                            lambda *args, outcome=outcome: outcome)
+        clock[0] += PROGRESS_WRITE_SECONDS
+        reconciler._once({**BODY, "status": ready})
+    assert len(writes) == 6
+    starting = {"conditions": [{"type": "Ready", "status": "False"}]}
+    for _ in range(6):
+        clock[0] += PROGRESS_WRITE_SECONDS
+        reconciler._once({**BODY, "status": starting})
+    # Not Ready: the interval follows the six progress writes before, at its 60 s cap.
+    assert len(writes) == 6 + 1

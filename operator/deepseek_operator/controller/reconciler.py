@@ -52,7 +52,8 @@ SEEN_VERSIONS_KEPT = 4
 # change waiting is written by a reconcile at the end of the interval. Creating a
 # deployment then costs three status writes (the first, one progress, Ready) when it
 # takes under 40 s, and one more write per tripled interval when a busy cluster makes
-# it slower, instead of one per step.
+# it slower, instead of one per step. A Ready deployment's progress (replica counts while
+# it scales) is written PROGRESS_WRITE_SECONDS after the previous write, without backoff.
 PROGRESS_WRITE_SECONDS = 10.0
 PROGRESS_BACKOFF = 3.0
 PROGRESS_WRITE_MAX_SECONDS = 60.0
@@ -84,6 +85,12 @@ def _beyond_status(body: Mapping[str, Any]) -> tuple[Any, ...]:
     meta = body["metadata"]
     return (meta.get("uid"), meta.get("generation"), meta.get("labels"),
             meta.get("annotations"), meta.get("deletionTimestamp"))
+
+
+def _is_ready(body: Mapping[str, Any]) -> bool:
+    """Whether the stored status of a DeepSeekDeployment says Ready=True."""
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (body.get("status") or {}).get("conditions") or [])
 
 
 def _pack(body: Mapping[str, Any]) -> bytes:
@@ -365,7 +372,9 @@ class Reconciler:
         if outcome.status is not None:
             slot = self._slot((meta["namespace"], meta["name"]))
             since = time.monotonic() - slot.written_at
-            interval = slot.progress_interval()
+            # The backoff is for the way to Ready (start-up, a rollout, a download); a
+            # Ready deployment's changes (replica counts while it scales) wait the base.
+            interval = PROGRESS_WRITE_SECONDS if _is_ready(body) else slot.progress_interval()
             if outcome.urgent or since >= interval:
                 self._write_status(meta["namespace"], meta["name"], outcome.status,
                                    urgent=outcome.urgent)

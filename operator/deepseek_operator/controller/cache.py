@@ -23,14 +23,13 @@ Thread-safe: kopf runs the index handlers, and the Reconciler reads, in worker t
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from deepseek_operator.controller.packed import pack, unpack
 from deepseek_operator.controller.plan import FIELD_MANAGER, ObjectKey
 from deepseek_operator.render import DEPLOYMENT_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
@@ -69,13 +68,7 @@ def _packed(obj: Mapping[str, Any]) -> bytes:
     annotations = meta.get("annotations")
     if isinstance(annotations, Mapping) and _LAST_APPLIED in annotations:
         meta["annotations"] = {k: v for k, v in annotations.items() if k != _LAST_APPLIED}
-    return zlib.compress(json.dumps({**obj, "metadata": meta}, separators=(",", ":")).encode(), 1)
-
-
-def _unpacked(packed: bytes) -> dict[str, Any]:
-    """The object ``_packed`` made (a fresh dict)."""
-    obj: dict[str, Any] = json.loads(zlib.decompress(packed))
-    return obj
+    return pack({**obj, "metadata": meta})
 
 
 @dataclass
@@ -160,7 +153,7 @@ class ChildCache:
         for key, packed in found:
             if kinds is not None and key.kind not in kinds:
                 continue
-            obj = _unpacked(packed)
+            obj: dict[str, Any] = unpack(packed)
             have = (obj.get("metadata") or {}).get("labels") or {}
             if labels and any(have.get(k) != v for k, v in labels.items()):
                 continue

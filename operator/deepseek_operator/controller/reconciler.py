@@ -13,10 +13,8 @@ reconciles instead of a queue.
 from __future__ import annotations
 
 import collections
-import json
 import threading
 import time
-import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +27,7 @@ from deepseek_operator.controller import metrics
 from deepseek_operator.controller.cluster import Cluster
 from deepseek_operator.controller.debounce import Debouncer
 from deepseek_operator.controller.diff import is_subset
+from deepseek_operator.controller.packed import pack, unpack
 from deepseek_operator.controller.reconcile import Outcome, reconcile
 from deepseek_operator.render import RenderSettings
 
@@ -91,17 +90,6 @@ def _is_ready(body: Mapping[str, Any]) -> bool:
     """Whether the stored status of a DeepSeekDeployment says Ready=True."""
     return any(c.get("type") == "Ready" and c.get("status") == "True"
                for c in (body.get("status") or {}).get("conditions") or [])
-
-
-def _pack(body: Mapping[str, Any]) -> bytes:
-    """A DeepSeekDeployment as zlib-compressed compact JSON (``_unpack`` reverses it)."""
-    return zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 1)
-
-
-def _unpack(packed: bytes) -> dict[str, Any]:
-    """A fresh dict of what ``_pack`` packed."""
-    body: dict[str, Any] = json.loads(zlib.decompress(packed))
-    return body
 
 
 def shows_status_patch(status: Mapping[str, Any] | None, patch: Mapping[str, Any]) -> bool:
@@ -171,7 +159,7 @@ class Reconciler:
         """The latest watched copy of every DeepSeekDeployment held (for the metrics)."""
         with self._guard:
             packed = list(self._latest.values())
-        return [_unpack(item) for item in packed]
+        return [unpack(item) for item in packed]
 
     def known(self) -> list[Key]:
         """(namespace, name) of every DeepSeekDeployment seen and not forgotten."""
@@ -195,7 +183,7 @@ class Reconciler:
         """
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
-        mark, packed = _beyond_status(body), _pack(body)
+        mark, packed = _beyond_status(body), pack(body)
         with self._guard:
             previous = self._latest_marks.get(key)
             self._latest[key], self._latest_marks[key] = packed, mark
@@ -228,7 +216,7 @@ class Reconciler:
             if not pending:  # the returned object is needed only until the watch has it
                 slot.written_object, slot.written_patch = None, {}
         copy = dict(given) if given is not None else (
-            _unpack(packed) if packed is not None else None)
+            unpack(packed) if packed is not None else None)
         if copy is not None and (not pending or shows_status_patch(
                 copy.get("status"), written_patch)):
             return copy

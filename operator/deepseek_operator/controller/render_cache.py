@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import json
 import threading
-import zlib
 from collections import OrderedDict
 from typing import Any
 
 from deepseek_operator.api.resource import DeepSeekDeployment
+from deepseek_operator.controller.packed import pack_text, unpack
 from deepseek_operator.render import RenderSettings, render
 
 MAX_ENTRIES = 4096
@@ -68,7 +68,7 @@ class RenderCache:
                 packed = b""
                 self.misses += 1
         if packed:
-            copy: list[dict[str, Any]] = json.loads(zlib.decompress(packed))
+            copy: list[dict[str, Any]] = unpack(packed)
             return copy
         rendered = render(dsd, settings)
         try:
@@ -77,7 +77,7 @@ class RenderCache:
             return rendered
         if json.loads(text) != rendered:  # e.g. a non-string key: the copy would differ
             return rendered
-        packed = zlib.compress(text.encode(), 1)
+        packed = pack_text(text)
         with self._lock:
             self._entries[key] = (mark, packed)
             self._entries.move_to_end(key)

@@ -305,14 +305,29 @@ def restart(timeout: float = 60.0) -> None:
     pid = processes.recorded()[PROCESS]
     argv = processes.command_line(pid)
     env = {"KUBECONFIG": str(paths.state_dir() / f"{IDENTITY.file_stem}.kubeconfig")}
-    processes.stop(PROCESS, pid, grace_seconds=0.0)
-    processes.start(PROCESS, argv, env=env)
     config = yaml.safe_load((_state() / "config.yaml").read_text())
-    _wait("the LWS controller's /readyz",
-          lambda: _healthy(int(config["health"]["healthProbeBindAddress"].rsplit(":", 1)[1])),
-          timeout)
+    health = int(config["health"]["healthProbeBindAddress"].rsplit(":", 1)[1])
+    webhook = int(config["webhook"]["port"])
+    processes.stop(PROCESS, pid, grace_seconds=0.0)
+    # The new process binds the same ports; it exits at once if the old one still holds them.
+    _wait_plain("the LWS controller's ports to be released",
+                lambda: _bindable(health) and _bindable(webhook), timeout)
+    processes.start(PROCESS, argv, env=env)
+    _wait("the LWS controller's /readyz", lambda: _healthy(health), timeout)
     _wait("the LWS webhook's TLS", lambda: _serves_tls(
-        int(config["webhook"]["port"]), paths.state_dir() / "pki" / "ca.crt"), timeout)
+        webhook, paths.state_dir() / "pki" / "ca.crt"), timeout)
+
+
+def _bindable(port: int) -> bool:
+    """True when a listener could bind 127.0.0.1:``port`` now (with SO_REUSEADDR, as Go's
+    listeners do, so connections in TIME_WAIT do not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 CRD_NAME = "leaderworkersets.leaderworkerset.x-k8s.io"

@@ -51,7 +51,13 @@ def record(name: str, pid: int) -> None:
 
 
 def alive(pid: int) -> bool:
-    """True when a process with this PID exists and is not a zombie."""
+    """True when a process with this PID exists and is not a zombie whose threads have all
+    exited.
+
+    A killed multi-threaded process (every Go binary) can show its leader as a zombie
+    while its other threads are still exiting, and those threads still hold its open
+    files and listening sockets; it counts as alive until /proc lists no other thread.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -60,7 +66,9 @@ def alive(pid: int) -> bool:
         return True
     with contextlib.suppress(OSError):
         stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+        if stat.rsplit(")", 1)[1].split()[0] != "Z":
+            return True
+        return any(task.name != str(pid) for task in Path(f"/proc/{pid}/task").iterdir())
     return True
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import types
 from typing import Any, cast
 
@@ -21,7 +22,11 @@ from deepseek_operator.controller.claim_events import (
     pending_claim_message,
     sanitize,
 )
-from deepseek_operator.controller.cluster import CLAIM_EVENTS_REFRESH_SECONDS, Cluster
+from deepseek_operator.controller.cluster import (
+    CLAIM_EVENTS_REFRESH_MAX_SECONDS,
+    CLAIM_EVENTS_REFRESH_SECONDS,
+    Cluster,
+)
 from deepseek_operator.controller.reconcile import (
     CLAIM_EVENTS_AFTER_SECONDS,
     _pending_claim_events,
@@ -242,6 +247,17 @@ def test_a_waiting_claims_events_are_listed_once_per_refresh_interval(
     clock[0] = 100.0 + CLAIM_EVENTS_REFRESH_SECONDS
     refreshed = cluster.claim_events("ai", "r1-model-cache", UID)
     assert refreshed != first and len(listed) == 3
-    clock[0] += 4 * CLAIM_EVENTS_REFRESH_SECONDS
+    # The interval doubles with each list of the same claim, up to the maximum.
+    times = []
+    for _ in range(int(CLAIM_EVENTS_REFRESH_MAX_SECONDS * 3)):
+        clock[0] += 1.0
+        before = len(listed)
+        cluster.claim_events("ai", "r1-model-cache", UID)
+        if len(listed) > before:
+            times.append(clock[0])
+    gaps = [b - a for a, b in itertools.pairwise([100.0 + CLAIM_EVENTS_REFRESH_SECONDS, *times])]
+    assert gaps == [2 * CLAIM_EVENTS_REFRESH_SECONDS, 4 * CLAIM_EVENTS_REFRESH_SECONDS,
+                    CLAIM_EVENTS_REFRESH_MAX_SECONDS, CLAIM_EVENTS_REFRESH_MAX_SECONDS]
+    clock[0] += 4 * CLAIM_EVENTS_REFRESH_MAX_SECONDS
     cluster.claim_events("ai", "r1-model-cache", UID)
     assert set(cluster._claim_events) == {UID}  # other-uid's answer went stale and was dropped

@@ -5,6 +5,7 @@ in deletion. e2e/test_packaging.py shows it on the control plane."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import kopf
@@ -58,3 +59,30 @@ def test_the_timers_run_only_while_the_watch_holds_the_object() -> None:
     assert not handlers._watched(**kwargs)
     assert not handlers._operator_autoscaling(spec=spec, **kwargs)
     assert not handlers._downloading_and_watched(status=downloading, **kwargs)
+
+
+class _Requests:
+    """Stands in for the Debouncer: records what a timer queued."""
+
+    def __init__(self) -> None:
+        self.queued: list[tuple[str, str, float]] = []
+
+    def request(self, namespace: str, name: str, delay: float) -> None:
+        self.queued.append((namespace, name, delay))
+
+
+def test_the_reconcile_timers_queue_and_return_at_once() -> None:
+    """A timer still running when its filter stops matching costs kopf a polling delay
+    and an annotation patch of the object; so the timers that reconcile only queue the
+    reconcile (at once) on the workers and never reconcile in kopf's thread pool."""
+    registry = kopf.OperatorRegistry()
+    handlers.register_timers(resync_seconds=600, autoscaler_tick_seconds=5, registry=registry)
+    timers = {h.id: h for h in registry._spawning.get_all_handlers()}
+    memo = _memo()
+    memo.child_events = _Requests()
+    for handler_id in ("safety_resync", "download_progress", "claim_pending"):
+        fn = timers[handler_id].fn
+        assert asyncio.iscoroutinefunction(fn), handler_id
+        asyncio.run(fn(meta=META, memo=memo, body={"metadata": META}))
+    assert memo.child_events.queued == [("ai", "r1", 0.0)] * 3
+    assert memo.reconciler.managed_count() == 0, "nothing reconciled in the timer itself"

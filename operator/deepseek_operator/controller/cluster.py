@@ -94,10 +94,15 @@ CLAIM_EVENTS_LIMIT = 50
 """Most Events read about one claim (the apiserver merges repeats of one reason into one
 Event with a count, so a Pending claim has a handful)."""
 CLAIM_EVENTS_REFRESH_SECONDS = 15.0
-"""A claim's Events are listed at most this often (the claim timer's interval): every
-reconcile of a waiting claim in between, from its child events, reuses the last answer,
-so a slow provisioner under load costs one list per claim per interval, not one per
-reconcile."""
+"""A claim's Events are listed at most this often at first (the claim timer's interval):
+every reconcile of a waiting claim in between, from its child events, reuses the last
+answer, so a slow provisioner under load costs one list per claim per interval, not one
+per reconcile. The interval doubles after each list of the same claim, up to
+CLAIM_EVENTS_REFRESH_MAX_SECONDS: a provisioner says why it waits in its first Events, and
+a thousand claims waiting at once (a namespace created in one apply) would otherwise list
+Events every 15 s each."""
+CLAIM_EVENTS_REFRESH_MAX_SECONDS = 120.0
+"""Longest interval between two lists of one waiting claim's Events."""
 
 
 @dataclass
@@ -113,7 +118,9 @@ class Cluster:
         self.custom = client.CustomObjectsApi(self.api)
         self._hpa_tolerance: bool | None = None
         # claim uid: (time.monotonic() of the list, its answer); see claim_events.
-        self._claim_events: dict[str, tuple[float, tuple[list[dict[str, Any]] | None, str]]] = {}
+        # uid -> (monotonic time of the last list, seconds until the next, its answer)
+        self._claim_events: dict[
+            str, tuple[float, float, tuple[list[dict[str, Any]] | None, str]]] = {}
         self._claim_events_lock = threading.Lock()
 
     def hpa_tolerance_supported(self) -> bool:
@@ -212,20 +219,24 @@ class Cluster:
         apiserver filters; at most CLAIM_EVENTS_LIMIT), not a watch: claims are Pending
         rarely and briefly, and a watch of every claim's Events would cost a stream and
         its memory for the operator's whole life. Waits at most LOG_TIMEOUT_SECONDS.
-        Within CLAIM_EVENTS_REFRESH_SECONDS of the last list for this claim (by ``uid``),
-        that answer is returned again without a request."""
+        Until the refresh interval of this claim (by ``uid``) has passed since its last
+        list, that answer is returned again without a request; the interval starts at
+        CLAIM_EVENTS_REFRESH_SECONDS and doubles with each list, up to
+        CLAIM_EVENTS_REFRESH_MAX_SECONDS."""
         now = time.monotonic()
         with self._claim_events_lock:
             # Drop answers of claims that bound or went (no reconcile asks for them again).
-            for stale in [k for k, (at, _) in self._claim_events.items()
-                          if now - at >= 4 * CLAIM_EVENTS_REFRESH_SECONDS]:
+            for stale in [k for k, (at, _, _) in self._claim_events.items()
+                          if now - at >= 4 * CLAIM_EVENTS_REFRESH_MAX_SECONDS]:
                 del self._claim_events[stale]
             last = self._claim_events.get(uid)
-        if last is not None and now - last[0] < CLAIM_EVENTS_REFRESH_SECONDS:
-            return last[1]
+        if last is not None and now - last[0] < last[1]:
+            return last[2]
         answer = self._list_claim_events(namespace, name, uid)
+        interval = CLAIM_EVENTS_REFRESH_SECONDS if last is None else min(
+            2 * last[1], CLAIM_EVENTS_REFRESH_MAX_SECONDS)
         with self._claim_events_lock:
-            self._claim_events[uid] = (now, answer)
+            self._claim_events[uid] = (now, interval, answer)
         return answer
 
     def _list_claim_events(self, namespace: str, name: str,
@@ -233,9 +244,12 @@ class Cluster:
         selector = (f"involvedObject.kind=PersistentVolumeClaim,involvedObject.name={name},"
                     f"involvedObject.uid={uid}")
         try:
+            # resourceVersion "0": any recent state will do, so the apiserver answers from
+            # its watch cache instead of reading every Event of the namespace from etcd
+            # to filter them (field selectors on Events are not indexed).
             found = client.CoreV1Api(self.api).list_namespaced_event(
                 namespace, field_selector=selector, limit=CLAIM_EVENTS_LIMIT,
-                _request_timeout=LOG_TIMEOUT_SECONDS)
+                resource_version="0", _request_timeout=LOG_TIMEOUT_SECONDS)
         except ApiException as exc:
             return None, f"events of {name}: {exc.status} {exc.reason}"
         except (OSError, urllib3.exceptions.HTTPError) as exc:

@@ -12,6 +12,7 @@ other handler, so no reconcile sees a half-filled cache.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -123,14 +124,25 @@ async def on_deployment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -
         metrics.MANAGED.set(reconciler.managed_count())
         return
     if reconciler.remember(obj):
-        memo.child_events.request(meta["namespace"], meta["name"], 0.0)
+        _queue_reconcile(meta, memo)
     metrics.MANAGED.set(reconciler.managed_count())
 
 
-def safety_resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Reconcile every 10 minutes even without events (what a watch may have missed)."""
-    meta = body["metadata"]
-    _reconciler(memo).trigger(meta["namespace"], meta["name"], dict(body))
+async def safety_resync(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
+    """Reconcile every 10 minutes even without events (what a watch may have missed).
+    Queued on the reconcile workers (`_queue_reconcile`)."""
+    _queue_reconcile(meta, memo)
+
+
+def _queue_reconcile(meta: Mapping[str, Any], memo: kopf.Memo) -> None:
+    """Queue a reconcile of the object on the reconcile workers, from its latest copy.
+
+    The timers queue rather than reconcile in kopf's thread pool so that a timer returns
+    at once: when its filter stops matching (the claim bound, the download done; the
+    status write that says so comes from a reconcile), kopf stops it, and a timer still
+    busy then costs a polling delay and an annotation patch ("touch") of the object.
+    """
+    memo.child_events.request(meta["namespace"], meta["name"], 0.0)
 
 
 def autoscale(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -153,20 +165,19 @@ def claim_pending(status: kopf.Status, **_: Any) -> bool:
                for c in status.get("conditions") or [])
 
 
-def pending_claim(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def pending_claim(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
     """Reconcile while the model cache claim waits: the reconcile reads the claim's
-    Events, so StorageReady says why it waits as soon as the provisioner says it."""
-    meta = body["metadata"]
-    _reconciler(memo).trigger(meta["namespace"], meta["name"], dict(body))
+    Events, so StorageReady says why it waits as soon as the provisioner says it.
+    Queued on the reconcile workers (`_queue_reconcile`)."""
+    _queue_reconcile(meta, memo)
 
 
-def download_progress(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def download_progress(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
     """Reconcile a running download (the timer's interval: `run --download-poll-seconds`):
     the reconcile reads the download pod's progress (controller/progress.py), so
     status.modelCache moves and a stall is seen; nothing else changes while a download
-    runs."""
-    meta = body["metadata"]
-    _reconciler(memo).trigger(meta["namespace"], meta["name"], dict(body))
+    runs. Queued on the reconcile workers (`_queue_reconcile`)."""
+    _queue_reconcile(meta, memo)
 
 
 async def _cache_object(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:

@@ -218,7 +218,7 @@ class Scaled:
 
     def scaled_events(self, reason: str = "Scaled") -> list[str]:
         """Messages of the Events of this reason ("Scaled", "ScaleOverridden",
-        "ScaledByHand") on the DeepSeekDeployment, oldest first."""
+        "ScaledByHand", "ScaleOutOfRange") on the DeepSeekDeployment, oldest first."""
         events = self.core.list_namespaced_event(
             self.namespace, field_selector=f"involvedObject.name={self.name}").items
         scaled = [e for e in events if e.reason == reason
@@ -455,6 +455,16 @@ def test_min_and_max_bounds_hold(autoscaled: StartScaled) -> None:
     assert status["desiredReplicas"] == 3
     assert "clamped to maxReplicas 3" in status["reason"]
     assert dsd.obj()["spec"]["replicas"] == 3
+
+    # A hand-set count above the range is not taken silently: the Event names it.
+    dsd.api.patch_namespaced_custom_object_scale(GROUP, VERSION, dsd.namespace, PLURAL,
+                                                 dsd.name, {"spec": {"replicas": 9}})
+    capped = wait_for("a ScaleOutOfRange event", lambda: dsd.scaled_events(
+        "ScaleOutOfRange"), 2 * INTERVAL_S + 10)
+    assert capped[-1] == ("spec.replicas 9 set by hand is outside autoscaling.minReplicas.."
+                          "maxReplicas (2..3): the autoscaler took 3; change the range to "
+                          "scale further"), capped
+    assert dsd.recorder.values_since(stepped) == [2, 3]
 
 
 def test_kubectl_scale_is_corrected(autoscaled: StartScaled, kube: client.ApiClient,

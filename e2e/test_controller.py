@@ -644,6 +644,35 @@ def test_an_existing_claim_too_small_for_the_weights_is_named(
         namespace, label_selector="deepseek-operator.io/deployment=tiny-cache").items == []
 
 
+def test_an_existing_claim_created_later_is_taken_up_from_its_watch_event(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    """The claim an existingClaim names is not a child, yet its events reconcile the
+    deployment: created after the deployment, it is seen at once (no timer runs while a
+    claim is missing; the safety resync comes after ten minutes), and so is its deletion
+    by its owner."""
+    create(dsd_api, namespace, small_model("late", storage={"existingClaim": "late-cache"}))
+    obj = wait_for("StorageReady=False ClaimNotFound", lambda: (
+        lambda o: o if condition(o, "StorageReady").get("reason") == "ClaimNotFound" else None)(
+            get(dsd_api, namespace, "late")), 60)
+    assert condition(obj, "StorageReady")["message"].startswith(
+        'PersistentVolumeClaim "late-cache" does not exist: create it, or fix '
+        "spec.storage.existingClaim")
+    core = client.CoreV1Api(kube)
+    core.create_namespaced_persistent_volume_claim(namespace, {
+        "metadata": {"name": "late-cache"},
+        "spec": {"accessModes": ["ReadWriteMany"],
+                 "resources": {"requests": {"storage": "1Gi"}}}})
+    obj = wait_for("StorageReady=False ClaimTooSmall", lambda: (
+        lambda o: o if condition(o, "StorageReady").get("reason") == "ClaimTooSmall" else None)(
+            get(dsd_api, namespace, "late")), 60)
+    assert "PersistentVolumeClaim late-cache holds 1Gi" in condition(obj, "StorageReady")[
+        "message"]
+    core.delete_namespaced_persistent_volume_claim("late-cache", namespace)
+    wait_for("StorageReady=False ClaimNotFound again", lambda: (
+        lambda o: o if condition(o, "StorageReady").get("reason") == "ClaimNotFound" else None)(
+            get(dsd_api, namespace, "late")), 60)
+
+
 def test_deleting_the_object_in_the_way_resolves_a_name_conflict_at_once(
         kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str) -> None:
     """The way out a NameConflict names (delete the object) is taken up from that

@@ -19,6 +19,7 @@ from deepseek_operator.controller.reconciler import (
     PROGRESS_WRITE_SECONDS,
     WRITE_SEEN_TIMEOUT_SECONDS,
     Reconciler,
+    claim_in_use,
 )
 from deepseek_operator.render import RenderSettings
 
@@ -199,3 +200,31 @@ def test_a_ready_deployments_progress_is_written_without_backoff(
         reconciler._once({**BODY, "status": starting})
     # Not Ready: the interval follows the six progress writes before, at its 60 s cap.
     assert len(writes) == 6 + 1
+
+
+def _using(name: str, namespace: str = "ai", **spec: Any) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": namespace, "generation": 1},
+            "spec": {"model": {"name": "deepseek-r1-distill-qwen-1.5b"}, **spec}}
+
+
+def test_claims_used_without_owning_them_lead_back_to_their_deployments() -> None:
+    """A claim's watch events reconcile the deployments that name it (existingClaim or a
+    pvc:// uri) though it is not their child; the index follows spec edits and deletes."""
+    assert claim_in_use(_using("a", storage={"existingClaim": "shared"})) == "shared"
+    assert claim_in_use(_using("b", model={"uri": "pvc://weights/r1/8b"})) == "weights"
+    assert claim_in_use(_using("c")) == ""  # the operator's own cache claim: a child
+    assert claim_in_use({"metadata": {}, "spec": {"storage": "not a mapping",
+                                                  "model": {"uri": 5}}}) == ""
+    api = ApiClient()
+    worker = Reconciler(cluster=Cluster(api, ChildCache()), autoscaler=Autoscaler(api),
+                        post_event=lambda *args: None, settings=RenderSettings())
+    worker.remember(_using("a", storage={"existingClaim": "shared"}))
+    worker.remember(_using("b", storage={"existingClaim": "shared"}))
+    worker.remember(_using("c", namespace="other", storage={"existingClaim": "shared"}))
+    worker.remember(_using("d", model={"uri": "pvc://weights/r1"}))
+    assert worker.users_of_claim("ai", "shared") == ["a", "b"]
+    assert worker.users_of_claim("ai", "weights") == ["d"]
+    worker.remember(_using("b"))  # edited to the operator's own cache
+    worker.forget("ai", "a")
+    assert worker.users_of_claim("ai", "shared") == []
+    assert worker.users_of_claim("other", "shared") == ["c"]

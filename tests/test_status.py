@@ -167,7 +167,29 @@ def test_a_claim_being_deleted_is_not_storage_ready() -> None:
     storage = next(c for c in status.conditions if c.type == "StorageReady")
     assert (storage.status, storage.reason) == ("False", "ClaimTerminating")
     assert "is being deleted" in storage.message
+    assert storage.message.endswith("creates it again and downloads the weights again")
     assert _conds(status)["Ready"] == ("False", "ClaimTerminating")
+
+
+def test_a_given_claim_is_named_as_the_users_not_the_operators() -> None:
+    """existingClaim (or a pvc:// uri): the operator never creates that claim, so its
+    messages do not promise to, and point at the fields that name it."""
+    claim = {**_claim(), "metadata": {"name": "shared",
+                                      "deletionTimestamp": "2026-01-01T00:00:00Z"}}
+    going = _compute(Observed(claim, _job(), _workload(1, 1), [_pod("a", "n")], 1,
+                              claim_name="shared", claim_given=True))
+    storage = next(c for c in going.conditions if c.type == "StorageReady")
+    assert storage.reason == "ClaimTerminating"
+    assert "the operator does not own it (spec.storage.existingClaim" in storage.message
+    assert "creates it again" not in storage.message
+    missing = _compute(Observed(None, _job(None), None, [], 1, claim_name="shared",
+                                claim_given=True))
+    storage = next(c for c in missing.conditions if c.type == "StorageReady")
+    assert storage.message.startswith('PersistentVolumeClaim "shared" does not exist: '
+                                      "create it, or fix spec.storage.existingClaim")
+    ours = _compute(Observed(None, _job(None), None, [], 1, claim_name="r1-model-cache"))
+    storage = next(c for c in ours.conditions if c.type == "StorageReady")
+    assert storage.message == "the model cache PersistentVolumeClaim does not exist yet"
 
 
 def _waiting(pod: dict[str, Any], reason: str, message: str = "",

@@ -73,8 +73,10 @@ def policy_config(dsd: DeepSeekDeployment) -> PolicyConfig:
 class Tick:
     """One autoscaler evaluation: the replicas before, the decision, why metrics were
     missing if they were, the status patch for the operator's status writer (None when
-    the stored status already says it), and a hand-set ``spec.replicas`` this decision
-    overrode (None when there was none)."""
+    the stored status already says it), a hand-set ``spec.replicas`` this decision
+    overrode (None when there was none), and a hand-set ``spec.replicas`` outside
+    minReplicas..maxReplicas, which the autoscaler took as the nearest bound
+    (``capped_from``, None when none was; ``replica_range``: that (min, max))."""
 
     current_replicas: int
     decision: Decision
@@ -82,6 +84,8 @@ class Tick:
     unavailable: str | None
     status: dict[str, Any] | None = None
     overridden: int | None = None
+    capped_from: int | None = None
+    replica_range: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -183,7 +187,10 @@ class Autoscaler:
                 content_type="application/merge-patch+json")
         overridden = by_hand if by_hand is not None and by_hand != decision.desired_replicas \
             else None
-        return Tick(workload_replicas, decision, qps, unavailable, patch, overridden)
+        capped_from = dsd.spec.replicas if by_hand is not None and by_hand != dsd.spec.replicas \
+            else None
+        return Tick(workload_replicas, decision, qps, unavailable, patch, overridden,
+                    capped_from, (spec.min_replicas, spec.max_replicas))
 
 
 def hand_set_replicas(dsd: DeepSeekDeployment, body: dict[str, Any]) -> int | None:

@@ -189,7 +189,8 @@ async def _cache_object(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 async def _on_object_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     """Drop deleted objects from the cache; a change of one of ours reconciles its owner
-    (debounced)."""
+    (debounced), and a change of a claim a deployment uses without owning it
+    (existingClaim, pvc:// uri) reconciles that deployment: it binds, resizes or goes."""
     obj = event["object"]
     if event["type"] == "DELETED":
         waiting = memo.cache.forget(obj)
@@ -198,6 +199,10 @@ async def _on_object_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> N
     owner = owner_of(obj)
     if owner is not None:
         memo.child_events.request(*owner)
+    elif obj.get("kind") == "PersistentVolumeClaim":
+        meta = obj["metadata"]
+        for user in _reconciler(memo).users_of_claim(meta["namespace"], meta["name"]):
+            memo.child_events.request(meta["namespace"], user)
 
 
 _CHILD_APIS = {(c.api_version.rpartition("/")[0], c.plural) for c in CHILD_KINDS}

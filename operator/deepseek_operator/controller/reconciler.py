@@ -86,6 +86,22 @@ def _beyond_status(body: Mapping[str, Any]) -> tuple[Any, ...]:
             meta.get("annotations"), meta.get("deletionTimestamp"))
 
 
+def claim_in_use(body: Mapping[str, Any]) -> str:
+    """The claim a DeepSeekDeployment uses without owning it: spec.storage.existingClaim,
+    else the claim of a ``pvc://CLAIM/PATH`` spec.model.uri; "" when it uses the cache
+    claim the operator creates (a child: its events reconcile it already). Read from the
+    raw object, which may be invalid (then whatever those fields hold)."""
+    spec = body.get("spec") or {}
+    storage, model = spec.get("storage") or {}, spec.get("model") or {}
+    existing = storage.get("existingClaim") if isinstance(storage, Mapping) else None
+    if isinstance(existing, str) and existing:
+        return existing
+    uri = model.get("uri") if isinstance(model, Mapping) else None
+    if isinstance(uri, str) and uri.startswith("pvc://"):
+        return next((part for part in uri[len("pvc://"):].split("/") if part), "")
+    return ""
+
+
 def _is_ready(body: Mapping[str, Any]) -> bool:
     """Whether the stored status of a DeepSeekDeployment says Ready=True."""
     return any(c.get("type") == "Ready" and c.get("status") == "True"
@@ -131,6 +147,9 @@ class Reconciler:
     # and what of it besides status a reconcile depends on (``_beyond_status``).
     _latest: dict[Key, bytes] = field(default_factory=dict)
     _latest_marks: dict[Key, tuple[Any, ...]] = field(default_factory=dict)
+    # Which deployment uses which claim it does not own (``claim_in_use``), so that the
+    # events of that claim reconcile the deployment.
+    _claims_in_use: dict[Key, str] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -152,6 +171,7 @@ class Reconciler:
             self._slots.pop((namespace, name), None)
             self._latest.pop((namespace, name), None)
             self._latest_marks.pop((namespace, name), None)
+            self._claims_in_use.pop((namespace, name), None)
         self.autoscaler.forget(namespace, name)
         metrics.forget_deployment(namespace, name)
 
@@ -165,6 +185,13 @@ class Reconciler:
         """(namespace, name) of every DeepSeekDeployment seen and not forgotten."""
         with self._guard:
             return sorted(set(self._slots) | set(self._latest))
+
+    def users_of_claim(self, namespace: str, claim: str) -> list[str]:
+        """Names of the DeepSeekDeployments in ``namespace`` that use the claim ``claim``
+        without owning it (``claim_in_use``: existingClaim or a pvc:// uri)."""
+        with self._guard:
+            return sorted(name for (ns, name), used in self._claims_in_use.items()
+                          if ns == namespace and used == claim)
 
     def watched(self, namespace: str, name: str) -> bool:
         """Whether the watch delivered this DeepSeekDeployment and not (yet) its deletion:
@@ -187,6 +214,11 @@ class Reconciler:
         with self._guard:
             previous = self._latest_marks.get(key)
             self._latest[key], self._latest_marks[key] = packed, mark
+            claim = claim_in_use(body)
+            if claim:
+                self._claims_in_use[key] = claim
+            else:
+                self._claims_in_use.pop(key, None)
             slot = self._slots.setdefault(key, _Slot())
             version = str(meta.get("resourceVersion") or "")
             slot.seen_versions.append(version)
@@ -284,6 +316,13 @@ class Reconciler:
 
     def _post_tick_events(self, body: Mapping[str, Any], tick: Tick) -> None:
         desired = tick.decision.desired_replicas
+        if tick.capped_from is not None:
+            low, high = tick.replica_range
+            self.post_event(body, "Warning", "ScaleOutOfRange",
+                            f"spec.replicas {tick.capped_from} set by hand is outside "
+                            f"autoscaling.minReplicas..maxReplicas ({low}..{high}): the "
+                            f"autoscaler took {min(max(tick.capped_from, low), high)}; "
+                            "change the range to scale further")
         if tick.overridden is not None:
             self.post_event(body, "Normal", "ScaleOverridden",
                             f"spec.replicas {tick.overridden} was set by hand; in "

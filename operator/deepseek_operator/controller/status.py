@@ -101,7 +101,9 @@ class Cond(NamedTuple):
 class Observed:
     """What the reconciler saw of one DeepSeekDeployment's children, as API dicts.
 
-    ``claim``: the model-cache PVC (or the existing claim); ``storage_class_missing``: the
+    ``claim``: the model-cache PVC (or the existing claim); ``claim_name``: its name;
+    ``claim_given``: the claim is not the operator's (spec.storage.existingClaim or a
+    pvc:// spec.model.uri); ``storage_class_missing``: the
     name of a StorageClass the spec names that does not exist; ``job``: the download Job
     (None when no download is needed, e.g. a pvc:// model); ``needs_download``: whether a
     Job is expected; ``job_pods``: the pods of an unfinished download Job;
@@ -133,6 +135,7 @@ class Observed:
     storage_class_is_default: bool = False  # the missing class is the operator's --storage-class
     autoscaler: dict[str, Any] | None = None
     claim_name: str = ""
+    claim_given: bool = False
     job_pods: list[dict[str, Any]] = field(default_factory=list)
     spec_replicas: int | None = None
     download_bytes: float | None = None
@@ -163,14 +166,17 @@ def _storage(obs: Observed) -> Cond:
         return Cond(ConditionType.STORAGE_READY, False, REASON_CLAIM_NOT_FOUND,
                     f'PersistentVolumeClaim "{obs.claim_name}" does not exist: create it, or '
                     "fix spec.storage.existingClaim or the pvc:// claim of spec.model.uri"
-                    if obs.claim_name else "the model cache PersistentVolumeClaim does not "
+                    if obs.claim_given else "the model cache PersistentVolumeClaim does not "
                     "exist yet")
     name = obs.claim["metadata"]["name"]
     if obs.claim["metadata"].get("deletionTimestamp"):
         return Cond(ConditionType.STORAGE_READY, False, REASON_CLAIM_TERMINATING,
                     f"PersistentVolumeClaim {name} is being deleted: the pods that mount "
-                    "it keep it until they stop; then the operator creates it again and "
-                    "downloads the weights again")
+                    "it keep it until they stop; "
+                    + ("the operator does not own it (spec.storage.existingClaim or the "
+                       "pvc:// claim of spec.model.uri), so the deployment waits until a "
+                       "claim of that name exists again" if obs.claim_given else
+                       "then the operator creates it again and downloads the weights again"))
     phase = (obs.claim.get("status") or {}).get("phase", "Pending")
     if phase == "Bound":
         return _bound_claim(obs, obs.claim)

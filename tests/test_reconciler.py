@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from kubernetes.client import ApiClient
 
-from deepseek_operator.autoscaler.loop import Autoscaler
+from deepseek_operator.autoscaler.loop import Autoscaler, Tick
+from deepseek_operator.autoscaler.policy import Decision, PolicyState
 from deepseek_operator.controller import reconciler as reconciler_module
 from deepseek_operator.controller.cache import ChildCache
 from deepseek_operator.controller.cluster import Cluster
@@ -228,3 +229,23 @@ def test_claims_used_without_owning_them_lead_back_to_their_deployments() -> Non
     worker.forget("ai", "a")
     assert worker.users_of_claim("ai", "shared") == []
     assert worker.users_of_claim("other", "shared") == ["c"]
+
+
+def test_a_hand_set_count_outside_the_range_is_named_in_a_warning() -> None:
+    """`kubectl scale` above maxReplicas is taken as maxReplicas, and not silently."""
+    api = ApiClient()
+    events: list[tuple[str, str, str]] = []
+    worker = Reconciler(cluster=Cluster(api, ChildCache()), autoscaler=Autoscaler(api),
+                        post_event=lambda body, kind, reason, message: events.append(
+                            (kind, reason, message)), settings=RenderSettings())
+    decision = Decision(desired_replicas=4, computed_replicas=None, reason="held",
+                        scaled=False, state=PolicyState())
+    worker._post_tick_events(BODY, Tick(4, decision, None, "no metrics", capped_from=9,
+                                        replica_range=(1, 4)))
+    assert events == [("Warning", "ScaleOutOfRange",
+                       "spec.replicas 9 set by hand is outside autoscaling.minReplicas.."
+                       "maxReplicas (1..4): the autoscaler took 4; change the range to scale "
+                       "further")]
+    events.clear()
+    worker._post_tick_events(BODY, Tick(4, decision, None, "no metrics"))
+    assert events == []

@@ -201,6 +201,12 @@ def test_free_form_values_kubernetes_refuses_stall_naming_the_spec_field(
     typo = condition(wait_condition(dsd_api, namespace, "typo", "Stalled", "True"), "Stalled")
     assert typo["reason"] == "ApplyFailed"
     assert "comes from spec.scheduling.affinity" in typo["message"]
+    # The claim and the download, applied before the refused Deployment, say how they are.
+    details = wait_for("StorageReady and ModelCached True under the stall", lambda: (
+        lambda o: o if condition(o, "ModelCached").get("status") == "True"
+        and condition(o, "StorageReady").get("status") == "True" else None)(
+            get(dsd_api, namespace, "typo")), 90)
+    assert condition(details, "Stalled")["reason"] == "ApplyFailed"
     create(dsd_api, namespace, small_model("fraction", scheduling={"affinity": {
         "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
             {"weight": 1.5, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname"}}]}}}))
@@ -252,3 +258,37 @@ def test_a_gpu_type_the_cluster_lacks_leaves_the_old_pods_serving(
     assert apps.read_namespaced_deployment("gpu", namespace).status.ready_replicas == 1
     _patch(dsd_api, namespace, "gpu", {"gpu": {"type": "A100-40GB"}})
     wait_condition(dsd_api, namespace, "gpu", "Ready", "True", timeout=90)
+
+
+def test_a_switch_to_a_leaderworkerset_counts_the_deployment_that_still_serves(
+        kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str) -> None:
+    """A longer context needs two nodes: the LeaderWorkerSet replaces the Deployment, make
+    before break. While its pods cannot be placed (a node label no node has), status
+    counts the Deployment that still serves (Degraded, 1 ready, said in Ready's message),
+    not the new kind's 0 (Pending); reverting the change finishes it."""
+    create(dsd_api, namespace, copy.deepcopy(L70))
+    wait_condition(dsd_api, namespace, "l70", "Ready", "True", timeout=120)
+    _patch(dsd_api, namespace, "l70", {"model": {"maxModelLen": 131072},
+                                       "gpu": {"maxConcurrentSequences": 16},
+                                       "scheduling": {"nodeSelector": {"pool": "none"}}})
+
+    def switch_waits() -> dict[str, Any] | None:
+        obj = get(dsd_api, namespace, "l70")
+        current = obj.get("status", {}).get("observedGeneration") == obj["metadata"][
+            "generation"]
+        return obj if current and condition(obj, "Scheduled").get("status") == "False" else None
+
+    obj = wait_for("the LeaderWorkerSet's pods Unschedulable", switch_waits, 90)
+    assert obj["status"]["readyReplicas"] == 1
+    assert obj["status"]["phase"] == "Degraded", "the Deployment still serves"
+    ready = condition(obj, "Ready")
+    assert ready["status"] == "False"
+    assert ready["message"].endswith(
+        "; Deployment l70 keeps serving 1 ready replica until the LeaderWorkerSet has all "
+        "its replicas ready"), ready["message"]
+    assert client.AppsV1Api(kube).read_namespaced_deployment(
+        "l70", namespace).status.ready_replicas == 1
+    _patch(dsd_api, namespace, "l70", {"model": {"maxModelLen": 8192},
+                                       "gpu": {"maxConcurrentSequences": 4},
+                                       "scheduling": {"nodeSelector": None}})
+    wait_condition(dsd_api, namespace, "l70", "Ready", "True", timeout=90)

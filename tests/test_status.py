@@ -8,6 +8,7 @@ import pytest
 
 from deepseek_operator.api.conditions import transitions
 from deepseek_operator.api.status import Condition, DeepSeekDeploymentStatus
+from deepseek_operator.controller.reconcile import _details_of
 from deepseek_operator.controller.status import (
     WAITING_FOR_OBJECT,
     Observed,
@@ -571,3 +572,44 @@ def test_a_deployment_that_cannot_create_pods_says_why() -> None:
     workload["status"]["conditions"][0]["status"] = "False"  # it could create them again
     healthy = _compute(Observed(_claim(), _job(), workload, [], 1))
     assert _conds(healthy)["Scheduled"] == ("Unknown", "NoPods")
+
+
+def test_while_a_leaderworkerset_replaces_the_deployment_the_deployment_is_counted() -> None:
+    """Rule 7 keeps the old Deployment serving until the new LeaderWorkerSet is ready:
+    status counts what serves (Degraded, 1 ready), not the new kind's 0 (Pending)."""
+    new = {**_workload(1, 0), "kind": "LeaderWorkerSet"}
+    old = {**_workload(1, 1), "kind": "Deployment"}
+    waiting = [_pod("r1-0", None, "0/4 nodes are available: 4 Insufficient nvidia.com/gpu.")]
+    status = _compute(Observed(_claim(), _job(), new, waiting, 1, kept_workload=old))
+    assert (status.ready_replicas, status.replicas, status.phase) == (1, 1, "Degraded")
+    ready = next(c for c in status.conditions if c.type == "Ready")
+    assert ready.status == "False"
+    assert ready.message.endswith("; Deployment r1 keeps serving 1 ready replica until the "
+                                  "LeaderWorkerSet has all its replicas ready"), ready.message
+    alone = _compute(Observed(_claim(), _job(), new, waiting, 1))
+    assert (alone.ready_replicas, alone.phase) == (0, "Pending")
+    assert "keeps serving" not in next(c for c in alone.conditions
+                                       if c.type == "Ready").message
+
+
+def test_a_refused_apply_stalls_over_the_conditions_of_what_exists() -> None:
+    """ApplyFailed (the workload refused, the claim and download applied before it): the
+    stall keeps StorageReady and ModelCached as observed, and Ready, Progressing and
+    Stalled as stored, so a lasting stall does not move their lastTransitionTime."""
+    observed = _compute(Observed(_claim(), _job(), None, [], 1), now=T1)
+    stored = stalled_status(generation=1, reason="ApplyFailed", message="refused",
+                            previous=None, now=T0, base=DeepSeekDeploymentStatus())
+    details = _details_of(observed, stored)
+    stall = stalled_status(generation=1, reason="ApplyFailed", message="refused",
+                           previous=stored, now=T1, base=details)
+    by_type = {c.type: c for c in stall.conditions}
+    assert (by_type["StorageReady"].status, by_type["StorageReady"].reason) == (
+        "True", "ClaimBound")
+    assert (by_type["ModelCached"].status, by_type["ModelCached"].reason) == (
+        "True", "Downloaded")
+    assert (by_type["Stalled"].status, by_type["Stalled"].reason) == ("True", "ApplyFailed")
+    assert by_type["Stalled"].last_transition_time == T0 == by_type["Ready"].last_transition_time
+    assert stall.phase == "Failed"
+    first = _details_of(observed, None)  # never stored before: no summary to keep
+    assert {c.type for c in first.conditions} == {
+        "StorageReady", "ModelCached", "Scheduled", "AutoscalerReady"}

@@ -345,13 +345,25 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
         if not exc.refused:
             raise  # a conflict or an overloaded apiserver: retried with backoff
         # The API refuses the write (e.g. a hand edit made the desired object invalid):
-        # retrying cannot help, say so instead of reporting the last good state.
+        # retrying cannot help, say so instead of reporting the last good state. The
+        # children that exist (the claim and download before a refused workload) still
+        # report how they are.
+        observed_now = _observed_status(ctx, cluster, dsd, cluster.observe(owner), state,
+                                        given_claim, settings)
         return _stall(ctx, cluster, REASON_APPLY_FAILED, f"{exc}; {_apply_hint(exc)}",
-                      WAITING_FOR_OBJECT)
+                      WAITING_FOR_OBJECT, base=_details_of(observed_now, ctx.previous))
     if writes:
         log.info("%s/%s: %s", ctx.namespace, ctx.name, "; ".join(writes))
         observed = cluster.observe(owner)  # the executor stored what the API returned
+    status = _observed_status(ctx, cluster, dsd, observed, state, given_claim, settings)
+    return _finish(ctx.previous, status, writes)
 
+
+def _observed_status(ctx: _Context, cluster: Cluster, dsd: DeepSeekDeployment,
+                     observed: Mapping[ObjectKey, dict[str, Any]], state: DesiredState,
+                     given_claim: dict[str, Any] | None,
+                     settings: RenderSettings) -> DeepSeekDeploymentStatus:
+    """The status of a valid spec from the observed children (``compute_status``)."""
     snapshot = _observe(cluster, dsd, observed, state, given_claim,
                         default_class=settings.storage_class_name)
     base = ctx.base.model_copy(update={"sizing": size_deployment(dsd.spec).to_status()})
@@ -360,11 +372,27 @@ def reconcile(body: Mapping[str, Any], cluster: Cluster, settings: RenderSetting
             snapshot.autoscaler, HPA_METRIC, dsd.spec.autoscaling.target_qps_per_replica)})
     elif dsd.spec.autoscaling.mode != "operator":
         base = base.model_copy(update={"autoscaling": None})  # another owner decides
-    status = compute_status(generation=ctx.generation, mode=dsd.spec.autoscaling.mode,
-                            observed=snapshot, previous=ctx.previous, now=ctx.now,
-                            selector=pod_selector(ctx.name), endpoint=endpoint(dsd, settings),
-                            base=base)
-    return _finish(ctx.previous, status, writes)
+    return compute_status(generation=ctx.generation, mode=dsd.spec.autoscaling.mode,
+                          observed=snapshot, previous=ctx.previous, now=ctx.now,
+                          selector=pod_selector(ctx.name), endpoint=endpoint(dsd, settings),
+                          base=base)
+
+
+_SUMMARY_TYPES = frozenset({ConditionType.READY, ConditionType.PROGRESSING,
+                            ConditionType.STALLED})
+
+
+def _details_of(status: DeepSeekDeploymentStatus,
+                previous: DeepSeekDeploymentStatus | None) -> DeepSeekDeploymentStatus:
+    """``status`` with its detail conditions (StorageReady, ModelCached, Scheduled,
+    AutoscalerReady) and Ready, Progressing and Stalled as ``previous`` had them, for a
+    stall to set those three on: taking them from ``status`` would move their
+    lastTransitionTime at every reconcile of a stall that lasts."""
+    kept = {c.type: c for c in (previous.conditions if previous else [])
+            if c.type in _SUMMARY_TYPES}
+    conditions = [kept[c.type] if c.type in _SUMMARY_TYPES else c
+                  for c in status.conditions if c.type not in _SUMMARY_TYPES or c.type in kept]
+    return status.model_copy(update={"conditions": conditions})
 
 
 def _observe(cluster: Cluster, dsd: DeepSeekDeployment,
@@ -377,8 +405,12 @@ def _observe(cluster: Cluster, dsd: DeepSeekDeployment,
                         if o["kind"] in WORKLOAD_API_VERSIONS), None)
     # The workload that serves for this spec: the wanted kind when it exists, else the one
     # kept serving while the wanted one cannot replace it.
-    workload = next((w for kind in sorted(WORKLOAD_API_VERSIONS, key=lambda k: k != wanted_kind)
-                     if (w := child(observed, kind, names.workload(dsd))) is not None), None)
+    workloads = [w for kind in sorted(WORKLOAD_API_VERSIONS, key=lambda k: k != wanted_kind)
+                 if (w := child(observed, kind, names.workload(dsd))) is not None]
+    workload = workloads[0] if workloads else None
+    # While one kind replaces the other (rule 7 of controller/desired.py), the old one
+    # still serves until the new one is ready.
+    kept_workload = workloads[1] if len(workloads) > 1 else None
     autoscaler = child(observed, "HorizontalPodAutoscaler", names.autoscaler(dsd)) or child(
         observed, "ScaledObject", names.autoscaler(dsd))
     replicas = workload_replicas(dsd)
@@ -405,6 +437,7 @@ def _observe(cluster: Cluster, dsd: DeepSeekDeployment,
         pods=cluster.pods((namespace, name), pod_selector_labels(name)),
         worker_pods=cluster.pods((namespace, name), worker_selector_labels(name))
         if wanted_kind == "LeaderWorkerSet" else [],
+        kept_workload=kept_workload,
         claim_name=claim_name, claim_given=not creates_model_cache(dsd),
         spec_replicas=dsd.spec.replicas,
         download_bytes=checkpoint_bytes(dsd.spec) if needs_download(dsd) else None,

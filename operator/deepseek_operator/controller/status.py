@@ -107,7 +107,9 @@ class Observed:
     name of a StorageClass the spec names that does not exist; ``job``: the download Job
     (None when no download is needed, e.g. a pvc:// model); ``needs_download``: whether a
     Job is expected; ``job_pods``: the pods of an unfinished download Job;
-    ``workload``: the Deployment or LeaderWorkerSet; ``pods``: its serving pods (a
+    ``workload``: the Deployment or LeaderWorkerSet; ``kept_workload``: the workload of
+    the other kind, which keeps serving while ``workload`` replaces it (None when there is
+    none); ``pods``: its serving pods (a
     LeaderWorkerSet's leaders), ``worker_pods``: a LeaderWorkerSet's other pods;
     ``desired_replicas``: replicas the workload should have; ``autoscaler``: the
     HorizontalPodAutoscaler or ScaledObject, when that mode is on; ``spec_replicas``: the
@@ -151,6 +153,7 @@ class Observed:
     # The LeaderWorkerSet's worker pods (component server-worker): not counted as
     # replicas, but one that cannot be placed keeps its group from serving.
     worker_pods: list[dict[str, Any]] = field(default_factory=list)
+    kept_workload: dict[str, Any] | None = None
 
 
 
@@ -519,6 +522,31 @@ def _verdict(obs: Observed, storage: Cond, cached: Cond, scheduled: Cond,
     return False, reason, message
 
 
+def _still_serving(obs: Observed) -> str:
+    """What the kept workload of the other kind serves while ``obs.workload`` replaces it
+    ("" when there is none, or it serves nothing)."""
+    if obs.kept_workload is None or obs.workload is None:
+        return ""
+    _, ready, _ = workload_counts(obs.kept_workload)
+    if not ready:
+        return ""
+    return (f"; {obs.kept_workload.get('kind', 'workload')} "
+            f"{obs.kept_workload['metadata']['name']} keeps serving {ready} ready "
+            f"replica{'s' if ready != 1 else ''} until the {obs.workload.get('kind')} has "
+            "all its replicas ready")
+
+
+def _serving_counts(obs: Observed) -> tuple[int, int]:
+    """(replicas, readyReplicas) for status: the workload's, or while one kind replaces
+    the other, those of the one with more ready replicas (the one serving)."""
+    replicas, ready, _ = workload_counts(obs.workload)
+    if obs.kept_workload is not None:
+        kept_replicas, kept_ready, _ = workload_counts(obs.kept_workload)
+        if kept_ready > ready:
+            return kept_replicas, kept_ready
+    return replicas, ready
+
+
 def compute_status(*, generation: int, mode: str, observed: Observed,
                    previous: DeepSeekDeploymentStatus | None, now: str,
                    selector: str, endpoint: str,
@@ -535,9 +563,11 @@ def compute_status(*, generation: int, mode: str, observed: Observed,
     scheduled = _scheduled(observed, storage)
     scaler = autoscaler_condition(mode, observed, prev_by_type.get(ConditionType.AUTOSCALER_READY))
     is_ready, reason, message = _verdict(observed, storage, cached, scheduled, scaler)
+    if not is_ready:
+        message += _still_serving(observed)
     stalled = cached.reason == REASON_DOWNLOAD_FAILED
     conds = [*_summary(is_ready, stalled, reason, message), storage, cached, scheduled, scaler]
-    replicas, ready, _ = workload_counts(observed.workload)
+    replicas, ready = _serving_counts(observed)
     merged = _merged(conds, prev_conds, generation, now)
     return base.model_copy(update={
         "observed_generation": generation,

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from deepseek_operator.api.constants import GROUP, PLURAL, VERSION
 from deepseek_operator.controller.reconciler import PROGRESS_WRITE_SECONDS
 from e2e.cluster import controlplane
 from e2e.kube import wait_for
@@ -135,3 +136,17 @@ def test_the_deadline_fails_the_job_and_status_says_so(
            "activeDeadlineSeconds 5 (5s" in message
     assert "delete the Job" in message
     assert obj["status"]["phase"] == "Failed"
+
+    # A longer deadline in the spec does not rewrite what the failed Job failed on: the
+    # Job is left as it failed until it is deleted, as the message says.
+    generation = dsd_api.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "deadline",
+        {"spec": {"download": {"activeDeadlineSeconds": 3600}}})["metadata"]["generation"]
+    edited = wait_for("the edit observed", lambda: (
+        lambda o: o if o["status"].get("observedGeneration") == generation else None)(
+            get(dsd_api, namespace, "deadline")), 60)
+    assert condition(edited, "ModelCached")["reason"] == "DownloadFailed"
+    assert "activeDeadlineSeconds 5 (5s" in condition(edited, "ModelCached")["message"]
+    jobs = client.BatchV1Api(dsd_api.api_client).list_namespaced_job(
+        namespace, label_selector="deepseek-operator.io/deployment=deadline").items
+    assert [j.spec.active_deadline_seconds for j in jobs] == [5]

@@ -225,6 +225,32 @@ def test_a_claim_being_deleted_takes_its_download_job_along() -> None:
     assert "Job" not in [o["kind"] for o in state.objects]
 
 
+def test_a_failed_download_job_is_left_as_it_failed() -> None:
+    """Rule 11: a spec edit that keeps the Job's name (a longer deadline) neither patches
+    nor deletes the failed Job; a new name (another template) replaces it; a claim being
+    deleted still takes it along (rule 9)."""
+    failed = _job(SMALL)
+    failed["status"]["conditions"] = [{"type": "Failed", "status": "True",
+                                       "reason": "DeadlineExceeded"}]
+    longer = {**SMALL, "download": {"activeDeadlineSeconds": 99999}}
+    observed = {ObjectKey.of(o): o for o in [_claim(SMALL), failed]}
+    state = desired_state(_dsd(longer), _rendered(longer), observed,
+                          served=lambda api_version, kind: True)
+    assert "Job" not in [o["kind"] for o in state.objects]
+    assert ObjectKey.of(failed) in state.keep
+    running = {ObjectKey.of(o): o for o in [_claim(SMALL), _job(SMALL)]}
+    state = desired_state(_dsd(longer), _rendered(longer), running,
+                          served=lambda api_version, kind: True)
+    assert [o["spec"]["activeDeadlineSeconds"] for o in state.objects if o["kind"] == "Job"] \
+        == [99999], "a Job that has not failed is still applied"
+    claim = _claim(SMALL)
+    claim["metadata"]["deletionTimestamp"] = "2026-01-01T00:01:00Z"
+    going = {ObjectKey.of(o): o for o in [claim, failed]}
+    state = desired_state(_dsd(SMALL), _rendered(SMALL), going,
+                          served=lambda api_version, kind: True)
+    assert ObjectKey.of(failed) not in state.keep
+
+
 def _policy_map(spec: dict[str, Any]) -> dict[str, Any]:
     return next(o for o in _rendered(spec)
                 if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "l70-gateway-policy")

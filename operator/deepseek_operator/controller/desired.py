@@ -37,6 +37,10 @@ observed children, and the executor makes the writes. The rules:
    plan never finds them drifted and no apply touches them. The executor creates such an
    object with a plain create, not an apply, so the operator's apply never owns those
    fields (an apply that left out fields it owned would delete them).
+11. **A failed download Job stays as it failed**: it is neither patched nor deleted, so
+   its deadline and its pods' messages still say why it failed after a spec edit that
+   keeps its name (its pod template); deleting it (what ModelCached says to do) starts
+   the download again.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from deepseek_operator.controller.predicates import (
     claim_bound,
     claim_shortfall,
     claim_storage,
+    job_failed,
     job_succeeded,
     workload_counts,
 )
@@ -145,12 +150,26 @@ def desired_state(dsd: DeepSeekDeployment, rendered: list[dict[str, Any]],
                         "spec.storage back, or delete the claim (the operator creates it as "
                         "the spec asks and downloads the weights again)")
     objects = [_leave_created_fields(o, observed) for o in objects]
+    failed = _failed_download(observed, job_name, outdated)
+    if failed is not None and any(o["kind"] == "Job" for o in objects):
+        objects = [o for o in objects if o["kind"] != "Job"]  # rule 11
+        keep.append(failed)
     kept_workload = _serving_workload_to_keep(dsd, rendered, objects, observed)
     if kept_workload is not None:
         keep.append(kept_workload)
     return DesiredState(objects=objects, keep=keep, missing_apis=missing,
                         outdated_job=outdated, kept_workload=kept_workload,
                         claim_conflict=conflict)
+
+
+def _failed_download(observed: Children, job_name: str | None,
+                     outdated: ObjectKey | None) -> ObjectKey | None:
+    """Rule 11: the observed download Job of the rendered name when it failed (and did not
+    fill an earlier claim, rule 2); None otherwise."""
+    key = next((k for k in observed if k.kind == "Job" and k.name == job_name), None)
+    if key is None or key == outdated or not job_failed(observed[key]):
+        return None
+    return key
 
 
 def immutable_claim_changes(desired: Mapping[str, Any], live: Mapping[str, Any],

@@ -238,6 +238,7 @@ def test_a_failed_download_job_is_left_as_it_failed() -> None:
                           served=lambda api_version, kind: True)
     assert "Job" not in [o["kind"] for o in state.objects]
     assert ObjectKey.of(failed) in state.keep
+    assert state.failed_job == ObjectKey.of(failed), "status still reads the failed Job"
     running = {ObjectKey.of(o): o for o in [_claim(SMALL), _job(SMALL)]}
     state = desired_state(_dsd(longer), _rendered(longer), running,
                           served=lambda api_version, kind: True)
@@ -248,7 +249,7 @@ def test_a_failed_download_job_is_left_as_it_failed() -> None:
     going = {ObjectKey.of(o): o for o in [claim, failed]}
     state = desired_state(_dsd(SMALL), _rendered(SMALL), going,
                           served=lambda api_version, kind: True)
-    assert ObjectKey.of(failed) not in state.keep
+    assert ObjectKey.of(failed) not in state.keep and state.failed_job is None
 
 
 def _policy_map(spec: dict[str, Any]) -> dict[str, Any]:

@@ -84,7 +84,8 @@ class DesiredState:
     ``outdated_job``: a download Job left out because it filled an earlier claim.
     ``kept_workload``: an observed workload kept serving while its replacement cannot
     (rule 7), None otherwise. ``claim_conflict``: why the spec cannot be applied to the
-    Bound model cache claim (rule 8), with the way out; None when it can.
+    Bound model cache claim (rule 8), with the way out; None when it can. ``failed_job``:
+    the failed download Job left as it is (rule 11; also in ``keep``), None otherwise.
     """
 
     objects: list[dict[str, Any]]
@@ -93,6 +94,7 @@ class DesiredState:
     outdated_job: ObjectKey | None = None
     kept_workload: ObjectKey | None = None
     claim_conflict: str | None = None
+    failed_job: ObjectKey | None = None
 
 
 def child(observed: Children, kind: str, name: str) -> dict[str, Any] | None:
@@ -159,7 +161,7 @@ def desired_state(dsd: DeepSeekDeployment, rendered: list[dict[str, Any]],
         keep.append(kept_workload)
     return DesiredState(objects=objects, keep=keep, missing_apis=missing,
                         outdated_job=outdated, kept_workload=kept_workload,
-                        claim_conflict=conflict)
+                        claim_conflict=conflict, failed_job=failed if failed in keep else None)
 
 
 def _failed_download(observed: Children, job_name: str | None,

@@ -416,7 +416,8 @@ def _observe(cluster: Cluster, dsd: DeepSeekDeployment,
     replicas = workload_replicas(dsd)
     desired_replicas = replicas if replicas is not None else int(
         ((workload or {}).get("spec") or {}).get("replicas") or 0)
-    job_name = next((o["metadata"]["name"] for o in state.objects if o["kind"] == "Job"), None)
+    job_name = next((o["metadata"]["name"] for o in state.objects if o["kind"] == "Job"),
+                    state.failed_job.name if state.failed_job else None)
     job = child(observed, "Job", job_name) if job_name else None
     if job is not None and ObjectKey.of(job) == state.outdated_job:
         job = None  # it filled an earlier claim; the next reconcile replaces it

@@ -236,6 +236,15 @@ def test_typed_env_sources_and_tolerations_are_checked_by_the_apiserver(
             raise AssertionError(f"{spec} was accepted")
 
 
+def _unschedulable_on_the_edit(dsd_api: client.CustomObjectsApi, namespace: str,
+                               name: str) -> dict[str, Any] | None:
+    """The DeepSeekDeployment once its status is of its current generation and says
+    Scheduled=False; None before."""
+    obj = get(dsd_api, namespace, name)
+    current = obj.get("status", {}).get("observedGeneration") == obj["metadata"]["generation"]
+    return obj if current and condition(obj, "Scheduled").get("status") == "False" else None
+
+
 def test_a_gpu_type_the_cluster_lacks_leaves_the_old_pods_serving(
         kube: client.ApiClient, dsd_api: client.CustomObjectsApi, namespace: str) -> None:
     """Make before break: the new pod cannot be placed (no B200 node), so the rollout
@@ -244,13 +253,8 @@ def test_a_gpu_type_the_cluster_lacks_leaves_the_old_pods_serving(
     wait_condition(dsd_api, namespace, "gpu", "Ready", "True", timeout=90)
     _patch(dsd_api, namespace, "gpu", {"gpu": {"type": "B200-180GB"}})
 
-    def new_pod_pending() -> dict[str, Any] | None:
-        obj = get(dsd_api, namespace, "gpu")
-        current = obj.get("status", {}).get("observedGeneration") == obj["metadata"][
-            "generation"]
-        return obj if current and condition(obj, "Scheduled").get("status") == "False" else None
-
-    obj = wait_for("the new pod Unschedulable", new_pod_pending, 60)
+    obj = wait_for("the new pod Unschedulable",
+                   lambda: _unschedulable_on_the_edit(dsd_api, namespace, "gpu"), 60)
     assert "nvidia.com/gpu.product=NVIDIA-B200" in condition(obj, "Scheduled")["message"]
     assert obj["status"]["phase"] == "Degraded", "the old pod serves"
     assert obj["status"]["readyReplicas"] == 1
@@ -272,13 +276,8 @@ def test_a_switch_to_a_leaderworkerset_counts_the_deployment_that_still_serves(
                                        "gpu": {"maxConcurrentSequences": 16},
                                        "scheduling": {"nodeSelector": {"pool": "none"}}})
 
-    def switch_waits() -> dict[str, Any] | None:
-        obj = get(dsd_api, namespace, "l70")
-        current = obj.get("status", {}).get("observedGeneration") == obj["metadata"][
-            "generation"]
-        return obj if current and condition(obj, "Scheduled").get("status") == "False" else None
-
-    obj = wait_for("the LeaderWorkerSet's pods Unschedulable", switch_waits, 90)
+    obj = wait_for("the LeaderWorkerSet's pods Unschedulable",
+                   lambda: _unschedulable_on_the_edit(dsd_api, namespace, "l70"), 90)
     assert obj["status"]["readyReplicas"] == 1
     assert obj["status"]["phase"] == "Degraded", "the Deployment still serves"
     ready = condition(obj, "Ready")

@@ -291,3 +291,37 @@ def test_other_config_maps_are_still_applied_in_full() -> None:
     state = desired_state(_dsd(SMALL), _rendered(SMALL), observed,
                           served=lambda api_version, kind: True)
     assert next(o for o in state.objects if o["metadata"]["name"] == "l70-rbac")["data"]
+
+
+def _given_claim(created: str, deleting: bool = False) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": "shared", "namespace": "ai", "creationTimestamp": created}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T00:01:00Z"
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta,
+            "spec": {"accessModes": ["ReadWriteMany"],
+                     "resources": {"requests": {"storage": "20Gi"}}},
+            "status": {"phase": "Bound", "capacity": {"storage": "20Gi"}}}
+
+
+def test_an_existing_claim_recreated_after_its_download_is_filled_again() -> None:
+    """Rules 2 and 9 for the claim spec.storage.existingClaim names: a Complete Job older
+    than the claim filled the one deleted since (run it again); a Job still waiting for a
+    claim created after it is left to run; a claim being deleted takes the Job along."""
+    given = {**SMALL, "storage": {"existingClaim": "shared"}}
+    done = _job(given, created=T_JOB_BEFORE, done=True)
+    state = desired_state(_dsd(given), _rendered(given), {ObjectKey.of(done): done},
+                          served=lambda api_version, kind: True,
+                          given_claim=_given_claim(T_CLAIM))
+    assert state.outdated_job == ObjectKey.of(done)
+    assert "Job" not in [o["kind"] for o in state.objects]
+    waiting = _job(given, created=T_JOB_BEFORE)
+    state = desired_state(_dsd(given), _rendered(given), {ObjectKey.of(waiting): waiting},
+                          served=lambda api_version, kind: True,
+                          given_claim=_given_claim(T_CLAIM))
+    assert state.outdated_job is None
+    assert "Job" in [o["kind"] for o in state.objects]
+    state = desired_state(_dsd(given), _rendered(given), {ObjectKey.of(done): done},
+                          served=lambda api_version, kind: True,
+                          given_claim=_given_claim("2026-01-01T00:00:01Z", deleting=True))
+    assert "Job" not in [o["kind"] for o in state.objects]
+    assert ObjectKey.of(done) not in state.keep

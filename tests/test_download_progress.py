@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from kubernetes.client import ApiClient
 
-from deepseek_operator.api import parse_deployment
+from deepseek_operator.api import InvalidSpecError, parse_deployment
 from deepseek_operator.api.conditions import (
     REASON_DOWNLOAD_FAILED,
     REASON_DOWNLOAD_STALLED,
@@ -243,9 +243,16 @@ def test_deadline_failure_says_so_with_the_last_figures() -> None:
     assert message.startswith("Job r1-download-0 failed: DeadlineExceeded: the download ran "
                               "longer than its deadline, activeDeadlineSeconds 9000 (2h30m")
     assert "last figures: 30.0 GiB of 100.0 GiB" in message
-    assert "delete the Job" in message
+    assert "For a slower link lower minMiBPerSecond or raise activeDeadlineSeconds, then " \
+        "delete the Job" in message
     assert failed.model_cache == running.model_cache, "the last figures are kept"
     assert failed.phase == "Failed"
+    # After the advised edit, the message says the next step, not the same advice again.
+    edited = dataclasses.replace(_observed(None, job=job), spec_deadline_seconds=36000)
+    _, message = _cached(_compute(edited, previous=failed))
+    assert "activeDeadlineSeconds 9000 (2h30m" in message, "what it failed on stays"
+    assert "The spec now gives 36000 s (10h00m): delete the Job, the operator creates it " \
+        "again with that deadline and the download resumes" in message, message
 
 
 def test_cached_weights_drop_the_figures() -> None:
@@ -267,6 +274,12 @@ def test_deadline_from_checkpoint_size_and_minimum_rate() -> None:
     assert deadline_seconds(_dsd(download={"activeDeadlineSeconds": 600})) == 600
     job = download_job_manifest(_dsd(download={"activeDeadlineSeconds": 600}), RenderSettings())
     assert job["spec"]["activeDeadlineSeconds"] == 600
+    # A rate too low to mean anything is refused naming the field, not overflowed into
+    # the Job (the CRD allows any rate above 0).
+    for rate in (1e-300, 0.01):
+        with pytest.raises(InvalidSpecError, match=r"spec\.download\.minMiBPerSecond"):
+            deadline_seconds(_dsd(download={"minMiBPerSecond": rate}))
+    assert deadline_seconds(_dsd(download={"minMiBPerSecond": 0.3})) <= 2592000
 
 
 def test_status_writes_per_download_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

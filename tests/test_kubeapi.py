@@ -95,6 +95,24 @@ def test_which_api_errors_are_refusals(verb: str, status: int, refused: bool) ->
     assert _error(verb, status).refused is refused
 
 
+def test_only_an_immutable_field_error_counts_as_immutable() -> None:
+    """The executor replaces a download Job only for this error: any other 422 (an
+    invalid value) must not delete a running or finished download."""
+    key = ObjectKey("batch/v1", "Job", "ai", "r1-download-1")
+
+    def refused(body: str) -> ApplyError:
+        exc = ApiException(status=422, reason="Unprocessable Entity")
+        exc.body = body
+        return ApplyError(key, "applying", exc)
+
+    assert refused(json.dumps({"message": 'Job.batch "r1-download-1" is invalid: '
+                               "spec.template: Invalid value: core.PodTemplateSpec{...}: "
+                               "field is immutable"})).immutable
+    assert not refused(json.dumps({"message": 'Job.batch "r1-download-1" is invalid: '
+                                   "spec.activeDeadlineSeconds: Invalid value: -1: must be "
+                                   "greater than or equal to 0"})).immutable
+
+
 def test_an_apply_answered_404_forgets_the_kind() -> None:
     cluster = Cluster(ApiClient(), ChildCache())
     discovery = FakeDiscovery({LWS}, apply_status=404)

@@ -183,6 +183,8 @@ def test_a_given_claim_is_named_as_the_users_not_the_operators() -> None:
     assert storage.reason == "ClaimTerminating"
     assert "the operator does not own it (spec.storage.existingClaim" in storage.message
     assert "creates it again" not in storage.message
+    assert _conds(going)["ModelCached"] == ("False", "WaitingForStorage"), \
+        "the weights go with the claim, whatever the Job that filled it says"
     missing = _compute(Observed(None, _job(None), None, [], 1, claim_name="shared",
                                 claim_given=True))
     storage = next(c for c in missing.conditions if c.type == "StorageReady")

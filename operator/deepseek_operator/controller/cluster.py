@@ -63,10 +63,12 @@ def supports_hpa_tolerance(major: str, minor: str) -> bool:
 class ApplyError(Exception):
     """An API call for one child failed; the message names the object and the API's reason.
     ``status``: the HTTP status; ``refused``: retrying the same body cannot succeed (a
-    conflict, throttling or an overloaded apiserver can)."""
+    conflict, throttling or an overloaded apiserver can); ``immutable``: the API refused
+    a change of a field that cannot change after creation (its "field is immutable")."""
 
     def __init__(self, key: ObjectKey, verb: str, exc: ApiException) -> None:
         self.key, self.status = key, int(exc.status or 0)
+        self.immutable = self.status == 422 and "field is immutable" in str(exc.body or "")
         message = _api_message(exc)
         # Server-side apply answers 500 for a field the schema does not know (a typo in a
         # free-form part of the spec): the same body fails every time, so it is a refusal.
@@ -402,7 +404,9 @@ class Cluster:
         try:
             self.apply(change.desired)
         except ApplyError as exc:
-            if not (exc.status == 422 and change.key.kind == "Job"):
+            # Only a change of the Job's immutable fields is made by a new Job; any other
+            # refusal (an invalid value) must not delete a running or finished download.
+            if not (exc.immutable and change.key.kind == "Job"):
                 raise
             self.delete(change.key)
             self.apply(change.desired)

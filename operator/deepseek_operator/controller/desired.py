@@ -9,7 +9,8 @@ observed children, and the executor makes the writes. The rules:
    reported, so status can say what to install.
 2. **A download Job older than its claim** filled an earlier claim of the same name (one
    deleted by hand since): it is left out, so the plan deletes it and the next reconcile
-   creates it again for the new, empty claim.
+   creates it again for the new, empty claim (for an existingClaim, once the Job has
+   succeeded: such a claim may be created after the Job, which then waits for it).
 3. **Hold the workload until cached** on a single-writer claim (ReadWriteOnce,
    ReadWriteOncePod): a serving pod started first would hold the volume and the download
    could never mount it.
@@ -28,8 +29,9 @@ observed children, and the executor makes the writes. The rules:
    deleted, and the next reconcile creates it as asked; a Bound claim is left as it is,
    and ``claim_conflict`` says what to do (a Bound claim keeps its class when the spec
    leaves the class to the default).
-9. **A claim being deleted takes its download Job along**: the Job's finished pod would
-   hold the claim forever (PVC protection); the Job comes back with the new claim.
+9. **A claim being deleted takes its download Job along** (the operator's claim or the
+   one spec.storage.existingClaim names): the Job's finished pod would hold the claim
+   forever (PVC protection); the Job comes back with the new claim.
 10. **Create-only fields belong to people once created**: a child annotated
    ``render.CREATE_ONLY_ANNOTATION`` (the gateway policy ConfigMap, whose ``data`` the
    holders of system:configure edit) is wanted in full only while it does not exist; once
@@ -69,6 +71,7 @@ from deepseek_operator.render import (
     WORKLOAD_API_VERSIONS,
     creates_model_cache,
     names,
+    needs_download,
 )
 
 Children = Mapping[ObjectKey, dict[str, Any]]
@@ -118,7 +121,7 @@ def desired_state(dsd: DeepSeekDeployment, rendered: list[dict[str, Any]],
     objects = [o for o in rendered if served(o["apiVersion"], o["kind"])]
     # The download Job's name hashes its pod template: take it from the rendered Job.
     job_name = next((o["metadata"]["name"] for o in rendered if o["kind"] == "Job"), None)
-    outdated = download_for_an_older_claim(dsd, observed, job_name)
+    outdated = download_for_an_older_claim(dsd, observed, job_name, given_claim)
     if outdated is not None:
         objects = [o for o in objects if ObjectKey.of(o) != outdated]
     current = {k: o for k, o in observed.items() if k != outdated}
@@ -128,10 +131,10 @@ def desired_state(dsd: DeepSeekDeployment, rendered: list[dict[str, Any]],
     objects = _hold_download_until_the_claim_fits(dsd, objects, observed, job_name,
                                                   claim or given_claim)
     keep = [k for k in observed if k.kind == "PersistentVolumeClaim"]
-    if claim is not None and claim["metadata"].get("deletionTimestamp"):
-        # Rule 9: the claim is being deleted (by hand, to start over): its download Job's
-        # finished pod would hold it forever (PVC protection), so the Job goes too and
-        # comes back with the new claim.
+    if (claim or given_claim or {}).get("metadata", {}).get("deletionTimestamp"):
+        # Rule 9: the claim (ours, or the one the spec names) is being deleted (by hand, to
+        # start over): its download Job's finished pod would hold it forever (PVC
+        # protection), so the Job goes too and comes back with the new claim.
         objects = [o for o in objects if o["kind"] != "Job"]
     conflict = None
     rendered_claim = next((o for o in objects if o["kind"] == "PersistentVolumeClaim"), None)
@@ -214,21 +217,27 @@ def _words(value: Any) -> str:
 
 
 def download_for_an_older_claim(dsd: DeepSeekDeployment, observed: Children,
-                                job_name: str | None) -> ObjectKey | None:
+                                job_name: str | None,
+                                given_claim: Mapping[str, Any] | None = None
+                                ) -> ObjectKey | None:
     """The download Job (``job_name``) when it was created before the model cache claim
     it should fill.
 
     Then it filled an earlier claim of the same name, one deleted by hand since: the new
     claim is empty, and the Job (Complete, say) must run again. The operator creates the
     claim before the Job, so a Job that is older than its claim is always such a leftover.
+    A claim the spec names (``given_claim``: existingClaim) may also be created after the
+    Job, whose pod then waits for it: such a Job counts only once it has succeeded.
     Creation times have a resolution of one second; a claim recreated within the second
     of the Job's creation goes unnoticed.
     """
-    if not creates_model_cache(dsd) or job_name is None:
+    if job_name is None or not needs_download(dsd):
         return None
-    claim = child(observed, "PersistentVolumeClaim", names.model_cache_claim(dsd))
+    owned = creates_model_cache(dsd)
+    claim = child(observed, "PersistentVolumeClaim", names.model_cache_claim(dsd)) \
+        if owned else given_claim
     job = child(observed, "Job", job_name)
-    if claim is None or job is None:
+    if claim is None or job is None or not (owned or job_succeeded(job)):
         return None
     claim_created = claim["metadata"].get("creationTimestamp") or ""
     job_created = job["metadata"].get("creationTimestamp") or ""

@@ -74,6 +74,7 @@ from deepseek_operator.render import (
     workload_replicas,
 )
 from deepseek_operator.render.autoscaling import HPA_METRIC
+from deepseek_operator.render.download import deadline_seconds
 
 log = logging.getLogger(__name__)
 
@@ -450,7 +451,8 @@ def _observe(cluster: Cluster, dsd: DeepSeekDeployment,
         download_failure=termination_message(job_pods, "download") if job is not None
         and job_failed(job) else "",
         stall_seconds=float(dsd.spec.download.stall_seconds),
-        deadline_seconds=((job or {}).get("spec") or {}).get("activeDeadlineSeconds"))
+        deadline_seconds=((job or {}).get("spec") or {}).get("activeDeadlineSeconds"),
+        spec_deadline_seconds=deadline_seconds(dsd) if needs_download(dsd) else None)
 
 
 # A claim younger than this is binding as usual (a provisioner takes about a second), so

@@ -121,7 +121,8 @@ class Observed:
     termination message of the failed download container (what the script said), "" when
     none. ``stall_seconds``: seconds without
     progress that make a stall (spec.download.stallSeconds); ``deadline_seconds``: the
-    download Job's activeDeadlineSeconds. ``claim_events``: the Events about a claim that
+    download Job's activeDeadlineSeconds, ``spec_deadline_seconds``: the one the current
+    spec gives (render.download.deadline_seconds). ``claim_events``: the Events about a claim that
     is not Bound (None when not read), ``claim_events_error``: why they could not be read,
     ``claim_provisioner``: its StorageClass's provisioner ("" when unknown); the
     StorageReady message says why such a claim waits (controller/claim_events.py).
@@ -154,6 +155,7 @@ class Observed:
     # replicas, but one that cannot be placed keeps its group from serving.
     worker_pods: list[dict[str, Any]] = field(default_factory=list)
     kept_workload: dict[str, Any] | None = None
+    spec_deadline_seconds: int | None = None
 
 
 
@@ -227,6 +229,9 @@ def _cached(obs: Observed, storage: Cond, last: ModelCacheStatus | None = None) 
     if obs.claim is None:
         return Cond(ConditionType.MODEL_CACHED, False, REASON_WAITING_FOR_STORAGE,
                     "the model cache claim does not exist, so neither do the weights")
+    if obs.claim["metadata"].get("deletionTimestamp"):
+        return Cond(ConditionType.MODEL_CACHED, False, REASON_WAITING_FOR_STORAGE,
+                    "the model cache claim is being deleted, and the weights with it")
     if obs.job is None:
         return Cond(ConditionType.MODEL_CACHED, False, REASON_WAITING_FOR_STORAGE,
                     "the download Job does not exist yet" if storage_ok else
@@ -284,12 +289,17 @@ def _failure_message(name: str, failed: dict[str, Any], obs: Observed,
             figures += f" of {last.bytes_expected / GIB:.1f} GiB"
         if last.bytes_per_second is not None:
             figures += f" at {last.bytes_per_second / MIB:.1f} MiB/s"
+    wanted = obs.spec_deadline_seconds
+    advice = (f"The spec now gives {wanted} s ({duration(float(wanted))}): delete the Job, "
+              "the operator creates it again with that deadline" if wanted and
+              deadline is not None and wanted != deadline else
+              "For a slower link lower minMiBPerSecond or raise activeDeadlineSeconds, then "
+              "delete the Job: the operator creates it again")
     return (f"Job {name} failed: DeadlineExceeded: the download ran longer than its "
             f"deadline, activeDeadlineSeconds {deadline} ({duration(float(deadline or 0))}: "
             "the checkpoint at spec.download.minMiBPerSecond plus an hour, or "
-            f"spec.download.activeDeadlineSeconds){figures}. For a slower link lower "
-            "minMiBPerSecond or raise activeDeadlineSeconds, then delete the Job: the "
-            "operator creates it again and the download resumes from what is on the claim")
+            f"spec.download.activeDeadlineSeconds){figures}. {advice} and the download "
+            "resumes from what is on the claim")
 
 
 def autoscaler_condition(mode: str, obs: Observed,

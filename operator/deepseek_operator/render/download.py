@@ -26,7 +26,7 @@ import json
 import math
 from typing import Any, Final
 
-from ..api import DeepSeekDeployment
+from ..api import DeepSeekDeployment, FieldIssue, InvalidSpecError
 from ..catalog import checkpoint_bytes
 from .engine import k8s_literal
 from .labels import labels_for
@@ -50,6 +50,9 @@ PROGRESS_SECONDS: Final = 10
 # Added to the transfer time at the minimum rate: scheduling, image pull, start-up.
 DEADLINE_STARTUP_SECONDS: Final = 3600
 MIB: Final = 2**20
+# The longest deadline, seconds (30 days): the CRD's maximum of activeDeadlineSeconds, so
+# a derived deadline is bounded the same way as a given one.
+MAX_DEADLINE_SECONDS: Final = 2592000
 
 
 def deadline_seconds(dsd: DeepSeekDeployment) -> int:
@@ -58,13 +61,23 @@ def deadline_seconds(dsd: DeepSeekDeployment) -> int:
     + DEADLINE_STARTUP_SECONDS. The checkpoint size is the catalog's (`checkpoint_bytes`;
     0 for a model it cannot size, which leaves only the start-up hour).
 
-    Raises the catalog's UnknownNameError as `checkpoint_bytes` does.
+    Raises InvalidSpecError naming spec.download.minMiBPerSecond when the derived deadline
+    is above MAX_DEADLINE_SECONDS (a rate too low to mean anything, e.g. 1e-300, would
+    otherwise overflow the Job's field), and the catalog's UnknownNameError as
+    `checkpoint_bytes` does.
     """
     download = dsd.spec.download
     if download.active_deadline_seconds is not None:
         return download.active_deadline_seconds
     rate = download.min_mib_per_second * MIB
-    return math.ceil(checkpoint_bytes(dsd.spec) / rate) + DEADLINE_STARTUP_SECONDS
+    seconds = checkpoint_bytes(dsd.spec) / rate + DEADLINE_STARTUP_SECONDS
+    if not seconds <= MAX_DEADLINE_SECONDS:  # also inf
+        raise InvalidSpecError([FieldIssue(
+            "spec.download.minMiBPerSecond",
+            f"{download.min_mib_per_second:g} MiB/s gives the download a deadline above 30 "
+            f"days ({MAX_DEADLINE_SECONDS} s); raise it, or set "
+            "spec.download.activeDeadlineSeconds")])
+    return math.ceil(seconds)
 
 
 def download_image(dsd: DeepSeekDeployment, settings: RenderSettings, source: ModelSource) -> str:

@@ -119,8 +119,8 @@ class Cluster:
         self.resources = Resources(self.api)
         self.custom = client.CustomObjectsApi(self.api)
         self._hpa_tolerance: bool | None = None
-        # claim uid: (time.monotonic() of the list, its answer); see claim_events.
-        # uid -> (monotonic time of the last list, seconds until the next, its answer)
+        # claim uid -> (monotonic time of the last list, seconds until the next, its
+        # answer); see claim_events.
         self._claim_events: dict[
             str, tuple[float, float, tuple[list[dict[str, Any]] | None, str]]] = {}
         self._claim_events_lock = threading.Lock()

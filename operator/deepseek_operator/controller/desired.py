@@ -156,7 +156,9 @@ def desired_state(dsd: DeepSeekDeployment, rendered: list[dict[str, Any]],
                         "the spec asks and downloads the weights again)")
     objects = [_leave_created_fields(o, observed) for o in objects]
     failed = _failed_download(observed, job_name, outdated)
-    if failed is not None and any(o["kind"] == "Job" for o in objects):
+    if failed is not None and not any(o["kind"] == "Job" for o in objects):
+        failed = None  # held or going (rules 5 and 9): nothing to keep
+    if failed is not None:
         objects = [o for o in objects if o["kind"] != "Job"]  # rule 11
         keep.append(failed)
     kept_workload = _serving_workload_to_keep(dsd, rendered, objects, observed)
@@ -164,7 +166,7 @@ def desired_state(dsd: DeepSeekDeployment, rendered: list[dict[str, Any]],
         keep.append(kept_workload)
     return DesiredState(objects=objects, keep=keep, missing_apis=missing,
                         outdated_job=outdated, kept_workload=kept_workload,
-                        claim_conflict=conflict, failed_job=failed if failed in keep else None)
+                        claim_conflict=conflict, failed_job=failed)
 
 
 def _failed_download(observed: Children, job_name: str | None,

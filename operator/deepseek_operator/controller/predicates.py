@@ -149,6 +149,14 @@ def workload_counts(workload: Mapping[str, Any] | None) -> tuple[int, int, bool]
     return replicas, ready, rolled_out
 
 
+def serving_counts(*workloads: Mapping[str, Any] | None) -> tuple[int, int]:
+    """(replicas, readyReplicas) of the workload with the most ready replicas, the first
+    on a tie: while one kind replaces the other, the one that serves; (0, 0) for none."""
+    counts = [workload_counts(w) for w in workloads if w is not None]
+    replicas, ready, _ = max(counts, key=lambda c: c[1], default=(0, 0, False))
+    return replicas, ready
+
+
 def lws_seen(status: Mapping[str, Any]) -> bool:
     """Whether a LeaderWorkerSet controller has acted on its object's spec, from the
     ``status`` it writes (a dict): it has written one, and no rolling update of the

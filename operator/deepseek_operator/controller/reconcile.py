@@ -47,8 +47,8 @@ from deepseek_operator.controller.plan import FIELD_MANAGER, ObjectKey, Plan, ca
 from deepseek_operator.controller.predicates import (
     job_failed,
     job_succeeded,
+    serving_counts,
     termination_message,
-    workload_counts,
 )
 from deepseek_operator.controller.progress import TAIL_LINES
 from deepseek_operator.controller.render_cache import RenderCache
@@ -278,13 +278,11 @@ def _stall(ctx: _Context, cluster: Cluster, reason: str, message: str, waiting: 
     """
     workloads = [obj for key, obj in cluster.observe((ctx.namespace, ctx.name)).items()
                  if key.kind in WORKLOAD_API_VERSIONS]
-    # Two workloads only while one kind replaces the other: the one serving more counts.
-    counts = max((workload_counts(w) for w in workloads), key=lambda c: c[1],
-                 default=(0, 0, False))
+    replicas, ready = serving_counts(*workloads)
     desired = max((int((w.get("spec") or {}).get("replicas") or 0) for w in workloads),
                   default=0)
     observed = (base or ctx.base).model_copy(update={
-        "replicas": counts[0], "ready_replicas": counts[1], "desired_replicas": desired,
+        "replicas": replicas, "ready_replicas": ready, "desired_replicas": desired,
         "selector": pod_selector(ctx.name)})
     status = stalled_status(generation=ctx.generation, reason=reason, message=message,
                             previous=ctx.previous, now=ctx.now, base=observed,

@@ -72,6 +72,7 @@ from deepseek_operator.controller.predicates import (
     job_succeeded,
     live_pods,
     pod_condition,
+    serving_counts,
     stuck_container,
     workload_counts,
 )
@@ -546,17 +547,6 @@ def _still_serving(obs: Observed) -> str:
             "all its replicas ready")
 
 
-def _serving_counts(obs: Observed) -> tuple[int, int]:
-    """(replicas, readyReplicas) for status: the workload's, or while one kind replaces
-    the other, those of the one with more ready replicas (the one serving)."""
-    replicas, ready, _ = workload_counts(obs.workload)
-    if obs.kept_workload is not None:
-        kept_replicas, kept_ready, _ = workload_counts(obs.kept_workload)
-        if kept_ready > ready:
-            return kept_replicas, kept_ready
-    return replicas, ready
-
-
 def compute_status(*, generation: int, mode: str, observed: Observed,
                    previous: DeepSeekDeploymentStatus | None, now: str,
                    selector: str, endpoint: str,
@@ -577,7 +567,7 @@ def compute_status(*, generation: int, mode: str, observed: Observed,
         message += _still_serving(observed)
     stalled = cached.reason == REASON_DOWNLOAD_FAILED
     conds = [*_summary(is_ready, stalled, reason, message), storage, cached, scheduled, scaler]
-    replicas, ready = _serving_counts(observed)
+    replicas, ready = serving_counts(observed.workload, observed.kept_workload)
     merged = _merged(conds, prev_conds, generation, now)
     return base.model_copy(update={
         "observed_generation": generation,
